@@ -1,0 +1,169 @@
+"""Frames dataset: the speedrun frames of Phases 1 and 2, held in memory as uint8.
+
+Layout on disk: `<root>/<run>/<frame>.png|jpg`, frames sorted by file name inside each
+run, runs sorted by directory name. A root holding images directly is read as one run.
+Run boundaries matter: (t, t+1) pairs for the dynamics model and (earlier, later) pairs
+for the progress reward never cross from one run into another.
+
+Frames stay uint8 on the host (5 runs x ~2K frames x 69 KB fits easily); the training
+step converts them to float on the device.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+FRAME_HW = (144, 160)  # Game Boy screen, (height, width)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _image_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _read_rgb(path: Path, image_hw: tuple[int, int]) -> np.ndarray | None:
+    """(H, W, 3) uint8 RGB, resized with INTER_AREA if needed; None if it cannot be decoded."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        return None
+    if bgr.shape[:2] != image_hw:
+        bgr = cv2.resize(bgr, (image_hw[1], image_hw[0]), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+class FramesDataset:
+    """All frames of all runs as one array, plus where each frame sits in its run.
+
+    Attributes:
+        frames: (N, H, W, 3) uint8 RGB.
+        run_id: (N,) int32, index into `run_names`.
+        frame_index: (N,) int32, position of the frame inside its run (0, 1, 2, ...).
+        run_names: name of each run directory.
+        skipped: images that could not be decoded and were left out.
+    """
+
+    def __init__(self, root: str | Path, image_hw: tuple[int, int] = FRAME_HW, show_progress: bool = True):
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"frames directory {root} does not exist; make it with `uv run python data/make_speedruns.py` "
+                "or pass --data <dir with run_XX/*.png>"
+            )
+        runs = {d.name: _image_files(d) for d in sorted(root.iterdir()) if d.is_dir()}
+        runs = {name: files for name, files in runs.items() if files}
+        if not runs and _image_files(root):
+            runs = {root.name: _image_files(root)}
+        if not runs:
+            raise FileNotFoundError(f"no .png/.jpg frames found in {root} or its run subdirectories")
+
+        frames, run_id, frame_index, skipped = [], [], [], 0
+        total = sum(len(files) for files in runs.values())
+        with tqdm(total=total, desc=f"reading {root}", unit="frame", disable=not show_progress) as bar:
+            for run, files in enumerate(runs.values()):
+                position = 0
+                for path in files:
+                    image = _read_rgb(path, image_hw)
+                    bar.update()
+                    if image is None:
+                        skipped += 1
+                        continue
+                    frames.append(image)
+                    run_id.append(run)
+                    frame_index.append(position)
+                    position += 1
+        if not frames:
+            raise ValueError(f"none of the {total} images in {root} could be decoded")
+        if skipped:
+            warnings.warn(f"skipped {skipped} unreadable image(s) in {root}", stacklevel=2)
+
+        self.frames = np.stack(frames)
+        self.run_id = np.asarray(run_id, np.int32)
+        self.frame_index = np.asarray(frame_index, np.int32)
+        self.run_names = list(runs)
+        self.skipped = skipped
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def num_runs(self) -> int:
+        return len(self.run_names)
+
+    def run_indices(self, run: int) -> np.ndarray:
+        """Dataset indices of one run's frames, in frame order."""
+        return np.flatnonzero(self.run_id == run)
+
+    def resolve_run(self, run: str | int) -> int:
+        """Run number from a run name, a number, or -1 for the last run."""
+        if isinstance(run, str) and run in self.run_names:
+            return self.run_names.index(run)
+        try:
+            number = int(run)
+        except ValueError:
+            number = None
+        if number is None or not -self.num_runs <= number < self.num_runs:
+            raise ValueError(f"run {run!r} is not one of {self.run_names} (or an index into them)")
+        return number % self.num_runs
+
+    def split_indices(self, holdout_run: int) -> tuple[np.ndarray, np.ndarray]:
+        """(train indices, held-out indices): every frame of `holdout_run` goes to held-out."""
+        held_out = self.run_id == holdout_run
+        return np.flatnonzero(~held_out), np.flatnonzero(held_out)
+
+    def next_frame_pairs(self, indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(t, t+1) dataset index pairs with both frames in `indices` and in the same run."""
+        indices = np.arange(len(self)) if indices is None else np.sort(indices)
+        t, t1 = indices[:-1], indices[1:]
+        same_run = (self.run_id[t] == self.run_id[t1]) & (self.frame_index[t1] == self.frame_index[t] + 1)
+        return t[same_run], t1[same_run]
+
+    def batches(self, batch_size: int, rng: np.random.Generator, indices: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """One shuffled epoch of (batch_size, H, W, 3) uint8 frames; the last partial batch is dropped
+        so every step has the same shape (one compile)."""
+        indices = np.arange(len(self)) if indices is None else indices
+        order = rng.permutation(indices)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            yield self.frames[np.sort(order[start : start + batch_size])]
+
+    def pairs(self, batch_size: int, rng: np.random.Generator, indices: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """One shuffled epoch of consecutive-frame pairs (frames t, frames t+1), each (B, H, W, 3)."""
+        t, t1 = self.next_frame_pairs(indices)
+        order = rng.permutation(len(t))
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            chosen = order[start : start + batch_size]
+            yield self.frames[t[chosen]], self.frames[t1[chosen]]
+
+    def order_pair_indices(self, count: int, rng: np.random.Generator, min_gap: int, indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`count` random (earlier, later) dataset index pairs from the same run, at least
+        `min_gap` frames apart. One frame is drawn uniformly among frames that have a partner,
+        the other uniformly among the frames of its run far enough away on either side."""
+        indices = np.arange(len(self)) if indices is None else indices
+        # Sort by (run, frame): each run is then a contiguous block and `rank` counts within it.
+        indices = indices[np.lexsort((self.frame_index[indices], self.run_id[indices]))]
+        runs, run_start, run_length = np.unique(self.run_id[indices], return_index=True, return_counts=True)
+        block = np.searchsorted(runs, self.run_id[indices])
+        rank = np.arange(len(indices)) - run_start[block]
+        length = run_length[block]
+        below = np.maximum(rank - min_gap + 1, 0)  # partners at ranks 0 .. rank - min_gap
+        above = np.maximum(length - rank - min_gap, 0)  # partners at ranks rank + min_gap .. length - 1
+        has_partner = np.flatnonzero(below + above > 0)
+        if len(has_partner) == 0:
+            raise ValueError(f"no run has two frames at least min_gap={min_gap} apart; lower --min-gap")
+        first = rng.choice(has_partner, size=count)
+        draw = rng.integers(below[first] + above[first])
+        partner_rank = np.where(draw < below[first], draw, rank[first] + min_gap + draw - below[first])
+        second = run_start[block[first]] + partner_rank
+        earlier, later = np.minimum(first, second), np.maximum(first, second)
+        return indices[earlier], indices[later]
+
+    def order_pairs(self, batch_size: int, num_batches: int, rng: np.random.Generator, min_gap: int, indices: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """`num_batches` batches of (earlier frames, later frames) from the same run, gap >= min_gap."""
+        earlier, later = self.order_pair_indices(batch_size * num_batches, rng, min_gap, indices)
+        for start in range(0, len(earlier), batch_size):
+            yield self.frames[earlier[start : start + batch_size]], self.frames[later[start : start + batch_size]]

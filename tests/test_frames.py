@@ -1,0 +1,73 @@
+"""Frames dataset: run order and boundaries, resizing, corrupt images, empty dirs, pair sampling."""
+
+import cv2
+import numpy as np
+import pytest
+
+from data.frames import FRAME_HW, FramesDataset
+from synthetic_frames import write_synthetic_runs
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    return write_synthetic_runs(tmp_path_factory.mktemp("frames"), num_runs=3, frames_per_run=12)
+
+
+def test_reads_runs_in_order_and_keeps_boundaries(runs_dir):
+    data = FramesDataset(runs_dir, show_progress=False)
+    assert data.frames.shape == (36, *FRAME_HW, 3) and data.frames.dtype == np.uint8
+    assert data.run_names == ["run_00", "run_01", "run_02"]
+    np.testing.assert_array_equal(data.run_id, np.repeat([0, 1, 2], 12))
+    np.testing.assert_array_equal(data.frame_index, np.tile(np.arange(12), 3))
+    # Frame 5 of run 1 is the file run_01/000005.png, in RGB.
+    on_disk = cv2.cvtColor(cv2.imread(str(runs_dir / "run_01" / "000005.png")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(data.frames[12 + 5], on_disk)
+
+    t, t1 = data.next_frame_pairs()
+    assert len(t) == 3 * 11  # no pair crosses a run boundary
+    assert np.all(data.run_id[t] == data.run_id[t1]) and np.all(data.frame_index[t1] == data.frame_index[t] + 1)
+
+
+def test_resizes_skips_corrupt_and_reads_flat_dirs(tmp_path):
+    cv2.imwrite(str(tmp_path / "000000.png"), np.zeros((288, 320, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "000001.jpg"), np.full((144, 160, 3), 255, np.uint8))
+    (tmp_path / "000002.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        data = FramesDataset(tmp_path, show_progress=False)
+    assert data.frames.shape == (2, *FRAME_HW, 3) and data.skipped == 1
+    assert data.run_names == [tmp_path.name]
+    np.testing.assert_array_equal(data.frame_index, [0, 1])
+
+
+def test_missing_or_empty_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        FramesDataset(tmp_path / "nope")
+    (tmp_path / "run_00").mkdir()
+    (tmp_path / "run_00" / "notes.txt").write_text("no frames here")
+    with pytest.raises(FileNotFoundError, match=f"no .png/.jpg frames found in {tmp_path}"):
+        FramesDataset(tmp_path)
+
+
+def test_batches_pairs_and_holdout(runs_dir):
+    data = FramesDataset(runs_dir, show_progress=False)
+    train, held_out = data.split_indices(data.resolve_run(-1))
+    assert set(data.run_id[held_out]) == {2} and set(data.run_id[train]) == {0, 1}
+    assert data.resolve_run("run_01") == 1
+    with pytest.raises(ValueError, match="run_07"):
+        data.resolve_run("run_07")
+
+    batches = list(data.batches(5, np.random.default_rng(0), train))
+    assert len(batches) == 24 // 5 and all(b.shape == (5, *FRAME_HW, 3) for b in batches)
+    for frames_t, frames_t1 in data.pairs(4, np.random.default_rng(0), train):
+        assert frames_t.shape == frames_t1.shape == (4, *FRAME_HW, 3)
+
+    earlier, later = data.order_pair_indices(2000, np.random.default_rng(0), min_gap=4, indices=train)
+    assert np.all(data.run_id[earlier] == data.run_id[later])
+    assert np.all(data.frame_index[later] - data.frame_index[earlier] >= 4)
+    assert not np.isin(np.concatenate([earlier, later]), held_out).any()
+    # Every frame that has a partner gets drawn; the extremes of the gap are both reached.
+    assert len(np.unique(np.concatenate([earlier, later]))) == 24
+    gaps = data.frame_index[later] - data.frame_index[earlier]
+    assert gaps.min() == 4 and gaps.max() == 11
+    with pytest.raises(ValueError, match="min_gap=12"):
+        data.order_pair_indices(1, np.random.default_rng(0), min_gap=12)
