@@ -5,12 +5,17 @@ run, runs sorted by directory name. A root holding images directly is read as on
 Run boundaries matter: (t, t+1) pairs for the dynamics model and (earlier, later) pairs
 for the progress reward never cross from one run into another.
 
+A run's `metadata.json` (written by data/extract_frames.py) may give each frame a
+`segment`: labeled spans of a video with gaps between them. (t, t+1) pairs stay inside
+a segment; frame order across segments of a run is still time order.
+
 Frames stay uint8 on the host (5 runs x ~2K frames x 69 KB fits easily); the training
 step converts them to float on the device.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +30,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 def _image_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _segments(run_dir: Path) -> dict[str, int]:
+    """File name -> labeled segment, from the run's metadata.json if it has them."""
+    metadata = run_dir / "metadata.json"
+    if not metadata.is_file():
+        return {}
+    frames = json.loads(metadata.read_text()).get("frames", [])
+    return {record["file"]: record["segment"] for record in frames if "segment" in record}
 
 
 def _read_rgb(path: Path, image_hw: tuple[int, int]) -> np.ndarray | None:
@@ -44,6 +58,7 @@ class FramesDataset:
         frames: (N, H, W, 3) uint8 RGB.
         run_id: (N,) int32, index into `run_names`.
         frame_index: (N,) int32, position of the frame inside its run (0, 1, 2, ...).
+        segment: (N,) int32, labeled span of the run the frame belongs to (0 without labels).
         run_names: name of each run directory.
         skipped: images that could not be decoded and were left out.
     """
@@ -55,17 +70,18 @@ class FramesDataset:
                 f"frames directory {root} does not exist; make it with `uv run python data/make_speedruns.py` "
                 "or pass --data <dir with run_XX/*.png>"
             )
-        runs = {d.name: _image_files(d) for d in sorted(root.iterdir()) if d.is_dir()}
+        runs = {d.name: _image_files(d) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
         runs = {name: files for name, files in runs.items() if files}
         if not runs and _image_files(root):
             runs = {root.name: _image_files(root)}
         if not runs:
             raise FileNotFoundError(f"no .png/.jpg frames found in {root} or its run subdirectories")
 
-        frames, run_id, frame_index, skipped = [], [], [], 0
+        frames, run_id, frame_index, segment, skipped = [], [], [], [], 0
         total = sum(len(files) for files in runs.values())
         with tqdm(total=total, desc=f"reading {root}", unit="frame", disable=not show_progress) as bar:
             for run, files in enumerate(runs.values()):
+                segment_of_file = _segments(files[0].parent)
                 position = 0
                 for path in files:
                     image = _read_rgb(path, image_hw)
@@ -76,6 +92,7 @@ class FramesDataset:
                     frames.append(image)
                     run_id.append(run)
                     frame_index.append(position)
+                    segment.append(segment_of_file.get(path.name, 0))
                     position += 1
         if not frames:
             raise ValueError(f"none of the {total} images in {root} could be decoded")
@@ -85,6 +102,7 @@ class FramesDataset:
         self.frames = np.stack(frames)
         self.run_id = np.asarray(run_id, np.int32)
         self.frame_index = np.asarray(frame_index, np.int32)
+        self.segment = np.asarray(segment, np.int32)
         self.run_names = list(runs)
         self.skipped = skipped
 
@@ -117,10 +135,14 @@ class FramesDataset:
         return np.flatnonzero(~held_out), np.flatnonzero(held_out)
 
     def next_frame_pairs(self, indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(t, t+1) dataset index pairs with both frames in `indices` and in the same run."""
+        """(t, t+1) dataset index pairs with both frames in `indices` and in the same run and segment."""
         indices = np.arange(len(self)) if indices is None else np.sort(indices)
         t, t1 = indices[:-1], indices[1:]
-        same_run = (self.run_id[t] == self.run_id[t1]) & (self.frame_index[t1] == self.frame_index[t] + 1)
+        same_run = (
+            (self.run_id[t] == self.run_id[t1])
+            & (self.segment[t] == self.segment[t1])
+            & (self.frame_index[t1] == self.frame_index[t] + 1)
+        )
         return t[same_run], t1[same_run]
 
     def batches(self, batch_size: int, rng: np.random.Generator, indices: np.ndarray | None = None) -> Iterator[np.ndarray]:

@@ -1,5 +1,7 @@
 """Frames dataset: run order and boundaries, resizing, corrupt images, empty dirs, pair sampling."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -71,3 +73,15 @@ def test_batches_pairs_and_holdout(runs_dir):
     assert gaps.min() == 4 and gaps.max() == 11
     with pytest.raises(ValueError, match="min_gap=12"):
         data.order_pair_indices(1, np.random.default_rng(0), min_gap=12)
+
+
+def test_labeled_segments_break_next_frame_pairs(tmp_path):
+    write_synthetic_runs(tmp_path, num_runs=1, frames_per_run=6)
+    (tmp_path / ".run_01.partial").mkdir()  # an extractor's unfinished output is not a run
+    records = [{"file": f"{t:06d}.png", "segment": int(t >= 3)} for t in range(6)]
+    (tmp_path / "run_00" / "metadata.json").write_text(json.dumps({"frames": records}))
+    data = FramesDataset(tmp_path, show_progress=False)
+    assert data.run_names == ["run_00"]
+    t, t1 = data.next_frame_pairs()
+    np.testing.assert_array_equal(t, [0, 1, 3, 4])
+    np.testing.assert_array_equal(t1, [1, 2, 4, 5])
