@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 EMUQUEST_ROM = Path(__file__).parent / "roms" / "emuquest" / "emuquest.gb"
 
@@ -86,3 +86,86 @@ class EmuQuest:
 
     def finished(self, memory: Memory) -> bool:
         return memory[self.MODE] == self.MODE_END
+
+
+@dataclass(frozen=True)
+class PokemonRed:
+    """Pokémon Red and Blue (international releases; both share one RAM layout).
+
+    Addresses checked against the pret/pokered disassembly's wram.asm, whose
+    address comments give: wPlayerName d158, wPartyCount d163, wPartyMon1 d16b
+    (party_struct is 0x2C bytes, level at offset 0x21, so wPartyMon1Level = d18c),
+    wObtainedBadges d356, wCurMap d35e, wYCoord d361, wXCoord d362 and
+    wEventFlags d747 (320 bytes). They agree with PokemonRedExperiments, which reads
+    the event flags over 0xD747..0xD87E; we use that same range.
+
+    Milestones are the number of set event flags. Every story step (following Oak,
+    getting the starter, delivering the parcel, beating each gym leader...) sets one,
+    so the count rises through the whole game, including the long stretch before
+    the first badge where a badge count would sit at 0. Badges and party levels are
+    available separately for evaluation.
+    """
+
+    name: str = "pokemon_red"
+    cart_titles: ClassVar[tuple[str, ...]] = ("POKEMON RED", "POKEMON BLUE")
+
+    PLAYER_NAME: int = 0xD158  # 0 until set in Oak's intro (the game clears WRAM at boot)
+    PARTY_COUNT: int = 0xD163
+    PARTY_LEVELS: tuple[int, ...] = (0xD18C, 0xD1B8, 0xD1E4, 0xD210, 0xD23C, 0xD268)
+    BADGES: int = 0xD356  # bit i set = badge i
+    MAP_ID: int = 0xD35E
+    Y: int = 0xD361
+    X: int = 0xD362
+    EVENT_FLAGS_START: int = 0xD747
+    EVENT_FLAGS_END: int = 0xD87E  # exclusive
+
+    def event_flag_count(self, memory: Memory) -> int:
+        flags = bytes(memory[self.EVENT_FLAGS_START : self.EVENT_FLAGS_END])
+        return int.from_bytes(flags, "little").bit_count()
+
+    def badges(self, memory: Memory) -> int:
+        return memory[self.BADGES].bit_count()
+
+    def party_levels(self, memory: Memory) -> list[int]:
+        return [memory[a] for a in self.PARTY_LEVELS[: min(memory[self.PARTY_COUNT], 6)]]
+
+    def status(self, memory: Memory) -> GameStatus:
+        return GameStatus(
+            milestones=self.event_flag_count(memory),
+            map_id=memory[self.MAP_ID],
+            x=memory[self.X],
+            y=memory[self.Y],
+            # There is no mode byte; the player's name is written only after the
+            # title screen and the NEW GAME / CONTINUE menu have been passed.
+            left_title=memory[self.PLAYER_NAME] != 0,
+        )
+
+    def finished(self, memory: Memory) -> bool:
+        return False  # the game has no end screen worth stopping at; episodes truncate
+
+
+@dataclass(frozen=True)
+class ScreenOnly:
+    """An unknown ROM: the agent sees pixels and nothing else is known."""
+
+    name: str = "screen_only"
+    cart_title: str = ""
+
+    def status(self, memory: Memory) -> GameStatus:
+        return GameStatus(milestones=-1, map_id=-1, x=-1, y=-1, left_title=False)
+
+    def finished(self, memory: Memory) -> bool:
+        return False
+
+
+GameProfile = EmuQuest | PokemonRed | ScreenOnly
+
+
+def profile_for_rom(rom: bytes) -> GameProfile:
+    """Pick the profile whose cartridge title matches; ScreenOnly for anything else."""
+    title = read_cart_title(rom)
+    if title == EmuQuest.cart_title:
+        return EmuQuest()
+    if title in PokemonRed.cart_titles:
+        return PokemonRed()
+    return ScreenOnly(cart_title=title)
