@@ -1,0 +1,216 @@
+"""VQ-VAE tokenizer: a 144x160 frame becomes a 9x10 grid of tokens and back.
+
+The encoder halves the resolution once per entry of `encoder_channels` (four stages: 16x),
+the quantizer (models/quantizers.py) discretizes each of the 9x10 latents, and the decoder
+repeats pixels (nearest-neighbour upsampling) before each conv: on CPU that is 4-5x faster
+than ConvTranspose and has no checkerboard artifacts.
+
+`VQEncoder` is the encoder plus quantizer alone (pretrained_encoder.pkl, the policy, the VQ
+reward head). `VQVAE` adds the decoder. Both use the same parameter paths ("encoder",
+"quantizer"), so a tokenizer's params restore into a VQEncoder by dropping "decoder".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, restore_params
+from models.quantizers import QuantizerConfig, make_quantizer
+
+
+@dataclass(frozen=True)
+class VQVAEConfig:
+    embed_dim: int = 192
+    """Width of each latent token (and of each codebook entry)."""
+    encoder_channels: tuple[int, ...] = (32, 64, 128, 192)
+    """Conv widths, one stride-2 stage each; the decoder mirrors them."""
+    res_blocks: int = 1
+    """Residual blocks after each encoder / decoder stage."""
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    """Which quantizer and its settings; its dim is set to embed_dim."""
+    image_hw: tuple[int, int] = (144, 160)
+    """Input frame height and width; each must be divisible by 2**len(encoder_channels)."""
+    dtype: str = "float32"
+    """Compute dtype of the convs ("float32" or "bfloat16"); weights and quantizer stay fp32."""
+
+    def __post_init__(self):
+        if self.quantizer.dim is None:
+            object.__setattr__(self, "quantizer", dataclasses.replace(self.quantizer, dim=self.embed_dim))
+        elif self.quantizer.dim != self.embed_dim:
+            raise ValueError(f"quantizer dim {self.quantizer.dim} differs from embed_dim {self.embed_dim}")
+        factor = self.downsample
+        if any(size % factor for size in self.image_hw):
+            raise ValueError(f"image_hw {self.image_hw} is not divisible by the encoder's downsampling {factor}")
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** len(self.encoder_channels)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Token grid (rows, cols): (9, 10) for 144x160 frames."""
+        return (self.image_hw[0] // self.downsample, self.image_hw[1] // self.downsample)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.quantizer.vocab_size
+
+
+def frames_to_float(frames: jax.Array) -> jax.Array:
+    """uint8 frames in [0, 255] -> float32 in [0, 1]; float frames pass through as float32."""
+    if jnp.issubdtype(frames.dtype, jnp.integer):
+        return frames.astype(jnp.float32) / 255.0
+    return frames.astype(jnp.float32)
+
+
+class ResidualBlock(nnx.Module):
+    def __init__(self, channels: int, dtype, rngs: nnx.Rngs):
+        self.conv1 = nnx.Conv(channels, channels, (3, 3), dtype=dtype, rngs=rngs)
+        self.conv2 = nnx.Conv(channels, channels, (3, 3), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        return x + self.conv2(nnx.silu(self.conv1(nnx.silu(x))))
+
+
+class Encoder(nnx.Module):
+    """(B, H, W, 3) in [0, 1] -> continuous latents (B, H/16, W/16, embed_dim)."""
+
+    def __init__(self, cfg: VQVAEConfig, rngs: nnx.Rngs):
+        dtype = jnp.dtype(cfg.dtype)
+        widths = (3, *cfg.encoder_channels)
+        self.downs = nnx.List(
+            [
+                nnx.Conv(c_in, c_out, (4, 4), strides=2, padding=((1, 1), (1, 1)), dtype=dtype, rngs=rngs)
+                for c_in, c_out in zip(widths[:-1], widths[1:])
+            ]
+        )
+        self.blocks = nnx.List(
+            [
+                nnx.List([ResidualBlock(c, dtype, rngs) for _ in range(cfg.res_blocks)])
+                for c in cfg.encoder_channels
+            ]
+        )
+        self.to_latent = nnx.Conv(cfg.encoder_channels[-1], cfg.embed_dim, (1, 1), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        x = x * 2.0 - 1.0
+        for down, blocks in zip(self.downs, self.blocks):
+            x = nnx.silu(down(x))
+            for block in blocks:
+                x = block(x)
+        return self.to_latent(x).astype(jnp.float32)
+
+
+class Decoder(nnx.Module):
+    """Latents (B, h, w, embed_dim) -> frames (B, 16h, 16w, 3), roughly in [0, 1]."""
+
+    def __init__(self, cfg: VQVAEConfig, rngs: nnx.Rngs):
+        dtype = jnp.dtype(cfg.dtype)
+        widths = cfg.encoder_channels[::-1]  # e.g. (192, 128, 64, 32)
+        outs = (*widths[1:], widths[-1])  # each stage's width after its upsample
+        self.from_latent = nnx.Conv(cfg.embed_dim, widths[0], (3, 3), dtype=dtype, rngs=rngs)
+        self.blocks = nnx.List(
+            [nnx.List([ResidualBlock(c, dtype, rngs) for _ in range(cfg.res_blocks)]) for c in widths]
+        )
+        self.ups = nnx.List(
+            [nnx.Conv(c_in, c_out, (3, 3), dtype=dtype, rngs=rngs) for c_in, c_out in zip(widths, outs)]
+        )
+        self.to_rgb = nnx.Conv(outs[-1], 3, (3, 3), dtype=dtype, rngs=rngs)
+        self.dtype = dtype
+
+    def __call__(self, z):
+        x = self.from_latent(z.astype(self.dtype))
+        for blocks, up in zip(self.blocks, self.ups):
+            for block in blocks:
+                x = block(x)
+            x = x.repeat(2, axis=1).repeat(2, axis=2)  # nearest-neighbour 2x
+            x = nnx.silu(up(x))
+        return self.to_rgb(x).astype(jnp.float32)
+
+
+class VQEncoder(nnx.Module):
+    """Encoder + quantizer: frames -> tokens and their embeddings. Used by RL and the VQ reward head."""
+
+    def __init__(self, cfg: VQVAEConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.encoder = Encoder(cfg, rngs)
+        self.quantizer = make_quantizer(cfg.quantizer, rngs)
+
+    def latents(self, frames: jax.Array) -> jax.Array:
+        """Continuous encoder output before quantization: (B, 9, 10, D) float32."""
+        frames = frames_to_float(frames)
+        if frames.shape[-3:] != (*self.cfg.image_hw, 3):
+            raise ValueError(f"frames of shape {frames.shape} do not match image_hw {self.cfg.image_hw} x 3")
+        return self.encoder(frames)
+
+    def encode(self, frames: jax.Array, key: jax.Array | None = None):
+        """frames (B, H, W, 3) uint8 or [0, 1] float -> (z_q (B, 9, 10, D), indices (B, 9, 10) int32, aux)."""
+        return self.quantizer(self.latents(frames), key)
+
+    def embed_indices(self, indices: jax.Array) -> jax.Array:
+        """Token ids (B, 9, 10) -> their codebook embeddings (B, 9, 10, D)."""
+        return self.quantizer.lookup(indices)
+
+    def restart_dead_codes(self, usage_counts: jax.Array, frames: jax.Array, key: jax.Array) -> jax.Array:
+        """Move codes used fewer than restart_threshold times onto latents of `frames`; returns how many moved.
+
+        usage_counts (vocab,) is what the training loop accumulated since the last restart,
+        e.g. the sum of jnp.bincount(indices.ravel(), length=vocab) over recent batches.
+        """
+        return self.quantizer.restart_dead_codes(usage_counts, self.latents(frames), key)
+
+
+class VQVAE(VQEncoder):
+    """The tokenizer: VQEncoder plus a decoder back to pixels."""
+
+    def __init__(self, cfg: VQVAEConfig, *, rngs: nnx.Rngs):
+        super().__init__(cfg, rngs=rngs)
+        self.decoder = Decoder(cfg, rngs)
+
+    def decode(self, z_q: jax.Array) -> jax.Array:
+        """(B, 9, 10, D) -> (B, 144, 160, 3) float32."""
+        return self.decoder(z_q)
+
+    def __call__(self, frames: jax.Array, key: jax.Array | None = None):
+        """-> (reconstruction (B, H, W, 3), indices (B, 9, 10), aux)."""
+        z_q, indices, aux = self.encode(frames, key)
+        return self.decode(z_q), indices, aux
+
+
+def tokenizer_loss(model: VQVAE, frames: jax.Array, key: jax.Array | None):
+    """Reconstruction MSE plus the quantizer's own loss. Returns (loss, metrics of scalars)."""
+    target = frames_to_float(frames)
+    recon, _, aux = model(target, key)
+    recon_mse = jnp.mean((recon - target) ** 2)
+    loss = recon_mse + aux["loss"]
+    metrics = {"loss": loss, "recon_mse": recon_mse}
+    metrics.update({f"quantizer/{name}": value for name, value in aux.items() if name != "loss"})
+    return loss, metrics
+
+
+def load_tokenizer(path) -> VQVAE:
+    """A VQVAE rebuilt from a 'tokenizer' checkpoint (its config and weights)."""
+    ckpt = load_checkpoint(path, "tokenizer")
+    model = VQVAE(config_from_dict(VQVAEConfig, ckpt["config"]), rngs=nnx.Rngs(0))
+    return restore_params(model, ckpt["params"], source=str(path))
+
+
+def load_encoder(path) -> VQEncoder:
+    """A VQEncoder from an 'encoder' checkpoint, or from a 'tokenizer' one (its decoder is dropped)."""
+    ckpt = load_checkpoint(path, ("encoder", "tokenizer"))
+    model = VQEncoder(config_from_dict(VQVAEConfig, ckpt["config"]), rngs=nnx.Rngs(0))
+    params = {name: ckpt["params"][name] for name in ("encoder", "quantizer") if name in ckpt["params"]}
+    return restore_params(model, params, source=str(path))
+
+
+def encoder_params(tokenizer_params: dict) -> dict:
+    """The part of a tokenizer's params that a VQEncoder holds (for pretrained_encoder.pkl)."""
+    if "encoder" not in tokenizer_params:
+        raise CheckpointError("tokenizer params lack 'encoder'")
+    # A quantizer without parameters ("none") has no entry.
+    return {name: tokenizer_params[name] for name in ("encoder", "quantizer") if name in tokenizer_params}
