@@ -266,6 +266,8 @@ def main(args: Args) -> int:
         if args.labels is not None and not args.labels.is_dir():
             raise ValueError(f"--labels {args.labels} is not a folder (expected labeled_frames/ from data/labeler.py)")
         videos = list_videos(args.video)
+        if args.labels is not None and not any(load_labels(args.labels, video) is not None for video in videos):
+            raise ValueError(f"--labels {args.labels} has no label file for {', '.join(v.name for v in videos)}; save one with data/labeler.py")
         out_root = Path(args.out)
         return sum(extract_video(video, out_root, args) for video in videos)
     except (ValueError, OSError) as error:

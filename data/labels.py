@@ -48,11 +48,16 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     if not ok:
         capture.release()
         raise ValueError(f"{path} is not a readable video (OpenCV could not decode a frame)")
+    frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    if frame_count <= 0:  # some containers (e.g. streamed webm) do not say: count once
+        frame_count = 1
+        while capture.grab():
+            frame_count += 1
     capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
     fps = capture.get(cv2.CAP_PROP_FPS)
     info = VideoInfo(
         path=path,
-        frame_count=int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+        frame_count=frame_count,
         # Some containers report no rate; 60 is the Game Boy's (59.73) rounded.
         fps=fps if fps > 0 else 60.0,
         width=first.shape[1],

@@ -142,6 +142,8 @@ def test_labels_keep_only_labeled_frames(videos, tmp_path):
         *[(i, 1) for i in range(102, 131, 3)],
     ]
     assert not (out / "bordered").exists()  # no label file: skipped
+    with pytest.raises(SystemExit, match="no label file for bordered.mp4"):
+        main(Args(video=folder / "bordered.mp4", out=str(out), labels=labels))
 
 
 def run_cli(*arguments: str) -> subprocess.CompletedProcess:
