@@ -1,0 +1,126 @@
+"""Progress reward models trained from frame order alone (Bradley-Terry).
+
+For two frames of one run, a later and an earlier, the model should score the later one
+higher: P(later beats earlier) = sigmoid(s_later - s_earlier). Two backbones:
+- "resnet34": a ResNet-34 trained end to end on pixels;
+- "vq": the frozen VQ encoder from Phase 1 and a small MLP head on its 9x10 token
+  embeddings. Only the head trains (`trainable_filter`), and the encoder's gradient is
+  stopped, so the visual vocabulary stays the one the policy sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from models.checkpoint import config_from_dict, load_checkpoint, params_of, restore_params
+from models.resnet import ResNet34, ResNetConfig
+from models.vqvae import VQEncoder, VQVAEConfig, load_encoder
+
+BACKBONES = ("resnet34", "vq")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    backbone: str = "resnet34"
+    """"resnet34" (pixels, trained end to end) or "vq" (frozen VQ encoder + MLP head)."""
+    resnet: ResNetConfig = field(default_factory=ResNetConfig)
+    """ResNet sizes, used when backbone is "resnet34"."""
+    tokenizer: VQVAEConfig = field(default_factory=VQVAEConfig)
+    """The VQ encoder's config, used when backbone is "vq" (taken from the tokenizer checkpoint)."""
+    head_reduce_dim: int = 16
+    """VQ head: each token embedding is first projected to this width."""
+    head_hidden: int = 256
+    """VQ head: hidden width of the MLP over the flattened grid."""
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"reward backbone {self.backbone!r} is not one of {BACKBONES}")
+
+
+def bradley_terry_loss(s_earlier: jax.Array, s_later: jax.Array) -> jax.Array:
+    """Mean of -log sigmoid(s_later - s_earlier) = softplus(s_earlier - s_later)."""
+    return jnp.mean(jax.nn.softplus(s_earlier - s_later))
+
+
+def pairwise_accuracy(s_earlier: jax.Array, s_later: jax.Array) -> jax.Array:
+    """Fraction of pairs whose later frame scores strictly higher."""
+    return jnp.mean(s_later > s_earlier)
+
+
+class VQRewardHead(nnx.Module):
+    """Token embeddings (B, rows, cols, D) -> score (B,). Flattening keeps where things are on screen."""
+
+    def __init__(self, feature_dim: int, grid: tuple[int, int], reduce_dim: int, hidden: int, rngs: nnx.Rngs):
+        self.reduce = nnx.Linear(feature_dim, reduce_dim, rngs=rngs)
+        self.hidden = nnx.Linear(grid[0] * grid[1] * reduce_dim, hidden, rngs=rngs)
+        self.out = nnx.Linear(hidden, 1, rngs=rngs)
+
+    def __call__(self, features: jax.Array) -> jax.Array:
+        x = nnx.gelu(self.reduce(features.astype(jnp.float32)))
+        x = nnx.gelu(self.hidden(x.reshape(x.shape[0], -1)))
+        return self.out(x)[:, 0]
+
+
+class RewardModel(nnx.Module):
+    """frames (B, 144, 160, 3) uint8 -> progress scores (B,) float32, with either backbone."""
+
+    def __init__(self, cfg: RewardConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        if cfg.backbone == "resnet34":
+            self.resnet = ResNet34(cfg.resnet, rngs=rngs)
+        else:
+            tok = cfg.tokenizer
+            self.encoder = VQEncoder(tok, rngs=rngs)
+            self.head = VQRewardHead(tok.embed_dim, tok.grid, cfg.head_reduce_dim, cfg.head_hidden, rngs)
+
+    def trainable_filter(self):
+        """Which params the optimizer updates: all for ResNet, only the head for "vq"."""
+        if self.cfg.backbone == "resnet34":
+            return nnx.Param
+        return nnx.All(nnx.Param, nnx.PathContains("head"))
+
+    def __call__(self, frames: jax.Array) -> jax.Array:
+        if self.cfg.backbone == "resnet34":
+            return self.resnet(frames).astype(jnp.float32)
+        z_q, _, _ = self.encoder.encode(frames, None)
+        return self.head(jax.lax.stop_gradient(z_q))
+
+    def score(self, frames: jax.Array) -> jax.Array:
+        """Progress score per frame; higher means further into the game."""
+        return self(frames)
+
+
+def reward_loss(model: RewardModel, earlier: jax.Array, later: jax.Array):
+    """Bradley-Terry loss on a batch of (earlier, later) frame pairs. Returns (loss, metrics)."""
+    s_earlier, s_later = model(earlier), model(later)
+    loss = bradley_terry_loss(s_earlier, s_later)
+    return loss, {"loss": loss, "pairwise_accuracy": pairwise_accuracy(s_earlier, s_later)}
+
+
+def vq_reward_model(tokenizer_path, cfg: RewardConfig, rngs: nnx.Rngs) -> RewardModel:
+    """A "vq" RewardModel whose encoder holds the weights of a tokenizer / encoder checkpoint.
+
+    The tokenizer's own config replaces cfg.tokenizer, so shapes always agree.
+    """
+    encoder = load_encoder(tokenizer_path)
+    cfg = RewardConfig(
+        backbone="vq",
+        resnet=cfg.resnet,
+        tokenizer=encoder.cfg,
+        head_reduce_dim=cfg.head_reduce_dim,
+        head_hidden=cfg.head_hidden,
+    )
+    model = RewardModel(cfg, rngs=rngs)
+    restore_params(model.encoder, params_of(encoder), source=str(tokenizer_path))
+    return model
+
+
+def load_reward(path) -> RewardModel:
+    """A RewardModel rebuilt from a 'reward' checkpoint (either backbone)."""
+    ckpt = load_checkpoint(path, "reward")
+    model = RewardModel(config_from_dict(RewardConfig, ckpt["config"]), rngs=nnx.Rngs(0))
+    return restore_params(model, ckpt["params"], source=str(path))
