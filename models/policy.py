@@ -1,0 +1,132 @@
+"""Actor-critic policies for PPO: frames in, action logits and a value out.
+
+VQPolicy (the default): frame -> VQ encoder -> 9x10 codebook tokens -> the dynamics model's
+transformer (`TokenTransformer.features`, so it can start from pretrained_dynamics.pkl) ->
+mean over the 90 cells -> action logits and value.
+
+- Frozen encoder (default): the tokens are a fixed function of the frame, so the rollout
+  computes them once (`observe`) and PPO's epochs train only the trunk and heads on the
+  stored tokens (B, 9, 10) instead of re-encoding frames every minibatch. The trunk embeds
+  them with its token table: with a frozen codebook that carries the same information as
+  the codebook vectors, and it is the embedding the pretrained dynamics trunk was trained on.
+- Fine-tuned encoder: the trunk reads the codebook embeddings z_q (B, 9, 10, D_vq) with the
+  quantizer's gradient (straight-through for VQ), so PPO's gradient reaches the encoder.
+
+ViTPolicy (legacy): 16x16 patches -> linear embedding -> the same transformer trunk.
+
+Both split their work into `observe(frames)` (no trainable parameters on the path when the
+encoder is frozen) and `__call__(observation)`; the trainer stores observations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from models.transformer import TokenTransformer, TransformerConfig
+from models.vqvae import VQEncoder, VQVAEConfig, frames_to_float
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    kind: str = "vq"
+    """"vq" (VQ encoder + token transformer) or "vit" (patch embedding + the same transformer)."""
+    num_actions: int = 8
+    """Size of the discrete action set."""
+    encoder: VQVAEConfig = field(default_factory=VQVAEConfig)
+    """The VQ encoder (kind "vq"); its grid must match the transformer's."""
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    """The trunk: same architecture as the dynamics model."""
+    finetune_encoder: bool = False
+    """Train the VQ encoder with PPO instead of keeping it frozen."""
+    patch_size: int = 16
+    """ViT patch side (kind "vit"); 144x160 frames give the 9x10 grid."""
+
+    def __post_init__(self):
+        if self.kind not in ("vq", "vit"):
+            raise ValueError(f'policy kind must be "vq" or "vit", got {self.kind!r}')
+        if self.kind == "vq":
+            if tuple(self.encoder.grid) != tuple(self.transformer.grid):
+                raise ValueError(f"encoder grid {self.encoder.grid} differs from transformer grid {self.transformer.grid}")
+            if self.encoder.vocab_size != self.transformer.vocab_size:
+                raise ValueError(
+                    f"the tokenizer has {self.encoder.vocab_size} codes but the transformer reads "
+                    f"{self.transformer.vocab_size}: use a dynamics model trained on this tokenizer"
+                )
+
+    @property
+    def stores_frames(self) -> bool:
+        """Whether `observe` returns frames (B, 144, 160, 3) uint8 rather than tokens (B, 9, 10)."""
+        return self.kind == "vit" or self.finetune_encoder
+
+
+class ActorCriticHeads(nnx.Module):
+    """Pooled features (B, D) -> (logits (B, A) float32, value (B,) float32)."""
+
+    def __init__(self, width: int, num_actions: int, rngs: nnx.Rngs):
+        # Small actor init so the first policy is near uniform (cleanrl uses std 0.01).
+        self.actor = nnx.Linear(width, num_actions, kernel_init=nnx.initializers.orthogonal(0.01), rngs=rngs)
+        self.critic = nnx.Linear(width, 1, kernel_init=nnx.initializers.orthogonal(1.0), rngs=rngs)
+
+    def __call__(self, pooled):
+        pooled = pooled.astype(jnp.float32)
+        return self.actor(pooled), self.critic(pooled)[:, 0]
+
+
+class VQPolicy(nnx.Module):
+    def __init__(self, cfg: PolicyConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.vq = VQEncoder(cfg.encoder, rngs=rngs)
+        # A fine-tuned encoder feeds codebook vectors; project them when widths differ.
+        vq_dim, width = cfg.encoder.embed_dim, cfg.transformer.embed_dim
+        input_dim = vq_dim if cfg.finetune_encoder and vq_dim != width else None
+        self.trunk = TokenTransformer(dataclasses.replace(cfg.transformer, input_dim=input_dim), rngs=rngs)
+        self.heads = ActorCriticHeads(cfg.transformer.embed_dim, cfg.num_actions, rngs)
+
+    def observe(self, frames: jax.Array) -> jax.Array:
+        """uint8 frames (B, 144, 160, 3) -> what `__call__` reads: tokens (B, 9, 10) int32 when
+        the encoder is frozen, else the frames themselves."""
+        if self.cfg.finetune_encoder:
+            return frames
+        _, indices, _ = self.vq.encode(frames)
+        return indices
+
+    def __call__(self, observation: jax.Array):
+        if self.cfg.finetune_encoder:
+            trunk_input, _, _ = self.vq.encode(observation)  # z_q (B, 9, 10, D_vq), straight-through
+        else:
+            trunk_input = observation  # token ids (B, 9, 10)
+        return self.heads(self.trunk.features(trunk_input).mean(axis=1))
+
+
+class ViTPolicy(nnx.Module):
+    """The legacy policy: non-overlapping patches -> linear embedding -> transformer trunk."""
+
+    def __init__(self, cfg: PolicyConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        width, p = cfg.transformer.embed_dim, cfg.patch_size
+        self.patch_embed = nnx.Conv(3, width, (p, p), strides=p, padding="VALID", rngs=rngs)
+        self.trunk = TokenTransformer(dataclasses.replace(cfg.transformer, input_dim=None), rngs=rngs)
+        self.heads = ActorCriticHeads(width, cfg.num_actions, rngs)
+
+    def observe(self, frames: jax.Array) -> jax.Array:
+        return frames
+
+    def __call__(self, frames: jax.Array):
+        patches = self.patch_embed(frames_to_float(frames) * 2.0 - 1.0)  # (B, 9, 10, D)
+        return self.heads(self.trunk.features(patches).mean(axis=1))
+
+
+def make_policy(cfg: PolicyConfig, rngs: nnx.Rngs) -> VQPolicy | ViTPolicy:
+    return VQPolicy(cfg, rngs=rngs) if cfg.kind == "vq" else ViTPolicy(cfg, rngs=rngs)
+
+
+def trainable_filter(cfg: PolicyConfig):
+    """nnx filter of the parameters PPO updates (a frozen VQ encoder is left out)."""
+    if cfg.kind == "vq" and not cfg.finetune_encoder:
+        return nnx.All(nnx.Param, nnx.Not(nnx.PathContains("vq")))
+    return nnx.Param
