@@ -134,8 +134,9 @@ for row in range(0, len(indices), THUMBS_PER_ROW):
     for column, index, thumb in zip(st.columns(THUMBS_PER_ROW), indices[row : row + THUMBS_PER_ROW], thumbs[row : row + THUMBS_PER_ROW]):
         inside = any(low <= index <= high for low, high in spans)
         column.image(outlined(thumb) if inside else thumb, caption=f"#{index} · {index / fps:.1f}s")
-        column.button("start", key=f"start_{index}", on_click=set_value, args=("span_start", index), type="tertiary")
-        column.button("end", key=f"end_{index}", on_click=set_value, args=("span_end", index), type="tertiary")
+        mark_start, mark_end = column.columns(2, gap=None)
+        mark_start.button("start", key=f"start_{index}", on_click=set_value, args=("span_start", index), type="tertiary", help=f"Span starts at frame {index}")
+        mark_end.button("end", key=f"end_{index}", on_click=set_value, args=("span_end", index), type="tertiary", help=f"Span ends at frame {index}")
 
 st.subheader("Spans")
 first, last, add = st.columns([2, 2, 1], vertical_alignment="bottom")
