@@ -100,9 +100,9 @@ def detect_screen(frames: np.ndarray, aspect_tolerance: float = 0.2, spread_thre
 
     The game changes from frame to frame while borders and static overlays do not, so the
     screen is the largest region of pixels whose grey level spreads over time (std above
-    spread_threshold) whose bounding box is within aspect_tolerance of 160:144. When no
-    region has that shape, the largest changing region is used; a video that never changes
-    is taken whole.
+    spread_threshold) whose bounding box is within aspect_tolerance of 160:144, grown to
+    exactly 160:144. When no region has that shape, the largest changing region is used; a
+    video that never changes is taken whole.
     """
     grey = np.stack([cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) for frame in frames]).astype(np.float32)
     changing = (grey.std(axis=0) > spread_threshold).astype(np.uint8)
@@ -117,7 +117,19 @@ def detect_screen(frames: np.ndarray, aspect_tolerance: float = 0.2, spread_thre
         return Crop(0, 0, width, height)
     target_aspect = SCREEN_WIDTH / SCREEN_HEIGHT
     screen_shaped = [box for box in boxes if abs(box[2] / box[3] / target_aspect - 1) <= aspect_tolerance]
-    x, y, w, h = max(screen_shaped or boxes, key=lambda box: box[2] * box[3])
+    if not screen_shaped:
+        return Crop(*max(boxes, key=lambda box: box[2] * box[3]))
+    x, y, w, h = max(screen_shaped, key=lambda box: box[2] * box[3])
+    # Rows or columns of the screen that never changed (a wall along the edge) leave the box
+    # short on one side: grow that side back to 160:144, centred, inside the frame.
+    if w / h > target_aspect:
+        grown = min(round(w / target_aspect), height)
+        y = min(max(y - (grown - h) // 2, 0), height - grown)
+        h = grown
+    else:
+        grown = min(round(h * target_aspect), width)
+        x = min(max(x - (grown - w) // 2, 0), width - grown)
+        w = grown
     return Crop(x, y, w, h)
 
 

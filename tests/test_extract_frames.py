@@ -104,6 +104,10 @@ def test_detect_screen_ignores_static_border(videos):
     canvas[:, 50:194, 120:280] = truth[::8]
     canvas[:, 10:30, 10:100] = 255  # static overlay: bright but never changing
     assert detect_screen(canvas) == parse_crop("120,50,160,144")
+    # A screen whose top tile row never changes is still found whole.
+    still_top = truth[::8].copy()
+    still_top[:, :16] = 0
+    assert detect_screen(still_top) == parse_crop("0,0,160,144")
 
 
 def test_dedupe_exact_and_near(tmp_path):
