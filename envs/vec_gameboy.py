@@ -147,7 +147,7 @@ class _EnvGroup:
         self.episode_steps[i] = 0
         self.best_milestones[i] = status.milestones
         self.left_title[i] = status.left_title
-        self.maps_visited[i] = {status.map_id} if status.map_id >= 0 else set()
+        self.maps_visited[i] = {status.map_id} if status.left_title and status.map_id >= 0 else set()
         self.buf.milestones[i] = status.milestones
         self.buf.map_id[i] = status.map_id
 
@@ -180,7 +180,7 @@ class _EnvGroup:
             self.buf.reward[i] = max(0, status.milestones - self.best_milestones[i])
             self.best_milestones[i] = max(self.best_milestones[i], status.milestones)
             self.left_title[i] |= status.left_title
-            if status.map_id >= 0:
+            if status.left_title and status.map_id >= 0:  # the map byte means nothing on the title
                 self.maps_visited[i].add(status.map_id)
             self.buf.milestones[i] = status.milestones
             self.buf.map_id[i] = status.map_id

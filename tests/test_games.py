@@ -1,0 +1,46 @@
+"""Game profiles: detection by cartridge title and RAM reading on fake memory."""
+
+from envs.games import EMUQUEST_ROM, EmuQuest, PokemonRed, ScreenOnly, profile_for_rom, read_cart_title
+from envs.rom import header_checksum
+
+
+class FakeMemory(dict):
+    """Address -> byte, 0 where unset; slices give lists like pyboy.memory."""
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return [self.get(a, 0) for a in range(key.start, key.stop)]
+        return self.get(key, 0)
+
+
+def with_title(rom: bytes, title: bytes) -> bytes:
+    patched = bytearray(rom)
+    patched[0x134:0x144] = title.ljust(16, b"\x00")
+    patched[0x14D] = header_checksum(patched)
+    return bytes(patched)
+
+
+def test_profile_is_detected_by_cartridge_title():
+    rom = EMUQUEST_ROM.read_bytes()
+    assert read_cart_title(rom) == "EMUQUEST" and isinstance(profile_for_rom(rom), EmuQuest)
+    assert isinstance(profile_for_rom(with_title(rom, b"POKEMON RED")), PokemonRed)
+    assert isinstance(profile_for_rom(with_title(rom, b"POKEMON BLUE")), PokemonRed)
+    unknown = profile_for_rom(with_title(rom, b"TETRIS"))
+    assert isinstance(unknown, ScreenOnly) and unknown.cart_title == "TETRIS"
+
+
+def test_pokemon_red_profile_reads_map_position_events_badges_and_levels():
+    red = PokemonRed()
+    memory = FakeMemory({0xD35E: 0x26, 0xD361: 6, 0xD362: 3, 0xD356: 0b101, 0xD163: 2, 0xD18C: 7, 0xD1B8: 5})
+    assert red.status(memory) == (0, 0x26, 3, 6, False)  # name unset: still before the intro
+    memory[0xD158] = 0x80  # first letter of the player's name
+    memory[0xD747] = 0b11  # two event flags
+    memory[0xD87D] = 0b1000  # the last byte of the range counts
+    memory[0xD87E] = 0xFF  # past the range: ignored
+    assert red.status(memory) == (3, 0x26, 3, 6, True)
+    assert red.badges(memory) == 2 and red.party_levels(memory) == [7, 5]
+    assert not red.finished(memory)
+
+
+def test_screen_only_profile_knows_nothing():
+    assert ScreenOnly().status(FakeMemory({0xC000: 4})) == (-1, -1, -1, -1, False)
