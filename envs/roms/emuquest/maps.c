@@ -72,16 +72,17 @@ void map_redraw(void) {
 }
 
 void map_load(uint8_t map, uint8_t x, uint8_t y, uint8_t facing) {
-    const uint8_t *src = &map_metatiles[map * (MAP_W * MAP_H)];
     uint8_t i;
-    for (i = 0; i < MAP_W * MAP_H; i++) map_cells[i] = src[i];
+    mem_dst = map_cells;
+    mem_src = &map_metatiles[map * (MAP_W * MAP_H)];
+    mem_len = MAP_W * MAP_H;
+    mem_copy();
     if (map == MAP_TOWN && HAS(M_OPENED_GATE)) map_cells[GATE_Y * MAP_W + GATE_X] = MT_PATH;
     for (i = 0; i < MAP_W * MAP_H; i++) g_grid[i] = metatile_kind[map_cells[i]];
     g_map = map;
     g_x = x;
     g_y = y;
     g_facing = facing;
-    g_walk = 0;
     map_redraw();
 }
 
@@ -215,18 +216,21 @@ static void arrive(void) {
 void overworld_update(void) {
     uint8_t keys = g_keys;
     uint8_t i;
-    if (g_walk) {
+    if (g_walk > 1) {
         g_walk--;
-        if (!g_walk) {
-            g_x += step_dx;
-            g_y += step_dy;
-            step_dx = step_dy = 0;
-            g_steps++;
-            player_sprite_update();
-            arrive();
-            return;
-        }
         player_sprite_update();
+        return;
+    }
+    if (g_walk) {
+        /* The step ends. `walk` drops to 0 only after a warp or battle has fully set up,
+         * so whoever reads RAM between frames never sees a half-finished arrival. */
+        g_x += step_dx;
+        g_y += step_dy;
+        step_dx = step_dy = 0;
+        g_steps++;
+        player_sprite_update();
+        arrive();
+        g_walk = 0;
         return;
     }
     if (keys_new & J_A) {
