@@ -43,13 +43,14 @@ BATTLE_MENU, BATTLE_MOVES = 2, 3
 FLOOR, WALL, GRASS, DOOR, EXIT, NPC, GATE, SIGN = range(8)
 WALKABLE = (FLOOR, GRASS)  # doors and exits are only entered on purpose: they warp
 
-HOUSE, TOWN, LAB, ROUTE, FINAL = range(5)
+HOUSE, TOWN, LAB, ROUTE, FOREST, FINAL = range(6)
 # Warp tiles that lead from one map to a neighbouring one.
 WARPS = {
     HOUSE: {TOWN: (4, 8)},
     TOWN: {HOUSE: (2, 4), LAB: (7, 4), ROUTE: (4, 0)},
     LAB: {TOWN: (5, 8)},
-    ROUTE: {TOWN: (4, 8), FINAL: (5, 1)},
+    ROUTE: {TOWN: (4, 8), FOREST: (5, 0)},
+    FOREST: {ROUTE: (5, 8), FINAL: (5, 1)},
 }
 GUIDE, PROF, GATE_TILE = (TOWN, 5, 2), (LAB, 4, 2), (TOWN, 4, 1)
 DIRECTIONS = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
@@ -332,7 +333,8 @@ def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, deto
             on_frame(frame, rgb)
         if frame % frame_every == 0:
             records.append({"file": f"{len(saved):06d}.png", "frame": frame,
-                            "milestones": bot.milestones(), "buttons": list(buttons)})
+                            "milestones": bot.milestones(), "mode": bot.memory[GAME.MODE],
+                            "map": bot.memory[GAME.MAP_ID], "buttons": list(buttons)})
             saved.append(rgb.copy())
 
     bot = Bot(rom, seed, detour_prob, idle_prob, max_idle_frames, extra_battles, max_frames, keep)

@@ -53,8 +53,9 @@
 #define MAP_TOWN 1
 #define MAP_LAB 2
 #define MAP_ROUTE 3
-#define MAP_FINAL 4
-#define NUM_MAPS 5
+#define MAP_FOREST 4
+#define MAP_FINAL 5
+#define NUM_MAPS 6
 #define NUM_TILES 234
 
 extern const uint8_t tile_data[NUM_TILES * 16];
@@ -62,6 +63,6 @@ extern const uint8_t metatile_tiles[100];
 extern const uint8_t metatile_kind[25];
 extern const uint8_t big_letter_tiles[36];
 extern const uint8_t monster_tiles[16];
-extern const uint8_t map_metatiles[450];
+extern const uint8_t map_metatiles[540];
 
 #endif

@@ -7,22 +7,18 @@ static const char *const enemy_names[3] = {"RATTLE", "BUGSY", "SPROUT"};
 static char message[40];
 static uint8_t pending_damage;
 
+/* Queue the HP bar (row 3) and "hp/max" (row 4) under the enemy's name. */
 static void draw_hp(void) {
-    uint8_t bar[HP_BAR_TILES + 7];
+    uint8_t bar[HP_BAR_TILES];
+    char numbers[6];
     uint8_t full = (uint8_t)((g_enemy_hp * HP_BAR_TILES + g_enemy_max_hp - 1) / g_enemy_max_hp);
     uint8_t i;
-    char number[3];
     for (i = 0; i < HP_BAR_TILES; i++) bar[i] = i < full ? T_HP_FULL : T_HP_EMPTY;
-    bar[HP_BAR_TILES] = ' ';
-    append_number(number, g_enemy_hp, 2);
-    bar[HP_BAR_TILES + 1] = number[0];
-    bar[HP_BAR_TILES + 2] = number[1];
-    bar[HP_BAR_TILES + 3] = '/';
-    append_number(number, g_enemy_max_hp, 2);
-    bar[HP_BAR_TILES + 4] = number[0];
-    bar[HP_BAR_TILES + 5] = number[1];
-    bar[HP_BAR_TILES + 6] = ' ';
-    queue_write(BG_MAP + 3 * 32 + 3, bar, sizeof(bar));
+    queue_write(BG_MAP + 3 * 32 + 4, bar, HP_BAR_TILES);
+    append_number(numbers, g_enemy_hp, 2);
+    numbers[2] = '/';
+    append_number(numbers + 3, g_enemy_max_hp, 2);
+    queue_write(BG_MAP + 4 * 32 + 5, (const uint8_t *)numbers, 5);
 }
 
 /* Whole battle screen with the LCD off: enemy name and HP top left, its picture top
@@ -33,7 +29,7 @@ static void draw_screen(void) {
     lcd_off();
     clear_bg();
     put_text(BG_MAP + 1 * 32 + 1, enemy_names[g_enemy]);
-    put_text(BG_MAP + 3 * 32 + 1, "HP");
+    put_text(BG_MAP + 3 * 32 + 1, "HP:");
     for (i = 0; i < 16; i++) BG_MAP[(1 + i / 4) * 32 + 13 + i % 4] = monster_tiles[i];
     for (i = 0; i < 6; i++) BG_MAP[5 * 32 + 12 + i] = T_GROUND;
     dst = BG_MAP + 8 * 32 + 3;

@@ -10,9 +10,9 @@ uint16_t mem_len;
 uint8_t mem_value;
 
 static const char intro_text[] =
-    "WELCOME TO THE\nWORLD OF EMUQUEST!|"
+    "WELCOME TO THE\nLAND OF EMUQUEST!|"
     "AN OLD TOWER LIES\nNORTH OF TOWN.|"
-    "FIND THE GUIDE,\nTHEN SEE THE PROF.|"
+    "FIND THE GUIDE,\nTHEN THE PROF.|"
     "NOW GO, HERO!";
 
 /* Sleep until the v-blank interrupt: the CPU idles, so emulators skip ahead fast. */

@@ -20,7 +20,9 @@ static const Warp warps[] = {
     {MAP_LAB, 5, 8, MAP_TOWN, 7, 5, FACE_DOWN},
     {MAP_TOWN, 4, 0, MAP_ROUTE, 4, 7, FACE_UP},
     {MAP_ROUTE, 4, 8, MAP_TOWN, 4, 1, FACE_DOWN},
-    {MAP_ROUTE, 5, 1, MAP_FINAL, 4, 7, FACE_UP},
+    {MAP_ROUTE, 5, 0, MAP_FOREST, 5, 7, FACE_UP},
+    {MAP_FOREST, 5, 8, MAP_ROUTE, 5, 1, FACE_DOWN},
+    {MAP_FOREST, 5, 1, MAP_FINAL, 4, 7, FACE_UP},
 };
 
 /* Things to talk to: the tile the player faces when pressing A. */
@@ -144,7 +146,7 @@ static void talk(uint8_t who) {
         break;
     case TALK_GATE:
         if (HAS(M_GOT_KEY)) {
-            s = "HERO USED THE KEY.\nTHE GATE OPENED!";
+            s = "THE KEY FITS!\nTHE GATE OPENED!";
             action = ACT_GATE;
         } else s = "THE GATE IS\nLOCKED.";
         break;
