@@ -9,9 +9,10 @@ still). Such groups teach an action model nothing, so they can be dropped or kep
 controlled fraction: a group counts as identical when every step inside it changes the
 mean absolute pixel value by at most `identical_threshold` (0 = exactly equal frames).
 
-When a run's metadata.json logs the buttons the speedrun bot pressed, `buttons[g]`
-holds the button pressed between each frame of group g and the next. It is ground
-truth for evaluating latent actions, never an input to training.
+When a run's metadata.json logs the buttons the speedrun bot pressed
+(data/make_speedruns.py), `buttons[g]` holds the button pressed between each frame of
+group g and the next, as an index into the env's actions (envs.vec_gameboy.ACTION_NAMES).
+It is ground truth for evaluating latent actions, never an input to training.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from data.frames import IMAGE_SUFFIXES, FramesDataset
+from envs.vec_gameboy import ACTION_NAMES
 
 NO_BUTTON = -1  # no log for this step (or no metadata)
 
@@ -38,28 +40,53 @@ def step_changes(frames: np.ndarray, chunk: int = 256) -> np.ndarray:
     return changes
 
 
-def read_buttons(root: Path, dataset: FramesDataset, button_names: list[str]) -> np.ndarray | None:
-    """(N,) button pressed between each dataset frame and the next frame of its run, as an
-    index into button_names (NO_BUTTON where unknown), from the runs' metadata.json files:
-    `{"frames": [{"file": "000000.png", "button": "A"}, ...]}`. None if no run logs buttons.
-    Runs with unreadable frames are left unknown, since their positions no longer match the files."""
+def buttons_between_saved_frames(metadata: dict) -> dict[str, str]:
+    """File name of saved frame t -> the button pressed between it and saved frame t+1, from
+    a data/make_speedruns.py metadata.json ("noop" when nothing was held).
+
+    That file gives each saved frame's emulator `frame` and the `buttons` held while it was
+    drawn, and every tap in `presses` ({frame, button, frames_held}), since a tap can start
+    and end between two saved frames. Between emulator frames f_t and f_t+1 the button is
+    the earliest of the taps held inside (f_t, f_t+1] and the buttons held at f_t+1.
+    """
+    records = metadata.get("frames", [])
+    presses = metadata.get("presses", [])
+    between = {}
+    for record, following in zip(records, records[1:]):
+        start, stop = record["frame"], following["frame"]
+        candidates = [
+            (max(press["frame"], start + 1), press["button"])
+            for press in presses
+            if press["frame"] <= stop and press["frame"] + press["frames_held"] - 1 > start
+        ]
+        candidates += [(stop, button) for button in following["buttons"]]
+        between[record["file"]] = min(candidates)[1] if candidates else "noop"
+    return between
+
+
+def read_buttons(root: Path, dataset: FramesDataset, button_names: tuple[str, ...] = ACTION_NAMES) -> np.ndarray | None:
+    """(N,) button pressed between each dataset frame and the next saved frame of its run, as
+    an index into button_names (NO_BUTTON where unknown), from runs whose metadata.json was
+    written by data/make_speedruns.py. None if no run logs buttons. Runs with unreadable
+    frames are left unknown, since their positions no longer match the files."""
     buttons = np.full(len(dataset), NO_BUTTON, np.int32)
     found = False
     for run, name in enumerate(dataset.run_names):
         run_dir = Path(root) / name if (Path(root) / name).is_dir() else Path(root)
-        metadata = run_dir / "metadata.json"
-        if not metadata.is_file():
+        metadata_path = run_dir / "metadata.json"
+        if not metadata_path.is_file():
             continue
-        button_of_file = {
-            record["file"]: record["button"] for record in json.loads(metadata.read_text()).get("frames", []) if "button" in record
-        }
+        metadata = json.loads(metadata_path.read_text())
+        if "presses" not in metadata:
+            continue  # not a speedrun bot's log (e.g. frames extracted from a video)
+        button_of_file = buttons_between_saved_frames(metadata)
         files = sorted(p.name for p in run_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         run_indices = dataset.run_indices(run)
-        if not button_of_file or len(files) != len(run_indices):
+        if len(files) != len(run_indices):
             continue
         found = True
         for index, file in zip(run_indices, files):
-            if file in button_of_file:
+            if button_of_file.get(file) in button_names:
                 buttons[index] = button_names.index(button_of_file[file])
     return buttons if found else None
 
@@ -124,12 +151,11 @@ class FrameGroups:
         self.buttons = None if buttons is None else buttons[starts[:, None] + offsets]
 
     @classmethod
-    def from_root(cls, root: str | Path, button_names: list[str] | None = None, show_progress: bool = True, **options) -> FrameGroups:
-        """Read `<root>/<run>/*.png` and build the groups; buttons come from the runs'
-        metadata.json when button_names (the order of the action set) is given."""
+    def from_root(cls, root: str | Path, button_names: tuple[str, ...] = ACTION_NAMES, show_progress: bool = True, **options) -> FrameGroups:
+        """Read `<root>/<run>/*.png` and build the groups, with the logged buttons (as indices
+        into button_names, the env's action order by default) where the runs have them."""
         dataset = FramesDataset(root, show_progress=show_progress)
-        buttons = read_buttons(Path(root), dataset, button_names) if button_names is not None else None
-        return cls(dataset, buttons=buttons, **options)
+        return cls(dataset, buttons=read_buttons(Path(root), dataset, button_names), **options)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
+from data import make_speedruns
 from data.frames import FramesDataset
-from data.pairs import NO_BUTTON, FrameGroups, read_buttons, step_changes
-
-BUTTONS = ["noop", "up", "down", "left", "right", "a", "b", "start"]
+from data.pairs import NO_BUTTON, FrameGroups, buttons_between_saved_frames, read_buttons, step_changes
+from envs.vec_gameboy import ACTION_NAMES
 
 
 def write_run(run_dir, frames, records=None):
@@ -30,12 +30,12 @@ def frame_of(value, noise=0):
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     """run_00: 8 frames with steps: big, exact repeat, big, tiny (1 pixel), big, exact repeat, big.
-    run_01: 5 frames that all change, with logged buttons, split into two labeled segments."""
+    run_01: 5 frames that all change, split into two labeled segments (as extract_frames writes)."""
     root = tmp_path_factory.mktemp("pairs")
     values = [0, 50, 50, 100, 100, 150, 150, 200]
     noise = [0, 0, 0, 0, 1, 0, 0, 0]
     write_run(root / "run_00", [frame_of(v, n) for v, n in zip(values, noise)])
-    records = [{"file": f"{t:06d}.png", "button": BUTTONS[t + 1], "segment": int(t >= 3)} for t in range(5)]
+    records = [{"file": f"{t:06d}.png", "source_frame": t, "segment": int(t >= 3)} for t in range(5)]
     write_run(root / "run_01", [frame_of(20 + 40 * t) for t in range(5)], records)
     return root
 
@@ -106,12 +106,47 @@ def test_identical_fraction_kept(tmp_path):
         FrameGroups(dataset, keep_identical_fraction=1.5)
 
 
-def test_logged_buttons_exposed_for_evaluation(root, dataset):
-    buttons = read_buttons(root, dataset, BUTTONS)
-    # run_00 logs nothing; run_01 frame t logged BUTTONS[t + 1].
-    np.testing.assert_array_equal(buttons[:8], NO_BUTTON)
-    np.testing.assert_array_equal(buttons[8:], np.arange(1, 6))
-    groups = FrameGroups.from_root(root, button_names=BUTTONS, show_progress=False)
-    from_run_01 = dataset.run_id[groups.indices[:, 0]] == 1
-    np.testing.assert_array_equal(groups.buttons[from_run_01, 0], [1, 2, 4])
-    assert FrameGroups.from_root(root, show_progress=False).buttons is None
+def test_buttons_between_saved_frames_include_taps_between_them(tmp_path):
+    # Saved every 4th emulator frame; a tap of A (frames 5-6) and of START (9-10) falls
+    # between saved frames, UP and LEFT are held while frames 4 and 16 are drawn.
+    held = [[], ["up"], [], [], ["left"]]
+    records = [{"file": f"{t:06d}.png", "frame": 4 * t, "buttons": held[t]} for t in range(5)]
+    presses = [{"frame": 5, "button": "a", "frames_held": 2}, {"frame": 9, "button": "start", "frames_held": 2}]
+    metadata = {"frame_every": 4, "frames": records, "presses": presses}
+    assert buttons_between_saved_frames(metadata) == {
+        "000000.png": "up",
+        "000001.png": "a",
+        "000002.png": "start",
+        "000003.png": "left",
+    }
+    write_run(tmp_path / "run_00", [frame_of(40 * t) for t in range(5)], None)
+    (tmp_path / "run_00" / "metadata.json").write_text(json.dumps(metadata))
+    write_run(tmp_path / "run_01", [frame_of(40 * t) for t in range(3)], [{"file": "000000.png", "source_frame": 0}])
+    dataset = FramesDataset(tmp_path, show_progress=False)
+    buttons = read_buttons(tmp_path, dataset)
+    names = [ACTION_NAMES[b] if b != NO_BUTTON else None for b in buttons]
+    assert names == ["up", "a", "start", "left", None, None, None, None]  # run_01 logs no buttons
+
+
+def test_real_speedrun_pairs_with_logged_buttons(root, tmp_path):
+    make_speedruns.main(make_speedruns.Args(num_runs=1, out=tmp_path))
+    groups = FrameGroups.from_root(tmp_path / "frames", show_progress=False, keep_identical_fraction=0.0)
+    metadata = json.loads((tmp_path / "frames" / "run_00" / "metadata.json").read_text())
+    num_saved = len(metadata["frames"])
+    assert groups.dataset.frames.shape == (num_saved, 144, 160, 3)
+    assert 0 < len(groups) < num_saved - 1 and np.all(groups.changes > 0)  # the still pairs are gone
+    # Every pair has a known button; walking shows as directions, dialogues as A.
+    assert groups.buttons.shape == (len(groups), 1) and np.all(groups.buttons != NO_BUTTON)
+    pressed = {ACTION_NAMES[b] for b in groups.buttons[:, 0]}
+    assert {"up", "down", "left", "right", "a"} <= pressed
+    # A pair with no tap in between and a button held while its later frame was drawn carries that button.
+    checked = 0
+    for (t, _), (button,) in zip(groups.indices, groups.buttons):
+        start, stop = metadata["frames"][t]["frame"], metadata["frames"][t + 1]["frame"]
+        held = metadata["frames"][t + 1]["buttons"]
+        tapped = any(p["frame"] <= stop and p["frame"] + p["frames_held"] - 1 > start for p in metadata["presses"])
+        if held and not tapped:
+            assert ACTION_NAMES[button] == held[0]
+            checked += 1
+    assert checked > 20
+    assert FrameGroups.from_root(root, show_progress=False).buttons is None  # no bot log there
