@@ -279,7 +279,11 @@ class _ProcessBackend:
     """Worker processes, each with a contiguous block of envs."""
 
     def __init__(self, config: EnvConfig, num_envs: int, num_workers: int, timeout_s: float):
-        ctx = mp.get_context("spawn")  # fork is unsafe once JAX threads run in the parent
+        # Forkserver, not fork: forking a parent that runs JAX threads is unsafe. The server
+        # imports the main script (under its __main__ guard) and this module once, so each
+        # worker starts as a cheap fork of it instead of re-importing everything as spawn does.
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["__main__", __name__])
         self.timeout_s = timeout_s
         self.broken: str | None = None
         sizes = [len(block) for block in np.array_split(np.arange(num_envs), num_workers)]
@@ -332,25 +336,30 @@ class _ProcessBackend:
         except (EOFError, OSError):
             raise self._died(w) from None
         if status == "error":
-            raise RuntimeError(f"{self._describe(w)} failed:\n{result}")
+            raise RuntimeError(f"{self._describe(w)} failed: {result.strip().splitlines()[-1]}\n{result}")
         return result
 
     def call(self, command: str, args_by_worker: dict[int, tuple]) -> dict:
         if self.broken:
             raise RuntimeError(self.broken)
-        for w, args in args_by_worker.items():
-            try:
-                self.conns[w].send((command, args))
-            except OSError:
-                raise self._died(w) from None
         results, first_error = {}, None
-        for w in args_by_worker:  # drain every reply, so one failing worker leaves the rest in step
-            try:
-                results[w] = self._receive(w)
-            except RuntimeError as error:
-                if self.broken:
-                    raise
-                first_error = first_error or error
+        try:
+            for w, args in args_by_worker.items():
+                try:
+                    self.conns[w].send((command, args))
+                except OSError:
+                    raise self._died(w) from None
+            for w in args_by_worker:  # drain every reply, so one failing worker leaves the rest in step
+                try:
+                    results[w] = self._receive(w)
+                except RuntimeError as error:
+                    if self.broken:
+                        raise
+                    first_error = first_error or error
+        except KeyboardInterrupt:
+            # Replies may still be in flight: a later call would read the wrong ones.
+            self.broken = "VecGameBoy was interrupted during a call; close it and make a new one"
+            raise
         if first_error:
             raise first_error
         return results
@@ -404,6 +413,8 @@ class VecGameBoy:
                 f"need frame_skip >= 2 and 1 <= press_frames < frame_skip (the release must happen "
                 f"inside the step), got frame_skip={frame_skip}, press_frames={press_frames}"
             )
+        if num_workers is not None and num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         if backend not in ("process", "serial"):
@@ -428,7 +439,7 @@ class VecGameBoy:
         if backend == "serial":
             self._backend = _SerialBackend(self.config, num_envs)
         else:
-            num_workers = num_workers or len(os.sched_getaffinity(0))
+            num_workers = num_workers if num_workers is not None else len(os.sched_getaffinity(0))
             self._backend = _ProcessBackend(self.config, num_envs, min(num_workers, num_envs), worker_timeout_s)
         self._buffers = self._backend.buffers
         self.num_workers = len(self._backend.bounds)

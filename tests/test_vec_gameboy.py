@@ -187,6 +187,14 @@ def test_bad_roms_are_refused(tmp_path: Path):
         assert not mp.active_children()  # refused before any worker started
 
 
+def test_worker_error_names_the_worker_and_leaves_the_env_usable():
+    with VecGameBoy(EMUQUEST_ROM, num_envs=2, num_workers=2) as env:
+        env.reset(seed=0)
+        with pytest.raises(RuntimeError, match=r"worker 1 .*envs 1\.\.1\) failed: .*PyBoy"):
+            env.load_states([1], [b"not a state"])
+        env.step(np.zeros(2, int))
+
+
 @pytest.mark.timeout(60)
 def test_killed_worker_raises():
     env = VecGameBoy(EMUQUEST_ROM, num_envs=4, num_workers=2)
