@@ -1,0 +1,198 @@
+"""Model shapes, quantizer properties and the Bradley-Terry loss, at tiny sizes."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from models.checkpoint import params_of
+from models.quantizers import KINDS, QuantizerConfig, make_quantizer
+from models.resnet import ResNet34, ResNetConfig
+from models.reward import RewardConfig, RewardModel, bradley_terry_loss, pairwise_accuracy, reward_loss
+from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
+from models.vqvae import VQVAE, VQVAEConfig, tokenizer_loss
+
+TINY_VQVAE = VQVAEConfig(
+    embed_dim=8, encoder_channels=(4, 8), image_hw=(16, 16), quantizer=QuantizerConfig(codebook_size=16)
+)
+TINY_RESNET = ResNetConfig(stage_sizes=(1, 1), widths=(4, 8), stem_width=4, norm_groups=2)
+
+
+def latents(shape, seed=0):
+    return jax.random.normal(jax.random.key(seed), shape)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_quantizer_shapes(kind):
+    cfg = QuantizerConfig(kind=kind, dim=8, codebook_size=16, levels=(3, 4))
+    quantizer = make_quantizer(cfg, nnx.Rngs(0))
+    z_q, indices, aux = quantizer(latents((2, 3, 4, 8)), jax.random.key(1))
+    assert z_q.shape == (2, 3, 4, 8)
+    assert indices.shape == (2, 3, 4) and indices.dtype == jnp.int32
+    assert int(indices.min()) >= 0 and int(indices.max()) < cfg.vocab_size == quantizer.codebook_size
+    assert aux["loss"].shape == () and np.isfinite(float(aux["loss"]))
+    assert 1.0 <= float(aux["perplexity"]) <= cfg.vocab_size
+
+
+def test_vq_straight_through_gradient_and_losses():
+    quantizer = make_quantizer(QuantizerConfig(kind="vq", dim=8, codebook_size=16), nnx.Rngs(0))
+    z = latents((5, 8))
+    (z_q, indices, aux), vjp = jax.vjp(lambda z: quantizer(z), z)
+    codes = quantizer.codebook[...][indices]
+    np.testing.assert_allclose(z_q, codes, rtol=1e-6, atol=1e-6)  # forward: the nearest code
+    cotangent = latents((5, 8), seed=3)
+    zero_aux = jax.tree.map(jnp.zeros_like, aux)
+    (dz,) = vjp((cotangent, np.zeros((5,), jax.dtypes.float0), zero_aux))
+    np.testing.assert_allclose(dz, cotangent, rtol=1e-6)  # backward: identity
+    squared_error = float(jnp.mean((z - codes) ** 2))
+    np.testing.assert_allclose(float(aux["loss"]), 1.25 * squared_error, rtol=1e-5)
+
+
+def test_fsq_code_count_is_product_of_levels():
+    levels = (3, 4, 5)
+    quantizer = make_quantizer(QuantizerConfig(kind="fsq", dim=8, levels=levels), nnx.Rngs(0))
+    assert quantizer.codebook_size == math.prod(levels) == 60
+    all_indices = jnp.arange(60)
+    codes = quantizer.indices_to_codes(all_indices)
+    assert len({tuple(c) for c in np.asarray(codes).tolist()}) == 60  # one distinct code per index
+    np.testing.assert_array_equal(quantizer.codes_to_indices(codes), all_indices)
+    # Every level combination is reachable from the continuous side, and nothing lands outside.
+    _, reached = quantizer.quantize_codes(jax.random.uniform(jax.random.key(0), (20000, 3), minval=-4, maxval=4))
+    assert set(np.asarray(reached).tolist()) == set(range(60))
+
+
+def test_nsvq_output_distance_equals_quantization_error():
+    quantizer = make_quantizer(QuantizerConfig(kind="nsvq", dim=8, codebook_size=16), nnx.Rngs(0))
+    z = latents((64, 8))
+    z_q, indices, _ = quantizer(z, jax.random.key(7))
+    codes = quantizer.codebook[...][indices]
+    np.testing.assert_allclose(
+        jnp.linalg.norm(z_q - z, axis=-1), jnp.linalg.norm(z - codes, axis=-1), rtol=1e-5, atol=1e-6
+    )
+    assert not np.allclose(z_q, codes)  # training output is the noisy substitute...
+    hard, _, _ = quantizer(z, None)
+    np.testing.assert_allclose(hard, codes)  # ...evaluation output the code itself
+
+
+@pytest.mark.parametrize("kind", ["vq", "nsvq"])
+def test_dead_code_restart_revives_unused_codes(kind):
+    quantizer = make_quantizer(QuantizerConfig(kind=kind, dim=8, codebook_size=32), nnx.Rngs(0))
+    z = 3.0 + latents((256, 8))  # far from the small initial codebook: few codes win
+    _, indices, _ = quantizer(z, None)
+    usage = jnp.bincount(indices, length=32)
+    used_before = int(jnp.sum(usage > 0))
+    assert used_before < 32
+    old_codebook = np.asarray(quantizer.codebook[...])
+    num_revived = quantizer.restart_dead_codes(usage, z, jax.random.key(1))
+    assert int(num_revived) == 32 - used_before
+    new_codebook = np.asarray(quantizer.codebook[...])
+    alive = np.asarray(usage > 0)
+    np.testing.assert_array_equal(new_codebook[alive], old_codebook[alive])
+    dead_rows = new_codebook[~alive]
+    assert all(np.any(np.all(np.isclose(row, np.asarray(z)), axis=1)) for row in dead_rows)
+    _, indices_after, _ = quantizer(z, None)
+    assert int(jnp.sum(jnp.bincount(indices_after, length=32) > 0)) > used_before
+
+
+@pytest.mark.parametrize("kind", ["vq", "fsq", "nsvq"])
+def test_tiny_vqvae_shapes_and_loss(kind):
+    cfg = VQVAEConfig(
+        embed_dim=8, encoder_channels=(4, 8), image_hw=(16, 24), quantizer=QuantizerConfig(kind=kind, levels=(3, 4))
+    )
+    model = VQVAE(cfg, rngs=nnx.Rngs(0))
+    frames = jax.random.randint(jax.random.key(0), (2, 16, 24, 3), 0, 256).astype(jnp.uint8)
+    recon, indices, aux = nnx.jit(lambda m, x, k: m(x, k))(model, frames, jax.random.key(1))
+    assert cfg.grid == (4, 6)
+    assert recon.shape == (2, 16, 24, 3) and recon.dtype == jnp.float32
+    assert indices.shape == (2, 4, 6)
+    z_q, _, _ = model.encode(frames, None)
+    np.testing.assert_allclose(model.embed_indices(indices), z_q, rtol=1e-5, atol=1e-5)
+    loss, metrics = nnx.jit(tokenizer_loss)(model, frames, jax.random.key(1))
+    assert np.isfinite(float(loss)) and float(metrics["recon_mse"]) > 0
+
+
+def test_vqvae_rejects_wrong_frame_size():
+    model = VQVAE(TINY_VQVAE, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="image_hw"):
+        model.encode(jnp.zeros((1, 20, 16, 3)))
+    with pytest.raises(ValueError, match="divisible"):
+        VQVAEConfig(image_hw=(100, 160))
+
+
+def test_real_size_encoder_gives_9x10_grid():
+    model = VQVAE(VQVAEConfig(), rngs=nnx.Rngs(0))
+    frames = jnp.zeros((1, 144, 160, 3), jnp.uint8)
+    z_q, indices, _ = nnx.jit(lambda m, x: m.encode(x))(model, frames)
+    assert z_q.shape == (1, 9, 10, 192) and indices.shape == (1, 9, 10)
+    assert model.quantizer.codebook[...].shape == (512, 192)
+
+
+def test_transformer_shapes_and_features():
+    cfg = TransformerConfig(vocab_size=16, embed_dim=8, num_layers=2, num_heads=2, mlp_ratio=3, grid=(3, 4))
+    model = TokenTransformer(cfg, rngs=nnx.Rngs(0))
+    tokens = jax.random.randint(jax.random.key(0), (2, 3, 4), 0, 16)
+
+    @nnx.jit
+    def run(model, tokens):
+        # Embeddings instead of ids is the policy's path; embedding the ids by hand must match.
+        from_embeddings = model.features(model.token_embed(tokens))
+        return model(tokens), model.features(tokens), from_embeddings, dynamics_loss(model, tokens, tokens)
+
+    logits, features, from_embeddings, (loss, metrics) = run(model, tokens)
+    assert logits.shape == (2, 3, 4, 16) and logits.dtype == jnp.float32
+    assert features.shape == (2, 12, 8)
+    np.testing.assert_allclose(from_embeddings, features, rtol=1e-5, atol=1e-5)
+    assert float(metrics["copy_accuracy"]) == 1.0 and np.isfinite(float(loss))
+    with pytest.raises(ValueError, match="grid"):
+        model(jnp.zeros((1, 4, 3), jnp.int32))
+    projected = TokenTransformer(
+        TransformerConfig(vocab_size=16, embed_dim=8, num_layers=1, num_heads=2, grid=(3, 4), input_dim=5),
+        rngs=nnx.Rngs(0),
+    )
+    assert projected.features(jnp.ones((2, 3, 4, 5))).shape == (2, 12, 8)
+
+
+def test_default_transformer_param_count():
+    model = nnx.eval_shape(lambda: TokenTransformer(TransformerConfig(), rngs=nnx.Rngs(0)))
+    count = sum(x.size for x in jax.tree.leaves(params_of(model)))
+    assert 1_000_000 < count < 10_000_000
+
+
+def test_resnet_shapes():
+    model = ResNet34(TINY_RESNET, rngs=nnx.Rngs(0))
+    frames = jax.random.randint(jax.random.key(0), (3, 32, 40, 3), 0, 256).astype(jnp.uint8)
+    scores = nnx.jit(lambda m, x: m(x))(model, frames)
+    assert scores.shape == (3,) and scores.dtype == jnp.float32
+    # The default config is ResNet-34: 3 + 4 + 6 + 3 basic blocks.
+    assert sum(ResNetConfig().stage_sizes) == 16
+
+
+@pytest.mark.parametrize("backbone", ["resnet34", "vq"])
+def test_reward_model_scores_uint8_frames(backbone):
+    model = RewardModel(RewardConfig(backbone=backbone, resnet=TINY_RESNET, tokenizer=TINY_VQVAE), rngs=nnx.Rngs(0))
+    frames = jax.random.randint(jax.random.key(0), (4, 16, 16, 3), 0, 256).astype(jnp.uint8)
+    scores = nnx.jit(lambda m, x: m.score(x))(model, frames)
+    assert scores.shape == (4,) and scores.dtype == jnp.float32
+    trainable = nnx.to_pure_dict(nnx.state(model, model.trainable_filter()))
+    assert set(trainable) == ({"resnet"} if backbone == "resnet34" else {"head"})
+
+
+def test_vq_reward_encoder_gets_no_gradient():
+    model = RewardModel(RewardConfig(backbone="vq", tokenizer=TINY_VQVAE), rngs=nnx.Rngs(0))
+    frames = jax.random.randint(jax.random.key(0), (4, 16, 16, 3), 0, 256).astype(jnp.uint8)
+    grads = nnx.jit(nnx.grad(lambda m: reward_loss(m, frames[:2], frames[2:])[0]))(model)
+    grads = nnx.to_pure_dict(grads)
+    assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(grads["encoder"]))
+    assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads["head"]))
+
+
+def test_bradley_terry_loss_matches_hand_computation():
+    s_earlier = jnp.array([0.0, 1.0, 2.0])
+    s_later = jnp.array([1.0, 0.0, 2.0])
+    # -log sigmoid(s_later - s_earlier) for differences +1, -1, 0.
+    by_hand = (math.log(1 + math.exp(-1)) + math.log(1 + math.exp(1)) + math.log(2)) / 3
+    np.testing.assert_allclose(float(bradley_terry_loss(s_earlier, s_later)), by_hand, rtol=1e-6)
+    np.testing.assert_allclose(float(pairwise_accuracy(s_earlier, s_later)), 1 / 3)
