@@ -1,0 +1,549 @@
+"""Phase 1: a visual vocabulary from unlabeled speedrun frames.
+
+Stage 1a trains the VQ-VAE tokenizer (144x160 frame -> 9x10 tokens -> frame) and restarts
+dead codes as it goes, reporting codebook use (codes picked at least once in the epoch /
+vocabulary). Stage 1b freezes the tokenizer, encodes every frame once, and trains the token
+transformer to predict frame t+1's tokens from frame t's, reporting accuracy beside the
+copy-current-frame baseline (consecutive frames mostly match, so accuracy alone says little).
+
+    uv run python pretrain_visual.py --data data/speedruns/frames --epochs 100
+    uv run python pretrain_visual.py --stage 1b --tokenizer pretrained_tokenizer.pkl
+
+Writes to --out-dir: pretrained_tokenizer.pkl (encoder + codebook + decoder),
+pretrained_encoder.pkl (encoder + codebook, for RL), pretrained_dynamics.pkl,
+recon_grid.png (held-out originals over reconstructions), metrics.jsonl, training_curves.png.
+Each checkpoint carries its train_state after every epoch, so --resume continues a stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tyro
+from flax import nnx
+from tqdm import tqdm
+
+from data.frames import FramesDataset
+from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, restore_params, restore_tree, save_checkpoint
+from models.quantizers import QuantizerConfig
+from models.sharding import compute_dtype, data_mesh, replicate, shard_batch
+from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
+from models.vqvae import VQVAE, VQVAEConfig, encoder_params, frames_to_float
+
+TOKENIZER_FILE = "pretrained_tokenizer.pkl"
+ENCODER_FILE = "pretrained_encoder.pkl"
+DYNAMICS_FILE = "pretrained_dynamics.pkl"
+
+# Size presets: "seed" is the compact seed config (~7M params per model), "tiny" is for tests.
+SIZES = {
+    "tiny": dict(embed_dim=16, encoder_channels=(8, 8, 16, 16), res_blocks=0, vocab_size=64, num_layers=1, num_heads=2),
+    "small": dict(embed_dim=64, encoder_channels=(16, 32, 48, 64), res_blocks=1, vocab_size=512, num_layers=2, num_heads=4),
+    "seed": dict(embed_dim=192, encoder_channels=(32, 64, 128, 192), res_blocks=1, vocab_size=512, num_layers=4, num_heads=4),
+}
+
+
+@dataclass
+class Args:
+    stage: Literal["1a", "1b", "all"] = "all"
+    """1a: tokenizer; 1b: dynamics on a frozen tokenizer; all: 1a then 1b."""
+    data: Path = Path("data/speedruns/frames")
+    """Frames directory: <data>/<run>/*.png|jpg (make it with data/make_speedruns.py)."""
+    epochs: int = 100
+    """Training epochs of each stage."""
+    batch_size: int = 32
+    """Frames (1a) or frame pairs (1b) per step, split over all devices."""
+    lr: float = 3e-4
+    """Peak learning rate (linear warmup, then cosine decay to 10%)."""
+    tokenizer: Path | None = None
+    """Stage 1b: the tokenizer checkpoint to freeze (default: <out-dir>/pretrained_tokenizer.pkl)."""
+    out_dir: Path = Path("checkpoints")
+    """Where checkpoints, metrics.jsonl and the PNGs go."""
+    resume: bool = False
+    """Continue each stage from the train_state in its checkpoint in --out-dir (if there is one)."""
+    seed: int = 0
+    """Seeds the init, the data order and the quantizer noise."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Compute dtype: auto is bfloat16 on GPU, float32 on CPU. Weights stay float32."""
+    holdout_run: str = "-1"
+    """Run kept out of training for evaluation (name or index; -1 = last). Empty: evaluate on training runs."""
+    size: Literal["tiny", "small", "seed"] = "seed"
+    """Size preset; the flags below override single sizes."""
+    embed_dim: int | None = None
+    """Token / codebook width, also the transformer width."""
+    encoder_channels: tuple[int, ...] | None = None
+    """Encoder conv widths, one stride-2 stage each (four stages: 144x160 -> 9x10)."""
+    res_blocks: int | None = None
+    """Residual blocks per encoder / decoder stage."""
+    vocab_size: int | None = None
+    """Codebook size for vq / nsvq (fsq's is the product of --fsq-levels)."""
+    num_layers: int | None = None
+    """Transformer blocks of the dynamics model."""
+    num_heads: int | None = None
+    """Attention heads of the dynamics model."""
+    quantizer: Literal["vq", "fsq", "nsvq", "none"] = "vq"
+    """Quantizer of the tokenizer ("none" has no tokens, so stage 1b refuses it)."""
+    fsq_levels: tuple[int, ...] = (8, 8, 8)
+    """FSQ levels per channel (vocabulary = their product)."""
+    restart_every: int = 50
+    """Stage 1a: restart codes unused in the last this-many steps onto encoder outputs (0: never)."""
+    restart_until: float = 0.8
+    """Stage 1a: stop restarting after this fraction of training, so the decoder settles on the final codes."""
+
+
+# ---------------------------------------------------------------- shared helpers (also used by train_reward.py)
+
+
+def fail(message: str) -> SystemExit:
+    """A one-line CLI error: `raise fail(...)` exits non-zero without a traceback."""
+    return SystemExit(f"error: {message}")
+
+
+def load_frames(path: Path) -> FramesDataset:
+    try:
+        return FramesDataset(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(f"--data: {err}") from None
+
+
+def split_runs(data: FramesDataset, holdout_run: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(train indices, eval indices, description of the eval split)."""
+    if holdout_run == "" or data.num_runs == 1:
+        everything = np.arange(len(data))
+        return everything, everything, "training runs (no held-out run)"
+    try:
+        run = data.resolve_run(holdout_run)
+    except ValueError as err:
+        raise fail(f"--holdout-run: {err}") from None
+    train, held_out = data.split_indices(run)
+    return train, held_out, f"held-out run {data.run_names[run]}"
+
+
+def fit_batch_size(batch_size: int, available: int, what: str) -> int:
+    """The largest usable batch: at most `available`, and a multiple of the device count."""
+    devices = jax.device_count()
+    fitted = min(batch_size, available) // devices * devices
+    if fitted == 0:
+        raise fail(f"{what}: only {available} examples, fewer than the {devices} devices")
+    if fitted != batch_size:
+        print(f"batch size {batch_size} -> {fitted} ({available} {what}, {devices} device(s))")
+    return fitted
+
+
+def make_optimizer(lr: float, total_steps: int) -> optax.GradientTransformation:
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, lr, warmup_steps=min(100, max(total_steps // 10, 1)), decay_steps=max(total_steps, 2), end_value=lr * 0.1
+    )
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
+
+
+def make_train_step(graphdef, optimizer, loss_fn):
+    """Jitted `train_step(state, batch, key) -> (state, metrics)` with the state donated.
+
+    state = {"trainable": params the optimizer updates, "frozen": every other variable,
+    "opt_state": ...}; `loss_fn(model, batch, key) -> (loss, metrics)` is a pure loss.
+    """
+
+    @partial(jax.jit, donate_argnums=0)
+    def train_step(state, batch, key):
+        def loss_of(trainable):
+            return loss_fn(nnx.merge(graphdef, trainable, state["frozen"]), batch, key)
+
+        (_, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["trainable"])
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["trainable"])
+        trainable = optax.apply_updates(state["trainable"], updates)
+        return {**state, "trainable": trainable, "opt_state": opt_state}, metrics
+
+    return train_step
+
+
+def map_batches(fn, array: np.ndarray, batch_size: int) -> np.ndarray:
+    """Apply a jitted per-batch `fn` over `array` in fixed-size (padded, sharded) batches; one compile."""
+    outputs = []
+    for start in range(0, len(array), batch_size):
+        chunk = array[start : start + batch_size]
+        padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+        outputs.append(np.asarray(fn(shard_batch(padded)))[: len(chunk)])
+    return np.concatenate(outputs)
+
+
+def train_state_to_save(state, epoch: int, **extra) -> dict:
+    """Plain data for --resume: fp32 trainable params, the optimizer state's leaves in tree order
+    (rebuilt with `restore_tree` against a fresh optimizer state), epoch, extras."""
+    return {"params": nnx.to_pure_dict(state["trainable"]), "opt_state": jax.tree.leaves(state["opt_state"]),
+            "epoch": epoch, **extra}
+
+
+def resume_from(path: Path, kind: str, resume: bool) -> dict | None:
+    """The checkpoint to continue from, or None to start fresh."""
+    if not resume:
+        return None
+    if not path.is_file():
+        print(f"--resume: no {path} yet, starting {kind} training from scratch")
+        return None
+    try:
+        ckpt = load_checkpoint(path, kind)
+    except CheckpointError as err:
+        raise fail(str(err)) from None
+    if ckpt["train_state"] is None:
+        raise fail(f"--resume: {path} has no train_state (it was saved for inference only)")
+    return ckpt
+
+
+class MetricsLog:
+    """Appends one JSON line per epoch to <out_dir>/metrics.jsonl and redraws training_curves.png."""
+
+    def __init__(self, out_dir: Path):
+        self.path = out_dir / "metrics.jsonl"
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%S")
+
+    def write(self, record: dict) -> None:
+        record = {"started": self.started, **record}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.plot()
+
+    def plot(self) -> None:
+        """One row of panels per stage, from this invocation's records (earlier runs stay in the jsonl)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        records = [r for r in records if r.get("started") == self.started]
+        stages = sorted({r["stage"] for r in records})
+        panels = {
+            "1a": [("recon MSE", ("train_recon_mse", "eval_recon_mse")), ("codebook use", ("code_use",)), ("perplexity", ("perplexity",))],
+            "1b": [("loss", ("train_loss", "eval_loss")), ("next-token accuracy", ("eval_accuracy", "eval_copy_accuracy", "eval_changed_accuracy"))],
+            "reward": [("loss", ("train_loss",)), ("held-out ranking", ("eval_pairwise_accuracy", "eval_spearman"))],
+        }
+        fig, axes = plt.subplots(len(stages), 3, figsize=(12, 3 * len(stages)), squeeze=False)
+        for row, stage in zip(axes, stages):
+            stage_records = [r for r in records if r["stage"] == stage]
+            for ax in row:
+                ax.axis("off")
+            for ax, (title, keys) in zip(row, panels.get(stage, [])):
+                ax.axis("on")
+                for key in keys:
+                    points = [(r["epoch"], r[key]) for r in stage_records if key in r]
+                    if points:
+                        ax.plot(*zip(*points), marker=".", label=key)
+                ax.set_title(f"{stage}: {title}")
+                ax.set_xlabel("epoch")
+                ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(self.path.with_name("training_curves.png"), dpi=80)
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------- stage 1a: tokenizer
+
+
+def model_sizes(args: Args) -> dict:
+    """The --size preset with the single-size flags that were given laid over it."""
+    overrides = {name: getattr(args, name) for name in SIZES["seed"] if getattr(args, name) is not None}
+    return {**SIZES[args.size], **overrides}
+
+
+def tokenizer_config(args: Args, dtype: jnp.dtype) -> VQVAEConfig:
+    size = model_sizes(args)
+    quantizer = QuantizerConfig(kind=args.quantizer, codebook_size=size["vocab_size"], levels=args.fsq_levels)
+    return VQVAEConfig(
+        embed_dim=size["embed_dim"],
+        encoder_channels=tuple(size["encoder_channels"]),
+        res_blocks=size["res_blocks"],
+        quantizer=quantizer,
+        dtype=dtype.name,
+    )
+
+
+def tokenizer_objective(model: VQVAE, frames: jax.Array, key: jax.Array):
+    """Reconstruction MSE + quantizer loss; metrics include the batch's code histogram for restarts."""
+    target = frames_to_float(frames)
+    recon, indices, aux = model(target, key)
+    recon_mse = jnp.mean((recon - target) ** 2)
+    loss = recon_mse + aux["loss"]
+    code_counts = jnp.bincount(indices.ravel(), length=model.cfg.vocab_size)
+    return loss, {"loss": loss, "recon_mse": recon_mse, "perplexity": aux["perplexity"], "code_counts": code_counts}
+
+
+def save_recon_grid(path: Path, originals: np.ndarray, recons: np.ndarray) -> None:
+    """Originals on the top row, reconstructions below, as one PNG."""
+    recons = np.clip(recons * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    grid = np.concatenate([np.concatenate(list(originals), axis=1), np.concatenate(list(recons), axis=1)], axis=0)
+    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: MetricsLog) -> dict:
+    """Stage 1a. Returns the last epoch's metrics."""
+    path = args.out_dir / TOKENIZER_FILE
+    resumed = resume_from(path, "tokenizer", args.resume)
+    cfg = tokenizer_config(args, dtype)
+    if resumed:
+        cfg = dataclasses.replace(config_from_dict(VQVAEConfig, resumed["config"]), dtype=dtype.name)
+    model = VQVAE(cfg, rngs=nnx.Rngs(args.seed))
+    train_idx, eval_idx, eval_name = split_runs(data, args.holdout_run)
+    batch_size = fit_batch_size(args.batch_size, len(train_idx), "training frames")
+    steps_per_epoch = len(train_idx) // batch_size
+    total_steps = args.epochs * steps_per_epoch
+    optimizer = make_optimizer(args.lr, total_steps)
+
+    graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
+    opt_state = optimizer.init(trainable)
+    start_epoch = 0
+    if resumed:
+        saved = resumed["train_state"]
+        restore_params(model, saved["params"], source=str(path))
+        _, trainable, frozen = nnx.split(model, nnx.Param, ...)
+        opt_state = restore_tree(opt_state, saved["opt_state"], source=f"{path} train_state")
+        start_epoch = saved["epoch"]
+        print(f"resuming stage 1a from {path} after epoch {start_epoch}")
+    state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": opt_state, "usage": jnp.zeros(cfg.vocab_size, jnp.int32)})
+    print(f"stage 1a: tokenizer {cfg.embed_dim}-d x {cfg.vocab_size} codes ({cfg.quantizer.kind}), "
+          f"{sum(x.size for x in jax.tree.leaves(trainable)):,} params, {len(train_idx)} training frames, "
+          f"eval on {eval_name}, {jax.device_count()} device(s), {dtype.name}")
+
+    train_step = make_train_step(graphdef, optimizer, tokenizer_objective)
+
+    @partial(jax.jit, donate_argnums=0)
+    def restart_step(state, frames, key):
+        """Move codes unused since the last restart onto encoder outputs of `frames`."""
+        model = nnx.merge(graphdef, state["trainable"], state["frozen"])
+        num_restarted = model.restart_dead_codes(state["usage"], frames, key)
+        trainable = nnx.state(model, nnx.Param)
+        return {**state, "trainable": trainable, "usage": jnp.zeros_like(state["usage"])}, num_restarted
+
+    @jax.jit
+    def reconstruct(state, frames):
+        recon, indices, _ = nnx.merge(graphdef, state["trainable"], state["frozen"])(frames_to_float(frames), None)
+        return recon, indices
+
+    train_key, restart_key = jax.random.split(jax.random.key(args.seed))
+    last_restart_step = int(args.restart_until * total_steps)
+    summary = {}
+    for epoch in range(start_epoch, args.epochs):
+        epoch_counts = jnp.zeros(cfg.vocab_size, jnp.int32)
+        sums = {"loss": 0.0, "recon_mse": 0.0, "perplexity": 0.0}
+        restarted, started = 0, time.perf_counter()
+        rng = np.random.default_rng([args.seed, epoch])
+        bar = tqdm(data.batches(batch_size, rng, train_idx), total=steps_per_epoch, desc=f"1a epoch {epoch + 1}/{args.epochs}", leave=False)
+        for i, frames in enumerate(bar):
+            step = epoch * steps_per_epoch + i
+            frames = shard_batch(frames)
+            state, metrics = train_step(state, frames, jax.random.fold_in(train_key, step))
+            counts = metrics.pop("code_counts")
+            state["usage"] = state["usage"] + counts
+            epoch_counts = epoch_counts + counts
+            sums = {k: sums[k] + metrics[k] for k in sums}  # stays on device: no sync per step
+            if args.restart_every and (step + 1) % args.restart_every == 0 and step < last_restart_step:
+                state, num = restart_step(state, frames, jax.random.fold_in(restart_key, step))
+                restarted += int(num)
+        seconds = time.perf_counter() - started
+        eval_mse = evaluate_reconstruction(reconstruct, state, data.frames[eval_idx], batch_size)
+        used = int(jnp.sum(epoch_counts > 0))
+        summary = {
+            "stage": "1a",
+            "epoch": epoch + 1,
+            "train_loss": float(sums["loss"]) / steps_per_epoch,
+            "train_recon_mse": float(sums["recon_mse"]) / steps_per_epoch,
+            "eval_recon_mse": eval_mse,
+            "code_use": used / cfg.vocab_size,
+            "codes_used": used,
+            "perplexity": float(sums["perplexity"]) / steps_per_epoch,
+            "codes_restarted": restarted,
+            "frames_per_s": steps_per_epoch * batch_size / seconds,
+        }
+        log.write(summary)
+        tqdm.write(
+            f"1a epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}  recon mse {summary['train_recon_mse']:.4f}"
+            f" (eval {eval_mse:.4f})  codebook use {used}/{cfg.vocab_size} = {summary['code_use']:.0%}"
+            f"  perplexity {summary['perplexity']:.0f}  restarted {restarted}  {summary['frames_per_s']:.0f} frames/s"
+        )
+        save_tokenizer(args.out_dir, cfg, state, epoch + 1, steps_per_epoch)
+
+    if not summary:
+        print(f"stage 1a: {path} already has {start_epoch} epochs (--epochs {args.epochs}); nothing to train")
+    shown = eval_idx[np.linspace(0, len(eval_idx) - 1, min(8, len(eval_idx))).astype(int)]
+    recons = map_batches(lambda f: reconstruct(state, f)[0], data.frames[shown], batch_size)
+    save_recon_grid(args.out_dir / "recon_grid.png", data.frames[shown], recons)
+    return summary
+
+
+def evaluate_reconstruction(reconstruct, state, frames: np.ndarray, batch_size: int) -> float:
+    """Mean squared error (on [0, 1] pixels) of the deterministic reconstruction of `frames`."""
+    recons = map_batches(lambda f: reconstruct(state, f)[0], frames, batch_size)
+    return float(np.mean((recons - frames.astype(np.float32) / 255.0) ** 2))
+
+
+def save_tokenizer(out_dir: Path, cfg: VQVAEConfig, state, epoch: int, steps_per_epoch: int) -> None:
+    """pretrained_tokenizer.pkl (with train_state) and pretrained_encoder.pkl (no decoder, for RL)."""
+    params = nnx.to_pure_dict(state["trainable"])
+    step = epoch * steps_per_epoch
+    save_checkpoint(out_dir / TOKENIZER_FILE, kind="tokenizer", config=cfg, params=params, step=step,
+                    train_state=train_state_to_save(state, epoch))
+    save_checkpoint(out_dir / ENCODER_FILE, kind="encoder", config=cfg, params=encoder_params(params), step=step)
+
+
+# ---------------------------------------------------------------- stage 1b: dynamics
+
+
+def load_frozen_tokenizer(path: Path, out_dir: Path, dtype: jnp.dtype) -> VQVAE:
+    """The tokenizer from `path` (or out_dir/path when that is where it is), in this run's compute dtype."""
+    if not path.is_file() and (out_dir / path).is_file():
+        path = out_dir / path
+    try:
+        ckpt = load_checkpoint(path, "tokenizer")
+        cfg = dataclasses.replace(config_from_dict(VQVAEConfig, ckpt["config"]), dtype=dtype.name)
+        model = restore_params(VQVAE(cfg, rngs=nnx.Rngs(0)), ckpt["params"], source=str(path))
+    except CheckpointError as err:
+        raise fail(f"--tokenizer: {err}") from None
+    if cfg.quantizer.kind == "none":
+        raise fail(f"--tokenizer: {path} uses quantizer 'none', which has no tokens; train one with --quantizer vq|fsq|nsvq")
+    return model
+
+
+def encode_all(tokenizer: VQVAE, frames: np.ndarray, batch_size: int) -> np.ndarray:
+    """Token ids (N, 9, 10) int32 of every frame, with hard codes (no quantizer noise)."""
+    graphdef, variables = nnx.split(tokenizer)
+    variables = replicate(variables)
+
+    @jax.jit
+    def encode(frames):
+        return nnx.merge(graphdef, variables).encode(frames, None)[1]
+
+    return map_batches(encode, frames, batch_size)
+
+
+def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: MetricsLog) -> dict:
+    """Stage 1b. Returns the last epoch's metrics."""
+    tokenizer = load_frozen_tokenizer(args.tokenizer or args.out_dir / TOKENIZER_FILE, args.out_dir, dtype)
+    vq_cfg = tokenizer.cfg
+    path = args.out_dir / DYNAMICS_FILE
+    resumed = resume_from(path, "dynamics", args.resume)
+    size = model_sizes(args)
+    cfg = TransformerConfig(vocab_size=vq_cfg.vocab_size, embed_dim=size["embed_dim"], num_layers=size["num_layers"],
+                            num_heads=size["num_heads"], grid=vq_cfg.grid, dtype=dtype.name)
+    if resumed:
+        cfg = dataclasses.replace(config_from_dict(TransformerConfig, resumed["config"]), dtype=dtype.name)
+    if cfg.vocab_size != vq_cfg.vocab_size:
+        raise fail(f"--resume: {path} predicts {cfg.vocab_size} tokens but the tokenizer has {vq_cfg.vocab_size}")
+
+    train_idx, eval_idx, eval_name = split_runs(data, args.holdout_run)
+    train_t, train_t1 = data.next_frame_pairs(train_idx)
+    eval_t, eval_t1 = data.next_frame_pairs(eval_idx)
+    if len(train_t) == 0 or len(eval_t) == 0:
+        raise fail(f"--data: no consecutive frame pairs to train or evaluate the dynamics model on in {args.data}")
+    tokens = encode_all(tokenizer, data.frames, fit_batch_size(args.batch_size, len(data), "frames"))
+    batch_size = fit_batch_size(args.batch_size, len(train_t), "training pairs")
+    steps_per_epoch = len(train_t) // batch_size
+    optimizer = make_optimizer(args.lr, args.epochs * steps_per_epoch)
+
+    model = TokenTransformer(cfg, rngs=nnx.Rngs(args.seed))
+    graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
+    opt_state = optimizer.init(trainable)
+    start_epoch = 0
+    if resumed:
+        restore_params(model, resumed["train_state"]["params"], source=str(path))
+        _, trainable, frozen = nnx.split(model, nnx.Param, ...)
+        opt_state = restore_tree(opt_state, resumed["train_state"]["opt_state"], source=f"{path} train_state")
+        start_epoch = resumed["train_state"]["epoch"]
+        print(f"resuming stage 1b from {path} after epoch {start_epoch}")
+    state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": opt_state})
+    print(f"stage 1b: dynamics {cfg.num_layers} layers x {cfg.embed_dim}-d over {cfg.vocab_size} tokens, "
+          f"{sum(x.size for x in jax.tree.leaves(trainable)):,} params, {len(train_t)} training pairs, "
+          f"eval on {eval_name} ({len(eval_t)} pairs)")
+
+    def objective(model, batch, key):
+        return dynamics_loss(model, *batch)
+
+    train_step = make_train_step(graphdef, optimizer, objective)
+
+    @jax.jit
+    def eval_step(state, batch):
+        tokens_t, tokens_t1, weight = batch  # weight (B,): 1 for real pairs, 0 for batch padding
+        logits = nnx.merge(graphdef, state["trainable"], state["frozen"])(tokens_t)
+        cell_weight = jnp.broadcast_to(weight[:, None, None], tokens_t.shape)
+        correct = (jnp.argmax(logits, axis=-1) == tokens_t1) * cell_weight
+        changed = (tokens_t != tokens_t1) * cell_weight
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, tokens_t1) * cell_weight
+        return {"loss": loss.sum(), "correct": correct.sum(), "cells": cell_weight.sum(),
+                "changed": changed.sum(), "changed_correct": (correct * changed).sum()}
+
+    def evaluate(state) -> dict:
+        """Held-out metrics over every pair (the last batch is padded, with zero weight)."""
+        totals = {}
+        for start in range(0, len(eval_t), batch_size):
+            t, t1 = eval_t[start : start + batch_size], eval_t1[start : start + batch_size]
+            pad = batch_size - len(t)
+            weight = np.concatenate([np.ones(len(t), np.float32), np.zeros(pad, np.float32)])
+            t, t1 = np.concatenate([t, np.repeat(t[:1], pad)]), np.concatenate([t1, np.repeat(t1[:1], pad)])
+            sums = eval_step(state, shard_batch((tokens[t], tokens[t1], weight)))
+            totals = {k: totals.get(k, 0.0) + v for k, v in sums.items()}
+        totals = {k: float(v) for k, v in totals.items()}
+        cells = totals["cells"]
+        return {"eval_loss": totals["loss"] / cells, "eval_accuracy": totals["correct"] / cells,
+                "eval_copy_accuracy": 1.0 - totals["changed"] / cells,
+                "eval_changed_accuracy": totals["changed_correct"] / max(totals["changed"], 1.0),
+                "eval_changed_fraction": totals["changed"] / cells}
+
+    base_key = jax.random.key(args.seed)
+    summary = {}
+    for epoch in range(start_epoch, args.epochs):
+        rng = np.random.default_rng([args.seed, epoch])
+        order = rng.permutation(len(train_t))
+        sums, started = {"loss": 0.0, "accuracy": 0.0}, time.perf_counter()
+        for i in tqdm(range(steps_per_epoch), desc=f"1b epoch {epoch + 1}/{args.epochs}", leave=False):
+            chosen = order[i * batch_size : (i + 1) * batch_size]
+            batch = shard_batch((tokens[train_t[chosen]], tokens[train_t1[chosen]]))
+            state, metrics = train_step(state, batch, jax.random.fold_in(base_key, epoch * steps_per_epoch + i))
+            sums = {k: sums[k] + metrics[k] for k in sums}
+        seconds = time.perf_counter() - started
+        summary = {"stage": "1b", "epoch": epoch + 1, "train_loss": float(sums["loss"]) / steps_per_epoch,
+                   "train_accuracy": float(sums["accuracy"]) / steps_per_epoch, **evaluate(state),
+                   "pairs_per_s": steps_per_epoch * batch_size / seconds}
+        log.write(summary)
+        tqdm.write(
+            f"1b epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f} (eval {summary['eval_loss']:.4f})"
+            f"  next-token acc {summary['eval_accuracy']:.1%} vs copy {summary['eval_copy_accuracy']:.1%}"
+            f"  on changed tokens {summary['eval_changed_accuracy']:.1%}  {summary['pairs_per_s']:.0f} pairs/s"
+        )
+        save_checkpoint(path, kind="dynamics", config=cfg, params=nnx.to_pure_dict(state["trainable"]),
+                        step=(epoch + 1) * steps_per_epoch, train_state=train_state_to_save(state, epoch + 1))
+    if not summary:
+        print(f"stage 1b: {path} already has {start_epoch} epochs (--epochs {args.epochs}); nothing to train")
+    return summary
+
+
+def main(args: Args) -> dict:
+    """Runs the requested stage(s); returns {"1a": last metrics, "1b": last metrics} for the stages run."""
+    if args.epochs < 1 or args.batch_size < 1:
+        raise fail("--epochs and --batch-size must be at least 1")
+    try:
+        dtype = compute_dtype(args.dtype)
+    except ValueError as err:
+        raise fail(f"--dtype: {err}") from None
+    data = load_frames(args.data)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    log = MetricsLog(args.out_dir)
+    results = {}
+    if args.stage in ("1a", "all"):
+        results["1a"] = train_tokenizer(args, data, dtype, log)
+    if args.stage in ("1b", "all"):
+        results["1b"] = train_dynamics(args, data, dtype, log)
+    print(f"outputs in {args.out_dir}: {TOKENIZER_FILE}, {ENCODER_FILE}, {DYNAMICS_FILE}, recon_grid.png, metrics.jsonl, training_curves.png")
+    return results
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
