@@ -206,7 +206,7 @@ class Bot:
                     queue.append((nx, ny))
         return []
 
-    def overworld_move(self) -> str:
+    def overworld_move(self, goal: tuple[str, tuple]) -> str:
         """The button to press now: a direction to walk or turn, or 'a' to talk."""
         m = self.memory
         here, x, y = m[GAME.MAP_ID], m[GAME.X], m[GAME.Y]
@@ -217,7 +217,7 @@ class Bot:
             self.detour = self.random_walk(grid, x, y, int(self.rng.integers(1, 5)))
             if self.detour:
                 return self.detour.pop()
-        kind, target = self.goal()
+        kind, target = goal
         if kind == "row" and here == ROUTE and m[BATTLES] < self.extra_battles and grid[y, x] == GRASS:
             grass = [n for n, (dx, dy) in DIRECTIONS.items()
                      if 0 <= x + dx < 10 and 0 <= y + dy < 9 and grid[y + dy, x + dx] == GRASS]
@@ -273,41 +273,49 @@ class Bot:
         return "a"
 
     # -- main loop ----------------------------------------------------------------------
-    def play(self) -> None:
-        m = self.memory
+    def boot(self) -> None:
+        """Power on and wait on the title screen for a seeded while, so each run has its own rng."""
         for _ in range(BOOT_FRAMES):
             self.step()
-        self.idle(1.0)  # a seeded wait on the title screen: each run starts with its own rng
-        while m[GAME.MODE] != GAME.MODE_END:
-            mode = m[GAME.MODE]
-            if mode == GAME.MODE_TITLE:
-                self.press("start")
-            elif mode == GAME.MODE_DIALOGUE:
-                if m[TEXT] == TEXT_WAITING:
-                    self.idle(self.idle_prob)
-                    self.press("a")
-                else:
-                    self.step()
-            elif mode == GAME.MODE_BATTLE:
-                button = self.battle_move()
-                if button is None:
-                    self.step()
-                else:
-                    self.press(button)
-            elif m[WALK] > 1:
-                self.step(self.held)  # keep holding the direction while the step animates
-            elif m[WALK] == 1:
-                # The step is ending (a warp or battle may be setting up): let go, so the
-                # held direction does not carry into the next map.
+        self.idle(1.0)
+
+    def advance(self, goal: tuple[str, tuple] | None = None) -> None:
+        """One decision (a frame or a button press) towards `goal` (default: the next milestone's)."""
+        m = self.memory
+        mode = m[GAME.MODE]
+        if mode == GAME.MODE_TITLE:
+            self.press("start")
+        elif mode == GAME.MODE_DIALOGUE:
+            if m[TEXT] == TEXT_WAITING:
+                self.idle(self.idle_prob)
+                self.press("a")
+            else:
+                self.step()
+        elif mode == GAME.MODE_BATTLE:
+            button = self.battle_move()
+            if button is None:
                 self.step()
             else:
-                self.battle_plan = None
-                self.idle(self.idle_prob)
-                button = self.overworld_move()
-                if button == "a":
-                    self.press("a")
-                else:
-                    self.step((button,))
+                self.press(button)
+        elif m[WALK] > 1:
+            self.step(self.held)  # keep holding the direction while the step animates
+        elif m[WALK] == 1:
+            # The step is ending (a warp or battle may be setting up): let go, so the
+            # held direction does not carry into the next map.
+            self.step()
+        else:
+            self.battle_plan = None
+            self.idle(self.idle_prob)
+            button = self.overworld_move(goal or self.goal())
+            if button == "a":
+                self.press("a")
+            else:
+                self.step((button,))
+
+    def play(self) -> None:
+        self.boot()
+        while self.memory[GAME.MODE] != GAME.MODE_END:
+            self.advance()
         for _ in range(END_SCREEN_FRAMES):
             self.step()
 

@@ -1,0 +1,104 @@
+"""EmuQuest, the embedded game: the ROM file, booting, the title screen, the milestone
+order (the gate and the prof) and a byte-identical rebuild."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from pyboy import PyBoy
+
+from data.make_speedruns import GATE_TILE, PROF, TOWN, Bot
+from envs.games import EMUQUEST_ROM, EmuQuest, read_cart_title
+
+GAME = EmuQuest()
+BUILD_SCRIPT = EMUQUEST_ROM.parent / "build.sh"
+BOOT_FRAMES = 90  # PyBoy's boot sequence runs ~65 frames before the game starts
+
+
+def test_rom_header():
+    rom = EMUQUEST_ROM.read_bytes()
+    assert len(rom) == 32 * 1024
+    assert read_cart_title(rom) == "EMUQUEST"
+    assert rom[0x147] == 0 and rom[0x148] == 0 and rom[0x149] == 0  # no MBC, 32 KiB, no RAM
+    header = 0
+    for byte in rom[0x134:0x14D]:
+        header = (header - byte - 1) & 0xFF
+    assert rom[0x14D] == header
+    total = (sum(rom) - rom[0x14E] - rom[0x14F]) & 0xFFFF
+    assert rom[0x14E] << 8 | rom[0x14F] == total
+
+
+@pytest.fixture
+def pyboy():
+    emulator = PyBoy(str(EMUQUEST_ROM), window="null", sound_emulated=False)
+    yield emulator
+    emulator.stop(save=False)
+
+
+def test_boots_to_title(pyboy):
+    pyboy.tick(BOOT_FRAMES, True)
+    assert pyboy.memory[GAME.MODE] == GAME.MODE_TITLE
+    assert not GAME.status(pyboy.memory).left_title
+    screen = pyboy.screen.ndarray[:, :, :3]
+    assert len(np.unique(screen.reshape(-1, 3), axis=0)) >= 3  # title text and art, not blank
+
+
+def test_only_start_leaves_title(pyboy):
+    pyboy.tick(BOOT_FRAMES, False)
+    for button in ("a", "b", "select", "up", "down", "left", "right"):
+        pyboy.button(button, 2)  # a short press
+        pyboy.tick(10, False)
+        pyboy.button_press(button)  # and a long hold
+        pyboy.tick(60, False)
+        pyboy.button_release(button)
+        pyboy.tick(5, False)
+        assert pyboy.memory[GAME.MODE] == GAME.MODE_TITLE, button
+    pyboy.button("start", 2)
+    pyboy.tick(10, False)
+    assert pyboy.memory[GAME.MODE] == GAME.MODE_DIALOGUE
+    assert GAME.status(pyboy.memory).left_title
+
+
+def run_until(bot: Bot, done, goal=None, max_frames: int = 4000) -> None:
+    while not done():
+        assert bot.frame < max_frames, "the bot did not get there"
+        bot.advance(goal)
+
+
+def test_gate_and_prof_respect_the_milestone_order():
+    """The gate stays shut without the key, and the prof gives no key before the guide."""
+    frames: list[np.ndarray] = []
+    bot = Bot(EMUQUEST_ROM, seed=0, detour_prob=0.0, idle_prob=0.0, max_idle_frames=1,
+              extra_battles=0, max_frames=6000, on_frame=lambda i, rgb, b: None)
+    memory = bot.memory
+    try:
+        bot.boot()
+        run_until(bot, lambda: memory[GAME.MAP_ID] == TOWN and memory[0xC008] == 0)
+        assert memory[GAME.MILESTONES] == 0b11
+        # Talk to the locked gate: a text opens, no milestone, the gate stays a gate.
+        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_DIALOGUE, goal=("talk", GATE_TILE))
+        gate_x, gate_y = GATE_TILE[1:]
+        assert memory[GAME.GRID + gate_y * 10 + gate_x] == 6
+        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_OVERWORLD)
+        position = memory[GAME.X], memory[GAME.Y]
+        assert position == (gate_x, gate_y + 1)
+        for _ in range(40):  # walking into it only turns the player
+            bot.step(("up",))
+        bot.step()
+        assert (memory[GAME.X], memory[GAME.Y]) == position and memory[GAME.MAP_ID] == TOWN
+        # The prof before the guide: a text, but no key.
+        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_DIALOGUE and memory[0xC00A] == 4,
+                  goal=("talk", PROF))
+        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_OVERWORLD)
+        assert memory[GAME.MILESTONES] == 0b11
+    finally:
+        bot.close()
+
+
+@pytest.mark.skipif(shutil.which("sdcc") is None, reason="sdcc not installed (apt-get install -y sdcc)")
+def test_rebuild_is_byte_identical(tmp_path):
+    out = tmp_path / "emuquest.gb"
+    subprocess.run(["bash", str(BUILD_SCRIPT), str(out), str(tmp_path / "build")], check=True,
+                   capture_output=True)
+    assert out.read_bytes() == EMUQUEST_ROM.read_bytes(), "commit the rebuilt ROM (build.sh)"

@@ -1,0 +1,69 @@
+"""The scripted speedrun bot: it finishes EmuQuest, is deterministic per seed, and its CLI
+writes PNGs, metadata and an mp4 that agree with each other."""
+
+import hashlib
+import json
+
+import cv2
+import pytest
+
+from data.make_speedruns import Args, main, run_speedrun
+from envs.games import EmuQuest
+
+GAME = EmuQuest()
+
+
+def frames_hash(run) -> str:
+    return hashlib.sha1(run.frames.tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def run_seed0():
+    return run_speedrun(0, frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1)
+
+
+def test_bot_reaches_the_end_screen(run_seed0):
+    meta = run_seed0.metadata
+    assert meta["milestones"] == GAME.num_milestones
+    assert list(meta["milestone_frames"]) == list(GAME.milestone_names)
+    assert sorted(meta["milestone_frames"].values()) == list(meta["milestone_frames"].values())
+    assert meta["battles"] >= 1  # extra_battles=1 paces the grass until one starts
+    records = meta["frames"]
+    assert len(records) == len(run_seed0.frames) == -(-meta["num_frames"] // 4)
+    assert [r["frame"] for r in records] == list(range(0, meta["num_frames"], 4))
+    counts = [r["milestones"] for r in records]
+    assert counts == sorted(counts) and counts[-1] == GAME.num_milestones
+    assert records[-1]["mode"] == GAME.MODE_END
+    assert {r["mode"] for r in records} >= {GAME.MODE_TITLE, GAME.MODE_DIALOGUE,
+                                             GAME.MODE_OVERWORLD, GAME.MODE_BATTLE}
+    assert {p["button"] for p in meta["presses"]} >= {"start", "a"}
+    assert run_seed0.frames.shape[1:] == (144, 160, 3)
+
+
+def test_same_seed_same_frames_other_seed_differs(run_seed0):
+    again = run_speedrun(0, frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1)
+    assert frames_hash(again) == frames_hash(run_seed0)
+    assert again.metadata == run_seed0.metadata
+    other = run_speedrun(1, frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1)
+    assert frames_hash(other) != frames_hash(run_seed0)
+    assert other.metadata["milestones"] == GAME.num_milestones
+
+
+def test_cli_writes_pngs_metadata_and_video(tmp_path):
+    main(Args(num_runs=1, seed=3, frame_every=8, out=tmp_path))
+    run_dir = tmp_path / "frames" / "run_00"
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    pngs = sorted(run_dir.glob("*.png"))
+    assert [p.name for p in pngs] == [r["file"] for r in meta["frames"]]
+    first = cv2.imread(str(pngs[0]))
+    assert first.shape == (144, 160, 3)
+    video = cv2.VideoCapture(str(tmp_path / "videos" / "run_00.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == meta["num_frames"]
+    assert video.get(cv2.CAP_PROP_FPS) == 60
+    video.release()
+    assert not list(tmp_path.rglob("*.tmp*"))  # temporary names were renamed away
+
+
+def test_cli_refuses_a_missing_rom(tmp_path):
+    with pytest.raises(SystemExit, match="--rom"):
+        main(Args(rom=tmp_path / "missing.gb", out=tmp_path))
