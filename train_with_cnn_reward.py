@@ -21,10 +21,11 @@ happen in one jitted, donated `update(state, batch, key)`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -36,6 +37,26 @@ import optax
 import tyro
 from flax import nnx
 from tqdm import tqdm
+
+from envs.curriculum import CurriculumPool
+from envs.games import EMUQUEST_ROM
+from envs.rom import RomError
+from envs.vec_gameboy import VecGameBoy
+from models.checkpoint import (
+    CheckpointError,
+    config_from_dict,
+    load_checkpoint,
+    params_of,
+    restore_params,
+    restore_tree,
+    save_checkpoint,
+)
+from models.policy import PolicyConfig, make_policy, trainable_filter
+from models.quantizers import QuantizerConfig
+from models.reward import load_reward
+from models.sharding import compute_dtype
+from models.transformer import TransformerConfig, load_dynamics
+from models.vqvae import VQVAEConfig, load_encoder
 
 
 @dataclass
@@ -63,6 +84,8 @@ class Args:
     """Emulator worker processes (None: one per CPU core; 0: the serial backend)."""
     frame_skip: int = 30
     """Game Boy frames per env step (a press is held for part of it)."""
+    press_frames: int = 8
+    """Frames a button is held at the start of a step (< frame_skip)."""
     max_episode_steps: int = 2048
     """Env steps before an episode is truncated."""
     num_steps: int = 128
@@ -99,6 +122,8 @@ class Args:
     """Saved progress states kept in the curriculum pool."""
     entropy_warn_iters: int = 50
     """Warn when entropy stays above 99% of its maximum for this many iterations."""
+    log_every: int = 10
+    """Print one summary line every this many iterations (metrics.jsonl gets every one)."""
     save_every: int = 1000
     """Write checkpoints/policy_<iteration>.pkl every this many iterations."""
     resume: str | None = None
@@ -235,30 +260,31 @@ class PPOState(NamedTuple):
 
 def make_update(graphdef, frozen, tx, *, num_minibatches: int, update_epochs: int,
                 clip_coef: float, vf_coef: float, ent_coef: float):
-    """Build the jitted `update(state, batch, key) -> (state, metrics)`.
+    """Build `update(state, batch, key) -> (state, metrics)`: one jitted call that runs all
+    epochs and minibatches, with the state's buffers donated.
 
-    graphdef/frozen: the policy as split by `split_policy` (frozen holds the encoder when
-    it is not fine-tuned, and non-parameter variables); batch: flat arrays (B, ...) with
-    obs uint8, actions, log_probs, advantages, returns, mask. All epochs and minibatches
-    run inside one jit; the state's buffers are donated."""
+    graphdef/frozen: the policy as split by `nnx.split(model, trainable_filter(cfg), ...)`
+    (frozen holds the encoder when it is not fine-tuned); it is passed to the jitted
+    function as an argument, not baked in as a constant. batch: flat arrays (B, ...) with
+    obs (policy observations), actions, log_probs, advantages, returns, mask."""
 
-    def minibatch_loss(params, minibatch):
+    def minibatch_loss(params, frozen, minibatch):
         logits, values = nnx.merge(graphdef, params, frozen)(minibatch["obs"])
         return ppo_loss(logits, values, minibatch, clip_coef, vf_coef, ent_coef)
 
     grad_fn = jax.value_and_grad(minibatch_loss, has_aux=True)
 
-    def train_minibatch(state: PPOState, minibatch):
-        (_, metrics), grads = grad_fn(state.params, minibatch)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics["losses/grad_norm"] = optax.global_norm(grads)
-        return PPOState(params, opt_state), metrics
-
     @partial(jax.jit, donate_argnums=0)
-    def update(state: PPOState, batch, key):
+    def update_with(state: PPOState, frozen, batch, key):
         batch_size = batch["actions"].shape[0]
         minibatch_size = batch_size // num_minibatches
+
+        def train_minibatch(state: PPOState, minibatch):
+            (_, metrics), grads = grad_fn(state.params, frozen, minibatch)
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            metrics["losses/grad_norm"] = optax.global_norm(grads)
+            return PPOState(params, opt_state), metrics
 
         def train_epoch(state, epoch_key):
             order = jax.random.permutation(epoch_key, batch_size)[: num_minibatches * minibatch_size]
@@ -270,4 +296,517 @@ def make_update(graphdef, frozen, tx, *, num_minibatches: int, update_epochs: in
         state, metrics = jax.lax.scan(train_epoch, state, jax.random.split(key, update_epochs))
         return state, jax.tree.map(jnp.mean, metrics)
 
-    return update
+    return lambda state, batch, key: update_with(state, frozen, batch, key)
+
+
+# ---------------------------------------------------------------------------
+# Reward: progress deltas of the learned score, scored every `interval` steps.
+# ---------------------------------------------------------------------------
+
+
+class ProgressReward:
+    """Per-step rewards from frames: `scale * (R(now) - R(last scored frame)) - time_penalty`
+    on every `interval`-th env step, `-time_penalty` on the steps between.
+
+    `score_fn(frames uint8 (N, 144, 160, 3)) -> (N,) float32` is the jitted reward model.
+    The baseline of an env restarts at the first frame of each new episode, so resets
+    and curriculum jumps earn nothing. Its state is plain data for checkpoints."""
+
+    def __init__(self, score_fn, num_envs: int, interval: int, time_penalty: float, scale: float = 1.0):
+        self.score_fn = score_fn
+        self.interval = interval
+        self.time_penalty = time_penalty
+        self.scale = scale
+        self.baseline = np.zeros(num_envs, np.float32)  # R of each env's last scored frame
+        self.steps = 0  # env steps taken since training started
+
+    def start(self, obs):
+        """Score the first frames after `env.reset`."""
+        self.baseline = self.score_fn(obs)
+
+    def __call__(self, obs, dones):
+        """Reward for the step that produced `obs` (with `dones` true where an episode
+        ended and `obs` is already the next episode's first frame). Returns (rewards (N,),
+        scores (N,) on scored steps else None)."""
+        self.steps += 1
+        rewards = np.full(dones.shape, -self.time_penalty, np.float32)
+        at_interval = self.steps % self.interval == 0
+        scores = self.score_fn(obs) if (at_interval or dones.any()) else None
+        if dones.any():
+            self.baseline = np.where(dones, scores, self.baseline)
+        if not at_interval:
+            return rewards, None
+        rewards += self.scale * (scores - self.baseline)
+        self.baseline = scores
+        return rewards, scores
+
+    def state_dict(self) -> dict:
+        return {"baseline": self.baseline.copy(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict):
+        self.baseline = np.asarray(state["baseline"], np.float32).copy()
+        self.steps = int(state["steps"])
+
+
+class EntropyWatch:
+    """Entropy as a fraction of its maximum log(num_actions); warns once per streak when
+    it stays above `threshold` for `patience` iterations (the seed sat at 99.9%)."""
+
+    def __init__(self, num_actions: int, patience: int, threshold: float = 0.99):
+        self.max_entropy = math.log(num_actions)
+        self.patience = patience
+        self.threshold = threshold
+        self.streak = 0  # consecutive iterations above threshold
+
+    def __call__(self, entropy: float) -> tuple[float, str | None]:
+        fraction = entropy / self.max_entropy
+        self.streak = self.streak + 1 if fraction > self.threshold else 0
+        warning = None
+        if self.streak == self.patience:
+            warning = (
+                f"warning: policy entropy has stayed above {self.threshold:.0%} of its maximum for "
+                f"{self.patience} iterations (the policy is still uniform): check the reward "
+                f"scale (--reward-scale) or lower --ent-coef"
+            )
+        return fraction, warning
+
+
+# ---------------------------------------------------------------------------
+# Rollouts on VecGameBoy.
+# ---------------------------------------------------------------------------
+
+EPISODE_WINDOW = 100  # recent episodes averaged for the episode/* metrics
+
+
+class Runner:
+    """The host side of training: the envs, the reward, the curriculum and episode stats.
+
+    Everything it carries across iterations is in `state_dict()`; resume points are
+    episode boundaries (`restart`), so no emulator state has to be saved."""
+
+    def __init__(self, env, progress: ProgressReward, pool, seed: int):
+        self.env = env
+        self.progress = progress
+        self.pool = pool  # CurriculumPool or None
+        self.seed = seed
+        self.best_score = -np.inf  # highest learned score any env reached
+        self.episodes: list[dict] = []  # the last EPISODE_WINDOW episodes' stats
+        self.obs = None
+        self.episode_return = np.zeros(env.num_envs, np.float32)
+
+    def restart(self, iteration: int):
+        """Start every env on a fresh episode (power-on or a curriculum state): at the start of
+        training, after each checkpoint and on --resume, so both runs continue identically."""
+        obs, _ = self.env.reset(seed=self.seed * 1_000_003 + iteration)
+        self.obs = obs.copy()  # the env overwrites its buffer in place on the next step
+        self.progress.start(self.obs)
+        self.episode_return[:] = 0
+
+    def rollout(self, policy_step, key, num_steps: int):
+        """Step every env num_steps times. `policy_step(frames, key) -> (observation, action,
+        log_prob, value)` is the jitted policy. Returns (batch of (T, N, ...) arrays, stats)."""
+        num_envs = self.env.num_envs
+        observations, actions, log_probs, values = [], [], [], []
+        rewards = np.zeros((num_steps, num_envs), np.float32)
+        dones = np.zeros((num_steps, num_envs), np.float32)
+        milestones_max = np.zeros(num_envs, np.int32)
+        saved_states = 0
+        ended = []
+        for t in range(num_steps):
+            observation, action, log_prob, value = policy_step(self.obs, jax.random.fold_in(key, t))
+            observations.append(observation)
+            log_probs.append(log_prob)
+            values.append(value)
+            actions.append(action)
+            obs, _, terminated, truncated, info = self.env.step(np.asarray(action))
+            self.obs = obs.copy()
+            done = terminated | truncated
+            reward, scores = self.progress(self.obs, done)
+            rewards[t], dones[t] = reward, done
+            milestones_max = np.maximum(milestones_max, info["milestones"])
+
+            self.episode_return += reward
+            for episode in info["episodes"]:
+                episode = {**episode, "return": float(self.episode_return[episode["env_id"]])}
+                ended.append(episode)
+            self.episode_return[done] = 0
+            if scores is not None and self.pool is not None:
+                saved_states += self._save_new_high(scores)
+        self.episodes = (self.episodes + ended)[-EPISODE_WINDOW:]
+        batch = {
+            "obs": jnp.stack(observations),
+            "actions": jnp.stack(actions),
+            "log_probs": jnp.stack(log_probs),
+            "values": jnp.stack(values),
+            "rewards": jnp.asarray(rewards),
+            "dones": jnp.asarray(dones),
+        }
+        stats = {
+            "rollout/reward_mean": float(rewards.mean()),
+            "rollout/episodes_ended": len(ended),
+            "rollout/milestones_max": int(milestones_max.max()),
+            "rollout/milestones_mean": float(milestones_max.mean()),
+            "curriculum/saved_states": saved_states,
+        }
+        return batch, stats
+
+    def _save_new_high(self, scores) -> int:
+        """Save the env with the highest score into the curriculum pool when it beats every
+        score seen so far (states cost 20 ms each, so only new highs are kept)."""
+        best_env = int(np.argmax(scores))
+        if scores[best_env] <= self.best_score:
+            return 0
+        self.best_score = float(scores[best_env])
+        [state] = self.env.save_states([best_env])
+        self.pool.add(state, self.best_score)
+        return 1
+
+    def episode_stats(self) -> dict:
+        """Means over the recent-episode window (title escape rate, milestones, ...)."""
+        if not self.episodes:
+            return {}
+        mean = lambda name: float(np.mean([e[name] for e in self.episodes]))  # noqa: E731
+        return {
+            "episode/return": mean("return"),
+            "episode/length": mean("length"),
+            "episode/milestones": mean("milestones"),
+            "episode/maps_visited": mean("maps_visited"),
+            "episode/title_escape_rate": mean("left_title"),
+            "episode/count": len(self.episodes),
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "best_score": float(self.best_score),
+            "episodes": [dict(e) for e in self.episodes],
+            "progress": self.progress.state_dict(),
+            "pool": None if self.pool is None else self.pool.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict):
+        self.best_score = float(state["best_score"])
+        self.episodes = [dict(e) for e in state["episodes"]]
+        self.progress.load_state_dict(state["progress"])
+        if self.pool is not None and state["pool"] is not None:
+            restored = CurriculumPool.from_dict(state["pool"])
+            self.pool.states, self.pool.scores = restored.states, restored.scores
+
+
+# ---------------------------------------------------------------------------
+# Models from checkpoints.
+# ---------------------------------------------------------------------------
+
+
+def load_score_fn(path: str):
+    """The reward model of a 'reward' checkpoint as a jitted `frames uint8 (N, 144, 160, 3)
+    -> (N,) float32 numpy` function. A file of another kind exits with one line."""
+    try:
+        reward_model = load_reward(path)
+    except CheckpointError as err:
+        raise SystemExit(f"--reward-model: {err} (train one with train_reward.py)") from None
+    graphdef, state = nnx.split(reward_model)
+    score = jax.jit(lambda state, frames: nnx.merge(graphdef, state).score(frames))
+    return lambda frames: np.asarray(score(state, frames), np.float32)
+
+
+def load_or_exit(loader, path: str, flag: str):
+    try:
+        return loader(path)
+    except CheckpointError as err:
+        raise SystemExit(f"{flag}: {err}") from None
+
+
+def policy_config_from_args(args: Args, num_actions: int):
+    """PolicyConfig plus the pretrained modules to copy in: (config, encoder or None,
+    dynamics transformer or None). Pretrained checkpoints fix their parts' sizes."""
+    dtype = str(compute_dtype(args.dtype))
+    encoder = dynamics = None
+    if args.pretrained_tokenizer and args.policy == "vq":
+        encoder = load_or_exit(load_encoder, args.pretrained_tokenizer, "--pretrained-tokenizer")
+        encoder_cfg = dataclasses.replace(encoder.cfg, dtype=dtype)
+    else:
+        encoder_cfg = VQVAEConfig(
+            embed_dim=args.embed_dim,
+            encoder_channels=tuple(args.encoder_channels),
+            quantizer=QuantizerConfig(codebook_size=args.codebook_size),
+            dtype=dtype,
+        )
+    if args.pretrained_dynamics:
+        dynamics = load_or_exit(load_dynamics, args.pretrained_dynamics, "--pretrained-dynamics")
+        transformer_cfg = dataclasses.replace(dynamics.cfg, dtype=dtype)
+        if args.policy == "vq" and transformer_cfg.vocab_size != encoder_cfg.vocab_size:
+            raise SystemExit(
+                f"--pretrained-dynamics: {args.pretrained_dynamics} reads {transformer_cfg.vocab_size} tokens "
+                f"but the tokenizer has {encoder_cfg.vocab_size} codes: pass the dynamics model trained "
+                f"on this tokenizer (pretrain_visual.py --stage 1b --tokenizer ...)"
+            )
+    else:
+        transformer_cfg = TransformerConfig(
+            vocab_size=encoder_cfg.vocab_size,
+            embed_dim=args.embed_dim,
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            dtype=dtype,
+        )
+    cfg = PolicyConfig(
+        kind=args.policy,
+        num_actions=num_actions,
+        encoder=encoder_cfg,
+        transformer=transformer_cfg,
+        finetune_encoder=args.finetune_encoder,
+    )
+    return cfg, encoder, dynamics
+
+
+def copy_params(target: nnx.Module, source: nnx.Module, source_name: str):
+    """Copy every parameter of `source` into the same path of `target` (which may hold more,
+    e.g. an input projection the pretrained model lacks); shapes are checked."""
+    state = nnx.state(target, nnx.Param)
+    merged = nnx.to_pure_dict(state)
+
+    def overlay(into: dict, values: dict, where: str):
+        for name, value in values.items():
+            if name not in into:
+                raise SystemExit(f"{source_name}: parameter {where}/{name} does not exist in the policy")
+            if isinstance(value, dict):
+                overlay(into[name], value, f"{where}/{name}")
+            elif into[name].shape != value.shape:
+                raise SystemExit(f"{source_name}: {where}/{name} has shape {value.shape}, policy has {into[name].shape}")
+            else:
+                into[name] = value
+
+    overlay(merged, params_of(source), "")
+    nnx.replace_by_pure_dict(state, merged)
+    nnx.update(target, state)
+
+
+# ---------------------------------------------------------------------------
+# Training.
+# ---------------------------------------------------------------------------
+
+
+def check_args(args: Args):
+    problems = []
+    if args.num_envs < 1:
+        problems.append("--num-envs must be >= 1")
+    if not 0.0 < args.return_filter <= 1.0:
+        problems.append("--return-filter is the kept fraction, in (0, 1]")
+    if not 0.0 <= args.curriculum_prob <= 1.0:
+        problems.append("--curriculum-prob must be in [0, 1]")
+    if args.reward_interval < 1 or args.save_every < 1 or args.iterations < 0:
+        problems.append("--reward-interval and --save-every must be >= 1, --iterations >= 0")
+    if (args.num_steps * args.num_envs) % args.num_minibatches:
+        problems.append(
+            f"--num-minibatches {args.num_minibatches} must divide num_steps x num_envs = "
+            f"{args.num_steps * args.num_envs}"
+        )
+    if args.rom is not None and not Path(args.rom).is_file():
+        problems.append(f"--rom {args.rom} not found")
+    if problems:
+        raise SystemExit("; ".join(problems))
+
+
+def save_policy(path: Path, *, model, policy_cfg, args, state: PPOState, key, iteration, runner, watch):
+    """Atomic policy checkpoint: bf16 params for evaluation, plus the fp32 train_state that
+    --resume needs (all params, optimizer, RNG, counters, curriculum pool, episode window)."""
+    train_state = {
+        "params": params_of(model),
+        "opt_state": jax.tree.leaves(state.opt_state),  # rebuilt with restore_tree
+        "key": np.asarray(key),
+        "iteration": iteration,
+        "entropy_streak": watch.streak,
+        "runner": runner.state_dict(),
+    }
+    config = {"policy": dataclasses.asdict(policy_cfg), "args": dataclasses.asdict(args)}
+    save_checkpoint(path, kind="policy", config=config, params=params_of(model), step=iteration, train_state=train_state)
+
+
+def load_policy(path) -> tuple[nnx.Module, PolicyConfig, dict]:
+    """(policy with its fp32 weights, its config, the checkpoint) from a 'policy' checkpoint."""
+    ckpt = load_checkpoint(path, "policy")
+    cfg = config_from_dict(PolicyConfig, ckpt["config"]["policy"])
+    model = make_policy(cfg, nnx.Rngs(0))
+    weights = ckpt["params"] if ckpt["train_state"] is None else ckpt["train_state"]["params"]
+    return restore_params(model, weights, source=str(path)), cfg, ckpt
+
+
+def keep_metrics_up_to(path: Path, iteration: int):
+    """On resume, drop metrics logged after the checkpoint (they will be logged again)."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["iteration"] <= iteration]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    tmp.replace(path)
+
+
+def main(args: Args) -> list[dict]:
+    """Train; returns the per-iteration metrics of this invocation (also in metrics.jsonl)."""
+    check_args(args)
+    out_dir = Path(args.out_dir)
+    rom = args.rom or str(EMUQUEST_ROM)
+    score_fn = load_score_fn(args.reward_model)
+    key = jax.random.PRNGKey(args.seed)
+    try:
+        env = VecGameBoy(
+            rom,
+            num_envs=args.num_envs,
+            num_workers=args.num_workers or None,
+            frame_skip=args.frame_skip,
+            press_frames=args.press_frames,
+            max_steps=args.max_episode_steps,
+            backend="serial" if args.num_workers == 0 else "process",
+            curriculum=CurriculumPool(args.curriculum_capacity) if args.curriculum_prob > 0 else None,
+            pool_prob=args.curriculum_prob,
+        )
+    except (RomError, ValueError) as err:
+        raise SystemExit(f"--rom / env settings: {err}") from None
+
+    with env:
+        if args.resume:
+            try:
+                model, policy_cfg, ckpt = load_policy(args.resume)
+            except CheckpointError as err:
+                raise SystemExit(f"--resume: {err}") from None
+            if ckpt["train_state"] is None:
+                raise SystemExit(f"--resume: {args.resume} holds no train_state to continue from")
+            if policy_cfg.num_actions != env.num_actions:
+                raise SystemExit(f"--resume: {args.resume} has {policy_cfg.num_actions} actions, the env {env.num_actions}")
+        else:
+            policy_cfg, encoder, dynamics = policy_config_from_args(args, env.num_actions)
+            key, init_key = jax.random.split(key)
+            model = make_policy(policy_cfg, nnx.Rngs(init_key))
+            if encoder is not None:
+                copy_params(model.vq, encoder, "--pretrained-tokenizer")
+            if dynamics is not None:
+                copy_params(model.trunk, dynamics, "--pretrained-dynamics")
+
+        graphdef, params, frozen = nnx.split(model, trainable_filter(policy_cfg), ...)
+        tx = optax.chain(optax.clip_by_global_norm(args.max_grad_norm), optax.adam(args.learning_rate, eps=1e-5))
+        state = PPOState(params, tx.init(params))
+        progress = ProgressReward(score_fn, args.num_envs, args.reward_interval, args.time_penalty, args.reward_scale)
+        runner = Runner(env, progress, env.curriculum, args.seed)
+        watch = EntropyWatch(env.num_actions, args.entropy_warn_iters)
+        start_iteration = 0
+        if args.resume:
+            ts = ckpt["train_state"]
+            state = PPOState(params, restore_tree(state.opt_state, ts["opt_state"], source=f"{args.resume} optimizer"))
+            key = jnp.asarray(ts["key"], jnp.uint32)
+            start_iteration = int(ts["iteration"])
+            watch.streak = int(ts["entropy_streak"])
+            runner.load_state_dict(ts["runner"])
+        runner.restart(start_iteration)
+
+        @jax.jit
+        def policy_step(params, frozen, frames, key):
+            policy = nnx.merge(graphdef, params, frozen)
+            observation = policy.observe(frames)
+            logits, value = policy(observation)
+            action = jax.random.categorical(key, logits)
+            log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
+            return observation, action, log_prob, value
+
+        @partial(jax.jit, static_argnames="episode_boundary")
+        def prepare_batch(batch, last_value, episode_boundary: bool):
+            """GAE and the return filter on (T, N) arrays, then flatten to (T*N, ...)."""
+            dones = batch["dones"].at[-1].set(1.0) if episode_boundary else batch["dones"]
+            advantages, returns = compute_gae(batch["rewards"], batch["values"], dones, last_value, args.gamma, args.gae_lambda)
+            mask, kept, total = return_filter_mask(batch["rewards"], dones, args.return_filter)
+            flat = {
+                "obs": batch["obs"],
+                "actions": batch["actions"],
+                "log_probs": batch["log_probs"],
+                "advantages": advantages,
+                "returns": returns,
+                "mask": mask,
+            }
+            flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), flat)
+            return flat, {"filter/kept_segments": kept, "filter/segments": total}
+
+        update = make_update(
+            graphdef, frozen, tx,
+            num_minibatches=args.num_minibatches, update_epochs=args.update_epochs,
+            clip_coef=args.clip_coef, vf_coef=args.vf_coef, ent_coef=args.ent_coef,
+        )
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        metrics_path = out_dir / "metrics.jsonl"
+        if args.resume:
+            keep_metrics_up_to(metrics_path, start_iteration)
+        elif metrics_path.exists():
+            metrics_path.unlink()
+        history = []
+        bar = tqdm(range(start_iteration, args.iterations), initial=start_iteration, total=args.iterations, desc="PPO")
+        try:
+            with open(metrics_path, "a") as metrics_file:
+                for index in bar:
+                    iteration = index + 1
+                    started = time.perf_counter()
+                    key, rollout_key, update_key = jax.random.split(key, 3)
+                    # A checkpoint is a resume point, so its rollout ends every episode.
+                    checkpoint_now = iteration % args.save_every == 0
+                    batch, rollout_stats = runner.rollout(
+                        lambda frames, k: policy_step(state.params, frozen, frames, k), rollout_key, args.num_steps
+                    )
+                    rollout_seconds = time.perf_counter() - started
+                    _, _, _, last_value = policy_step(state.params, frozen, runner.obs, rollout_key)
+                    flat, filter_stats = prepare_batch(batch, last_value, checkpoint_now)
+                    state, losses = update(state, flat, update_key)
+                    losses = jax.device_get(losses)
+                    seconds = time.perf_counter() - started
+
+                    entropy_fraction, warning = watch(float(losses["losses/entropy"]))
+                    if warning:
+                        tqdm.write(warning)
+                    record = {
+                        "iteration": iteration,
+                        "env_steps": iteration * args.num_steps * args.num_envs,
+                        "charts/sps": args.num_steps * args.num_envs / seconds,
+                        "charts/rollout_sps": args.num_steps * args.num_envs / rollout_seconds,
+                        "policy/entropy_fraction": entropy_fraction,
+                        **{k: float(v) for k, v in losses.items()},
+                        **{k: int(v) for k, v in jax.device_get(filter_stats).items()},
+                        **rollout_stats,
+                        **runner.episode_stats(),
+                        "curriculum/pool_size": len(env.curriculum) if env.curriculum is not None else 0,
+                        "curriculum/best_score": runner.best_score if np.isfinite(runner.best_score) else None,
+                    }
+                    metrics_file.write(json.dumps(record) + "\n")
+                    metrics_file.flush()
+                    history.append(record)
+                    bar.set_postfix(sps=f"{record['charts/sps']:.0f}", ent=f"{entropy_fraction:.3f}")
+                    if iteration % args.log_every == 0 or iteration == args.iterations:
+                        tqdm.write(format_line(record))
+                    if checkpoint_now:
+                        nnx.update(model, state.params)
+                        save_policy(out_dir / f"policy_{iteration}.pkl", model=model, policy_cfg=policy_cfg, args=args,
+                                    state=state, key=key, iteration=iteration, runner=runner, watch=watch)
+                        runner.restart(iteration)
+        except KeyboardInterrupt:
+            raise SystemExit(f"interrupted; metrics are in {metrics_path}, the last checkpoint in {out_dir}") from None
+        nnx.update(model, state.params)
+        save_policy(out_dir / "policy_final.pkl", model=model, policy_cfg=policy_cfg, args=args, state=state,
+                    key=key, iteration=max(start_iteration, args.iterations), runner=runner, watch=watch)
+    return history
+
+
+def format_line(record: dict) -> str:
+    """The one printed line per logging interval."""
+    parts = [
+        f"it {record['iteration']}",
+        f"sps {record['charts/sps']:.0f}",
+        f"reward/step {record['rollout/reward_mean']:+.4f}",
+        f"entropy {record['policy/entropy_fraction']:.1%} of max",
+        f"milestones max {record['rollout/milestones_max']}",
+    ]
+    if "episode/return" in record:
+        parts += [
+            f"ep return {record['episode/return']:+.3f}",
+            f"title escape {record['episode/title_escape_rate']:.0%}",
+            f"ep milestones {record['episode/milestones']:.2f}",
+        ]
+    return " | ".join(parts)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
