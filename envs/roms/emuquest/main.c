@@ -116,7 +116,7 @@ static void put_metatile(uint8_t col, uint8_t row, uint8_t metatile) {
 
 static void title_show(void) {
     static const uint8_t strip[10] = {MT_TREE, MT_TALLGRASS, MT_TALLGRASS, MT_TREE, MT_FLOWER,
-                                      MT_PATH, MT_GUIDE, MT_TALLGRASS, MT_TREE, MT_TREE};
+                                      MT_GROUND, MT_GUIDE, MT_TALLGRASS, MT_TREE, MT_TREE};
     uint8_t i;
     clear_bg();
     put_big_text(2, 3, "EMUQUEST");
