@@ -133,6 +133,7 @@ def main(args: Args) -> str:
     except RomError as error:
         raise SystemExit(str(error)) from None
     cores = len(os.sched_getaffinity(0))
+    load_before = os.getloadavg()[0]  # other work on the machine skews every number below
     num_envs = args.num_envs or -(-max(8, cores) // cores) * cores
     worker_counts = sorted({*args.worker_counts, cores})
 
@@ -150,7 +151,7 @@ def main(args: Args) -> str:
 
     lines = [
         f"Env throughput, {datetime.date.today().isoformat()}: {cpu_model()}, {cores} cores (nproc), "
-        f"Python {platform.python_version()}, PyBoy {version('pyboy')}.",
+        f"Python {platform.python_version()}, PyBoy {version('pyboy')}, load average {load_before:.1f} at start.",
         f"ROM {args.rom.name}, {num_envs} envs, frame_skip {args.frame_skip}, press_frames {args.press_frames}, "
         f"render last frame only, {args.steps} timed steps per env after {args.warmup_steps} warm-up, "
         f"best of {args.repeats} interleaved runs.",

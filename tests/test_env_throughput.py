@@ -1,0 +1,24 @@
+"""Smoke run of bench/env_throughput.py as a user runs it: tiny sizes, real processes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_env_throughput_bench_writes_its_table(tmp_path: Path):
+    output = tmp_path / "env_throughput.md"
+    command = [sys.executable, "bench/env_throughput.py", "--steps", "3", "--warmup-steps", "1"]
+    command += ["--repeats", "1", "--worker-counts", "1", "--num-envs", "2", "--output", str(output)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    table = output.read_text()
+    assert "| raw PyBoy |" in table and "| VecGameBoy | 1 workers |" in table and "x raw" in table
+    assert table in result.stdout
+
+
+def test_env_throughput_bench_refuses_a_missing_rom(tmp_path: Path):
+    command = [sys.executable, "bench/env_throughput.py", "--rom", str(tmp_path / "nope.gb")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "nope.gb not found" in result.stderr and "Traceback" not in result.stderr
