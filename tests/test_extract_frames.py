@@ -1,5 +1,5 @@
-"""Video → frames: screen detection with borders and overlays, sampling, dedupe, label
-filtering, and one-line errors for bad input."""
+"""Video → frames on a real EmuQuest speedrun (data/make_speedruns.py): screen detection
+through a border and overlays, sampling, dedupe, label filtering, one-line errors."""
 
 import json
 import subprocess
@@ -10,55 +10,68 @@ import cv2
 import numpy as np
 import pytest
 
+from data import make_speedruns
 from data.extract_frames import Args, detect_screen, main, parse_crop
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "data" / "extract_frames.py"
-PALETTE = np.array([[15, 56, 15], [48, 98, 48], [139, 172, 15], [155, 188, 15]], np.uint8)  # BGR
 FPS = 60
-# Where the 3x-scaled screen sits in the bordered video, and its size.
-SCREEN_BOX = (100, 30, 480, 432)
+# Where the 2x-scaled screen sits in the bordered copy of the speedrun video, and its size.
+CANVAS_SIZE = (416, 336)
+SCREEN_BOX = (48, 24, 320, 288)
 
 
 def game_frames(count: int, seed: int = 0) -> np.ndarray:
-    """(count, 144, 160, 3) BGR frames that look like a Game Boy game: a 16 px tile map in
-    four greens that scrolls, changes palette every 40 frames, and a white sprite walking."""
+    """(count, 144, 160, 3) BGR synthetic frames: a 16 px tile map in four greens that
+    scrolls one column every 4 frames and changes palette every 40, a white sprite walking."""
+    palette = np.array([[15, 56, 15], [48, 98, 48], [139, 172, 15], [155, 188, 15]], np.uint8)
     tiles = np.random.default_rng(seed).integers(0, 4, (20, 20))
     frames = []
     for t in range(count):
         tile_index = np.kron(np.roll(tiles, t // 4, axis=1), np.ones((16, 16), int))[:144, :160]
-        frame = PALETTE[(tile_index + t // 40) % 4].copy()
+        frame = palette[(tile_index + t // 40) % 4].copy()
         x = (t * 3) % 144
         frame[60:76, x : x + 16] = 255
         frames.append(frame)
     return np.stack(frames)
 
 
-def write_video(path: Path, frames: np.ndarray, bordered: bool = False) -> Path:
-    """mp4v video of the frames; bordered puts them 3x (nearest) on a 640x480 purple canvas
-    with a static logo and a running timer that touches the screen's corner."""
-    size = (640, 480) if bordered else (160, 144)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, size)
+def write_video(path: Path, frames, bordered: bool = False, fourcc: str = "mp4v") -> Path:
+    """A video of BGR frames; bordered puts them 2x (nearest) on a larger purple canvas with
+    a static logo and a running timer just under the screen's corner."""
+    size = CANVAS_SIZE if bordered else (160, 144)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, size)
     for t, frame in enumerate(frames):
         if bordered:
-            canvas = np.full((480, 640, 3), (60, 20, 40), np.uint8)
+            canvas = np.full((*CANVAS_SIZE[::-1], 3), (60, 20, 40), np.uint8)
             x, y, w, h = SCREEN_BOX
             canvas[y : y + h, x : x + w] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_NEAREST)
-            cv2.putText(canvas, "LOGO", (10, 40), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
-            cv2.putText(canvas, f"{t / FPS:05.2f}", (580, 470), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 1)
+            cv2.putText(canvas, "LOGO", (4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
+            cv2.putText(canvas, f"{t / FPS:05.2f}", (350, 328), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 255), 1)
             frame = canvas
         writer.write(frame)
     writer.release()
     return path
 
 
+def decoded(path: Path):
+    capture = cv2.VideoCapture(str(path))
+    while (frame := capture.read())[0]:
+        yield frame[1]
+    capture.release()
+
+
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("videos")
-    frames = game_frames(240)
-    write_video(folder / "plain.mp4", frames)
-    write_video(folder / "bordered.mp4", frames, bordered=True)
-    return folder, frames
+def speedrun(tmp_path_factory):
+    """One scripted run: its PNGs (every 4th frame) with metadata, its mp4 (every frame), and a
+    second-generation copy of the mp4 inside a border with overlays."""
+    root = tmp_path_factory.mktemp("speedrun")
+    make_speedruns.main(make_speedruns.Args(num_runs=1, out=root))
+    videos = root / "videos"
+    write_video(videos / "bordered.mp4", decoded(videos / "run_00.mp4"), bordered=True)
+    metadata = json.loads((root / "frames" / "run_00" / "metadata.json").read_text())
+    pngs = {r["frame"]: cv2.imread(str(root / "frames" / "run_00" / r["file"])) for r in metadata["frames"]}
+    return videos, pngs, metadata["num_frames"]
 
 
 def extracted(out: Path, stem: str) -> tuple[dict, np.ndarray]:
@@ -67,45 +80,52 @@ def extracted(out: Path, stem: str) -> tuple[dict, np.ndarray]:
     return metadata, images
 
 
-def test_recovers_frames_through_border_and_overlays(videos, tmp_path):
-    folder, truth = videos
-    assert main(Args(video=folder, out=str(tmp_path), dedupe="none")) == 2 * len(truth)
-    for stem in ("plain", "bordered"):
+def error_against_pngs(metadata: dict, images: np.ndarray, pngs: dict) -> float:
+    """Mean abs error of the extracted frames that the speedrun also saved as PNGs."""
+    pairs = [(image, pngs[r["source_frame"]]) for r, image in zip(metadata["frames"], images) if r["source_frame"] in pngs]
+    assert len(pairs) > 100
+    return float(np.mean([np.abs(a.astype(np.float32) - b).mean() for a, b in pairs]))
+
+
+def test_recovers_speedrun_frames_through_border_and_overlays(speedrun, tmp_path):
+    videos, pngs, num_frames = speedrun
+    assert main(Args(video=videos, out=str(tmp_path), dedupe="none")) == 2 * num_frames
+    for stem, expected_box, max_error in [("run_00", (0, 0, 160, 144), 5.0), ("bordered", SCREEN_BOX, 8.0)]:
         metadata, images = extracted(tmp_path, stem)
         crop = metadata["crop"]
         assert crop["source"] == "auto"
-        expected_box = (0, 0, 160, 144) if stem == "plain" else SCREEN_BOX
         assert np.abs(np.subtract((crop["x"], crop["y"], crop["w"], crop["h"]), expected_box)).max() <= 2, crop
-        assert images.shape == (len(truth), 144, 160, 3)
-        assert [r["source_frame"] for r in metadata["frames"]] == list(range(len(truth)))
-        error = np.abs(images.astype(np.float32) - truth).mean()
-        assert error < 4.0, f"{stem}: mean abs error {error:.2f} against the frames written to the video"
+        assert images.shape == (num_frames, 144, 160, 3)
+        assert [r["source_frame"] for r in metadata["frames"]] == list(range(num_frames))
+        error = error_against_pngs(metadata, images, pngs)
+        assert error < max_error, f"{stem}: mean abs error {error:.2f} against the emulator's PNGs"
 
 
-def test_manual_crop_and_sampling_rate(videos, tmp_path):
-    folder, truth = videos
+def test_manual_crop_and_sampling_rate(speedrun, tmp_path):
+    videos, pngs, num_frames = speedrun
     x, y, w, h = SCREEN_BOX
-    main(Args(video=folder / "bordered.mp4", out=str(tmp_path), fps=10, crop=f"{x},{y},{w},{h}", dedupe="none"))
+    main(Args(video=videos / "bordered.mp4", out=str(tmp_path), fps=15, crop=f"{x},{y},{w},{h}", dedupe="none"))
     metadata, images = extracted(tmp_path, "bordered")
     assert metadata["crop"] == {"x": x, "y": y, "w": w, "h": h, "source": "manual"}
-    sources = [r["source_frame"] for r in metadata["frames"]]
-    assert sources == list(range(0, len(truth), 6))  # 60 fps video at 10 fps
-    assert [r["time_s"] for r in metadata["frames"][:3]] == [0.0, 0.1, 0.2]
-    assert np.abs(images.astype(np.float32) - truth[sources]).mean() < 4.0
+    # 15 fps of a 60 fps video: exactly the frames the speedrun saved as PNGs (every 4th).
+    assert [r["source_frame"] for r in metadata["frames"]] == sorted(pngs) == list(range(0, num_frames, 4))
+    assert [r["time_s"] for r in metadata["frames"][:3]] == [0.0, 0.0667, 0.1333]
+    assert error_against_pngs(metadata, images, pngs) < 8.0
 
-    main(Args(video=folder / "plain.mp4", out=str(tmp_path), jump_seconds=0.25, dedupe="none"))
-    metadata, _ = extracted(tmp_path, "plain")
-    assert [r["source_frame"] for r in metadata["frames"]] == list(range(0, len(truth), 15))
+    main(Args(video=videos / "run_00.mp4", out=str(tmp_path), jump_seconds=0.25, dedupe="none"))
+    metadata, _ = extracted(tmp_path, "run_00")
+    assert [r["source_frame"] for r in metadata["frames"]] == list(range(0, num_frames, 15))
 
 
-def test_detect_screen_ignores_static_border(videos):
-    _, truth = videos
-    canvas = np.zeros((len(truth[::8]), 300, 400, 3), np.uint8)
-    canvas[:, 50:194, 120:280] = truth[::8]
+def test_detect_screen_ignores_static_border(speedrun):
+    _, pngs, _ = speedrun
+    frames = np.stack(list(pngs.values())[::8])
+    canvas = np.zeros((len(frames), 300, 400, 3), np.uint8)
+    canvas[:, 50:194, 120:280] = frames
     canvas[:, 10:30, 10:100] = 255  # static overlay: bright but never changing
     assert detect_screen(canvas) == parse_crop("120,50,160,144")
     # A screen whose top tile row never changes is still found whole.
-    still_top = truth[::8].copy()
+    still_top = frames.copy()
     still_top[:, :16] = 0
     assert detect_screen(still_top) == parse_crop("0,0,160,144")
 
@@ -133,14 +153,28 @@ def test_dedupe_exact_and_near(tmp_path):
     assert [r["source_frame"] for r in metadata["frames"]] == list(range(0, 120, 3))
 
 
-def test_labels_keep_only_labeled_frames(videos, tmp_path):
-    folder, _ = videos
+def test_exact_dedupe_on_speedrun_frames(speedrun, tmp_path):
+    # The speedrun's PNGs in a lossless video: exact dedupe keeps a frame iff it differs from
+    # the one before (waits and text boxes make many repeats).
+    _, pngs, _ = speedrun
+    frames = np.stack([pngs[frame] for frame in sorted(pngs)])
+    changed = np.flatnonzero(np.any(frames[1:] != frames[:-1], axis=(1, 2, 3))) + 1
+    write_video(tmp_path / "saved.avi", frames, fourcc="FFV1")
+    main(Args(video=tmp_path / "saved.avi", out=str(tmp_path), dedupe="exact"))
+    metadata, images = extracted(tmp_path, "saved")
+    assert [r["source_frame"] for r in metadata["frames"]] == [0, *changed.tolist()]
+    assert len(changed) < len(frames) - 20  # the run has repeats to drop
+    np.testing.assert_array_equal(images, frames[[0, *changed]])
+
+
+def test_labels_keep_only_labeled_frames(speedrun, tmp_path):
+    folder, _, _ = speedrun
     labels = tmp_path / "labeled_frames"
     labels.mkdir()
-    (labels / "plain.json").write_text(json.dumps([list(range(10, 21)), list(range(100, 131))]))
+    (labels / "run_00.json").write_text(json.dumps([list(range(10, 21)), list(range(100, 131))]))
     out = tmp_path / "frames"
     main(Args(video=folder, out=str(out), labels=labels, fps=20, dedupe="none"))
-    metadata, _ = extracted(out, "plain")
+    metadata, _ = extracted(out, "run_00")
     assert [(r["source_frame"], r["segment"]) for r in metadata["frames"]] == [
         *[(i, 0) for i in (12, 15, 18)],
         *[(i, 1) for i in range(102, 131, 3)],
@@ -164,11 +198,11 @@ def run_cli(*arguments: str) -> subprocess.CompletedProcess:
         (["--video", "{plain}", "--crop", "0,0,500,500"], "falls outside"),
     ],
 )
-def test_bad_input_gives_one_line_and_nonzero_exit(videos, tmp_path, arguments, message):
-    folder, _ = videos
+def test_bad_input_gives_one_line_and_nonzero_exit(speedrun, tmp_path, arguments, message):
+    folder, _, _ = speedrun
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("not a video")
-    paths = {"missing": tmp_path / "missing.mp4", "not_video": not_video, "plain": folder / "plain.mp4"}
+    paths = {"missing": tmp_path / "missing.mp4", "not_video": not_video, "plain": folder / "run_00.mp4"}
     arguments = [a.format(**paths) for a in arguments]
     if "--out" not in arguments:
         arguments += ["--out", str(tmp_path / "out")]
