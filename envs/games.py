@@ -93,11 +93,17 @@ class PokemonRed:
     """Pokémon Red and Blue (international releases; both share one RAM layout).
 
     Addresses checked against the pret/pokered disassembly's wram.asm, whose
-    address comments give: wPlayerName d158, wPartyCount d163, wPartyMon1 d16b
-    (party_struct is 0x2C bytes, level at offset 0x21, so wPartyMon1Level = d18c),
-    wObtainedBadges d356, wCurMap d35e, wYCoord d361, wXCoord d362 and
-    wEventFlags d747 (320 bytes). They agree with PokemonRedExperiments, which reads
-    the event flags over 0xD747..0xD87E; we use that same range.
+    address comments give: wPartyCount d163, wPartyMon1 d16b (party_struct is 0x2C
+    bytes, level at offset 0x21, so wPartyMon1Level = d18c), wObtainedBadges d356,
+    wCurMap d35e, wYCoord d361, wXCoord d362, wd732 d732 and wEventFlags d747
+    (320 bytes). They agree with PokemonRedExperiments,
+    which reads the event flags over 0xD747..0xD87E; we use that same range.
+
+    There is no mode byte, so "left the title" is bit 0 of wd732 ("count play time"):
+    Init clears WRAM and SetDefaultNamesBeforeTitlescreen zeroes wd732 (it also writes
+    the default name NINTEN, so the player name is no sign of progress), and only
+    SpecialEnterMap sets the bit, when the player first enters the overworld after
+    NEW GAME + Oak's speech or CONTINUE. So it turns on later than the START press.
 
     Milestones are the number of set event flags. Every story step (following Oak,
     getting the starter, delivering the parcel, beating each gym leader...) sets one,
@@ -109,13 +115,13 @@ class PokemonRed:
     name: str = "pokemon_red"
     cart_titles: ClassVar[tuple[str, ...]] = ("POKEMON RED", "POKEMON BLUE")
 
-    PLAYER_NAME: int = 0xD158  # 0 until set in Oak's intro (the game clears WRAM at boot)
     PARTY_COUNT: int = 0xD163
     PARTY_LEVELS: tuple[int, ...] = (0xD18C, 0xD1B8, 0xD1E4, 0xD210, 0xD23C, 0xD268)
     BADGES: int = 0xD356  # bit i set = badge i
     MAP_ID: int = 0xD35E
     Y: int = 0xD361
     X: int = 0xD362
+    STATUS_FLAGS: int = 0xD732  # wd732; bit 0: play time is being counted
     EVENT_FLAGS_START: int = 0xD747
     EVENT_FLAGS_END: int = 0xD87E  # exclusive
 
@@ -135,9 +141,7 @@ class PokemonRed:
             map_id=memory[self.MAP_ID],
             x=memory[self.X],
             y=memory[self.Y],
-            # There is no mode byte; the player's name is written only after the
-            # title screen and the NEW GAME / CONTINUE menu have been passed.
-            left_title=memory[self.PLAYER_NAME] != 0,
+            left_title=bool(memory[self.STATUS_FLAGS] & 1),
         )
 
     def finished(self, memory: Memory) -> bool:

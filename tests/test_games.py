@@ -32,8 +32,9 @@ def test_profile_is_detected_by_cartridge_title():
 def test_pokemon_red_profile_reads_map_position_events_badges_and_levels():
     red = PokemonRed()
     memory = FakeMemory({0xD35E: 0x26, 0xD361: 6, 0xD362: 3, 0xD356: 0b101, 0xD163: 2, 0xD18C: 7, 0xD1B8: 5})
-    assert red.status(memory) == (0, 0x26, 3, 6, False)  # name unset: still before the intro
-    memory[0xD158] = 0x80  # first letter of the player's name
+    memory[0xD732] = 0b10  # other wd732 bits say nothing about the title
+    assert red.status(memory) == (0, 0x26, 3, 6, False)
+    memory[0xD732] = 0b11  # the play-time clock runs: the game has started
     memory[0xD747] = 0b11  # two event flags
     memory[0xD87D] = 0b1000  # the last byte of the range counts
     memory[0xD87E] = 0xFF  # past the range: ignored
