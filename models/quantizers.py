@@ -71,7 +71,7 @@ def code_statistics(indices: jax.Array, vocab_size: int) -> dict[str, jax.Array]
     """Perplexity of the code histogram in this batch and the fraction of codes it uses."""
     counts = jnp.bincount(indices.ravel(), length=vocab_size)
     probs = counts / jnp.maximum(counts.sum(), 1)
-    entropy = -jnp.sum(jnp.where(probs > 0, probs * jnp.log(jnp.where(probs > 0, probs, 1.0)), 0.0))
+    entropy = -jnp.sum(probs * jnp.log(jnp.maximum(probs, 1e-12)))  # unused codes add 0
     return {"perplexity": jnp.exp(entropy), "batch_code_use": jnp.mean(counts > 0)}
 
 

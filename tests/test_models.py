@@ -1,5 +1,6 @@
 """Model shapes, quantizer properties and the Bradley-Terry loss, at tiny sizes."""
 
+import dataclasses
 import math
 
 import jax
@@ -196,3 +197,26 @@ def test_bradley_terry_loss_matches_hand_computation():
     by_hand = (math.log(1 + math.exp(-1)) + math.log(1 + math.exp(1)) + math.log(2)) / 3
     np.testing.assert_allclose(float(bradley_terry_loss(s_earlier, s_later)), by_hand, rtol=1e-6)
     np.testing.assert_allclose(float(pairwise_accuracy(s_earlier, s_later)), 1 / 3)
+
+
+def test_bfloat16_compute_keeps_fp32_weights_and_outputs():
+    """The GPU default: activations in bf16, master weights, quantizer, logits and scores in fp32."""
+    tokenizer = VQVAE(dataclasses.replace(TINY_VQVAE, dtype="bfloat16"), rngs=nnx.Rngs(0))
+    dynamics = TokenTransformer(
+        TransformerConfig(vocab_size=16, embed_dim=8, num_layers=1, num_heads=2, grid=(4, 4), dtype="bfloat16"),
+        rngs=nnx.Rngs(0),
+    )
+    resnet = ResNet34(dataclasses.replace(TINY_RESNET, dtype="bfloat16"), rngs=nnx.Rngs(0))
+    frames = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3))
+
+    @nnx.jit
+    def run(tokenizer, dynamics, resnet, frames):
+        loss, _ = tokenizer_loss(tokenizer, frames, None)
+        _, indices, _ = tokenizer.encode(frames)
+        return loss, dynamics(indices), resnet(frames)
+
+    loss, logits, scores = run(tokenizer, dynamics, resnet, frames)
+    assert loss.dtype == logits.dtype == scores.dtype == jnp.float32
+    assert np.isfinite(float(loss)) and np.all(np.isfinite(logits)) and np.all(np.isfinite(scores))
+    for model in (tokenizer, dynamics, resnet):
+        assert {x.dtype for x in jax.tree.leaves(params_of(model))} == {jnp.dtype(jnp.float32)}
