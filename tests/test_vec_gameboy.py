@@ -157,6 +157,28 @@ def test_auto_reset():
     assert mode[0, 0] == EmuQuest.MODE_TITLE  # both envs were just reset to power-on
 
 
+class TitleIsTheGoal(EmuQuest):
+    """EmuQuest where leaving the title screen finishes the game: termination without
+    playing the whole game through."""
+
+    def finished(self, memory) -> bool:
+        return memory[self.MODE] != self.MODE_TITLE
+
+
+def test_episode_terminates_when_the_profile_says_the_game_is_finished():
+    actions = np.array([INTRO[:6], [NOOP] * 6]).T
+    with VecGameBoy(EMUQUEST_ROM, num_envs=2, backend="serial", profile=TitleIsTheGoal()) as env:
+        reset_obs = env.reset(seed=0)[0].copy()
+        steps = rollout(env, actions)
+    terminated = np.stack([step[2] for step in steps])
+    assert terminated[:, 1].sum() == 0 and terminated[:, 0].sum() == 1 and terminated[3, 0]  # START is step 3
+    assert not np.stack([step[3] for step in steps]).any()
+    assert steps[3][4]["episodes"] == [
+        {"env_id": 0, "length": 4, "milestones": 0, "maps_visited": 1, "left_title": True, "finished": True}
+    ]
+    np.testing.assert_array_equal(steps[3][0][0], reset_obs[0])
+
+
 def test_bad_action_arrays_raise_value_error():
     with VecGameBoy(EMUQUEST_ROM, num_envs=2, backend="serial") as env:
         env.reset(seed=0)
