@@ -1,8 +1,8 @@
 /* The overworld: map loading, walking, warps, talking, milestones, encounters. */
 #include "game.h"
 
-#define WALK_FRAMES 8           /* one 16-pixel step, 2 pixels per frame */
-#define ENCOUNTER_THRESHOLD 40  /* a grass step starts a battle when the rng byte < this */
+#define WALK_FRAMES 16          /* one 16-pixel step, 1 pixel per frame as in Pokemon */
+#define ENCOUNTER_THRESHOLD 56  /* a grass step starts a battle when the rng byte < this */
 
 /* Metatiles of the current map (a changed gate included), row-major. */
 static uint8_t map_cells[MAP_W * MAP_H];
@@ -98,7 +98,7 @@ void player_sprite_update(void) {
     else base = walking ? SPR_LEFT_WALK : SPR_LEFT;
     if (g_facing == FACE_RIGHT) flip = OAM_XFLIP;
     if (walking && g_facing <= FACE_UP && (g_steps & 1)) flip = OAM_XFLIP;
-    offset = g_walk ? (WALK_FRAMES - g_walk) * 2 : 0;
+    offset = g_walk ? WALK_FRAMES - g_walk : 0;
     px = g_x * 16 + 8 + step_dx * offset;
     py = g_y * 16 + 16 + step_dy * offset;
     oam_shadow[0] = py;

@@ -14,6 +14,7 @@ static uint8_t queue_head, queue_count;
 
 static const char *text_ptr;
 static uint8_t text_line, text_col, text_action;
+static uint8_t text_tick;  /* counts frames; a character is typed every other one */
 
 /* Writes that do not fit are dropped; callers only queue a few at a time. */
 void queue_write(uint8_t *dst, const uint8_t *src, uint8_t len) {
@@ -102,11 +103,11 @@ void text_close(void) {
     g_text = TEXT_NONE;
 }
 
-/* One character per frame, like a typewriter. */
+/* One character every other frame, like a typewriter. */
 uint8_t text_update(void) {
     char c;
     if (g_text == TEXT_PRINTING) {
-        if (queue_count) return 0xFF;
+        if (queue_count || (++text_tick & 1)) return 0xFF;
         c = *text_ptr;
         if (c == '\n') {
             text_line = 1;
