@@ -53,7 +53,7 @@ class Args:
     near_threshold: float = 0.1
     """Mean absolute difference (0-255 scale, on the 160x144 frame) under which --dedupe near drops a frame.
     On an EmuQuest speedrun mp4, still frames decode within 0.07 of each other (99th percentile)
-    while 95% of real frame-to-frame changes exceed 0.12 (a letter of text is ~0.07)."""
+    while 95% of real frame-to-frame changes exceed 0.12."""
     labels: Path | None = None
     """Folder of label files from data/labeler.py (<video stem>.json): keep only labeled frames.
     Videos without a label file are skipped."""
