@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pyboy import PyBoy
 
-from data.make_speedruns import GATE_TILE, PROF, TOWN, Bot
+from data.make_speedruns import BATTLE_MENU, BATTLE_MOVES, BATTLE_STATE, CURSOR, GATE_TILE, PROF, ROUTE, TOWN, Bot
 from envs.games import EMUQUEST_ROM, EmuQuest, read_cart_title
 
 GAME = EmuQuest()
@@ -92,6 +92,35 @@ def test_gate_and_prof_respect_the_milestone_order():
                   goal=("talk", PROF))
         run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_OVERWORLD)
         assert memory[GAME.MILESTONES] == 0b11
+    finally:
+        bot.close()
+
+
+def test_battle_menu_cursor_back_out_and_run():
+    bot = Bot(EMUQUEST_ROM, seed=0, detour_prob=0.0, idle_prob=0.0, max_idle_frames=1,
+              extra_battles=3, max_frames=8000, on_frame=lambda i, rgb, b: None)
+    memory = bot.memory
+    try:
+        bot.boot()
+        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_BATTLE and memory[BATTLE_STATE] == BATTLE_MENU,
+                  max_frames=8000)
+        where = memory[GAME.MAP_ID], memory[GAME.X], memory[GAME.Y]
+        assert where[0] == ROUTE
+
+        def press(button: str) -> tuple[int, int]:
+            bot.press(button)
+            for _ in range(12):  # the menu redraws one tile row per frame
+                bot.step()
+            return memory[BATTLE_STATE], memory[CURSOR]
+
+        assert press("up") == (BATTLE_MENU, 0)  # already at the top
+        assert press("a") == (BATTLE_MOVES, 0)  # FIGHT opens the moves
+        assert press("down") == (BATTLE_MOVES, 1)
+        assert press("b") == (BATTLE_MENU, 0)  # B backs out to FIGHT / RUN
+        assert press("down") == (BATTLE_MENU, 1)
+        press("a")  # RUN
+        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_OVERWORLD, max_frames=8000)
+        assert (memory[GAME.MAP_ID], memory[GAME.X], memory[GAME.Y]) == where
     finally:
         bot.close()
 

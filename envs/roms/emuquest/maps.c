@@ -192,26 +192,29 @@ void run_action(uint8_t action) {
     g_mode = MODE_OVERWORLD;
 }
 
-static void arrive(void) {
-    uint8_t kind = g_grid[g_y * MAP_W + g_x];
-    uint8_t i;
+/* A step onto (x, y) ends: warp, or move there and maybe meet a wild monster. A warp
+ * writes the new map and position together, never the door's position first. */
+static void arrive(uint8_t x, uint8_t y) {
+    uint8_t kind = g_grid[y * MAP_W + x];
+    uint8_t i, from = g_map;
     if (kind == KIND_DOOR || kind == KIND_EXIT) {
         for (i = 0; i < sizeof(warps) / sizeof(warps[0]); i++) {
             const Warp *w = &warps[i];
-            if (w->map == g_map && w->x == g_x && w->y == g_y) {
-                if (w->to_map == MAP_TOWN && g_map == MAP_HOUSE) set_milestone(1);
+            if (w->map == from && w->x == x && w->y == y) {
+                map_load(w->to_map, w->to_x, w->to_y, w->to_facing);
+                if (from == MAP_HOUSE && w->to_map == MAP_TOWN) set_milestone(1);
                 if (w->to_map == MAP_FINAL) {
                     set_milestone(6);
-                    map_load(w->to_map, w->to_x, w->to_y, w->to_facing);
                     end_show();
-                    return;
                 }
-                map_load(w->to_map, w->to_x, w->to_y, w->to_facing);
                 return;
             }
         }
     }
-    if (g_map == MAP_ROUTE && g_y <= 2) set_milestone(5);
+    g_x = x;
+    g_y = y;
+    player_sprite_update();
+    if (from == MAP_ROUTE && y <= 2) set_milestone(5);
     if (kind == KIND_GRASS && (uint8_t)g_rng < ENCOUNTER_THRESHOLD) battle_start();
 }
 
@@ -226,12 +229,10 @@ void overworld_update(void) {
     if (g_walk) {
         /* The step ends. `walk` drops to 0 only after a warp or battle has fully set up,
          * so whoever reads RAM between frames never sees a half-finished arrival. */
-        g_x += step_dx;
-        g_y += step_dy;
+        uint8_t x = g_x + step_dx, y = g_y + step_dy;
         step_dx = step_dy = 0;
         g_steps++;
-        player_sprite_update();
-        arrive();
+        arrive(x, y);
         g_walk = 0;
         return;
     }
