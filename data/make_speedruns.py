@@ -105,7 +105,9 @@ class Bot:
         self.on_frame = on_frame
         self.frame = 0
         self.held: tuple[str, ...] = ()
-        self.presses: list[dict] = []  # every button press: frame index, button, frames held
+        # Every button press: the frame it starts, the button, how many frames it was held.
+        self.presses: list[dict] = []
+        self.open_presses: dict[str, int] = {}  # held button -> its index in presses
         self.milestone_frames: dict[str, int] = {}
         self.detour: list[str] = []
         # Per battle: flee (True) or fight, and which move; drawn when a battle starts.
@@ -119,20 +121,23 @@ class Bot:
         for name in self.held:
             if name not in buttons:
                 self.pyboy.button_release(name)
+                press = self.presses[self.open_presses.pop(name)]
+                press["frames_held"] = self.frame - press["frame"]
         for name in buttons:
             if name not in self.held:
                 self.pyboy.button_press(name)
+                self.open_presses[name] = len(self.presses)
+                self.presses.append({"frame": self.frame, "button": name, "frames_held": None})
         self.held = buttons
         self.pyboy.tick(1, True)
         self.on_frame(self.frame, self.pyboy.screen.ndarray[:, :, :3], buttons)
-        self.frame += 1
         for i, name in enumerate(GAME.milestone_names):
             if self.memory[GAME.MILESTONES] >> i & 1 and name not in self.milestone_frames:
                 self.milestone_frames[name] = self.frame
+        self.frame += 1
 
     def press(self, button: str, hold: int = 2) -> None:
         """Hold a button for `hold` frames, then release it for 2 so the next press is new."""
-        self.presses.append({"frame": self.frame, "button": button, "frames_held": hold})
         for _ in range(hold):
             self.step((button,))
         for _ in range(2):
@@ -144,7 +149,7 @@ class Bot:
                 self.step()
 
     def milestones(self) -> int:
-        return bin(self.memory[GAME.MILESTONES]).count("1")
+        return GAME.status(self.memory).milestones
 
     def grid(self) -> np.ndarray:
         return np.array([self.memory[GAME.GRID + i] for i in range(90)], np.uint8).reshape(9, 10)

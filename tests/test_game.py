@@ -68,7 +68,6 @@ def run_until(bot: Bot, done, goal=None, max_frames: int = 4000) -> None:
 
 def test_gate_and_prof_respect_the_milestone_order():
     """The gate stays shut without the key, and the prof gives no key before the guide."""
-    frames: list[np.ndarray] = []
     bot = Bot(EMUQUEST_ROM, seed=0, detour_prob=0.0, idle_prob=0.0, max_idle_frames=1,
               extra_battles=0, max_frames=6000, on_frame=lambda i, rgb, b: None)
     memory = bot.memory

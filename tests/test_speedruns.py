@@ -36,7 +36,14 @@ def test_bot_reaches_the_end_screen(run_seed0):
     assert records[-1]["mode"] == GAME.MODE_END
     assert {r["mode"] for r in records} >= {GAME.MODE_TITLE, GAME.MODE_DIALOGUE,
                                              GAME.MODE_OVERWORLD, GAME.MODE_BATTLE}
-    assert {p["button"] for p in meta["presses"]} >= {"start", "a"}
+    presses = meta["presses"]
+    assert {p["button"] for p in presses} >= {"start", "a", "up", "down", "left", "right"}
+    assert all(p["frames_held"] >= 1 for p in presses)
+    assert [p["frame"] for p in presses] == sorted(p["frame"] for p in presses)
+    held = {r["frame"]: r["buttons"] for r in records}
+    for p in presses[:50]:  # a saved frame inside a press shows that button held
+        inside = [f for f in range(p["frame"], p["frame"] + p["frames_held"]) if f in held]
+        assert all(p["button"] in held[f] for f in inside)
     assert run_seed0.frames.shape[1:] == (144, 160, 3)
 
 
