@@ -283,7 +283,7 @@ def make_update(graphdef, frozen, tx, *, num_minibatches: int, update_epochs: in
             (_, metrics), grads = grad_fn(state.params, frozen, minibatch)
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-            metrics["losses/grad_norm"] = optax.global_norm(grads)
+            metrics["losses/grad_norm"] = optax.tree.norm(grads)
             return PPOState(params, opt_state), metrics
 
         def train_epoch(state, epoch_key):
@@ -342,6 +342,12 @@ class ProgressReward:
 
     def state_dict(self) -> dict:
         return {"baseline": self.baseline.copy(), "steps": self.steps}
+
+    def _pool_as_arrays(self) -> dict:
+        """The pool as plain data a checkpoint accepts: each state's bytes as a uint8 array."""
+        pool = self.pool.to_dict()
+        pool["states"] = [np.frombuffer(state, np.uint8) for state in pool["states"]]
+        return pool
 
     def load_state_dict(self, state: dict):
         self.baseline = np.asarray(state["baseline"], np.float32).copy()
@@ -480,15 +486,22 @@ class Runner:
             "best_score": float(self.best_score),
             "episodes": [dict(e) for e in self.episodes],
             "progress": self.progress.state_dict(),
-            "pool": None if self.pool is None else self.pool.to_dict(),
+            "pool": None if self.pool is None else self._pool_as_arrays(),
         }
+
+    def _pool_as_arrays(self) -> dict:
+        """The pool as plain data a checkpoint accepts: each state's bytes as a uint8 array."""
+        pool = self.pool.to_dict()
+        pool["states"] = [np.frombuffer(state, np.uint8) for state in pool["states"]]
+        return pool
 
     def load_state_dict(self, state: dict):
         self.best_score = float(state["best_score"])
         self.episodes = [dict(e) for e in state["episodes"]]
         self.progress.load_state_dict(state["progress"])
         if self.pool is not None and state["pool"] is not None:
-            restored = CurriculumPool.from_dict(state["pool"])
+            pool = {**state["pool"], "states": [np.asarray(s, np.uint8).tobytes() for s in state["pool"]["states"]]}
+            restored = CurriculumPool.from_dict(pool)
             self.pool.states, self.pool.scores = restored.states, restored.scores
 
 

@@ -2,8 +2,10 @@
 
 Everything runs at tiny sizes on the embedded game with the serial VecGameBoy backend."""
 
-import numpy as np
+import json
+
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import train_with_cnn_reward as ppo
@@ -57,3 +59,142 @@ def test_return_filter_keeps_exactly_the_top_fraction(keep_fraction):
     for index, (env, a, b) in enumerate(segments):
         expected = 1.0 if index in best else 0.0
         assert (mask[a:b, env] == expected).all(), (index, keep_fraction)
+
+
+# ---------------------------------------------------------------------------
+# On the embedded game, with a tiny real reward model.
+# ---------------------------------------------------------------------------
+
+from flax import nnx  # noqa: E402
+
+from envs.curriculum import CurriculumPool  # noqa: E402
+from envs.games import EMUQUEST_ROM  # noqa: E402
+from envs.vec_gameboy import VecGameBoy  # noqa: E402
+from models.checkpoint import params_of, save_checkpoint  # noqa: E402
+from models.resnet import ResNetConfig  # noqa: E402
+from models.reward import RewardConfig, RewardModel  # noqa: E402
+
+TINY_REWARD = RewardConfig(
+    backbone="resnet34", resnet=ResNetConfig(stage_sizes=(1, 1), widths=(8, 16), stem_width=8, norm_groups=4)
+)
+
+
+@pytest.fixture(scope="session")
+def reward_path(tmp_path_factory):
+    """A tiny, randomly initialised ResNet reward model saved as a real 'reward' checkpoint."""
+    path = tmp_path_factory.mktemp("reward") / "reward_tiny.pkl"
+    model = RewardModel(TINY_REWARD, rngs=nnx.Rngs(0))
+    save_checkpoint(path, kind="reward", config=TINY_REWARD, params=params_of(model), step=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def score_fn(reward_path):
+    return ppo.load_score_fn(str(reward_path))
+
+
+def tiny_env(**kwargs):
+    return VecGameBoy(EMUQUEST_ROM, num_envs=3, backend="serial", frame_skip=8, press_frames=4, **kwargs)
+
+
+def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(score_fn):
+    interval, penalty = 4, 0.01
+    rng = np.random.default_rng(0)
+    with tiny_env(max_steps=6) as env:
+        obs, _ = env.reset(seed=0)
+        progress = ppo.ProgressReward(score_fn, env.num_envs, interval, penalty)
+        progress.start(obs.copy())
+        baseline_frames = obs.copy()
+        deltas = []
+        for step in range(1, 13):
+            actions = np.full(env.num_envs, 7 if step == 1 else 0)  # START, then wait
+            actions[1] = rng.integers(0, env.num_actions)
+            obs, _, terminated, truncated, _ = env.step(actions)
+            done = terminated | truncated
+            rewards, scores = progress(obs.copy(), done)
+            if done.any():  # an episode ended (max_steps=6): its baseline restarts
+                baseline_frames[done] = obs[done]
+            if step % interval:
+                assert scores is None
+                np.testing.assert_allclose(rewards, -penalty)
+            else:
+                expected = score_fn(obs.copy()) - score_fn(baseline_frames) - penalty
+                np.testing.assert_allclose(rewards, expected, rtol=1e-5, atol=1e-6)
+                deltas.append(rewards + penalty)
+                baseline_frames = obs.copy()
+        assert np.abs(deltas).max() > 1e-4  # frames changed and the model saw it: not a trivial pass
+
+
+def test_curriculum_saves_new_highs_and_resets_from_them(score_fn):
+    pool = CurriculumPool(capacity=4)
+    with tiny_env(max_steps=1000, curriculum=pool, pool_prob=1.0) as env:
+        progress = ppo.ProgressReward(score_fn, env.num_envs, 1, 0.0)
+        runner = ppo.Runner(env, progress, pool, seed=0)
+        runner.restart(0)
+        assert len(pool) == 0
+        # Step by hand so we know each frame: every step is scored (interval 1).
+        obs, *_ = env.step(np.full(env.num_envs, 7))
+        saved_frame = obs[1].copy()
+        scores = np.array([0.5, 2.0, 1.0], np.float32)
+        assert runner._save_new_high(scores) == 1
+        assert runner._save_new_high(scores - 1.0) == 0  # not a new high: nothing saved
+        assert len(pool) == 1 and pool.scores == [2.0]
+        assert runner._save_new_high(np.array([0.0, 0.0, 3.0], np.float32)) == 1
+        assert pool.scores == [2.0, 3.0]
+        # With pool_prob 1, a reset starts every env from pool states.
+        pool.states, pool.scores = pool.states[:1], pool.scores[:1]
+        runner.restart(1)
+        for env_id in range(env.num_envs):
+            np.testing.assert_array_equal(runner.obs[env_id], saved_frame)
+
+
+def test_wrong_kind_reward_model_or_tokenizer_is_refused(reward_path, tmp_path):
+    dynamics = tmp_path / "dynamics.pkl"
+    save_checkpoint(dynamics, kind="dynamics", config={}, params={}, step=0)
+    with pytest.raises(SystemExit, match=r"--reward-model: .*'dynamics' checkpoint, expected 'reward'"):
+        ppo.main(ppo.Args(reward_model=str(dynamics), num_workers=0, num_envs=1, out_dir=str(tmp_path)))
+    with pytest.raises(SystemExit, match=r"--pretrained-tokenizer: .*'reward' checkpoint, expected 'encoder' or 'tokenizer'"):
+        ppo.main(
+            ppo.Args(
+                reward_model=str(reward_path), pretrained_tokenizer=str(reward_path),
+                num_workers=0, num_envs=1, out_dir=str(tmp_path),
+            )
+        )
+
+
+def tiny_args(reward_path, out_dir, **overrides):
+    settings = dict(
+        reward_model=str(reward_path), out_dir=str(out_dir), num_workers=0, num_envs=2, num_steps=8,
+        num_minibatches=2, update_epochs=2, frame_skip=8, press_frames=4, max_episode_steps=12,
+        reward_interval=4, reward_scale=10.0, return_filter=0.5, curriculum_prob=0.5, curriculum_capacity=4,
+        embed_dim=16, num_layers=1, num_heads=2, encoder_channels=(4, 8, 8, 8), codebook_size=16,
+        log_every=100, seed=3,
+    )
+    settings.update(overrides)
+    return ppo.Args(**settings)
+
+
+def deterministic(records):
+    """Everything logged except wall-clock speeds."""
+    return [{k: v for k, v in r.items() if not k.startswith("charts/")} for r in records]
+
+
+def test_resume_continues_exactly(reward_path, tmp_path):
+    """Run 2N iterations straight; separately resume from the checkpoint at N (in a fresh
+    directory, as after a kill) and continue to 2N: the logged metrics must match exactly."""
+    straight = ppo.main(tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2))
+    assert [r["iteration"] for r in straight] == [1, 2, 3, 4]
+    assert straight[-1]["curriculum/pool_size"] > 0  # the pool takes part in what must be restored
+
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    (resumed_dir / "policy_2.pkl").write_bytes((tmp_path / "straight" / "policy_2.pkl").read_bytes())
+    # The killed run had logged past its checkpoint; those lines must be dropped and redone.
+    (resumed_dir / "metrics.jsonl").write_text((tmp_path / "straight" / "metrics.jsonl").read_text())
+    resumed = ppo.main(
+        tiny_args(reward_path, resumed_dir, iterations=4, save_every=2, resume=str(resumed_dir / "policy_2.pkl"))
+    )
+    assert [r["iteration"] for r in resumed] == [3, 4]
+    assert deterministic(resumed) == deterministic(straight[2:])
+    logged = [json.loads(line) for line in (resumed_dir / "metrics.jsonl").read_text().splitlines()]
+    assert deterministic(logged) == deterministic(straight)
