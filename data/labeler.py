@@ -138,21 +138,20 @@ for row in range(0, len(indices), THUMBS_PER_ROW):
         mark_start.button("start", key=f"start_{index}", on_click=set_value, args=("span_start", index), type="tertiary", help=f"Span starts at frame {index}")
         mark_end.button("end", key=f"end_{index}", on_click=set_value, args=("span_end", index), type="tertiary", help=f"Span ends at frame {index}")
 
-st.subheader("Spans")
-first, last, add = st.columns([2, 2, 1], vertical_alignment="bottom")
-first.number_input("Start frame", 0, frame_count - 1, key="span_start")
-last.number_input("End frame", 0, frame_count - 1, key="span_end")
-add.button("Add span", key="add_span", on_click=add_span, type="primary")
-
-for number, (low, high) in enumerate(spans):
-    text, delete = st.columns([6, 1], vertical_alignment="center")
-    text.write(f"{number + 1}. frames {low}–{high} ({(high - low + 1) / fps:.1f} s)")
-    delete.button("delete", key=f"delete_{number}", on_click=delete_span, args=(number,))
-if not spans:
-    st.write("No spans yet.")
-
-if st.button("Save", key="save", type="primary"):
-    saved = save_labels(labels_dir, video, spans)
-    st.success(f"Saved {len(spans)} span(s), {sum(h - l + 1 for l, h in spans)} frames, to {saved}")
-elif label_path(labels_dir, video).is_file():
-    st.caption(f"Saved labels: {label_path(labels_dir, video)}")
+with st.sidebar:
+    st.subheader("Spans")
+    first, last = st.columns(2)
+    first.number_input("Start frame", 0, frame_count - 1, key="span_start")
+    last.number_input("End frame", 0, frame_count - 1, key="span_end")
+    st.button("Add span", key="add_span", on_click=add_span, type="primary", width="stretch")
+    for number, (low, high) in enumerate(spans):
+        text, delete = st.columns([3, 1], vertical_alignment="center")
+        text.write(f"{number + 1}. {low}–{high} · {(high - low + 1) / fps:.1f} s")
+        delete.button("delete", key=f"delete_{number}", on_click=delete_span, args=(number,), type="tertiary")
+    if not spans:
+        st.write("No spans yet.")
+    if st.button("Save", key="save", type="primary", width="stretch"):
+        saved = save_labels(labels_dir, video, spans)
+        st.success(f"Saved {len(spans)} span(s), {sum(h - l + 1 for l, h in spans)} frames, to {saved}")
+    elif label_path(labels_dir, video).is_file():
+        st.caption(f"Saved labels: {label_path(labels_dir, video)}")

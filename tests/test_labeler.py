@@ -115,9 +115,9 @@ def test_app_labels_a_video_and_reopens_it(tmp_path, video):
     app.number_input(key="span_end").set_value(205).run()
     app.button(key="add_span").click().run()
     assert [m.value for m in app.markdown if m.value.startswith(("1.", "2.", "3."))] == [
-        "1. frames 24–180 (2.6 s)",
-        "2. frames 200–205 (0.1 s)",
-        "3. frames 250–260 (0.2 s)",
+        "1. 24–180 · 2.6 s",
+        "2. 200–205 · 0.1 s",
+        "3. 250–260 · 0.2 s",
     ]
     app.button(key="delete_1").click().run()
     app.button(key="save").click().run()
@@ -127,8 +127,8 @@ def test_app_labels_a_video_and_reopens_it(tmp_path, video):
 
     reopened = open_app(video, labels)
     assert [m.value for m in reopened.markdown if m.value[:2] in ("1.", "2.")] == [
-        "1. frames 24–180 (2.6 s)",
-        "2. frames 250–260 (0.2 s)",
+        "1. 24–180 · 2.6 s",
+        "2. 250–260 · 0.2 s",
     ]
 
 
