@@ -89,10 +89,10 @@ UI = {
 # 16x16 background metatiles: name -> (kind, art).
 METATILES = {
     "floor": (FLOOR, [
-        "--------o-------", "--------o-------", "--------o-------", "oooooooooooooooo",
-        "o---------------", "o---------------", "o---------------", "oooooooooooooooo",
-        "--------o-------", "--------o-------", "--------o-------", "oooooooooooooooo",
-        "o---------------", "o---------------", "o---------------", "oooooooooooooooo"]),
+        "...............-", "...............-", "...............-", "----------------",
+        ".......-........", ".......-........", ".......-........", "----------------",
+        "...............-", "...............-", "...............-", "----------------",
+        ".......-........", ".......-........", ".......-........", "----------------"]),
     "wall_in": (WALL, [
         "################", "#oooooooooooooo#", "#o------------o#", "#o------------o#",
         "#o------------o#", "#o------------o#", "#oooooooooooooo#", "################",
@@ -104,20 +104,20 @@ METATILES = {
         "#-#o#--#o#-#o#-#", "#-#o#--#o#-#o#-#", "################", "#..............#",
         "#oo#-#o#oo#-#oo#", "#oo#-#o#oo#-#oo#", "################", "#oooooooooooooo#"]),
     "table": (WALL, [
-        "--------o-------", "--------o-------", "################", "#..............#",
-        "#..............#", "#..............#", "#..............#", "#..............#",
-        "#..............#", "#..............#", "################", "#-o----------o-#",
-        "#-o----------o-#", "--o----------o--", "--o----------o--", "oooooooooooooooo"]),
+        "................", "................", "################", "#..............#",
+        "#.-..........-.#", "#..............#", "#..............#", "#..............#",
+        "#.-..........-.#", "#..............#", "################", "#oooooooooooooo#",
+        "..#o#......#o#..", "..#o#......#o#..", "..###......###..", "................"]),
     "machine": (WALL, [
         "################", "#oooooooooooooo#", "#o############o#", "#o#-..-......#o#",
         "#o#..-..-....#o#", "#o#.-...--...#o#", "#o############o#", "#oooooooooooooo#",
         "################", "#--------------#", "#-##-##-##-##--#", "#--------------#",
         "#-##-##-##-##--#", "#--------------#", "################", "oooooooooooooooo"]),
     "mat": (DOOR, [
-        "--------o-------", "--------o-------", "--------o-------", "oooooooooooooooo",
-        "o###########----", "o#o-o-o-o-o#----", "o#-o-o-o-o-#----", "o#o-o-o-o-o#oooo",
-        "-#-o-o-o-o-#o---", "-#o-o-o-o-o#o---", "-#-o-o-o-o-#o---", "o###########oooo",
-        "o---------------", "o---------------", "o---------------", "oooooooooooooooo"]),
+        "................", ".##############.", ".#o-o-o-o-o-o-#.", ".#-o-o-o-o-o-o#.",
+        ".#o-o-o-o-o-o-#.", ".#-o-o-o-o-o-o#.", ".#o-o-o-o-o-o-#.", ".#-o-o-o-o-o-o#.",
+        ".#o-o-o-o-o-o-#.", ".#-o-o-o-o-o-o#.", ".#o-o-o-o-o-o-#.", ".#-o-o-o-o-o-o#.",
+        ".#o-o-o-o-o-o-#.", ".#-o-o-o-o-o-o#.", ".##############.", "................"]),
     "ground": (FLOOR, [
         "................", "................", "..-.............", ".-.-............",
         "................", "................", "..........-.....", ".........-.-....",
@@ -214,6 +214,10 @@ METATILES = {
         "...#oooooooo#...", "...#o------o#...", "...#o------o#...", "...#oooooooo#...",
         "...##########...", "..#----------#..", "..############..", "................"]),
 }
+
+# Figures drawn over another metatile: figure -> (base metatile, characters of the
+# figure's own background, which is replaced by the base wherever it touches the border).
+ON_BASE = {"mom": ("floor", "-o"), "prof": ("floor", "-o"), "guide": ("ground", ".")}
 
 # Player: 16x16 poses ('.' transparent, 'w' white, 'o' dark grey, '#' black).
 # Facing right is facing left flipped by the sprite attribute.
@@ -353,6 +357,20 @@ def shade_rows(art: list[str], mapping: dict[str, int]) -> list[list[int]]:
     return [[mapping[c] for c in row] for row in art]
 
 
+def on_base(art: list[str], base: list[str], background: str) -> list[str]:
+    """`art` with its outside (background characters connected to the border) taken from `base`."""
+    size = len(art)
+    outside = set()
+    stack = [(r, c) for r in range(size) for c in range(size) if r in (0, size - 1) or c in (0, size - 1)]
+    while stack:
+        r, c = stack.pop()
+        if (r, c) in outside or not (0 <= r < size and 0 <= c < size) or art[r][c] not in background:
+            continue
+        outside.add((r, c))
+        stack += [(r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)]
+    return ["".join(base[r][c] if (r, c) in outside else art[r][c] for c in range(size)) for r in range(size)]
+
+
 BG_SHADES = {".": 0, "-": 1, "o": 2, "#": 3, " ": 0}
 OBJ_SHADES = {".": 0, "w": 1, "o": 2, "#": 3}
 
@@ -447,6 +465,9 @@ def main() -> None:
     for name in names:
         kind, art = METATILES[name]
         assert len(art) == 16 and all(len(r) == 16 for r in art), name
+        if name in ON_BASE:
+            base, background = ON_BASE[name]
+            art = on_base(art, METATILES[base][1], background)
         meta_tiles += [tiles.add(t) for t in split_tiles(shade_rows(art, BG_SHADES))]
         meta_kinds.append(kind)
         header.append(f"#define MT_{name.upper()} {names.index(name)}")

@@ -51,21 +51,23 @@ static const Talker talkers[] = {
 #define M_GOT_KEY 3
 #define M_OPENED_GATE 4
 
-static void draw_cell(uint8_t *map_base, uint8_t index) {
-    const uint8_t *t = &metatile_tiles[map_cells[index] * 4];
-    uint8_t row = index / MAP_W, col = index % MAP_W;
-    uint8_t *dst = map_base + row * 64 + col * 2;
-    dst[0] = t[0];
-    dst[1] = t[1];
-    dst[32] = t[2];
-    dst[33] = t[3];
-}
-
 /* Redraw the current map with the LCD off (also used after a battle). */
 void map_redraw(void) {
-    uint8_t i;
+    uint8_t *dst = BG_MAP;
+    const uint8_t *cell = map_cells;
+    uint8_t row, col;
     lcd_off();
-    for (i = 0; i < MAP_W * MAP_H; i++) draw_cell(BG_MAP, i);
+    for (row = 0; row < MAP_H; row++) {
+        for (col = 0; col < MAP_W; col++) {
+            const uint8_t *t = &metatile_tiles[(uint16_t)(*cell++) << 2];
+            dst[0] = t[0];
+            dst[1] = t[1];
+            dst[32] = t[2];
+            dst[33] = t[3];
+            dst += 2;
+        }
+        dst += 64 - 2 * MAP_W;  /* skip the hidden 12 columns and the metatile's second row */
+    }
     text_init();
     lcdc_shadow = LCDC_BASE | LCDC_OBJ_ON;
     player_sprite_update();
