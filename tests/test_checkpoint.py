@@ -21,6 +21,7 @@ from models.checkpoint import (
     save_checkpoint,
 )
 from models.quantizers import QuantizerConfig
+from models.reward import RewardConfig, load_reward, vq_reward_model
 from models.transformer import TokenTransformer, TransformerConfig, load_dynamics
 from models.vqvae import VQVAE, VQVAEConfig, encoder_params, load_encoder, load_tokenizer
 
@@ -141,3 +142,17 @@ def test_failed_save_keeps_the_previous_file(tokenizer, tmp_path):
         save_checkpoint(path, kind="tokenizer", config=TINY, params={}, step=2, train_state={"optimizer": object()})
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["tok.pkl"]
+
+
+def test_reward_checkpoint_rebuilds_nested_config(tokenizer, tmp_path):
+    """A "vq" reward model takes its encoder from a tokenizer file and round-trips with nested configs."""
+    tok_path = save_checkpoint(tmp_path / "tok.pkl", kind="tokenizer", config=TINY, params=params_of(tokenizer), step=0)
+    model = vq_reward_model(tok_path, RewardConfig(head_reduce_dim=4, head_hidden=8), nnx.Rngs(1))
+    expected_encoder = encoder_params(params_of(tokenizer))
+    for got, want in zip(jax.tree.leaves(params_of(model.encoder)), jax.tree.leaves(expected_encoder)):
+        np.testing.assert_array_equal(got, np.asarray(want).astype(ml_dtypes.bfloat16).astype(np.float32))
+    path = save_checkpoint(tmp_path / "reward_vq.pkl", kind="reward", config=model.cfg, params=params_of(model), step=3)
+    restored = load_reward(path)
+    assert restored.cfg == model.cfg and restored.cfg.tokenizer == TINY
+    for got, want in zip(jax.tree.leaves(params_of(restored)), jax.tree.leaves(params_of(model))):
+        np.testing.assert_array_equal(got, np.asarray(want).astype(ml_dtypes.bfloat16).astype(np.float32))
