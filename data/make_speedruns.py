@@ -74,7 +74,7 @@ class Args:
     max_idle_frames: int = 60
     """Longest idle wait, in frames."""
     extra_battles: int = 0
-    """Wild battles to provoke on purpose by pacing in the tall grass before crossing it."""
+    """Before crossing the tall grass, pace in it until this many wild battles have happened."""
     max_frames: int = 30_000
     """Give up on a run that has not reached the end screen after this many frames."""
     out: Path = Path("data/speedruns")
@@ -235,10 +235,10 @@ class Bot:
             goals = {(gx, gy) for gy in range(3) for gx in range(10) if grid[gy, gx] == FLOOR}
         else:
             _, tx, ty = target
-            adjacent = {(tx + dx, ty + dy): name for name, (dx, dy) in DIRECTIONS.items()}
+            adjacent = {(tx + dx, ty + dy) for dx, dy in DIRECTIONS.values()}
             if (x, y) in adjacent:
                 # Face the target (a blocked step only turns), then press A.
-                toward = {(-dx, -dy): n for n, (dx, dy) in DIRECTIONS.items()}[(x - tx, y - ty)]
+                toward = next(n for n, d in DIRECTIONS.items() if d == (tx - x, ty - y))
                 return "a" if FACING_NAMES[m[GAME.FACING]] == toward else toward
             goals = {(gx, gy) for gx, gy in adjacent
                      if 0 <= gx < 10 and 0 <= gy < 9 and grid[gy, gx] in WALKABLE}
