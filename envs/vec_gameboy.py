@@ -27,8 +27,8 @@ from __future__ import annotations
 import ctypes
 import io
 import multiprocessing as mp
-import multiprocessing.connection
 import os
+import select
 import signal
 import time
 import traceback
@@ -305,11 +305,19 @@ class _ProcessBackend:
             self.processes.append(process)
             self.conns.append(parent_conn)
         self._finalizer = weakref.finalize(self, _shutdown_workers, self.processes, self.conns)
+        # One poll object over every pipe and process sentinel, built once: per step it
+        # costs a fraction of multiprocessing.connection.wait, which builds a selector per call.
+        self._poller = select.poll()
+        self._worker_of_pipe = {conn.fileno(): w for w, conn in enumerate(self.conns)}
+        self._worker_of_sentinel = {process.sentinel: w for w, process in enumerate(self.processes)}
+        for fd in (*self._worker_of_pipe, *self._worker_of_sentinel):
+            self._poller.register(fd, select.POLLIN)
         try:
-            self.pids = [self._receive(w) for w in range(num_workers)]
+            pids = self._gather(range(num_workers))
         except BaseException:
             self.close()
             raise
+        self.pids = [pids[w] for w in range(num_workers)]
 
     def _describe(self, w: int) -> str:
         start, stop = self.bounds[w]
@@ -323,46 +331,52 @@ class _ProcessBackend:
         self.broken = f"{self._describe(w)} died ({how}); close this VecGameBoy and make a new one"
         return RuntimeError(self.broken)
 
-    def _receive(self, w: int):
-        conn, process = self.conns[w], self.processes[w]
-        ready = mp.connection.wait([conn, process.sentinel], timeout=self.timeout_s)
-        if not ready:
-            self.broken = f"{self._describe(w)} did not answer within {self.timeout_s:.0f} s"
-            raise RuntimeError(self.broken)
-        if conn not in ready:
-            raise self._died(w)
-        try:
-            status, result = conn.recv()
-        except (EOFError, OSError):
-            raise self._died(w) from None
-        if status == "error":
-            raise RuntimeError(f"{self._describe(w)} failed: {result.strip().splitlines()[-1]}\n{result}")
-        return result
+    def _gather(self, workers) -> dict:
+        """The reply of each of these workers. Any worker's death raises at once; a worker's
+        exception is raised after every reply is in, so the others stay in step."""
+        results, first_error, pending = {}, None, set(workers)
+        deadline = time.monotonic() + self.timeout_s
+        while pending:
+            events = self._poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
+            if not events:
+                stuck = ", ".join(self._describe(w) for w in sorted(pending))
+                self.broken = f"{stuck} did not answer within {self.timeout_s:.0f} s"
+                raise RuntimeError(self.broken)
+            for fd, _ in events:
+                if fd in self._worker_of_sentinel:
+                    raise self._died(self._worker_of_sentinel[fd])
+            for fd, _ in events:
+                w = self._worker_of_pipe[fd]
+                if w not in pending:
+                    continue
+                try:
+                    status, result = self.conns[w].recv()
+                except (EOFError, OSError):
+                    raise self._died(w) from None
+                pending.discard(w)
+                if status == "ok":
+                    results[w] = result
+                elif first_error is None:
+                    first_line = result.strip().splitlines()[-1]
+                    first_error = RuntimeError(f"{self._describe(w)} failed: {first_line}\n{result}")
+        if first_error:
+            raise first_error
+        return results
 
     def call(self, command: str, args_by_worker: dict[int, tuple]) -> dict:
         if self.broken:
             raise RuntimeError(self.broken)
-        results, first_error = {}, None
         try:
             for w, args in args_by_worker.items():
                 try:
                     self.conns[w].send((command, args))
                 except OSError:
                     raise self._died(w) from None
-            for w in args_by_worker:  # drain every reply, so one failing worker leaves the rest in step
-                try:
-                    results[w] = self._receive(w)
-                except RuntimeError as error:
-                    if self.broken:
-                        raise
-                    first_error = first_error or error
+            return self._gather(args_by_worker)
         except KeyboardInterrupt:
             # Replies may still be in flight: a later call would read the wrong ones.
             self.broken = "VecGameBoy was interrupted during a call; close it and make a new one"
             raise
-        if first_error:
-            raise first_error
-        return results
 
     def close(self) -> None:
         self._finalizer()
