@@ -3,6 +3,7 @@ order (the gate and the prof) and a byte-identical rebuild."""
 
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -122,6 +123,14 @@ def test_battle_menu_cursor_back_out_and_run():
         assert (memory[GAME.MAP_ID], memory[GAME.X], memory[GAME.Y]) == where
     finally:
         bot.close()
+
+
+def test_assets_match_their_generator(tmp_path):
+    subprocess.run([sys.executable, str(EMUQUEST_ROM.parent / "make_assets.py"), "--out-dir", str(tmp_path)],
+                   check=True, capture_output=True)
+    for name in ("assets.c", "assets.h"):
+        generated = (tmp_path / name).read_text()
+        assert generated == (EMUQUEST_ROM.parent / name).read_text(), f"rerun make_assets.py and commit {name}"
 
 
 @pytest.mark.skipif(shutil.which("sdcc") is None, reason="sdcc not installed (apt-get install -y sdcc)")
