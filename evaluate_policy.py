@@ -1,0 +1,278 @@
+"""Evaluate a trained policy against the random baseline on VecGameBoy.
+
+    uv run python evaluate_policy.py --policy checkpoints/policy_final.pkl --steps 2000 \
+        --compare-random --gif eval/agent.gif
+
+Each of `--episodes` envs plays one episode of at most `--steps` env steps (the game's end
+screen ends it sooner). The table reports, per agent, how many episodes left the title
+screen, milestones reached (from RAM), maps visited and the learned-progress return (the
+training reward, when the reward model is available). It also writes a GIF of the first
+episode with the action and score drawn on each frame, and a PNG of milestones over
+training read from the run's metrics.jsonl (next to the policy by default).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tyro
+from flax import nnx
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from envs.games import EMUQUEST_ROM
+from envs.rom import RomError
+from envs.vec_gameboy import VecGameBoy
+from models.checkpoint import CheckpointError
+from train_with_cnn_reward import ProgressReward, load_policy, load_score_fn
+
+
+@dataclass
+class Args:
+    """Trained policy vs random: title escape, milestones, maps, return; GIF and training plot."""
+
+    policy: str | None = "checkpoints/policy_final.pkl"
+    """Policy checkpoint from train_with_cnn_reward.py (ignored with --random)."""
+    steps: int = 2000
+    """Env steps per episode (at most; finishing the game ends it sooner)."""
+    episodes: int = 8
+    """Episodes per agent, played in parallel, one per env."""
+    rom: str | None = None
+    """Game Boy ROM. None: the embedded game EmuQuest."""
+    random: bool = False
+    """Evaluate only the uniform-random baseline (no policy needed)."""
+    compare_random: bool = False
+    """Evaluate the policy and the random baseline and print both."""
+    gif: str | None = None
+    """Write a GIF of the first episode (the policy's, or random's with --random)."""
+    gif_frames: int = 400
+    """Most env steps drawn into the GIF."""
+    reward_model: str | None = None
+    """Reward checkpoint for the return column and the drawn score. None: the one the policy
+    was trained with, if that file exists."""
+    metrics: str | None = None
+    """metrics.jsonl of the training run for the milestones plot. None: next to --policy."""
+    out_dir: str = "eval"
+    """Where eval_table.md, eval.json and training_milestones.png go."""
+    frame_skip: int | None = None
+    """Frames per env step. None: the policy's training value (else 30)."""
+    num_workers: int | None = None
+    """Emulator processes (None: one per core; 0: serial, in-process)."""
+    greedy: bool = False
+    """Take the most likely action instead of sampling from the policy."""
+    seed: int = 0
+    """Seeds action sampling."""
+
+
+@dataclass
+class EpisodeLog:
+    """What one agent's evaluation produced."""
+
+    episodes: list[dict]  # VecGameBoy's per-episode stats plus "return"
+    gif_frames: list[Image.Image]
+
+
+def summarize(name: str, log: EpisodeLog) -> dict:
+    episodes = log.episodes
+    mean = lambda key: float(np.mean([e[key] for e in episodes]))  # noqa: E731
+    return {
+        "agent": name,
+        "episodes": len(episodes),
+        "title_escape_rate": mean("left_title"),
+        "milestones_mean": mean("milestones"),
+        "milestones_max": int(max(e["milestones"] for e in episodes)),
+        "maps_visited_mean": mean("maps_visited"),
+        "finished_rate": mean("finished"),
+        "return_mean": mean("return") if episodes[0]["return"] is not None else None,
+    }
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| agent | episodes | left title | milestones (mean / max) | maps visited | finished | return |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ret = "n/a" if r["return_mean"] is None else f"{r['return_mean']:+.3f}"
+        lines.append(
+            f"| {r['agent']} | {r['episodes']} | {r['title_escape_rate']:.0%} | "
+            f"{r['milestones_mean']:.2f} / {r['milestones_max']} | {r['maps_visited_mean']:.2f} | "
+            f"{r['finished_rate']:.0%} | {ret} |"
+        )
+    return "\n".join(lines)
+
+
+def annotate(frame: np.ndarray, text: str) -> Image.Image:
+    """A 2x upscaled frame with a caption bar under it."""
+    image = Image.fromarray(frame).resize((frame.shape[1] * 2, frame.shape[0] * 2), Image.NEAREST)
+    canvas = Image.new("RGB", (image.width, image.height + 16), (0, 0, 0))
+    canvas.paste(image, (0, 0))
+    ImageDraw.Draw(canvas).text((4, image.height + 2), text, fill=(255, 255, 255))
+    return canvas
+
+
+def play(env: VecGameBoy, choose_actions, steps: int, progress: ProgressReward | None, gif_frames: int, desc: str):
+    """Run every env until its first episode ends (at most `steps` steps). choose_actions(obs,
+    t) -> int actions (N,). Returns an EpisodeLog with env 0 drawn into the GIF frames."""
+    obs, _ = env.reset(seed=0)
+    obs = obs.copy()
+    if progress is not None:
+        progress.start(obs)
+    returns = np.zeros(env.num_envs, np.float64)
+    first_episode: dict[int, dict] = {}
+    frames = []
+    score = None
+    for t in tqdm(range(steps), desc=desc, leave=False):
+        actions = np.asarray(choose_actions(obs, t))
+        previous = obs
+        obs, _, terminated, truncated, info = env.step(actions)
+        obs = obs.copy()
+        done = terminated | truncated
+        if progress is not None:
+            rewards, scores = progress(obs, done)
+            returns += np.where([i in first_episode for i in range(env.num_envs)], 0.0, rewards)
+            if scores is not None:
+                score = float(scores[0])
+        if 0 not in first_episode and len(frames) < gif_frames:
+            caption = f"t {t:4d}  {env.action_names[actions[0]]:6s}  milestones {info['milestones'][0]}"
+            if score is not None:
+                caption += f"  score {score:+.2f}"
+            frames.append(annotate(previous[0], caption))
+        for episode in info["episodes"]:
+            if episode["env_id"] not in first_episode:
+                episode["return"] = float(returns[episode["env_id"]]) if progress is not None else None
+                first_episode[episode["env_id"]] = episode
+        if len(first_episode) == env.num_envs:
+            break
+    return EpisodeLog([first_episode[i] for i in sorted(first_episode)], frames)
+
+
+def write_gif(path: Path, frames: list[Image.Image]):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0)
+    tmp.replace(path)
+
+
+def plot_training(metrics_path: Path, out_path: Path) -> Path | None:
+    """Milestones and title escape over training, from the run's metrics.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    if not records:
+        return None
+    steps = [r["env_steps"] for r in records]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    top.plot(steps, [r["rollout/milestones_max"] for r in records], label="max milestones in rollout")
+    top.plot(steps, [r.get("episode/milestones", np.nan) for r in records], label="milestones per episode (last 100)")
+    top.set_ylabel("milestones")
+    top.legend()
+    bottom.plot(steps, [r.get("episode/title_escape_rate", np.nan) for r in records], label="title escape rate")
+    bottom.plot(steps, [r["policy/entropy_fraction"] for r in records], label="entropy / max entropy")
+    bottom.set_xlabel("env steps")
+    bottom.set_ylim(0, 1.05)
+    bottom.legend()
+    fig.suptitle(f"Training: {metrics_path}")
+    fig.tight_layout()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out_path)
+    return out_path
+
+
+def policy_chooser(model, greedy: bool, seed: int):
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def act(state, frames, key):
+        policy = nnx.merge(graphdef, state)
+        logits, _ = policy(policy.observe(frames))
+        return jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
+
+    key = jax.random.PRNGKey(seed)
+    return lambda obs, t: act(state, obs, jax.random.fold_in(key, t))
+
+
+def main(args: Args) -> dict:
+    """Evaluate; returns {"rows": [...], "table": markdown, "gif": path|None, "plot": path|None}."""
+    if args.steps < 1 or args.episodes < 1:
+        raise SystemExit("--steps and --episodes must be >= 1")
+    use_policy = not args.random
+    model = trained_args = None
+    if use_policy:
+        if not args.policy:
+            raise SystemExit("--policy: give a policy checkpoint, or --random for the baseline")
+        try:
+            model, _, ckpt = load_policy(args.policy)
+        except CheckpointError as err:
+            raise SystemExit(f"--policy: {err}") from None
+        trained_args = ckpt["config"].get("args", {})
+    reward_model = args.reward_model or (trained_args or {}).get("reward_model")
+    score_fn = None
+    if reward_model and Path(reward_model).is_file():
+        score_fn = load_score_fn(reward_model)
+    elif args.reward_model:
+        raise SystemExit(f"--reward-model {args.reward_model} not found")
+    frame_skip = args.frame_skip or (trained_args or {}).get("frame_skip", 30)
+    interval = (trained_args or {}).get("reward_interval", 64)
+    time_penalty = (trained_args or {}).get("time_penalty", 0.001)
+
+    try:
+        env = VecGameBoy(
+            args.rom or EMUQUEST_ROM,
+            num_envs=args.episodes,
+            num_workers=args.num_workers or None,
+            backend="serial" if args.num_workers == 0 else "process",
+            frame_skip=frame_skip,
+            press_frames=min(8, frame_skip - 1),
+            max_steps=args.steps,
+        )
+    except (RomError, ValueError) as err:
+        raise SystemExit(f"--rom / env settings: {err}") from None
+
+    rng = np.random.default_rng(args.seed)
+    random_actions = lambda obs, t: rng.integers(0, env.num_actions, env.num_envs)  # noqa: E731
+    make_progress = lambda: None if score_fn is None else ProgressReward(score_fn, env.num_envs, interval, time_penalty)  # noqa: E731
+    logs = {}
+    with env:
+        if use_policy:
+            logs["trained"] = play(env, policy_chooser(model, args.greedy, args.seed), args.steps, make_progress(),
+                                   args.gif_frames, "policy")
+        if args.random or args.compare_random:
+            logs["random"] = play(env, random_actions, args.steps, make_progress(), args.gif_frames, "random")
+
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [summarize(name, log) for name, log in logs.items()]
+    table = markdown_table(rows)
+    print(table)
+    (out_dir / "eval_table.md").write_text(table + "\n")
+    (out_dir / "eval.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+    gif = None
+    if args.gif:
+        gif = Path(args.gif)
+        write_gif(gif, next(iter(logs.values())).gif_frames)
+        print(f"GIF: {gif}")
+    metrics = Path(args.metrics) if args.metrics else (Path(args.policy).parent / "metrics.jsonl" if use_policy else None)
+    plot = None
+    if metrics is not None and metrics.is_file():
+        plot = plot_training(metrics, out_dir / "training_milestones.png")
+        print(f"training plot: {plot}")
+    elif args.metrics:
+        raise SystemExit(f"--metrics {args.metrics} not found")
+    return {"rows": rows, "table": table, "gif": str(gif) if gif else None, "plot": str(plot) if plot else None}
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

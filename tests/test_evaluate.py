@@ -1,0 +1,54 @@
+"""evaluate_policy.py on a tiny policy trained for two iterations on the embedded game."""
+
+import json
+
+import pytest
+from PIL import Image
+
+import evaluate_policy
+import train_with_cnn_reward as ppo
+from test_ppo import reward_path, tiny_args  # noqa: F401  (reward_path is a fixture)
+
+
+@pytest.fixture(scope="module")
+def trained_run(reward_path, tmp_path_factory):  # noqa: F811
+    run_dir = tmp_path_factory.mktemp("run")
+    ppo.main(tiny_args(reward_path, run_dir, iterations=2, save_every=2))
+    return run_dir
+
+
+def test_evaluate_writes_table_gif_and_training_plot(trained_run, tmp_path):
+    out = evaluate_policy.main(
+        evaluate_policy.Args(
+            policy=str(trained_run / "policy_final.pkl"), steps=10, episodes=2, num_workers=0,
+            compare_random=True, gif=str(tmp_path / "agent.gif"), out_dir=str(tmp_path / "eval"),
+        )
+    )
+    assert [row["agent"] for row in out["rows"]] == ["trained", "random"]
+    for row in out["rows"]:
+        assert row["episodes"] == 2 and 0.0 <= row["title_escape_rate"] <= 1.0
+        assert row["return_mean"] is not None  # the policy's reward model was found and used
+    assert "| trained | 2 |" in (tmp_path / "eval" / "eval_table.md").read_text()
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text()) == out["rows"]
+
+    with Image.open(out["gif"]) as gif:
+        assert gif.format == "GIF"
+        assert gif.n_frames == 10  # one frame per step of the first episode
+        assert gif.size == (320, 288 + 16)  # 2x frame plus the caption bar
+        gif.seek(gif.n_frames - 1)
+        assert gif.convert("RGB").getextrema() != ((0, 0), (0, 0), (0, 0))  # not a blank frame
+    with Image.open(out["plot"]) as plot:
+        assert plot.format == "PNG" and plot.size[0] > 100
+
+
+def test_random_baseline_needs_no_policy(tmp_path):
+    out = evaluate_policy.main(
+        evaluate_policy.Args(policy=None, random=True, steps=5, episodes=2, num_workers=0, out_dir=str(tmp_path))
+    )
+    assert [row["agent"] for row in out["rows"]] == ["random"]
+    assert out["rows"][0]["return_mean"] is None and out["gif"] is None and out["plot"] is None
+
+
+def test_a_wrong_kind_policy_is_refused(reward_path, tmp_path):  # noqa: F811
+    with pytest.raises(SystemExit, match=r"--policy: .*'reward' checkpoint, expected 'policy'"):
+        evaluate_policy.main(evaluate_policy.Args(policy=str(reward_path), out_dir=str(tmp_path)))
