@@ -45,20 +45,20 @@ def buttons_between_saved_frames(metadata: dict) -> dict[str, str]:
     a data/make_speedruns.py metadata.json ("noop" when nothing was held).
 
     That file gives each saved frame's emulator `frame` and the `buttons` held while it was
-    drawn, and every tap in `presses` ({frame, button, frames_held}), since a tap can start
+    drawn, and every press in `presses` ({frame, button, frames_held}), since a tap can start
     and end between two saved frames. Between emulator frames f_t and f_t+1 the button is
-    the earliest of the taps held inside (f_t, f_t+1] and the buttons held at f_t+1.
+    the earliest of the presses held at some frame of (f_t, f_t+1] and the buttons held at f_t+1.
     """
     records = metadata.get("frames", [])
-    presses = metadata.get("presses", [])
+    # (first frame held, last frame held, button); a press never released lasts to the end.
+    presses = [
+        (p["frame"], p["frame"] + p["frames_held"] - 1 if p["frames_held"] is not None else float("inf"), p["button"])
+        for p in metadata.get("presses", [])
+    ]
     between = {}
     for record, following in zip(records, records[1:]):
         start, stop = record["frame"], following["frame"]
-        candidates = [
-            (max(press["frame"], start + 1), press["button"])
-            for press in presses
-            if press["frame"] <= stop and press["frame"] + press["frames_held"] - 1 > start
-        ]
+        candidates = [(max(first, start + 1), button) for first, last, button in presses if first <= stop and last > start]
         candidates += [(stop, button) for button in following["buttons"]]
         between[record["file"]] = min(candidates)[1] if candidates else "noop"
     return between
