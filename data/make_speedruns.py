@@ -26,7 +26,7 @@ import tyro
 from pyboy import PyBoy
 from tqdm import tqdm
 
-from envs.games import EMUQUEST_ROM, EmuQuest
+from envs.games import EMUQUEST_ROM, EmuQuest, read_cart_title
 
 GAME = EmuQuest()
 
@@ -413,6 +413,10 @@ def main(args: Args) -> None:
     if not args.rom.is_file():
         raise SystemExit(f"make_speedruns.py: --rom {args.rom} does not exist; build it with "
                          "envs/roms/emuquest/build.sh")
+    title = read_cart_title(args.rom.read_bytes())
+    if title != GAME.cart_title:
+        raise SystemExit(f"make_speedruns.py: --rom {args.rom} is {title!r}, not {GAME.cart_title}; "
+                         "the bot only knows EmuQuest")
     if args.num_runs < 1 or args.frame_every < 1 or args.max_idle_frames < 1:
         raise SystemExit("make_speedruns.py: --num-runs, --frame-every and --max-idle-frames must be >= 1")
     if not (0 <= args.detour_prob <= 1 and 0 <= args.idle_prob <= 1):

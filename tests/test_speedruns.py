@@ -71,6 +71,10 @@ def test_cli_writes_pngs_metadata_and_video(tmp_path):
     assert not list(tmp_path.rglob("*.tmp*"))  # temporary names were renamed away
 
 
-def test_cli_refuses_a_missing_rom(tmp_path):
+def test_cli_refuses_a_missing_or_foreign_rom(tmp_path):
     with pytest.raises(SystemExit, match="--rom"):
         main(Args(rom=tmp_path / "missing.gb", out=tmp_path))
+    foreign = tmp_path / "other.gb"
+    foreign.write_bytes(bytes(0x134) + b"OTHERGAME" + bytes(32 * 1024 - 0x134 - 9))
+    with pytest.raises(SystemExit, match="OTHERGAME"):
+        main(Args(rom=foreign, out=tmp_path))
