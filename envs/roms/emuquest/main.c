@@ -91,7 +91,8 @@ static void put_big_letter(uint8_t col, uint8_t row, char c) {
     const uint8_t *t;
     uint8_t *dst = BG_MAP + row * 32 + col;
     uint8_t i = 0;
-    while (letters[i] != c) i++;
+    while (letters[i] && letters[i] != c) i++;
+    if (!letters[i]) return;  /* make_assets.py only draws the letters in BIG_LETTERS */
     t = &big_letter_tiles[i * 4];
     dst[0] = t[0];
     dst[1] = t[1];
