@@ -49,7 +49,9 @@ class Args:
     """Screen rectangle 'x,y,w,h' in source pixels, used instead of the automatic detection."""
     dedupe: Literal["none", "exact", "near"] = "exact"
     """Drop a frame identical to the last kept one (exact), or whose mean abs pixel difference
-    from it is below --near-threshold (near), or keep everything (none)."""
+    from it is below --near-threshold (near), or keep everything (none). Dedupe makes the next
+    kept frame the next *different* one; use none to keep a regular time step (source_frame in
+    metadata.json says when each frame was shown either way)."""
     near_threshold: float = 0.1
     """Mean absolute difference (0-255 scale, on the 160x144 frame) under which --dedupe near drops a frame.
     On an EmuQuest speedrun mp4, still frames decode within 0.07 of each other (99th percentile)
