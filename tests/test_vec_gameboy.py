@@ -1,6 +1,7 @@
 """VecGameBoy on the embedded game: backends agree, states round-trip, episodes reset,
 errors are loud. Small env counts and few steps keep the whole file to seconds."""
 
+import functools
 import multiprocessing as mp
 import os
 import signal
@@ -15,17 +16,34 @@ from envs.rom import RomError
 from envs.vec_gameboy import ACTION_NAMES, VecGameBoy
 
 NOOP, UP, DOWN, LEFT, RIGHT, A, B, START = range(8)
-# From power-on: wait, press START on the title, then A through the intro (the first
-# milestone), then walk a square in the first room.
-INTRO = [NOOP, NOOP, NOOP, START, NOOP, NOOP] + [A] * 8
-WALK = [DOWN, DOWN, LEFT, LEFT, UP, UP, RIGHT, RIGHT]
+WALK = [DOWN, DOWN, LEFT, LEFT, UP, UP, RIGHT, RIGHT]  # a square in the first room
+
+
+@functools.cache
+def intro_script() -> tuple[int, list[int]]:
+    """(steps spent on the title, actions) from power-on: START until the title is left,
+    then A until the intro is done (the first milestone). Found by playing, so the tests
+    follow the game if its title or intro change length."""
+    actions = []
+    with VecGameBoy(EMUQUEST_ROM, num_envs=1, backend="serial") as env:
+        env.reset(seed=0)
+        while env.ram([EmuQuest.MODE])[0, 0] == EmuQuest.MODE_TITLE:
+            assert len(actions) < 30, "START does not leave the EmuQuest title screen"
+            actions.append(START)
+            env.step([START])
+        title_steps = len(actions)
+        milestones = 0
+        while milestones == 0:
+            assert len(actions) < 100, "A does not finish the EmuQuest intro"
+            actions.append(A)
+            milestones = env.step([A])[4]["milestones"][0]
+    return title_steps, actions
 
 
 def scripted_actions(num_steps: int, num_envs: int, seed: int) -> np.ndarray:
-    """int (num_steps, num_envs): env 0 plays INTRO then WALK, the others act at random."""
+    """int (num_steps, num_envs): env 0 plays the intro then WALK, the others act at random."""
     actions = np.random.default_rng(seed).integers(0, 8, size=(num_steps, num_envs))
-    script = (INTRO + WALK * num_steps)[:num_steps]
-    actions[:, 0] = script
+    actions[:, 0] = (intro_script()[1] + WALK * num_steps)[:num_steps]
     return actions
 
 
@@ -45,12 +63,13 @@ def test_action_set_is_noop_dpad_a_b_start():
 def test_serial_and_process_backends_give_identical_observations():
     # A curriculum pool with p = 0.5 and short episodes makes the seed matter: which
     # resets load a pool state is drawn from it, in the parent, for both backends.
-    with VecGameBoy(EMUQUEST_ROM, num_envs=1, backend="serial", max_steps=100) as source:
+    title_steps, intro = intro_script()
+    with VecGameBoy(EMUQUEST_ROM, num_envs=1, backend="serial", max_steps=1000) as source:
         source.reset(seed=0)
         pool = CurriculumPool(capacity=4)
-        for step, action in enumerate(INTRO + WALK):
+        for step, action in enumerate(intro + WALK):
             source.step([action])
-            if step in (5, 17):
+            if step in (title_steps, len(intro) + 3):  # in the intro dialogue; walking in the house
                 pool.add(source.save_states([0])[0], score=step)
 
     actions = scripted_actions(num_steps=24, num_envs=3, seed=1)
@@ -76,16 +95,17 @@ def test_serial_and_process_backends_give_identical_observations():
 
 
 def test_save_step_load_step_round_trip_gives_identical_frames():
-    actions = scripted_actions(num_steps=len(INTRO) + 10, num_envs=2, seed=2)
+    intro_steps = len(intro_script()[1])
+    actions = scripted_actions(num_steps=intro_steps + 10, num_envs=2, seed=2)
     with VecGameBoy(EMUQUEST_ROM, num_envs=2, num_workers=2, max_steps=1000) as env:
         env.reset(seed=0)
-        rollout(env, actions[: len(INTRO)])
+        rollout(env, actions[:intro_steps])
         states = env.save_states([0, 1])
         saved_obs = env.step(np.zeros(2, int))[0].copy()  # the frame after one idle step
-        first = rollout(env, actions[len(INTRO) :])
+        first = rollout(env, actions[intro_steps:])
         env.load_states([0, 1], states)
         np.testing.assert_array_equal(env.step(np.zeros(2, int))[0], saved_obs)
-        second = rollout(env, actions[len(INTRO) :])
+        second = rollout(env, actions[intro_steps:])
     frames_first = np.stack([step[0] for step in first])
     frames_second = np.stack([step[0] for step in second])
     assert len({frame.tobytes() for frame in frames_first[:, 0]}) > 3  # the player really moved
@@ -95,7 +115,7 @@ def test_save_step_load_step_round_trip_gives_identical_frames():
 def test_loaded_state_shows_its_frame_and_initial_state_starts_episodes(tmp_path: Path):
     with VecGameBoy(EMUQUEST_ROM, num_envs=1, backend="serial") as env:
         env.reset(seed=0)
-        saved_frame = rollout(env, np.array([INTRO]).T)[-1][0][0]
+        saved_frame = rollout(env, np.array([intro_script()[1]]).T)[-1][0][0]
         state = env.save_states([0])[0]
         next_frame = env.step([NOOP])[0][0].copy()
         env.load_states([0], [state])
@@ -115,7 +135,7 @@ def test_loaded_state_shows_its_frame_and_initial_state_starts_episodes(tmp_path
 def test_reset_with_pool_prob_one_starts_every_env_from_the_pool():
     with VecGameBoy(EMUQUEST_ROM, num_envs=1, backend="serial") as env:
         env.reset(seed=0)
-        rollout(env, np.array([INTRO]).T)
+        rollout(env, np.array([intro_script()[1]]).T)
         state, pool_frame = env.save_states([0])[0], env.step([NOOP])[0][0].copy()
     pool = CurriculumPool(capacity=2)
     pool.add(state, score=1.0)
@@ -127,10 +147,11 @@ def test_reset_with_pool_prob_one_starts_every_env_from_the_pool():
 
 
 def test_auto_reset():
-    actions = scripted_actions(num_steps=16, num_envs=2, seed=3)
+    max_steps = len(intro_script()[1]) + 2
+    actions = scripted_actions(num_steps=max_steps, num_envs=2, seed=3)
     actions[:, 1] = NOOP  # env 1 never leaves the title screen
     actions = np.concatenate([actions, actions])  # the second episode replays the first
-    with VecGameBoy(EMUQUEST_ROM, num_envs=2, backend="serial", max_steps=16) as env:
+    with VecGameBoy(EMUQUEST_ROM, num_envs=2, backend="serial", max_steps=max_steps) as env:
         reset_obs = env.reset(seed=0)[0].copy()
         steps = rollout(env, actions)
         mode = env.ram([EmuQuest.MODE])
@@ -138,22 +159,23 @@ def test_auto_reset():
     truncated = np.stack([step[3] for step in steps])
     terminated = np.stack([step[2] for step in steps])
     assert not terminated.any()
-    assert truncated[15].all() and truncated[31].all() and truncated.sum() == 4
+    end1, end2 = max_steps - 1, 2 * max_steps - 1
+    assert truncated[end1].all() and truncated[end2].all() and truncated.sum() == 4
 
-    episodes = steps[15][4]["episodes"]
+    episodes = steps[end1][4]["episodes"]
     assert [e["env_id"] for e in episodes] == [0, 1]
-    assert [e["length"] for e in episodes] == [16, 16]
+    assert [e["length"] for e in episodes] == [max_steps, max_steps]
     assert [e["left_title"] for e in episodes] == [True, False]
     assert [e["milestones"] for e in episodes] == [1, 0]  # the intro is done in env 0 only
     assert episodes[0]["maps_visited"] >= 1
-    assert rewards[:16, 0].sum() == 1 and rewards[:, 1].sum() == 0
-    assert all(not step[4]["episodes"] for i, step in enumerate(steps) if i not in (15, 31))
+    assert rewards[:max_steps, 0].sum() == 1 and rewards[:, 1].sum() == 0
+    assert all(not step[4]["episodes"] for i, step in enumerate(steps) if i not in (end1, end2))
     # The observation returned with truncated=True is the first of the next episode,
     # and the next episode replays the first exactly.
-    np.testing.assert_array_equal(steps[15][0], reset_obs)
-    for a, b in zip(steps[:16], steps[16:]):
+    np.testing.assert_array_equal(steps[end1][0], reset_obs)
+    for a, b in zip(steps[:max_steps], steps[max_steps:]):
         np.testing.assert_array_equal(a[0], b[0])
-    assert steps[31][4]["episodes"] == episodes
+    assert steps[end2][4]["episodes"] == episodes
     assert mode[0, 0] == EmuQuest.MODE_TITLE  # both envs were just reset to power-on
 
 
@@ -166,17 +188,19 @@ class TitleIsTheGoal(EmuQuest):
 
 
 def test_episode_terminates_when_the_profile_says_the_game_is_finished():
-    actions = np.array([INTRO[:6], [NOOP] * 6]).T
+    title_steps = intro_script()[0]
+    actions = np.array([[START] * title_steps + [NOOP] * 2, [NOOP] * (title_steps + 2)]).T
     with VecGameBoy(EMUQUEST_ROM, num_envs=2, backend="serial", profile=TitleIsTheGoal()) as env:
         reset_obs = env.reset(seed=0)[0].copy()
         steps = rollout(env, actions)
+    end = title_steps - 1
     terminated = np.stack([step[2] for step in steps])
-    assert terminated[:, 1].sum() == 0 and terminated[:, 0].sum() == 1 and terminated[3, 0]  # START is step 3
+    assert terminated[:, 1].sum() == 0 and terminated[:, 0].sum() == 1 and terminated[end, 0]
     assert not np.stack([step[3] for step in steps]).any()
-    assert steps[3][4]["episodes"] == [
-        {"env_id": 0, "length": 4, "milestones": 0, "maps_visited": 1, "left_title": True, "finished": True}
+    assert steps[end][4]["episodes"] == [
+        {"env_id": 0, "length": title_steps, "milestones": 0, "maps_visited": 1, "left_title": True, "finished": True}
     ]
-    np.testing.assert_array_equal(steps[3][0][0], reset_obs[0])
+    np.testing.assert_array_equal(steps[end][0][0], reset_obs[0])
 
 
 def test_bad_action_arrays_raise_value_error():
