@@ -279,6 +279,8 @@ def main(args: Args) -> int:
             raise ValueError("--fps and --jump-seconds must be positive")
         if args.crop is not None:
             parse_crop(args.crop)
+        if args.detect_samples < 2:
+            raise ValueError("--detect-samples must be at least 2: the screen is found by what changes between frames")
         if args.labels is not None and not args.labels.is_dir():
             raise ValueError(f"--labels {args.labels} is not a folder (expected labeled_frames/ from data/labeler.py)")
         videos = list_videos(args.video)

@@ -117,7 +117,7 @@ if st.session_state.get("spans_of") != (str(video), str(labels_dir)):
 
 window_frames = int(round(window_seconds * fps))
 last_window = max(0, (frame_count - 1) // window_frames)
-st.session_state.window = min(st.session_state.window, last_window)
+st.session_state.window = min(st.session_state.get("window", 0), last_window)
 st.caption(f"{video} · {frame_count} frames · {fps:.2f} fps · {frame_count / fps:.1f} s · window {window_seconds} s")
 
 previous, slider, following = st.columns([1, 8, 1], vertical_alignment="bottom")
