@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from envs.games import EMUQUEST_ROM
 from envs.rom import RomError, check_rom
-from envs.vec_gameboy import ACTION_NAMES, VecGameBoy, PyBoy
+from envs.vec_gameboy import ACTION_NAMES, PyBoy, VecGameBoy
 
 
 @dataclass
@@ -180,7 +180,9 @@ def main(args: Args) -> str:
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for config in configurations:
-        name, parallelism = ("raw PyBoy", f"{cores} processes") if config == "raw" else ("VecGameBoy", f"{config} workers")
+        name, parallelism = (
+            ("raw PyBoy", f"{cores} processes") if config == "raw" else ("VecGameBoy", f"{config} workers")
+        )
         rate, cpu = best_rate[config], best_cpu[config]
         lines.append(
             f"| {name} | {parallelism} | {rate:,.0f} | {rate * args.frame_skip:,.0f} | {rate / best_rate['raw']:.2f} "

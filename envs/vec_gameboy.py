@@ -115,9 +115,7 @@ class _EnvGroup:
         self.first = first
         local = slice(first, first + count)
         self.buf = _Buffers(**{f.name: getattr(buffers, f.name)[local] for f in fields(_Buffers)})
-        self.pyboys = [
-            PyBoy(config.rom, window="null", sound_emulated=False, log_level="ERROR") for _ in range(count)
-        ]
+        self.pyboys = [PyBoy(config.rom, window="null", sound_emulated=False, log_level="ERROR") for _ in range(count)]
         # Saved before the first tick: loading it is a power-on reset.
         self.start_state = config.start_state or self._save(self.pyboys[0])
         # One persistent RGBA (144, 160, 4) view per emulator, updated by each rendered tick.
