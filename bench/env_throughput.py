@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from envs.games import EMUQUEST_ROM
 from envs.rom import RomError, check_rom
-from envs.vec_gameboy import ACTION_NAMES, PyBoy, VecGameBoy
+from envs.vec_gameboy import ACTION_NAMES, PyBoy, VecGameBoy  # PyBoy, with its SDL import notice muted
 
 
 @dataclass
