@@ -21,7 +21,8 @@ Kinds:
 
 Codes that no input picks ("dead codes") are what held the seed at 45% codebook use.
 VQ and NSVQ can move them onto recent encoder outputs with `restart_dead_codes`, which
-the training loop calls every so often with usage counts it accumulates from `indices`.
+the training loop calls every so often with usage counts it accumulates from `indices`,
+or, as the NSVQ paper does, copy used codes onto them with `replace_unused_codes`.
 """
 
 from __future__ import annotations
@@ -102,6 +103,29 @@ def revive_codes(
     return new_codebook, jnp.sum(dead)
 
 
+def replace_unused_codes(
+    codebook: jax.Array, usage_counts: jax.Array, key: jax.Array, min_fraction: float, noise_scale: float = 0.01
+) -> tuple[jax.Array, jax.Array]:
+    """NSVQ-style replacement: every code picked by fewer than `min_fraction` of the inputs
+    counted in `usage_counts` becomes a copy of a used code (drawn in proportion to its use)
+    plus a little noise, so it splits that code's cluster instead of waiting where no input goes.
+
+    Pure, so it can be jitted. codebook (K, D), usage_counts (K,) summed over a window of batches.
+    Returns (new codebook, number of codes replaced).
+    """
+    total = jnp.maximum(usage_counts.sum(), 1)
+    unused = usage_counts < min_fraction * total
+    pick_key, noise_key = jax.random.split(key)
+    weights = jnp.where(unused, 0.0, usage_counts.astype(jnp.float32))
+    # If every code is "unused" (an empty window), there is nothing to copy: keep the codebook.
+    any_used = weights.sum() > 0
+    sources = jax.random.categorical(pick_key, jnp.log(jnp.where(any_used, weights, 1.0)), shape=unused.shape)
+    scale = noise_scale * (jnp.std(codebook) + 1e-6)
+    replacement = codebook[sources] + scale * jax.random.normal(noise_key, codebook.shape, codebook.dtype)
+    replace = unused & any_used
+    return jnp.where(replace[:, None], replacement, codebook), jnp.sum(replace)
+
+
 class VectorQuantizer(nnx.Module):
     """VQ with a straight-through estimator, codebook + commitment losses and dead-code restarts."""
 
@@ -138,6 +162,13 @@ class VectorQuantizer(nnx.Module):
         )
         self.codebook[...] = new_codebook
         return num_dead
+
+    def replace_unused_codes(self, usage_counts: jax.Array, key: jax.Array, min_fraction: float) -> jax.Array:
+        """Copy used codes (plus noise) onto codes picked by fewer than `min_fraction` of the
+        inputs counted in usage_counts (K,); returns how many were replaced."""
+        new_codebook, num_replaced = replace_unused_codes(self.codebook[...], usage_counts, key, min_fraction)
+        self.codebook[...] = new_codebook
+        return num_replaced
 
 
 class NoiseSubstitutionVQ(VectorQuantizer):
@@ -216,6 +247,9 @@ class FiniteScalarQuantizer(nnx.Module):
         """FSQ has no learned codebook, so there is nothing to restart."""
         return jnp.zeros((), jnp.int32)
 
+    def replace_unused_codes(self, usage_counts: jax.Array, key: jax.Array, min_fraction: float) -> jax.Array:
+        return jnp.zeros((), jnp.int32)
+
 
 class IdentityQuantizer(nnx.Module):
     """No quantization: z passes through, with zero loss and all-zero indices."""
@@ -234,6 +268,9 @@ class IdentityQuantizer(nnx.Module):
         return z, indices, aux
 
     def restart_dead_codes(self, usage_counts: jax.Array, z_samples: jax.Array, key: jax.Array) -> jax.Array:
+        return jnp.zeros((), jnp.int32)
+
+    def replace_unused_codes(self, usage_counts: jax.Array, key: jax.Array, min_fraction: float) -> jax.Array:
         return jnp.zeros((), jnp.int32)
 
 
