@@ -1,0 +1,199 @@
+"""Phase 2: a progress reward learned from frame order alone (Bradley-Terry).
+
+Pairs (a, b) come from the same run, b at least --min-gap frames after a, and the model is
+trained so that P(b is further along than a) = sigmoid(s_b - s_a). No labels: a speedrun's
+frame order is the supervision. Two backbones:
+- resnet34: a ResNet-34 on pixels, trained end to end;
+- vq: the frozen Phase 1 VQ encoder (--tokenizer) with an MLP head; only the head trains.
+
+    uv run python train_reward.py --backbone resnet34 --data data/speedruns/frames
+    uv run python train_reward.py --backbone vq --tokenizer checkpoints/pretrained_tokenizer.pkl
+
+On the held-out run (--holdout-run, default the last) it reports pairwise accuracy over every
+pair at least --min-gap apart and the Spearman rank correlation of score vs frame index, and
+writes reward_resnet34.pkl or reward_vq.pkl (kind "reward"; the vq one holds the encoder too,
+so it runs standalone) to --out-dir after every epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import jax
+import numpy as np
+import tyro
+from flax import nnx
+from tqdm import tqdm
+
+from data.frames import FramesDataset
+from models.checkpoint import CheckpointError, params_of, restore_params, save_checkpoint
+from models.resnet import ResNetConfig
+from models.reward import RewardConfig, RewardModel, reward_loss
+from models.sharding import compute_dtype, replicate, shard_batch
+from models.vqvae import load_encoder
+from pretrain_visual import TOKENIZER_FILE, MetricsLog, fail, fit_batch_size, load_frames, make_optimizer, make_train_step, map_batches
+
+# ResNet sizes: "seed" is the real ResNet-34; "small" keeps its depth at 1/4 width (fits a CPU); "tiny" is for tests.
+RESNET_SIZES = {
+    "tiny": ResNetConfig(stage_sizes=(1, 1, 1, 1), widths=(8, 8, 16, 16), stem_width=8, norm_groups=4),
+    "small": ResNetConfig(widths=(16, 32, 64, 128), stem_width=16, norm_groups=8),
+    "seed": ResNetConfig(),
+}
+
+
+@dataclass
+class Args:
+    backbone: Literal["resnet34", "vq"] = "resnet34"
+    """resnet34: pixels, trained end to end. vq: frozen Phase 1 encoder + MLP head."""
+    data: Path = Path("data/speedruns/frames")
+    """Frames directory: <data>/<run>/*.png|jpg, one directory per run."""
+    tokenizer: Path | None = None
+    """vq backbone: tokenizer or encoder checkpoint (default: <out-dir>/pretrained_tokenizer.pkl)."""
+    epochs: int = 20
+    """Training epochs; each sees --pairs-per-epoch random pairs."""
+    pairs_per_epoch: int | None = None
+    """Random (earlier, later) pairs per epoch (default: as many as training frames)."""
+    batch_size: int = 32
+    """Pairs per step, split over all devices."""
+    lr: float = 3e-4
+    """Peak learning rate (warmup, then cosine decay to 10%)."""
+    min_gap: int = 10
+    """Smallest frame distance between the two frames of a pair (training and evaluation)."""
+    holdout_run: str = "-1"
+    """Run used only for evaluation (name or index; -1 = last)."""
+    out_dir: Path = Path("checkpoints")
+    """Where reward_<backbone>.pkl and metrics.jsonl go."""
+    seed: int = 0
+    """Seeds the init and the pair sampling."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Compute dtype: auto is bfloat16 on GPU, float32 on CPU. Weights stay float32."""
+    size: Literal["tiny", "small", "seed"] = "seed"
+    """ResNet size preset (seed = ResNet-34 at full width)."""
+    head_hidden: int = 256
+    """vq backbone: hidden width of the MLP head."""
+
+
+def spearman(scores: np.ndarray, order: np.ndarray) -> float:
+    """Spearman rank correlation: Pearson correlation of the ranks (ties get their mean rank)."""
+
+    def ranks(x: np.ndarray) -> np.ndarray:
+        sorter = np.argsort(x, kind="stable")
+        ranked = np.empty(len(x))
+        ranked[sorter] = np.arange(len(x))
+        _, group, counts = np.unique(x, return_inverse=True, return_counts=True)
+        sums = np.bincount(group, weights=ranked)
+        return sums[group] / counts[group]
+
+    a, b = ranks(np.asarray(scores, np.float64)), ranks(np.asarray(order, np.float64))
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
+
+
+def ranking_metrics(scores: np.ndarray, frame_index: np.ndarray, min_gap: int) -> dict:
+    """Pairwise accuracy over every pair of one run at least min_gap apart, and Spearman vs frame index."""
+    later = frame_index[None, :] - frame_index[:, None] >= min_gap  # [i, j]: frame j comes min_gap after frame i
+    correct = scores[None, :] > scores[:, None]
+    return {"pairwise_accuracy": float(correct[later].mean()), "spearman": spearman(scores, frame_index), "pairs": int(later.sum())}
+
+
+def build_model(args: Args, dtype) -> RewardModel:
+    if args.backbone == "resnet34":
+        cfg = RewardConfig(backbone="resnet34", resnet=dataclasses.replace(RESNET_SIZES[args.size], dtype=dtype.name))
+        return RewardModel(cfg, rngs=nnx.Rngs(args.seed))
+    path = args.tokenizer or args.out_dir / TOKENIZER_FILE
+    if not path.is_file() and (args.out_dir / path).is_file():
+        path = args.out_dir / path
+    try:
+        encoder = load_encoder(path)
+    except CheckpointError as err:
+        raise fail(f"--tokenizer: {err}") from None
+    if encoder.cfg.quantizer.kind == "none":
+        raise fail(f"--tokenizer: {path} uses quantizer 'none'; the vq reward needs a quantized tokenizer")
+    cfg = RewardConfig(backbone="vq", tokenizer=dataclasses.replace(encoder.cfg, dtype=dtype.name), head_hidden=args.head_hidden)
+    model = RewardModel(cfg, rngs=nnx.Rngs(args.seed))
+    restore_params(model.encoder, params_of(encoder), source=str(path))
+    print(f"vq backbone: frozen encoder from {path}")
+    return model
+
+
+def main(args: Args) -> dict:
+    """Trains the reward model; returns the last epoch's metrics (held-out ranking included)."""
+    if args.epochs < 1 or args.batch_size < 1 or args.min_gap < 1:
+        raise fail("--epochs, --batch-size and --min-gap must be at least 1")
+    try:
+        dtype = compute_dtype(args.dtype)
+    except ValueError as err:
+        raise fail(f"--dtype: {err}") from None
+    data = load_frames(args.data)
+    if data.num_runs < 2:
+        raise fail(f"--data: {args.data} holds one run; the reward needs a second run to hold out for evaluation")
+    try:
+        holdout = data.resolve_run(args.holdout_run)
+    except ValueError as err:
+        raise fail(f"--holdout-run: {err}") from None
+    train_idx, eval_idx = data.split_indices(holdout)
+    eval_idx = eval_idx[np.argsort(data.frame_index[eval_idx])]
+    if len(eval_idx) <= args.min_gap:
+        raise fail(f"--min-gap {args.min_gap}: held-out run {data.run_names[holdout]} has only {len(eval_idx)} frames")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+
+    model = build_model(args, dtype)
+    graphdef, trainable, frozen = nnx.split(model, model.trainable_filter(), ...)
+    pairs_per_epoch = args.pairs_per_epoch or len(train_idx)
+    batch_size = fit_batch_size(args.batch_size, pairs_per_epoch, "pairs per epoch")
+    steps_per_epoch = pairs_per_epoch // batch_size
+    optimizer = make_optimizer(args.lr, args.epochs * steps_per_epoch)
+    state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": optimizer.init(trainable)})
+    train_step = make_train_step(graphdef, optimizer, lambda model, batch, key: reward_loss(model, *batch))
+
+    @jax.jit
+    def score(state, frames):
+        return nnx.merge(graphdef, state["trainable"], state["frozen"]).score(frames)
+
+    out_path = args.out_dir / f"reward_{args.backbone}.pkl"
+    log = MetricsLog(args.out_dir)
+    print(f"reward ({args.backbone}): {sum(x.size for x in jax.tree.leaves(trainable)):,} trainable params, "
+          f"{len(train_idx)} training frames, held-out run {data.run_names[holdout]} ({len(eval_idx)} frames), "
+          f"min gap {args.min_gap}, {jax.device_count()} device(s), {dtype.name}")
+    base_key = jax.random.key(args.seed)
+    summary = {}
+    for epoch in range(args.epochs):
+        rng = np.random.default_rng([args.seed, epoch])
+        pairs = data.order_pairs(batch_size, steps_per_epoch, rng, args.min_gap, train_idx)
+        sums, started = {"loss": 0.0, "pairwise_accuracy": 0.0}, time.perf_counter()
+        for i, batch in enumerate(tqdm(pairs, total=steps_per_epoch, desc=f"reward epoch {epoch + 1}/{args.epochs}", leave=False)):
+            state, metrics = train_step(state, shard_batch(batch), jax.random.fold_in(base_key, epoch * steps_per_epoch + i))
+            sums = {k: sums[k] + metrics[k] for k in sums}
+        seconds = time.perf_counter() - started
+        scores = map_batches(lambda frames: score(state, frames), data.frames[eval_idx], batch_size)
+        held_out = ranking_metrics(scores, data.frame_index[eval_idx], args.min_gap)
+        summary = {
+            "stage": "reward",
+            "backbone": args.backbone,
+            "epoch": epoch + 1,
+            "train_loss": float(sums["loss"]) / steps_per_epoch,
+            "train_pairwise_accuracy": float(sums["pairwise_accuracy"]) / steps_per_epoch,
+            "eval_pairwise_accuracy": held_out["pairwise_accuracy"],
+            "eval_spearman": held_out["spearman"],
+            "eval_pairs": held_out["pairs"],
+            "frames_per_s": 2 * steps_per_epoch * batch_size / seconds,
+        }
+        log.write(summary)
+        tqdm.write(
+            f"reward epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
+            f"  train pair acc {summary['train_pairwise_accuracy']:.1%}  held-out pair acc {held_out['pairwise_accuracy']:.1%}"
+            f"  spearman {held_out['spearman']:.3f}  {summary['frames_per_s']:.0f} frames/s"
+        )
+        params = params_of(nnx.merge(graphdef, state["trainable"], state["frozen"]))
+        save_checkpoint(out_path, kind="reward", config=model.cfg, params=params, step=(epoch + 1) * steps_per_epoch)
+    print(f"wrote {out_path}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
