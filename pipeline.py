@@ -1,0 +1,154 @@
+"""The main job: every phase of EmuRL on the embedded game, in one command.
+
+    uv run python pipeline.py            # about 20 minutes on 2 CPU cores
+    uv run python pipeline.py --quick    # about 3 minutes, a smoke test
+
+speedruns -> tokenizer (1a) -> dynamics (1b) -> reward -> PPO -> evaluation, each phase
+calling the same `main(Args)` as its standalone script, with sizes chosen for a CPU.
+Everything goes under --out-dir; report.md there holds the results table and the paths
+of the GIF and plots. Re-running skips nothing: each phase starts fresh.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+import evaluate_policy
+import pretrain_visual
+import train_reward
+import train_with_cnn_reward
+from data import make_speedruns
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Sizes of every phase; the two presets below are what the README promises."""
+
+    num_runs: int
+    frame_every: int
+    size: str  # model size preset of pretrain_visual.py / train_reward.py
+    tokenizer_epochs: int
+    dynamics_epochs: int
+    reward_backbone: str
+    reward_epochs: int
+    ppo_iterations: int
+    ppo_envs: int
+    ppo_steps: int
+    eval_episodes: int
+    eval_steps: int
+
+
+FULL = Budget(num_runs=5, frame_every=4, size="small", tokenizer_epochs=8, dynamics_epochs=10,
+              reward_backbone="vq", reward_epochs=6, ppo_iterations=60, ppo_envs=16, ppo_steps=128,
+              eval_episodes=8, eval_steps=400)
+QUICK = Budget(num_runs=3, frame_every=12, size="tiny", tokenizer_epochs=2, dynamics_epochs=2,
+               reward_backbone="vq", reward_epochs=2, ppo_iterations=4, ppo_envs=8, ppo_steps=32,
+               eval_episodes=4, eval_steps=100)
+
+
+@dataclass
+class Args:
+    """Run every phase on the embedded game EmuQuest."""
+
+    quick: bool = False
+    """Smoke-test sizes (about 3 minutes) instead of the full CPU run (about 20 minutes)."""
+    out_dir: Path = Path("runs/pipeline")
+    """Where speedruns, checkpoints, plots, the GIF and report.md go."""
+    seed: int = 0
+    """Seeds every phase."""
+    num_workers: int | None = None
+    """Emulator worker processes for PPO and evaluation (None: one per CPU core)."""
+
+
+def timed(name: str, durations: dict, fn, *a, **kw):
+    print(f"\n=== {name} ===", flush=True)
+    started = time.perf_counter()
+    result = fn(*a, **kw)
+    durations[name] = time.perf_counter() - started
+    return result
+
+
+def main(args: Args) -> dict:
+    budget = QUICK if args.quick else FULL
+    out = args.out_dir
+    frames, ckpt, ppo_dir, eval_dir = out / "speedruns" / "frames", out / "checkpoints", out / "ppo", out / "eval"
+    durations: dict[str, float] = {}
+
+    timed("speedruns", durations, make_speedruns.main, make_speedruns.Args(
+        num_runs=budget.num_runs, seed=args.seed, frame_every=budget.frame_every, out=out / "speedruns"))
+    phase1 = dict(data=frames, out_dir=ckpt, seed=args.seed, size=budget.size)
+    tokenizer = timed("tokenizer (1a)", durations, pretrain_visual.main, pretrain_visual.Args(
+        stage="1a", epochs=budget.tokenizer_epochs, **phase1))["1a"]
+    dynamics = timed("dynamics (1b)", durations, pretrain_visual.main, pretrain_visual.Args(
+        stage="1b", epochs=budget.dynamics_epochs, **phase1))["1b"]
+    reward = timed("reward", durations, train_reward.main, train_reward.Args(
+        backbone=budget.reward_backbone, epochs=budget.reward_epochs, tokenizer=ckpt / pretrain_visual.TOKENIZER_FILE,
+        **phase1))
+    reward_path = ckpt / f"reward_{budget.reward_backbone}.pkl"
+    history = timed("PPO", durations, train_with_cnn_reward.main, train_with_cnn_reward.Args(
+        reward_model=str(reward_path),
+        pretrained_tokenizer=str(ckpt / pretrain_visual.ENCODER_FILE),
+        pretrained_dynamics=str(ckpt / pretrain_visual.DYNAMICS_FILE),
+        return_filter=0.8,
+        iterations=budget.ppo_iterations,
+        num_envs=budget.ppo_envs,
+        num_steps=budget.ppo_steps,
+        num_workers=args.num_workers,
+        save_every=max(1, budget.ppo_iterations // 2),
+        log_every=max(1, budget.ppo_iterations // 10),
+        out_dir=str(ppo_dir),
+        seed=args.seed,
+    ))
+    evaluation = timed("evaluation", durations, evaluate_policy.main, evaluate_policy.Args(
+        policy=str(ppo_dir / "policy_final.pkl"), compare_random=True, episodes=budget.eval_episodes,
+        steps=budget.eval_steps, gif=str(eval_dir / "trained_agent.gif"), out_dir=str(eval_dir),
+        num_workers=args.num_workers, seed=args.seed))
+
+    report = write_report(out, budget, durations, tokenizer, dynamics, reward, history, evaluation)
+    print("\n" + report)
+    return {"durations": durations, "tokenizer": tokenizer, "dynamics": dynamics, "reward": reward,
+            "ppo": history[-1] if history else {}, "evaluation": evaluation}
+
+
+def write_report(out: Path, budget: Budget, durations, tokenizer, dynamics, reward, history, evaluation) -> str:
+    last = history[-1] if history else {}
+    lines = [
+        "# EmuRL pipeline report (embedded game EmuQuest)",
+        "",
+        "| phase | result | minutes |",
+        "|---|---|---|",
+        f"| speedruns | {budget.num_runs} runs, every {budget.frame_every}th frame | {durations['speedruns'] / 60:.1f} |",
+        f"| tokenizer | codebook use {tokenizer['code_use']:.0%}, held-out recon MSE {tokenizer['eval_recon_mse']:.4f}"
+        f" | {durations['tokenizer (1a)'] / 60:.1f} |",
+        f"| dynamics | next-token acc {dynamics['eval_accuracy']:.1%} vs copy baseline {dynamics['eval_copy_accuracy']:.1%}"
+        f" | {durations['dynamics (1b)'] / 60:.1f} |",
+        f"| reward ({budget.reward_backbone}) | held-out pairwise acc {reward['eval_pairwise_accuracy']:.1%},"
+        f" Spearman {reward['eval_spearman']:.3f} | {durations['reward'] / 60:.1f} |",
+        f"| PPO | {budget.ppo_iterations} iterations, {last.get('charts/sps', 0):.0f} SPS,"
+        f" entropy {last.get('policy/entropy_fraction', float('nan')):.1%} of max | {durations['PPO'] / 60:.1f} |",
+        f"| evaluation | see below | {durations['evaluation'] / 60:.1f} |",
+        "",
+        f"Total: {sum(durations.values()) / 60:.1f} minutes.",
+        "",
+        "## Trained agent vs random",
+        "",
+        evaluation["table"],
+        "",
+        f"- GIF of the trained agent: `{evaluation['gif']}`",
+        f"- Milestones over training: `{evaluation['plot']}`",
+        f"- PPO metrics: `{out / 'ppo' / 'metrics.jsonl'}`",
+        f"- Tokenizer reconstructions: `{out / 'checkpoints' / 'recon_grid.png'}`",
+    ]
+    report = "\n".join(lines) + "\n"
+    (out / "report.md").write_text(report)
+    (out / "durations.json").write_text(json.dumps(durations, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
