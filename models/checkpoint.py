@@ -1,6 +1,6 @@
 """Checkpoints: one pickled plain dict, safe to load by construction.
 
-    {"format": 1, "kind": "tokenizer" | "encoder" | "dynamics" | "reward" | "policy" | "lam",
+    {"format": 1, "kind": "tokenizer" | "encoder" | "dynamics" | "reward" | "policy" | "lam" | "video_tokenizer",
      "config": {...}, "params": nested dict of numpy bfloat16 arrays, "step": int,
      "train_state": None or plain containers of numpy arrays (fp32 params, optimizer state, rng, ...)}
 
@@ -29,7 +29,7 @@ import numpy as np
 from flax import nnx
 
 FORMAT = 1
-KINDS = ("tokenizer", "encoder", "dynamics", "reward", "policy", "lam")
+KINDS = ("tokenizer", "encoder", "dynamics", "reward", "policy", "lam", "video_tokenizer")
 
 
 class CheckpointError(Exception):

@@ -178,3 +178,40 @@ def test_train_lam_refuses_a_bad_checkpoint(tmp_path):
     with pytest.raises(SystemExit, match="--checkpoint"):
         train_lam.main(train_lam.Args(data=tmp_path / "frames", eval_only=True, checkpoint=tmp_path / "bad.pkl",
                                       out_dir=tmp_path / "out", holdout_run=""))
+
+
+def test_video_tokenizer_shapes_causality_and_round_trip(tmp_path):
+    from models.checkpoint import params_of, save_checkpoint
+    from models.video_tokenizer import VideoTokenizer, VideoTokenizerConfig, load_video_tokenizer, video_tokenizer_loss
+    from models.vqvae import VQVAEConfig
+
+    frame = VQVAEConfig(embed_dim=8, encoder_channels=(8, 8, 8, 8), res_blocks=0,
+                        quantizer=QuantizerConfig(kind="vq", codebook_size=16))
+    cfg = VideoTokenizerConfig(frame=frame, num_frames=3)
+    model = VideoTokenizer(cfg, rngs=nnx.Rngs(0))
+    clips = np.stack([walk(["right", "down"]), walk(["left", "up"])])  # (2, 3, 144, 160, 3)
+    recon, tokens, _ = model(clips, None)
+    assert tokens.shape == (2, 3, 9, 10) == (2, *cfg.token_shape) and recon.shape == clips.shape[:2] + (144, 160, 3)
+    # Causal in time: changing the last frame leaves the earlier frames' latents alone.
+    changed = clips.copy()
+    changed[:, 2] = 255 - changed[:, 2]
+    before, after = model.latents(clips), model.latents(changed)
+    np.testing.assert_allclose(before[:, :2], after[:, :2], atol=1e-6)
+    assert not np.allclose(before[:, 2], after[:, 2])
+    loss, metrics = video_tokenizer_loss(model, clips, None)
+    assert int(metrics["code_counts"].sum()) == 2 * 3 * 90 and np.isfinite(float(loss))
+    with pytest.raises(ValueError, match="num_frames"):
+        model.latents(clips[:, :2])
+    save_checkpoint(tmp_path / "video.pkl", kind="video_tokenizer", config=cfg, params=params_of(model), step=1)
+    assert load_video_tokenizer(tmp_path / "video.pkl").cfg == cfg
+
+
+def test_train_video_tokenizer_runs(tmp_path):
+    import train_video_tokenizer
+
+    for run in range(2):
+        write_walk_run(tmp_path / "frames" / f"run_{run:02d}", ["right", "down", "noop", "left"] * 3, seed=run)
+    summary = train_video_tokenizer.main(train_video_tokenizer.Args(
+        data=tmp_path / "frames", out_dir=tmp_path / "out", num_images_in_video=3, epochs=1, batch_size=2, size="tiny"))
+    assert summary["epoch"] == 1 and np.isfinite(summary["eval_recon_mse"])
+    assert (tmp_path / "out" / "video_tokenizer.pkl").is_file() and (tmp_path / "out" / "recon_grid.png").is_file()
