@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tyro
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the phase scripts live at the repo root
@@ -30,17 +31,22 @@ TINY = dict(size="tiny", batch_size=16, seed=0)
 
 @pytest.fixture(scope="session")
 def speedrun_frames(tmp_path_factory):
-    """Three short EmuQuest speedruns, every 16th frame: about 100 frames per run."""
+    """Three EmuQuest speedruns, every 32nd frame: about 100 frames per run."""
     out = tmp_path_factory.mktemp("speedruns")
-    make_speedruns(SpeedrunArgs(num_runs=3, frame_every=16, out=out))
+    make_speedruns(SpeedrunArgs(num_runs=3, frame_every=32, out=out))
     return out / "frames"
 
 
 @pytest.fixture(scope="session")
 def phase1(speedrun_frames, tmp_path_factory):
+    """Stage 1a for one epoch, then `--stage all --epochs 2 --resume`: 1a continues from its
+    train_state for epoch 2, and 1b (no checkpoint yet) starts fresh."""
     out = tmp_path_factory.mktemp("phase1")
-    args = pretrain_visual.Args(stage="all", data=speedrun_frames, epochs=2, out_dir=out, restart_every=5, **TINY)
-    return out, pretrain_visual.main(args)
+    first = pretrain_visual.Args(stage="1a", data=speedrun_frames, epochs=1, out_dir=out, restart_every=5, **TINY)
+    pretrain_visual.main(first)
+    steps_per_epoch = load_checkpoint(out / "pretrained_tokenizer.pkl", "tokenizer")["step"]
+    resumed = pretrain_visual.Args(stage="all", data=speedrun_frames, epochs=2, out_dir=out, restart_every=5, resume=True, **TINY)
+    return out, pretrain_visual.main(resumed), steps_per_epoch
 
 
 def records(out_dir: Path) -> list[dict]:
@@ -48,7 +54,7 @@ def records(out_dir: Path) -> list[dict]:
 
 
 def test_phase1_writes_loadable_checkpoints_and_reports(phase1, speedrun_frames):
-    out, results = phase1
+    out, results, _ = phase1
     for name in ("pretrained_tokenizer.pkl", "pretrained_encoder.pkl", "pretrained_dynamics.pkl", "training_curves.png"):
         assert (out / name).is_file(), name
     grid = cv2.imread(str(out / "recon_grid.png"))
@@ -57,10 +63,12 @@ def test_phase1_writes_loadable_checkpoints_and_reports(phase1, speedrun_frames)
     tokenizer_1a, dynamics_1b = results["1a"], results["1b"]
     assert 0 < tokenizer_1a["codes_used"] <= 64 and tokenizer_1a["code_use"] == tokenizer_1a["codes_used"] / 64
     assert tokenizer_1a["codes_restarted"] > 0  # dead codes were moved onto the data
-    assert 0 < tokenizer_1a["eval_recon_mse"] < 0.5
     assert 0 <= dynamics_1b["eval_copy_accuracy"] <= 1 and 0 <= dynamics_1b["eval_accuracy"] <= 1
     logged = records(out)
-    assert [(r["stage"], r["epoch"]) for r in logged] == [("1a", 1), ("1a", 2), ("1b", 1), ("1b", 2)]
+    assert [(r["stage"], r["epoch"]) for r in logged] == [("1a", 1), ("1a", 2), ("1b", 1), ("1b", 2)]  # no epoch redone
+    # Both stages learn, even at this size: held-out reconstruction and next-token loss improve.
+    assert logged[1]["eval_recon_mse"] < logged[0]["eval_recon_mse"]
+    assert logged[3]["eval_loss"] < logged[2]["eval_loss"]
 
     # The tokenizer and the RL encoder give the same tokens; the dynamics model reads them.
     frames = FramesDataset(speedrun_frames, show_progress=False).frames[:4]
@@ -72,21 +80,17 @@ def test_phase1_writes_loadable_checkpoints_and_reports(phase1, speedrun_frames)
     assert "decoder" not in load_checkpoint(out / "pretrained_encoder.pkl", "encoder")["params"]
 
 
-def test_resume_continues_from_train_state(phase1, speedrun_frames, tmp_path):
-    out, _ = phase1
-    (tmp_path / "pretrained_tokenizer.pkl").write_bytes((out / "pretrained_tokenizer.pkl").read_bytes())
-    steps_per_epoch = load_checkpoint(out / "pretrained_tokenizer.pkl", "tokenizer")["step"] // 2
-    args = pretrain_visual.Args(stage="1a", data=speedrun_frames, epochs=3, out_dir=tmp_path, resume=True, **TINY)
-    pretrain_visual.main(args)
-    assert [r["epoch"] for r in records(tmp_path)] == [3]  # epochs 1-2 came from the checkpoint
-    ckpt = load_checkpoint(tmp_path / "pretrained_tokenizer.pkl", "tokenizer")
-    assert ckpt["train_state"]["epoch"] == 3 and ckpt["step"] == 3 * steps_per_epoch
+def test_resume_continued_from_train_state(phase1):
+    out, _, steps_per_epoch = phase1
+    tokenizer = load_checkpoint(out / "pretrained_tokenizer.pkl", "tokenizer")
+    assert tokenizer["train_state"]["epoch"] == 2 and tokenizer["step"] == 2 * steps_per_epoch > 0
+    assert load_checkpoint(out / "pretrained_dynamics.pkl", "dynamics")["train_state"]["epoch"] == 2
 
 
 @pytest.mark.parametrize("backbone", ["resnet34", "vq"])
 def test_reward_from_phase1_tokenizer(phase1, speedrun_frames, backbone):
-    out, _ = phase1
-    args = train_reward.Args(backbone=backbone, data=speedrun_frames, epochs=2, out_dir=out, min_gap=4,
+    out, _, _ = phase1
+    args = train_reward.Args(backbone=backbone, data=speedrun_frames, epochs=1, pairs_per_epoch=64, out_dir=out, min_gap=4,
                              tokenizer=Path("pretrained_tokenizer.pkl"), head_hidden=32, **TINY)
     summary = train_reward.main(args)
     assert 0 <= summary["eval_pairwise_accuracy"] <= 1 and -1 <= summary["eval_spearman"] <= 1
@@ -113,7 +117,7 @@ def test_ranking_metrics_by_hand():
 
 
 def test_clear_errors_for_bad_input(phase1, speedrun_frames, tmp_path):
-    out, _ = phase1
+    out, _, _ = phase1
     with pytest.raises(SystemExit, match="does not exist"):
         pretrain_visual.main(pretrain_visual.Args(data=tmp_path / "missing", **TINY))
     with pytest.raises(SystemExit, match="is a 'dynamics' checkpoint, expected 'tokenizer'"):
@@ -122,10 +126,11 @@ def test_clear_errors_for_bad_input(phase1, speedrun_frames, tmp_path):
         train_reward.main(train_reward.Args(backbone="vq", data=speedrun_frames, tokenizer=out / "pretrained_dynamics.pkl", out_dir=tmp_path, **TINY))
 
 
-def test_cli_help_and_one_line_errors(tmp_path):
-    for script, flag in (("pretrain_visual.py", "--stage"), ("train_reward.py", "--backbone")):
-        shown = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True, cwd=REPO)
-        assert shown.returncode == 0 and flag in shown.stdout
+def test_cli_help_and_one_line_errors(tmp_path, capsys):
+    for script, flag in ((pretrain_visual, "--stage"), (train_reward, "--backbone")):
+        with pytest.raises(SystemExit) as shown:
+            tyro.cli(script.Args, args=["--help"])
+        assert shown.value.code == 0 and flag in capsys.readouterr().out
     failed = subprocess.run([sys.executable, str(REPO / "train_reward.py"), "--data", str(tmp_path / "nope")],
                             capture_output=True, text=True, cwd=REPO)
     assert failed.returncode != 0 and "Traceback" not in failed.stderr
@@ -136,21 +141,20 @@ SHARDED_STEP = """
 import jax, numpy as np
 from flax import nnx
 from models.sharding import data_mesh, replicate, shard_batch
-from models.vqvae import VQVAE
+from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
 import pretrain_visual as pv
 
-args = pv.Args(size="tiny")
-model = VQVAE(pv.tokenizer_config(args, np.dtype("float32")), rngs=nnx.Rngs(0))
+model = TokenTransformer(TransformerConfig(vocab_size=32, embed_dim=16, num_layers=1, num_heads=2), rngs=nnx.Rngs(0))
 graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
 trainable = jax.tree.map(np.asarray, trainable)  # host copies: each run below donates its own device buffers
 optimizer = pv.make_optimizer(1e-3, 10)
-step = pv.make_train_step(graphdef, optimizer, pv.tokenizer_objective)
-frames = np.random.default_rng(0).integers(0, 256, (4, 144, 160, 3), dtype=np.uint8)
+step = pv.make_train_step(graphdef, optimizer, lambda model, batch, key: dynamics_loss(model, *batch))
+tokens = np.random.default_rng(0).integers(0, 32, (2, 8, 9, 10), dtype=np.int32)
 results = []
 for devices in (jax.devices()[:1], jax.devices()):
     mesh = data_mesh(devices)
     state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": optimizer.init(trainable)}, mesh)
-    state, metrics = step(state, shard_batch(frames, mesh), jax.random.key(0))
+    state, metrics = step(state, shard_batch((tokens[0], tokens[1]), mesh), jax.random.key(0))
     results.append((float(metrics["loss"]), jax.tree.leaves(nnx.to_pure_dict(state["trainable"]))))
 assert len(jax.devices()) == 2
 (loss_1, params_1), (loss_2, params_2) = results
