@@ -89,6 +89,8 @@ class Args:
     """Stop replacing codes after this fraction of training, so the forward model settles on the final codes."""
     holdout_run: str = "-1"
     """Run kept out of training for the report (name or index; -1 = last)."""
+    effect_window: int = 4
+    """Report: a press stays "in effect" for this many saved frames (4 x 4 emulator frames = one walking step)."""
     log_every: int = 250
     """Steps between log lines, metrics.jsonl records and checkpoint saves."""
     eval_only: bool = False
@@ -129,13 +131,12 @@ def entropy_bits(counts: np.ndarray) -> float:
     return float(-np.sum(p * np.log2(p)))
 
 
-def code_button_report(codes: np.ndarray, buttons: np.ndarray, identical: np.ndarray, num_codes: int,
-                       button_names: tuple[str, ...], seed: int = 0, shuffles: int = 200) -> dict:
-    """How much the latent codes (N,) say about the logged buttons (N,), against chance.
+def code_button_report(codes: np.ndarray, buttons: np.ndarray, num_codes: int, button_names: tuple[str, ...],
+                       seed: int = 0, shuffles: int = 200) -> dict:
+    """How much the latent codes (N,) say about the buttons (N,; NO_BUTTON where unknown), against chance.
 
     Chance is the same codes shuffled over the pairs (`shuffles` times): it keeps the code
     and button histograms, so it is the purity / MI that code use alone would give.
-    The "no-action" code is the code most of the identical pairs (N,) bool get.
     """
     known = buttons != NO_BUTTON
     table = contingency(codes[known], buttons[known], num_codes, len(button_names))
@@ -144,10 +145,7 @@ def code_button_report(codes: np.ndarray, buttons: np.ndarray, identical: np.nda
                 for _ in range(shuffles)]
     button_counts = table.sum(axis=0)
     report = {
-        "pairs": int(len(codes)),
         "pairs_with_buttons": int(known.sum()),
-        "codes_used": int(np.sum(np.bincount(codes, minlength=num_codes) > 0)),
-        "code_counts": np.bincount(codes, minlength=num_codes).tolist(),
         "purity": purity(table),
         "purity_chance": float(np.mean([purity(t) for t in shuffled])),
         "majority_button_fraction": float(button_counts.max() / max(button_counts.sum(), 1)),
@@ -158,54 +156,86 @@ def code_button_report(codes: np.ndarray, buttons: np.ndarray, identical: np.nda
         "table": table.tolist(),
     }
     report["normalized_mutual_information"] = report["mutual_information_bits"] / max(report["button_entropy_bits"], 1e-12)
-    if identical.any():
-        no_action = int(np.bincount(codes[identical], minlength=num_codes).argmax())
-        report.update({
-            "identical_pairs": int(identical.sum()),
-            "no_action_code": no_action,
-            # Share of identical pairs that get the no-action code...
-            "identical_to_no_action": float(np.mean(codes[identical] == no_action)),
-            # ...and share of changing pairs that get it too (low when the code means "nothing happened").
-            "changing_to_no_action": float(np.mean(codes[~identical] == no_action)) if (~identical).any() else 0.0,
-        })
     return report
 
 
+def no_action_report(codes: np.ndarray, identical: np.ndarray, num_codes: int) -> dict:
+    """Does one code take the identical pairs? The "no-action" code is the one most of them get."""
+    if not identical.any():
+        return {"identical_pairs": 0}
+    no_action = int(np.bincount(codes[identical], minlength=num_codes).argmax())
+    return {
+        "identical_pairs": int(identical.sum()),
+        "no_action_code": no_action,
+        # Share of identical pairs that get the no-action code...
+        "identical_to_no_action": float(np.mean(codes[identical] == no_action)),
+        # ...and share of changing pairs that get it too (low when the code means "nothing happened").
+        "changing_to_no_action": float(np.mean(codes[~identical] == no_action)) if (~identical).any() else 0.0,
+    }
+
+
+def buttons_in_effect(buttons: np.ndarray, groups: FrameGroups, window: int) -> np.ndarray:
+    """(G,) for each pair: the last button (not noop) logged in this step or the window - 1 steps
+    before it in the same run, else noop. A walking press lasts 2 saved frames but the walk
+    takes 4, so the logged button says noop while the player still moves; this label does not.
+    buttons (G,) are the pairs' logged buttons, in the order of groups.indices."""
+    noop = ACTION_NAMES.index("noop")
+    data = groups.dataset
+    first = groups.indices[:, 0]
+    # Dataset index of a frame -> its pair's button (pairs start at every frame that has a successor).
+    button_at = np.full(len(data), NO_BUTTON, np.int64)
+    button_at[first] = buttons
+    effect = buttons.copy()
+    for lag in range(1, window):
+        earlier = first - lag
+        valid = (earlier >= 0) & (data.run_id[np.maximum(earlier, 0)] == data.run_id[first]) & (
+            data.frame_index[np.maximum(earlier, 0)] == data.frame_index[first] - lag)
+        candidate = np.where(valid, button_at[np.maximum(earlier, 0)], NO_BUTTON)
+        fill = (effect == noop) & (candidate != NO_BUTTON) & (candidate != noop)
+        effect[fill] = candidate[fill]
+    return effect
+
+
 def report_markdown(report: dict, title: str) -> str:
-    names = report["button_names"]
     lines = [
         f"# {title}",
         "",
-        f"{report['pairs']} held-out pairs ({report['pairs_with_buttons']} with logged buttons), "
-        f"{report['codes_used']} codes used. Chance = the same codes shuffled over the pairs.",
+        f"{report['pairs']} held-out pairs, {report['codes_used']} of {report['vocab_size']} codes used "
+        f"(pairs per code: {report['code_counts']}).",
         "",
-        "| metric | latent codes | chance |",
+        "| held-out prediction of x_{t+1} (MSE, [0, 1] pixels) | all pixels | changed pixels |",
         "|---|---|---|",
-        f"| purity | {report['purity']:.3f} | {report['purity_chance']:.3f} (majority button {report['majority_button_fraction']:.3f}) |",
-        f"| mutual information (bits) | {report['mutual_information_bits']:.3f} | {report['mutual_information_chance_bits']:.3f} |",
-        f"| MI / H(button) | {report['normalized_mutual_information']:.3f} | "
-        f"{report['mutual_information_chance_bits'] / max(report['button_entropy_bits'], 1e-12):.3f} |",
+        f"| LAM with its own action | {report['eval_mse']:.5f} | {report['eval_changed_mse']:.5f} |",
+        f"| LAM with another pair's action | {report['eval_shuffled_action_mse']:.5f} | {report['eval_shuffled_action_changed_mse']:.5f} |",
+        f"| copy x_t | {report['eval_copy_mse']:.5f} | {report['eval_copy_changed_mse']:.5f} |",
     ]
-    if "eval_mse" in report:
-        lines += [
-            "",
-            "| held-out prediction of x_{t+1} (MSE) | all pixels | changed pixels |",
-            "|---|---|---|",
-            f"| LAM, its own action | {report['eval_mse']:.5f} | {report['eval_changed_mse']:.5f} |",
-            f"| LAM, actions shuffled over the batch | {report['eval_shuffled_action_mse']:.5f} | {report['eval_shuffled_action_changed_mse']:.5f} |",
-            f"| copy x_t | {report['eval_copy_mse']:.5f} | {report['eval_copy_changed_mse']:.5f} |",
-        ]
     if "no_action_code" in report:
         lines += [
             "",
             f"No-action code: code {report['no_action_code']} takes {report['identical_to_no_action']:.1%} of the "
             f"{report['identical_pairs']} identical pairs and {report['changing_to_no_action']:.1%} of the changing ones.",
         ]
-    lines += ["", "Pairs per (code, logged button):", "", "| code | " + " | ".join(names) + " |",
-              "|---" * (len(names) + 1) + "|"]
-    for code, row in enumerate(report["table"]):
-        if sum(row):
-            lines.append(f"| {code} | " + " | ".join(str(n) for n in row) + " |")
+    for key, label in (("logged_button", "the button logged between the two frames"),
+                       ("button_in_effect", f"the button in effect (last press within {report['effect_window']} steps)")):
+        part = report[key]
+        names = part["button_names"]
+        lines += [
+            "",
+            f"## Codes versus {label}",
+            "",
+            f"{part['pairs_with_buttons']} pairs with a known button. Chance = the same codes shuffled over the pairs.",
+            "",
+            "| metric | latent codes | chance |",
+            "|---|---|---|",
+            f"| purity | {part['purity']:.3f} | {part['purity_chance']:.3f} (majority button {part['majority_button_fraction']:.3f}) |",
+            f"| mutual information (bits) | {part['mutual_information_bits']:.3f} | {part['mutual_information_chance_bits']:.3f} |",
+            f"| MI / H(button) | {part['normalized_mutual_information']:.3f} | "
+            f"{part['mutual_information_chance_bits'] / max(part['button_entropy_bits'], 1e-12):.3f} |",
+            "",
+            "| code | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        lines += [f"| {code} | " + " | ".join(str(n) for n in row) + " |" for code, row in enumerate(part["table"]) if sum(row)]
     return "\n".join(lines) + "\n"
 
 
@@ -407,19 +437,31 @@ def main(args: Args) -> dict:
 
     evaluation = evaluate(model, every_pair, eval_ids, fit_batch_size(args.batch_size, len(eval_ids), "held-out pairs"), args)
     codes = evaluation.pop("codes")
-    pair_buttons = every_pair.buttons[eval_ids, 0] if every_pair.buttons is not None else np.full(len(eval_ids), NO_BUTTON)
-    report = code_button_report(codes, pair_buttons, every_pair.identical[eval_ids], cfg.vocab_size, ACTION_NAMES, args.seed)
-    report.update(evaluation)
-    report.update({"eval_on": eval_name, "quantizer": cfg.quantizer.kind, "vocab_size": cfg.vocab_size})
-    title = f"Latent actions ({cfg.quantizer.kind}, {cfg.vocab_size} codes) versus logged buttons on {eval_name}"
-    if buttons is None:
+    if every_pair.buttons is None:
         print(f"note: no run in {args.data} logs its buttons (metadata.json 'presses'); purity is not measurable")
+        pair_buttons = np.full(len(every_pair), NO_BUTTON)
+    else:
+        pair_buttons = every_pair.buttons[:, 0]
+    in_effect = buttons_in_effect(pair_buttons, every_pair, args.effect_window)
+    report = {
+        "eval_on": eval_name, "quantizer": cfg.quantizer.kind, "vocab_size": cfg.vocab_size, "pairs": len(eval_ids),
+        "code_counts": np.bincount(codes, minlength=cfg.vocab_size).tolist(),
+        "codes_used": int(np.sum(np.bincount(codes, minlength=cfg.vocab_size) > 0)),
+        **evaluation,
+        **no_action_report(codes, every_pair.identical[eval_ids], cfg.vocab_size),
+        "effect_window": args.effect_window,
+        "logged_button": code_button_report(codes, pair_buttons[eval_ids], cfg.vocab_size, ACTION_NAMES, args.seed),
+        "button_in_effect": code_button_report(codes, in_effect[eval_ids], cfg.vocab_size, ACTION_NAMES, args.seed),
+    }
+    title = f"Latent actions ({cfg.quantizer.kind}, {cfg.vocab_size} codes) versus buttons on the {eval_name}"
     (args.out_dir / "lam_report.json").write_text(json.dumps(report, indent=1))
     (args.out_dir / "lam_report.md").write_text(report_markdown(report, title))
-    print(f"{eval_name}: purity {report['purity']:.3f} (chance {report['purity_chance']:.3f}), "
-          f"MI {report['mutual_information_bits']:.3f} bits (chance {report['mutual_information_chance_bits']:.3f}), "
-          f"changed-pixel mse {report['eval_changed_mse']:.5f} (shuffled actions {report['eval_shuffled_action_changed_mse']:.5f}, "
-          f"copy {report['eval_copy_changed_mse']:.5f})")
+    print(f"{eval_name}: changed-pixel mse {report['eval_changed_mse']:.5f} (another pair's action "
+          f"{report['eval_shuffled_action_changed_mse']:.5f}, copy {report['eval_copy_changed_mse']:.5f})")
+    for key in ("logged_button", "button_in_effect"):
+        part = report[key]
+        print(f"codes vs {key.replace('_', ' ')}: purity {part['purity']:.3f} (chance {part['purity_chance']:.3f}), "
+              f"MI {part['mutual_information_bits']:.3f} bits (chance {part['mutual_information_chance_bits']:.3f})")
     if "no_action_code" in report:
         print(f"no-action code {report['no_action_code']}: {report['identical_to_no_action']:.0%} of identical pairs, "
               f"{report['changing_to_no_action']:.0%} of changing pairs")

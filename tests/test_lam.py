@@ -136,17 +136,39 @@ def test_replacement_keeps_codes_above_the_threshold():
 
 def test_code_button_report_on_a_perfect_and_a_useless_code():
     buttons = np.array([0, 0, 1, 1, 2, 2, 0, 0])
-    identical = buttons == 0
-    perfect = train_lam.code_button_report(buttons.copy(), buttons, identical, 8, ACTION_NAMES)
+    perfect = train_lam.code_button_report(buttons.copy(), buttons, 8, ACTION_NAMES)
     assert perfect["purity"] == 1.0
     np.testing.assert_allclose(perfect["mutual_information_bits"], perfect["button_entropy_bits"])
     np.testing.assert_allclose(perfect["button_entropy_bits"], -(0.5 * np.log2(0.5) + 2 * 0.25 * np.log2(0.25)))
-    assert perfect["no_action_code"] == 0 and perfect["identical_to_no_action"] == 1.0
-    assert perfect["changing_to_no_action"] == 0.0
-    one_code = train_lam.code_button_report(np.zeros(8, np.int64), buttons, identical, 8, ACTION_NAMES)
+    assert perfect["purity_chance"] < perfect["purity"]
+    one_code = train_lam.code_button_report(np.zeros(8, np.int64), buttons, 8, ACTION_NAMES)
     assert one_code["purity"] == 0.5 == one_code["majority_button_fraction"] == one_code["purity_chance"]
     assert one_code["mutual_information_bits"] == 0.0
-    assert perfect["purity_chance"] < perfect["purity"]
+    # Unknown buttons are left out.
+    partial = train_lam.code_button_report(buttons.copy(), np.where(buttons == 2, -1, buttons), 8, ACTION_NAMES)
+    assert partial["pairs_with_buttons"] == 6 and partial["purity"] == 1.0
+
+
+def test_no_action_code():
+    codes = np.array([3, 3, 3, 1, 3, 2, 2, 5])
+    identical = np.array([True, True, True, True, False, False, False, False])
+    report = train_lam.no_action_report(codes, identical, 8)
+    assert report["no_action_code"] == 3 and report["identical_to_no_action"] == 0.75
+    assert report["changing_to_no_action"] == 0.25 and report["identical_pairs"] == 4
+
+
+def test_buttons_in_effect_carry_a_press_over_the_next_steps(tmp_path):
+    from data.pairs import FrameGroups
+
+    logged = ["up", "noop", "noop", "noop", "noop", "left", "noop"]
+    for run in range(2):
+        write_walk_run(tmp_path / f"run_{run:02d}", logged, seed=run)
+    groups = FrameGroups.from_root(tmp_path, show_progress=False)
+    assert [ACTION_NAMES[b] for b in groups.buttons[:7, 0]] == logged
+    effect = train_lam.buttons_in_effect(groups.buttons[:, 0], groups, window=3)
+    expected = ["up", "up", "up", "noop", "noop", "left", "left"]
+    # The second run starts over: run 0's last press does not leak into it.
+    assert [ACTION_NAMES[b] for b in effect] == expected * 2
 
 
 def test_train_lam_end_to_end(tmp_path):
@@ -164,9 +186,10 @@ def test_train_lam_end_to_end(tmp_path):
     assert [r["step"] for r in records] == [15, 30]
     assert {"changed_mse", "unchanged_mse", "perplexity", "code_share", "codes_replaced"} <= records[-1].keys()
     # The held-out run has 24 pairs, all with a logged button (noop included).
-    assert report["pairs"] == report["pairs_with_buttons"] == 24
-    assert sum(map(sum, report["table"])) == 24
-    assert 0.0 <= report["purity_chance"] <= 1.0 and 0.0 <= report["purity"] <= 1.0
+    assert report["pairs"] == report["logged_button"]["pairs_with_buttons"] == 24
+    for part in ("logged_button", "button_in_effect"):
+        assert sum(map(sum, report[part]["table"])) == 24
+        assert 0.0 <= report[part]["purity_chance"] <= 1.0 and 0.0 <= report[part]["purity"] <= 1.0
     assert (tmp_path / "out" / "lam_report.md").read_text().startswith("# Latent actions (nsvq, 8 codes)")
     again = train_lam.main(train_lam.Args(data=tmp_path / "frames", out_dir=tmp_path / "out", eval_only=True, batch_size=8))
     assert again["pairs"] == 24 and sum(again["code_counts"]) == 24  # from the saved (bf16) weights
