@@ -24,7 +24,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -82,6 +84,9 @@ class Args:
     """Emulators stepped in parallel."""
     num_workers: int | None = None
     """Emulator worker processes (None: one per CPU core; 0: the serial backend)."""
+    env_groups: int = 1
+    """Split the envs into this many groups that step in turn, so one group's emulators
+    run while the policy computes the next group's actions (2 pays when cores are spare)."""
     frame_skip: int = 30
     """Game Boy frames per env step (a press is held for part of it)."""
     press_frames: int = 8
@@ -384,88 +389,128 @@ class EntropyWatch:
 EPISODE_WINDOW = 100  # recent episodes averaged for the episode/* metrics
 
 
-class Runner:
-    """The host side of training: the envs, the reward, the curriculum and episode stats.
+class EnvGroup:
+    """One VecGameBoy and what the rollout tracks for its envs. Several groups let one
+    group's emulators step (in a thread, waiting on its worker processes) while the policy
+    runs on another group's frames."""
 
-    Everything it carries across iterations is in `state_dict()`; resume points are
+    def __init__(self, env, first_env: int, progress: ProgressReward):
+        self.env = env
+        self.first_env = first_env  # global id of this group's env 0
+        self.progress = progress
+        self.obs = None  # (n, 144, 160, 3) uint8, our own copy of the latest frames
+        self.episode_return = np.zeros(env.num_envs, np.float32)
+
+
+class Runner:
+    """The host side of training: the env groups, the reward, the curriculum and episode
+    stats. Everything it carries across iterations is in `state_dict()`; resume points are
     episode boundaries (`restart`), so no emulator state has to be saved."""
 
-    def __init__(self, env, progress: ProgressReward, pool, seed: int):
-        self.env = env
-        self.progress = progress
-        self.pool = pool  # CurriculumPool or None
+    def __init__(self, groups: list[EnvGroup], pool, seed: int):
+        self.groups = groups
+        self.num_envs = sum(group.env.num_envs for group in groups)
+        self.pool = pool  # CurriculumPool shared by every group, or None
         self.seed = seed
         self.best_score = -np.inf  # highest learned score any env reached
         self.episodes: list[dict] = []  # the last EPISODE_WINDOW episodes' stats
-        self.obs = None
-        self.episode_return = np.zeros(env.num_envs, np.float32)
+        self.stepper = ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="env-group")
+
+    @property
+    def obs(self) -> np.ndarray:
+        return np.concatenate([group.obs for group in self.groups])
 
     def restart(self, iteration: int):
         """Start every env on a fresh episode (power-on or a curriculum state): at the start of
         training, after each checkpoint and on --resume, so both runs continue identically."""
-        obs, _ = self.env.reset(seed=self.seed * 1_000_003 + iteration)
-        self.obs = obs.copy()  # the env overwrites its buffer in place on the next step
-        self.progress.start(self.obs)
-        self.episode_return[:] = 0
+        for g, group in enumerate(self.groups):
+            obs, _ = group.env.reset(seed=(self.seed * 1_000_003 + iteration) * len(self.groups) + g)
+            group.obs = obs.copy()  # the env overwrites its buffer in place on the next step
+            group.progress.start(group.obs)
+            group.episode_return[:] = 0
 
     def rollout(self, policy_step, key, num_steps: int):
         """Step every env num_steps times. `policy_step(frames, key) -> (observation, action,
-        log_prob, value)` is the jitted policy. Returns (batch of (T, N, ...) arrays, stats)."""
-        num_envs = self.env.num_envs
-        observations, actions, log_probs, values = [], [], [], []
-        rewards = np.zeros((num_steps, num_envs), np.float32)
-        dones = np.zeros((num_steps, num_envs), np.float32)
-        milestones_max = np.zeros(num_envs, np.int32)
-        saved_states = 0
-        ended = []
-        for t in range(num_steps):
-            observation, action, log_prob, value = policy_step(self.obs, jax.random.fold_in(key, t))
-            observations.append(observation)
-            log_probs.append(log_prob)
-            values.append(value)
-            actions.append(action)
-            obs, _, terminated, truncated, info = self.env.step(np.asarray(action))
-            self.obs = obs.copy()
-            done = terminated | truncated
-            reward, scores = self.progress(self.obs, done)
-            rewards[t], dones[t] = reward, done
-            milestones_max = np.maximum(milestones_max, info["milestones"])
+        log_prob, value)` is the jitted policy. Returns (batch of (T, N, ...) arrays, stats).
 
-            self.episode_return += reward
+        Groups are pipelined: group g's env step is submitted to a thread, and the policy
+        runs on group g+1 while it steps. Results are consumed in a fixed order, so the
+        outcome does not depend on timing."""
+        num_groups = len(self.groups)
+        columns = [{name: [] for name in ("obs", "actions", "log_probs", "values", "rewards", "dones")}
+                   for _ in self.groups]
+        milestones_max = np.zeros(self.num_envs, np.int32)
+        new_states, ended = [], []
+        seconds = {"policy": 0.0, "env_wait": 0.0, "reward": 0.0}  # where the rollout's time goes
+        pending = [None] * num_groups  # each group's env step in flight
+
+        def finish_step(g):
+            """Collect group g's step result: rewards, episode stats, curriculum candidates."""
+            group = self.groups[g]
+            clock = time.perf_counter()
+            obs, _, terminated, truncated, info = pending[g].result()
+            group.obs = obs.copy()
+            seconds["env_wait"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            done = terminated | truncated
+            reward, scores = group.progress(group.obs, done)
+            seconds["reward"] += time.perf_counter() - clock
+            columns[g]["rewards"].append(reward)
+            columns[g]["dones"].append(done.astype(np.float32))
+            span = slice(group.first_env, group.first_env + group.env.num_envs)
+            milestones_max[span] = np.maximum(milestones_max[span], info["milestones"])
+            group.episode_return += reward
             for episode in info["episodes"]:
-                episode = {**episode, "return": float(self.episode_return[episode["env_id"]])}
-                ended.append(episode)
-            self.episode_return[done] = 0
+                local = episode["env_id"]
+                ended.append({**episode, "env_id": group.first_env + local,
+                              "return": float(group.episode_return[local])})
+            group.episode_return[done] = 0
             if scores is not None and self.pool is not None:
-                saved_states += self._save_new_high(scores)
+                new_states.extend(self._new_high(group, scores))
+
+        for t in range(num_steps):
+            for g, group in enumerate(self.groups):
+                if pending[g] is not None:
+                    finish_step(g)
+                clock = time.perf_counter()
+                observation, action, log_prob, value = policy_step(
+                    group.obs, jax.random.fold_in(key, t * num_groups + g)
+                )
+                action = np.asarray(action)  # waits for the policy
+                seconds["policy"] += time.perf_counter() - clock
+                for name, value_ in (("obs", observation), ("actions", action), ("log_probs", log_prob), ("values", value)):
+                    columns[g][name].append(value_)
+                pending[g] = self.stepper.submit(group.env.step, action)
+        for g in range(num_groups):
+            finish_step(g)
+        # Pool additions wait until no group is stepping: resets read the pool.
+        for state, score in new_states:
+            self.pool.add(state, score)
         self.episodes = (self.episodes + ended)[-EPISODE_WINDOW:]
-        batch = {
-            "obs": jnp.stack(observations),
-            "actions": jnp.stack(actions),
-            "log_probs": jnp.stack(log_probs),
-            "values": jnp.stack(values),
-            "rewards": jnp.asarray(rewards),
-            "dones": jnp.asarray(dones),
-        }
+
+        def stack(name):  # (T, N, ...) with the groups side by side along the env axis
+            return jnp.concatenate([jnp.stack([jnp.asarray(x) for x in column[name]]) for column in columns], axis=1)
+
+        batch = {name: stack(name) for name in columns[0]}
         stats = {
-            "rollout/reward_mean": float(rewards.mean()),
+            "rollout/reward_mean": float(batch["rewards"].mean()),
             "rollout/episodes_ended": len(ended),
             "rollout/milestones_max": int(milestones_max.max()),
             "rollout/milestones_mean": float(milestones_max.mean()),
-            "curriculum/saved_states": saved_states,
+            "curriculum/saved_states": len(new_states),
+            **{f"charts/{name}_seconds": value for name, value in seconds.items()},
         }
         return batch, stats
 
-    def _save_new_high(self, scores) -> int:
-        """Save the env with the highest score into the curriculum pool when it beats every
-        score seen so far (states cost 20 ms each, so only new highs are kept)."""
+    def _new_high(self, group: EnvGroup, scores) -> list[tuple[bytes, float]]:
+        """The state of the group's best env when it beats every score seen so far (states
+        cost 20 ms each, so only new highs are kept), as [(state, score)] or []."""
         best_env = int(np.argmax(scores))
         if scores[best_env] <= self.best_score:
-            return 0
+            return []
         self.best_score = float(scores[best_env])
-        [state] = self.env.save_states([best_env])
-        self.pool.add(state, self.best_score)
-        return 1
+        [state] = group.env.save_states([best_env])
+        return [(state, self.best_score)]
 
     def episode_stats(self) -> dict:
         """Means over the recent-episode window (title escape rate, milestones, ...)."""
@@ -485,7 +530,7 @@ class Runner:
         return {
             "best_score": float(self.best_score),
             "episodes": [dict(e) for e in self.episodes],
-            "progress": self.progress.state_dict(),
+            "progress": [group.progress.state_dict() for group in self.groups],
             "pool": None if self.pool is None else self._pool_as_arrays(),
         }
 
@@ -498,11 +543,19 @@ class Runner:
     def load_state_dict(self, state: dict):
         self.best_score = float(state["best_score"])
         self.episodes = [dict(e) for e in state["episodes"]]
-        self.progress.load_state_dict(state["progress"])
+        if len(state["progress"]) != len(self.groups):
+            raise SystemExit(f"--resume: the checkpoint has {len(state['progress'])} env groups, --env-groups is {len(self.groups)}")
+        for group, progress in zip(self.groups, state["progress"]):
+            group.progress.load_state_dict(progress)
         if self.pool is not None and state["pool"] is not None:
             pool = {**state["pool"], "states": [np.asarray(s, np.uint8).tobytes() for s in state["pool"]["states"]]}
             restored = CurriculumPool.from_dict(pool)
             self.pool.states, self.pool.scores = restored.states, restored.scores
+
+    def close(self):
+        self.stepper.shutdown(wait=True)
+        for group in self.groups:
+            group.env.close()
 
 
 # ---------------------------------------------------------------------------
@@ -600,8 +653,8 @@ def copy_params(target: nnx.Module, source: nnx.Module, source_name: str):
 
 def check_args(args: Args):
     problems = []
-    if args.num_envs < 1:
-        problems.append("--num-envs must be >= 1")
+    if args.num_envs < 1 or not 1 <= args.env_groups <= args.num_envs:
+        problems.append("--num-envs must be >= 1 and --env-groups between 1 and --num-envs")
     if not 0.0 < args.return_filter <= 1.0:
         problems.append("--return-filter is the kept fraction, in (0, 1]")
     if not 0.0 <= args.curriculum_prob <= 1.0:
@@ -660,146 +713,170 @@ def main(args: Args) -> list[dict]:
     rom = args.rom or str(EMUQUEST_ROM)
     score_fn = load_score_fn(args.reward_model)
     key = jax.random.PRNGKey(args.seed)
+    runner = make_runner(args, rom, score_fn)
+    num_actions = runner.groups[0].env.num_actions
     try:
-        env = VecGameBoy(
-            rom,
-            num_envs=args.num_envs,
-            num_workers=args.num_workers or None,
-            frame_skip=args.frame_skip,
-            press_frames=args.press_frames,
-            max_steps=args.max_episode_steps,
-            backend="serial" if args.num_workers == 0 else "process",
-            curriculum=CurriculumPool(args.curriculum_capacity) if args.curriculum_prob > 0 else None,
-            pool_prob=args.curriculum_prob,
-        )
+        return train(args, runner, num_actions, key, out_dir)
+    finally:
+        runner.close()
+
+
+def make_runner(args: Args, rom: str, score_fn) -> Runner:
+    """--env-groups VecGameBoys splitting --num-envs (and the worker processes) between them."""
+    pool = CurriculumPool(args.curriculum_capacity) if args.curriculum_prob > 0 else None
+    serial = args.num_workers == 0
+    num_workers = args.num_workers or len(os.sched_getaffinity(0))
+    env_sizes = [len(part) for part in np.array_split(np.arange(args.num_envs), args.env_groups)]
+    worker_counts = [len(part) for part in np.array_split(np.arange(max(num_workers, args.env_groups)), args.env_groups)]
+    groups, first_env = [], 0
+    try:
+        for size, workers in zip(env_sizes, worker_counts):
+            env = VecGameBoy(
+                rom,
+                num_envs=size,
+                num_workers=workers,
+                frame_skip=args.frame_skip,
+                press_frames=args.press_frames,
+                max_steps=args.max_episode_steps,
+                backend="serial" if serial else "process",
+                curriculum=pool,
+                pool_prob=args.curriculum_prob,
+            )
+            progress = ProgressReward(score_fn, size, args.reward_interval, args.time_penalty, args.reward_scale)
+            groups.append(EnvGroup(env, first_env, progress))
+            first_env += size
     except (RomError, ValueError) as err:
+        for group in groups:
+            group.env.close()
         raise SystemExit(f"--rom / env settings: {err}") from None
+    return Runner(groups, pool, args.seed)
 
-    with env:
-        if args.resume:
-            try:
-                model, policy_cfg, ckpt = load_policy(args.resume)
-            except CheckpointError as err:
-                raise SystemExit(f"--resume: {err}") from None
-            if ckpt["train_state"] is None:
-                raise SystemExit(f"--resume: {args.resume} holds no train_state to continue from")
-            if policy_cfg.num_actions != env.num_actions:
-                raise SystemExit(f"--resume: {args.resume} has {policy_cfg.num_actions} actions, the env {env.num_actions}")
-        else:
-            policy_cfg, encoder, dynamics = policy_config_from_args(args, env.num_actions)
-            key, init_key = jax.random.split(key)
-            model = make_policy(policy_cfg, nnx.Rngs(init_key))
-            if encoder is not None:
-                copy_params(model.vq, encoder, "--pretrained-tokenizer")
-            if dynamics is not None:
-                copy_params(model.trunk, dynamics, "--pretrained-dynamics")
 
-        graphdef, params, frozen = nnx.split(model, trainable_filter(policy_cfg), ...)
-        tx = optax.chain(optax.clip_by_global_norm(args.max_grad_norm), optax.adam(args.learning_rate, eps=1e-5))
-        state = PPOState(params, tx.init(params))
-        progress = ProgressReward(score_fn, args.num_envs, args.reward_interval, args.time_penalty, args.reward_scale)
-        runner = Runner(env, progress, env.curriculum, args.seed)
-        watch = EntropyWatch(env.num_actions, args.entropy_warn_iters)
-        start_iteration = 0
-        if args.resume:
-            ts = ckpt["train_state"]
-            state = PPOState(params, restore_tree(state.opt_state, ts["opt_state"], source=f"{args.resume} optimizer"))
-            key = jnp.asarray(ts["key"], jnp.uint32)
-            start_iteration = int(ts["iteration"])
-            watch.streak = int(ts["entropy_streak"])
-            runner.load_state_dict(ts["runner"])
-        runner.restart(start_iteration)
-
-        @jax.jit
-        def policy_step(params, frozen, frames, key):
-            policy = nnx.merge(graphdef, params, frozen)
-            observation = policy.observe(frames)
-            logits, value = policy(observation)
-            action = jax.random.categorical(key, logits)
-            log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
-            return observation, action, log_prob, value
-
-        @partial(jax.jit, static_argnames="episode_boundary")
-        def prepare_batch(batch, last_value, episode_boundary: bool):
-            """GAE and the return filter on (T, N) arrays, then flatten to (T*N, ...)."""
-            dones = batch["dones"].at[-1].set(1.0) if episode_boundary else batch["dones"]
-            advantages, returns = compute_gae(batch["rewards"], batch["values"], dones, last_value, args.gamma, args.gae_lambda)
-            mask, kept, total = return_filter_mask(batch["rewards"], dones, args.return_filter)
-            flat = {
-                "obs": batch["obs"],
-                "actions": batch["actions"],
-                "log_probs": batch["log_probs"],
-                "advantages": advantages,
-                "returns": returns,
-                "mask": mask,
-            }
-            flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), flat)
-            return flat, {"filter/kept_segments": kept, "filter/segments": total}
-
-        update = make_update(
-            graphdef, frozen, tx,
-            num_minibatches=args.num_minibatches, update_epochs=args.update_epochs,
-            clip_coef=args.clip_coef, vf_coef=args.vf_coef, ent_coef=args.ent_coef,
-        )
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path = out_dir / "metrics.jsonl"
-        if args.resume:
-            keep_metrics_up_to(metrics_path, start_iteration)
-        elif metrics_path.exists():
-            metrics_path.unlink()
-        history = []
-        bar = tqdm(range(start_iteration, args.iterations), initial=start_iteration, total=args.iterations, desc="PPO")
+def train(args: Args, runner: Runner, num_actions: int, key, out_dir: Path):
+    """The PPO loop. Returns this invocation's per-iteration records (also in metrics.jsonl)."""
+    if args.resume:
         try:
-            with open(metrics_path, "a") as metrics_file:
-                for index in bar:
-                    iteration = index + 1
-                    started = time.perf_counter()
-                    key, rollout_key, update_key = jax.random.split(key, 3)
-                    # A checkpoint is a resume point, so its rollout ends every episode.
-                    checkpoint_now = iteration % args.save_every == 0
-                    batch, rollout_stats = runner.rollout(
-                        lambda frames, k: policy_step(state.params, frozen, frames, k), rollout_key, args.num_steps
-                    )
-                    rollout_seconds = time.perf_counter() - started
-                    _, _, _, last_value = policy_step(state.params, frozen, runner.obs, rollout_key)
-                    flat, filter_stats = prepare_batch(batch, last_value, checkpoint_now)
-                    state, losses = update(state, flat, update_key)
-                    losses = jax.device_get(losses)
-                    seconds = time.perf_counter() - started
+            model, policy_cfg, ckpt = load_policy(args.resume)
+        except CheckpointError as err:
+            raise SystemExit(f"--resume: {err}") from None
+        if ckpt["train_state"] is None:
+            raise SystemExit(f"--resume: {args.resume} holds no train_state to continue from")
+        if policy_cfg.num_actions != num_actions:
+            raise SystemExit(f"--resume: {args.resume} has {policy_cfg.num_actions} actions, the env {num_actions}")
+    else:
+        policy_cfg, encoder, dynamics = policy_config_from_args(args, num_actions)
+        key, init_key = jax.random.split(key)
+        model = make_policy(policy_cfg, nnx.Rngs(init_key))
+        if encoder is not None:
+            copy_params(model.vq, encoder, "--pretrained-tokenizer")
+        if dynamics is not None:
+            copy_params(model.trunk, dynamics, "--pretrained-dynamics")
 
-                    entropy_fraction, warning = watch(float(losses["losses/entropy"]))
-                    if warning:
-                        tqdm.write(warning)
-                    record = {
-                        "iteration": iteration,
-                        "env_steps": iteration * args.num_steps * args.num_envs,
-                        "charts/sps": args.num_steps * args.num_envs / seconds,
-                        "charts/rollout_sps": args.num_steps * args.num_envs / rollout_seconds,
-                        "policy/entropy_fraction": entropy_fraction,
-                        **{k: float(v) for k, v in losses.items()},
-                        **{k: int(v) for k, v in jax.device_get(filter_stats).items()},
-                        **rollout_stats,
-                        **runner.episode_stats(),
-                        "curriculum/pool_size": len(env.curriculum) if env.curriculum is not None else 0,
-                        "curriculum/best_score": runner.best_score if np.isfinite(runner.best_score) else None,
-                    }
-                    metrics_file.write(json.dumps(record) + "\n")
-                    metrics_file.flush()
-                    history.append(record)
-                    bar.set_postfix(sps=f"{record['charts/sps']:.0f}", ent=f"{entropy_fraction:.3f}")
-                    if iteration % args.log_every == 0 or iteration == args.iterations:
-                        tqdm.write(format_line(record))
-                    if checkpoint_now:
-                        nnx.update(model, state.params)
-                        save_policy(out_dir / f"policy_{iteration}.pkl", model=model, policy_cfg=policy_cfg, args=args,
-                                    state=state, key=key, iteration=iteration, runner=runner, watch=watch)
-                        runner.restart(iteration)
-        except KeyboardInterrupt:
-            raise SystemExit(f"interrupted; metrics are in {metrics_path}, the last checkpoint in {out_dir}") from None
-        nnx.update(model, state.params)
-        save_policy(out_dir / "policy_final.pkl", model=model, policy_cfg=policy_cfg, args=args, state=state,
-                    key=key, iteration=max(start_iteration, args.iterations), runner=runner, watch=watch)
+    graphdef, params, frozen = nnx.split(model, trainable_filter(policy_cfg), ...)
+    tx = optax.chain(optax.clip_by_global_norm(args.max_grad_norm), optax.adam(args.learning_rate, eps=1e-5))
+    state = PPOState(params, tx.init(params))
+    watch = EntropyWatch(num_actions, args.entropy_warn_iters)
+    start_iteration = 0
+    if args.resume:
+        ts = ckpt["train_state"]
+        state = PPOState(params, restore_tree(state.opt_state, ts["opt_state"], source=f"{args.resume} optimizer"))
+        key = jnp.asarray(ts["key"], jnp.uint32)
+        start_iteration = int(ts["iteration"])
+        watch.streak = int(ts["entropy_streak"])
+        runner.load_state_dict(ts["runner"])
+    runner.restart(start_iteration)
+
+    @jax.jit
+    def policy_step(params, frozen, frames, key):
+        policy = nnx.merge(graphdef, params, frozen)
+        observation = policy.observe(frames)
+        logits, value = policy(observation)
+        action = jax.random.categorical(key, logits)
+        log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
+        return observation, action, log_prob, value
+
+    @partial(jax.jit, static_argnames="episode_boundary")
+    def prepare_batch(batch, last_value, episode_boundary: bool):
+        """GAE and the return filter on (T, N) arrays, then flatten to (T*N, ...)."""
+        dones = batch["dones"].at[-1].set(1.0) if episode_boundary else batch["dones"]
+        advantages, returns = compute_gae(batch["rewards"], batch["values"], dones, last_value, args.gamma, args.gae_lambda)
+        mask, kept, total = return_filter_mask(batch["rewards"], dones, args.return_filter)
+        flat = {
+            "obs": batch["obs"],
+            "actions": batch["actions"],
+            "log_probs": batch["log_probs"],
+            "advantages": advantages,
+            "returns": returns,
+            "mask": mask,
+        }
+        flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), flat)
+        return flat, {"filter/kept_segments": kept, "filter/segments": total}
+
+    update = make_update(
+        graphdef, frozen, tx,
+        num_minibatches=args.num_minibatches, update_epochs=args.update_epochs,
+        clip_coef=args.clip_coef, vf_coef=args.vf_coef, ent_coef=args.ent_coef,
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = out_dir / "metrics.jsonl"
+    if args.resume:
+        keep_metrics_up_to(metrics_path, start_iteration)
+    elif metrics_path.exists():
+        metrics_path.unlink()
+    history = []
+    bar = tqdm(range(start_iteration, args.iterations), initial=start_iteration, total=args.iterations, desc="PPO")
+    try:
+        with open(metrics_path, "a") as metrics_file:
+            for index in bar:
+                iteration = index + 1
+                started = time.perf_counter()
+                key, rollout_key, update_key = jax.random.split(key, 3)
+                # A checkpoint is a resume point, so its rollout ends every episode.
+                checkpoint_now = iteration % args.save_every == 0
+                batch, rollout_stats = runner.rollout(
+                    lambda frames, k: policy_step(state.params, frozen, frames, k), rollout_key, args.num_steps
+                )
+                rollout_seconds = time.perf_counter() - started
+                _, _, _, last_value = policy_step(state.params, frozen, runner.obs, rollout_key)
+                flat, filter_stats = prepare_batch(batch, last_value, checkpoint_now)
+                state, losses = update(state, flat, update_key)
+                losses = jax.device_get(losses)
+                seconds = time.perf_counter() - started
+                rollout_stats["charts/update_seconds"] = seconds - rollout_seconds
+
+                entropy_fraction, warning = watch(float(losses["losses/entropy"]))
+                if warning:
+                    tqdm.write(warning)
+                record = {
+                    "iteration": iteration,
+                    "env_steps": iteration * args.num_steps * args.num_envs,
+                    "charts/sps": args.num_steps * args.num_envs / seconds,
+                    "charts/rollout_sps": args.num_steps * args.num_envs / rollout_seconds,
+                    "policy/entropy_fraction": entropy_fraction,
+                    **{k: float(v) for k, v in losses.items()},
+                    **{k: int(v) for k, v in jax.device_get(filter_stats).items()},
+                    **rollout_stats,
+                    **runner.episode_stats(),
+                    "curriculum/pool_size": len(runner.pool) if runner.pool is not None else 0,
+                    "curriculum/best_score": runner.best_score if np.isfinite(runner.best_score) else None,
+                }
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+                history.append(record)
+                bar.set_postfix(sps=f"{record['charts/sps']:.0f}", ent=f"{entropy_fraction:.3f}")
+                if iteration % args.log_every == 0 or iteration == args.iterations:
+                    tqdm.write(format_line(record))
+                if checkpoint_now:
+                    nnx.update(model, state.params)
+                    save_policy(out_dir / f"policy_{iteration}.pkl", model=model, policy_cfg=policy_cfg, args=args,
+                                state=state, key=key, iteration=iteration, runner=runner, watch=watch)
+                    runner.restart(iteration)
+    except KeyboardInterrupt:
+        raise SystemExit(f"interrupted; metrics are in {metrics_path}, the last checkpoint in {out_dir}") from None
+    nnx.update(model, state.params)
+    save_policy(out_dir / "policy_final.pkl", model=model, policy_cfg=policy_cfg, args=args, state=state,
+                key=key, iteration=max(start_iteration, args.iterations), runner=runner, watch=watch)
     return history
 
 

@@ -128,21 +128,21 @@ def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(score_fn):
 def test_curriculum_saves_new_highs_and_resets_from_them(score_fn):
     pool = CurriculumPool(capacity=4)
     with tiny_env(max_steps=1000, curriculum=pool, pool_prob=1.0) as env:
-        progress = ppo.ProgressReward(score_fn, env.num_envs, 1, 0.0)
-        runner = ppo.Runner(env, progress, pool, seed=0)
+        group = ppo.EnvGroup(env, 0, ppo.ProgressReward(score_fn, env.num_envs, 1, 0.0))
+        runner = ppo.Runner([group], pool, seed=0)
         runner.restart(0)
         assert len(pool) == 0
-        # Step by hand so we know each frame: every step is scored (interval 1).
+        # Step by hand so we know each frame.
         obs, *_ = env.step(np.full(env.num_envs, 7))
         saved_frame = obs[1].copy()
         scores = np.array([0.5, 2.0, 1.0], np.float32)
-        assert runner._save_new_high(scores) == 1
-        assert runner._save_new_high(scores - 1.0) == 0  # not a new high: nothing saved
-        assert len(pool) == 1 and pool.scores == [2.0]
-        assert runner._save_new_high(np.array([0.0, 0.0, 3.0], np.float32)) == 1
-        assert pool.scores == [2.0, 3.0]
+        [(state, score)] = runner._new_high(group, scores)
+        assert score == 2.0
+        assert runner._new_high(group, scores - 1.0) == []  # not a new high: nothing saved
+        [(_, higher)] = runner._new_high(group, np.array([0.0, 0.0, 3.0], np.float32))
+        assert higher == 3.0
+        pool.add(state, score)
         # With pool_prob 1, a reset starts every env from pool states.
-        pool.states, pool.scores = pool.states[:1], pool.scores[:1]
         runner.restart(1)
         for env_id in range(env.num_envs):
             np.testing.assert_array_equal(runner.obs[env_id], saved_frame)
@@ -182,7 +182,7 @@ def deterministic(records):
 def test_resume_continues_exactly(reward_path, tmp_path):
     """Run 2N iterations straight; separately resume from the checkpoint at N (in a fresh
     directory, as after a kill) and continue to 2N: the logged metrics must match exactly."""
-    straight = ppo.main(tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2))
+    straight = ppo.main(tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2, env_groups=2))
     assert [r["iteration"] for r in straight] == [1, 2, 3, 4]
     assert straight[-1]["curriculum/pool_size"] > 0  # the pool takes part in what must be restored
 
@@ -192,7 +192,8 @@ def test_resume_continues_exactly(reward_path, tmp_path):
     # The killed run had logged past its checkpoint; those lines must be dropped and redone.
     (resumed_dir / "metrics.jsonl").write_text((tmp_path / "straight" / "metrics.jsonl").read_text())
     resumed = ppo.main(
-        tiny_args(reward_path, resumed_dir, iterations=4, save_every=2, resume=str(resumed_dir / "policy_2.pkl"))
+        tiny_args(reward_path, resumed_dir, iterations=4, save_every=2, env_groups=2,
+                  resume=str(resumed_dir / "policy_2.pkl"))
     )
     assert [r["iteration"] for r in resumed] == [3, 4]
     assert deterministic(resumed) == deterministic(straight[2:])
