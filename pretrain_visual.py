@@ -350,7 +350,7 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
                 state, num = restart_step(state, frames, jax.random.fold_in(restart_key, step))
                 restarted += int(num)
         seconds = time.perf_counter() - started
-        eval_mse = evaluate_reconstruction(reconstruct, state, data.frames[eval_idx], batch_size)
+        eval_mse, eval_used = evaluate_reconstruction(reconstruct, state, data.frames[eval_idx], batch_size, cfg.vocab_size)
         used = int(jnp.sum(epoch_counts > 0))
         summary = {
             "stage": "1a",
@@ -360,6 +360,7 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
             "eval_recon_mse": eval_mse,
             "code_use": used / cfg.vocab_size,
             "codes_used": used,
+            "eval_code_use": eval_used / cfg.vocab_size,
             "perplexity": float(sums["perplexity"]) / steps_per_epoch,
             "codes_restarted": restarted,
             "frames_per_s": steps_per_epoch * batch_size / seconds,
@@ -368,6 +369,7 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
         tqdm.write(
             f"1a epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}  recon mse {summary['train_recon_mse']:.4f}"
             f" (eval {eval_mse:.4f})  codebook use {used}/{cfg.vocab_size} = {summary['code_use']:.0%}"
+            f" (eval {summary['eval_code_use']:.0%})"
             f"  perplexity {summary['perplexity']:.0f}  restarted {restarted}  {summary['frames_per_s']:.0f} frames/s"
         )
         save_tokenizer(args.out_dir, cfg, state, epoch + 1, steps_per_epoch)
@@ -380,10 +382,18 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
     return summary
 
 
-def evaluate_reconstruction(reconstruct, state, frames: np.ndarray, batch_size: int) -> float:
-    """Mean squared error (on [0, 1] pixels) of the deterministic reconstruction of `frames`."""
-    recons = map_batches(lambda f: reconstruct(state, f)[0], frames, batch_size)
-    return float(np.mean((recons - frames.astype(np.float32) / 255.0) ** 2))
+def evaluate_reconstruction(reconstruct, state, frames: np.ndarray, batch_size: int, vocab_size: int) -> tuple[float, int]:
+    """(mean squared error on [0, 1] pixels of the deterministic reconstruction of `frames`,
+    how many distinct codes their tokens use)."""
+    recons, tokens = [], []
+    for start in range(0, len(frames), batch_size):
+        chunk = frames[start : start + batch_size]
+        padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+        recon, indices = reconstruct(state, shard_batch(padded))
+        recons.append(np.asarray(recon)[: len(chunk)])
+        tokens.append(np.asarray(indices)[: len(chunk)])
+    mse = float(np.mean((np.concatenate(recons) - frames.astype(np.float32) / 255.0) ** 2))
+    return mse, len(np.unique(np.concatenate(tokens)))
 
 
 def save_tokenizer(out_dir: Path, cfg: VQVAEConfig, state, epoch: int, steps_per_epoch: int) -> None:
