@@ -214,11 +214,13 @@ class FiniteScalarQuantizer(nnx.Module):
         """h (..., len(levels)) -> (normalized codes in [-1, 1] with straight-through rounding, indices)."""
         levels, half_width, radix = self._level_constants()
         # Bound so that rounding yields exactly `levels` values; even levels need a half-step offset.
+        # No input shift: h = 0 sits mid-range, so the level boundaries are symmetric around 0. (The
+        # shift arctanh(offset / half_range) would put h = 0 on a code instead, but for 2 levels it is
+        # 3.8: flipping a channel then needs h < -3.8, where tanh's gradient is ~1e-3, so it never flips.)
         eps = 1e-3
         half_range = (levels - 1) * (1 + eps) / 2
         offset = jnp.where(levels % 2 == 0, 0.5, 0.0)
-        shift = jnp.arctanh(offset / half_range)
-        bounded = jnp.tanh(h + shift) * half_range - offset
+        bounded = jnp.tanh(h) * half_range - offset
         rounded = bounded + jax.lax.stop_gradient(jnp.round(bounded) - bounded)
         codes = rounded / half_width
         return codes, self.codes_to_indices(jax.lax.stop_gradient(codes))

@@ -134,6 +134,18 @@ def test_replacement_keeps_codes_above_the_threshold():
     np.testing.assert_array_equal(new[:3], codebook[:3])
 
 
+def test_two_level_fsq_splits_inputs_around_zero():
+    # 8 latent actions as FSQ 2 2 2: small inputs near 0 (an untrained projection) must already
+    # reach every code, and the rounding must pass a useful gradient back.
+    quantizer = make_quantizer(QuantizerConfig(kind="fsq", dim=3, levels=(2, 2, 2)), nnx.Rngs(0))
+    h = 0.1 * jax.random.normal(jax.random.key(0), (512, 3))
+    codes, indices = quantizer.quantize_codes(h)
+    assert set(np.asarray(indices).tolist()) == set(range(8))
+    np.testing.assert_allclose(np.mean(np.asarray(codes) == -1.0, axis=0), 0.5, atol=0.1)
+    gradient = jax.grad(lambda h: quantizer.quantize_codes(h)[0].sum())(jnp.zeros((1, 3)))
+    assert np.all(np.asarray(gradient) > 0.4)
+
+
 def test_code_button_report_on_a_perfect_and_a_useless_code():
     buttons = np.array([0, 0, 1, 1, 2, 2, 0, 0])
     perfect = train_lam.code_button_report(buttons.copy(), buttons, 8, ACTION_NAMES)
