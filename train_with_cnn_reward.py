@@ -84,9 +84,9 @@ class Args:
     """Emulators stepped in parallel."""
     num_workers: int | None = None
     """Emulator worker processes (None: one per CPU core; 0: the serial backend)."""
-    env_groups: int = 1
-    """Split the envs into this many groups that step in turn, so one group's emulators
-    run while the policy computes the next group's actions (2 pays when cores are spare)."""
+    env_groups: int = 2
+    """Split the envs into this many groups that step in turn, so one group's emulators run
+    while the policy computes the next group's actions (at most --num-envs; 1: no overlap)."""
     frame_skip: int = 30
     """Game Boy frames per env step (a press is held for part of it)."""
     press_frames: int = 8
@@ -653,8 +653,8 @@ def copy_params(target: nnx.Module, source: nnx.Module, source_name: str):
 
 def check_args(args: Args):
     problems = []
-    if args.num_envs < 1 or not 1 <= args.env_groups <= args.num_envs:
-        problems.append("--num-envs must be >= 1 and --env-groups between 1 and --num-envs")
+    if args.num_envs < 1 or args.env_groups < 1:
+        problems.append("--num-envs and --env-groups must be >= 1")
     if not 0.0 < args.return_filter <= 1.0:
         problems.append("--return-filter is the kept fraction, in (0, 1]")
     if not 0.0 <= args.curriculum_prob <= 1.0:
@@ -726,8 +726,9 @@ def make_runner(args: Args, rom: str, score_fn) -> Runner:
     pool = CurriculumPool(args.curriculum_capacity) if args.curriculum_prob > 0 else None
     serial = args.num_workers == 0
     num_workers = args.num_workers or len(os.sched_getaffinity(0))
-    env_sizes = [len(part) for part in np.array_split(np.arange(args.num_envs), args.env_groups)]
-    worker_counts = [len(part) for part in np.array_split(np.arange(max(num_workers, args.env_groups)), args.env_groups)]
+    num_groups = min(args.env_groups, args.num_envs)
+    env_sizes = [len(part) for part in np.array_split(np.arange(args.num_envs), num_groups)]
+    worker_counts = [len(part) for part in np.array_split(np.arange(max(num_workers, num_groups)), num_groups)]
     groups, first_env = [], 0
     try:
         for size, workers in zip(env_sizes, worker_counts):

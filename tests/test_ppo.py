@@ -61,6 +61,16 @@ def test_return_filter_keeps_exactly_the_top_fraction(keep_fraction):
         assert (mask[a:b, env] == expected).all(), (index, keep_fraction)
 
 
+def test_entropy_watch_warns_after_a_streak_above_99_percent():
+    watch = ppo.EntropyWatch(num_actions=8, patience=3)
+    max_entropy = np.log(8)
+    fractions, warnings = zip(*(watch(f * max_entropy) for f in (0.995, 0.999, 0.98, 0.995, 0.996, 0.999, 0.999)))
+    np.testing.assert_allclose(fractions, (0.995, 0.999, 0.98, 0.995, 0.996, 0.999, 0.999))
+    # The 0.98 breaks the first streak; the second reaches 3 at the sixth call, and warns once.
+    assert [w is not None for w in warnings] == [False, False, False, False, False, True, False]
+    assert "99%" in warnings[5]
+
+
 # ---------------------------------------------------------------------------
 # On the embedded game, with a tiny real reward model.
 # ---------------------------------------------------------------------------
