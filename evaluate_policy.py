@@ -224,6 +224,7 @@ def main(args: Args) -> dict:
     elif args.reward_model:
         raise SystemExit(f"--reward-model {args.reward_model} not found")
     frame_skip = args.frame_skip or (trained_args or {}).get("frame_skip", 30)
+    press_frames = min((trained_args or {}).get("press_frames", 8), frame_skip - 1)
     interval = (trained_args or {}).get("reward_interval", 64)
     time_penalty = (trained_args or {}).get("time_penalty", 0.001)
 
@@ -234,7 +235,7 @@ def main(args: Args) -> dict:
             num_workers=args.num_workers or None,
             backend="serial" if args.num_workers == 0 else "process",
             frame_skip=frame_skip,
-            press_frames=min(8, frame_skip - 1),
+            press_frames=press_frames,
             max_steps=args.steps,
         )
     except (RomError, ValueError) as err:

@@ -587,6 +587,8 @@ def policy_config_from_args(args: Args, num_actions: int):
     dynamics transformer or None). Pretrained checkpoints fix their parts' sizes."""
     dtype = str(compute_dtype(args.dtype))
     encoder = dynamics = None
+    if args.pretrained_tokenizer and args.policy == "vit":
+        print("note: --pretrained-tokenizer is not used by the ViT policy (it reads pixels)")
     if args.pretrained_tokenizer and args.policy == "vq":
         encoder = load_or_exit(load_encoder, args.pretrained_tokenizer, "--pretrained-tokenizer")
         encoder_cfg = dataclasses.replace(encoder.cfg, dtype=dtype)

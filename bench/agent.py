@@ -1,0 +1,147 @@
+"""Agent benchmark: PPO on the embedded game vs the random baseline, across seeds.
+
+    uv run python pipeline.py                      # once: speedruns, tokenizer, dynamics, reward
+    uv run python bench/agent.py --checkpoints runs/pipeline/checkpoints
+
+For each seed it trains PPO with the main job's sizes (pipeline.FULL) from the Phase 1-2
+checkpoints, then evaluates the trained policy and the random baseline on the same
+episodes. It also times the envs alone (random actions, same envs, workers and frame
+skip) in the same process, so PPO's end-to-end steps/s can be compared with the env's.
+
+Reported per seed: title-screen escape rate (trained, random), milestones per episode
+(trained, random, ratio), the final entropy as a fraction of its maximum, and PPO SPS vs
+env-only SPS. Targets (issue 5): escape >= 95%, milestones >= 3x random, SPS ratio >= 0.5.
+Prints a markdown table and writes it to --output (atomically).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+import evaluate_policy
+import pipeline
+import train_with_cnn_reward
+from envs.games import EMUQUEST_ROM
+from envs.vec_gameboy import VecGameBoy
+
+
+@dataclass
+class Args:
+    """PPO vs random on EmuQuest, several seeds, with the main job's sizes."""
+
+    checkpoints: Path = Path("runs/pipeline/checkpoints")
+    """Phase 1-2 outputs of pipeline.py: pretrained_encoder.pkl, pretrained_dynamics.pkl, reward_<backbone>.pkl."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """PPO seeds (the Phase 1-2 checkpoints are shared)."""
+    quick: bool = False
+    """Use pipeline.QUICK sizes (a smoke test) instead of pipeline.FULL."""
+    out_dir: Path = Path("runs/bench_agent")
+    """Where each seed's PPO run and evaluation go."""
+    num_workers: int | None = None
+    """Emulator worker processes (None: one per CPU core)."""
+    env_only_steps: int = 200
+    """Env steps (per env) for the env-only throughput measurement."""
+    output: Path = Path("bench/results/agent.md")
+    """Where the markdown table is written."""
+
+
+def env_only_sps(budget: pipeline.Budget, num_workers: int | None, steps: int) -> float:
+    """Env steps/s of VecGameBoy alone, random actions, PPO's env count, workers and frame skip."""
+    defaults = train_with_cnn_reward.Args()
+    rng = np.random.default_rng(0)
+    with VecGameBoy(EMUQUEST_ROM, num_envs=budget.ppo_envs, num_workers=num_workers,
+                    frame_skip=defaults.frame_skip, max_steps=defaults.max_episode_steps) as env:
+        env.reset(seed=0)
+        actions = rng.integers(0, env.num_actions, (steps, env.num_envs))
+        started = time.perf_counter()
+        for step_actions in actions:
+            env.step(step_actions)
+        return steps * env.num_envs / (time.perf_counter() - started)
+
+
+def run_seed(args: Args, budget: pipeline.Budget, seed: int) -> dict:
+    run_dir = args.out_dir / f"seed_{seed}"
+    reward_path = args.checkpoints / f"reward_{budget.reward_backbone}.pkl"
+    started = time.perf_counter()
+    history = train_with_cnn_reward.main(train_with_cnn_reward.Args(
+        reward_model=str(reward_path),
+        pretrained_tokenizer=str(args.checkpoints / "pretrained_encoder.pkl"),
+        pretrained_dynamics=str(args.checkpoints / "pretrained_dynamics.pkl"),
+        return_filter=0.8,
+        iterations=budget.ppo_iterations,
+        num_envs=budget.ppo_envs,
+        num_steps=budget.ppo_steps,
+        num_workers=args.num_workers,
+        save_every=budget.ppo_iterations,
+        log_every=max(1, budget.ppo_iterations // 10),
+        out_dir=str(run_dir / "ppo"),
+        seed=seed,
+    ))
+    ppo_seconds = time.perf_counter() - started
+    evaluation = evaluate_policy.main(evaluate_policy.Args(
+        policy=str(run_dir / "ppo" / "policy_final.pkl"), compare_random=True, episodes=budget.eval_episodes,
+        steps=budget.eval_steps, gif=str(run_dir / "eval" / "trained_agent.gif"), out_dir=str(run_dir / "eval"),
+        num_workers=args.num_workers, seed=seed,
+    ))
+    trained, random = (next(r for r in evaluation["rows"] if r["agent"] == name) for name in ("trained", "random"))
+    steady = history[1:] or history  # the first iteration includes compilation
+    return {
+        "seed": seed,
+        "trained_escape": trained["title_escape_rate"],
+        "random_escape": random["title_escape_rate"],
+        "trained_milestones": trained["milestones_mean"],
+        "random_milestones": random["milestones_mean"],
+        "entropy_fraction": history[-1]["policy/entropy_fraction"],
+        "ppo_sps": float(np.mean([r["charts/sps"] for r in steady])),
+        "ppo_sps_wall": budget.ppo_iterations * budget.ppo_envs * budget.ppo_steps / ppo_seconds,
+        "gif": evaluation["gif"],
+    }
+
+
+def markdown(rows: list[dict], env_sps: float, budget: pipeline.Budget, args: Args) -> str:
+    lines = [
+        f"Agent benchmark, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+        f"{len(os.sched_getaffinity(0))} cores; PPO {budget.ppo_iterations} iterations x {budget.ppo_envs} envs x "
+        f"{budget.ppo_steps} steps; evaluation {budget.eval_episodes} episodes x {budget.eval_steps} steps; "
+        f"checkpoints {args.checkpoints}.",
+        "",
+        "| seed | left title (trained / random) | milestones (trained / random) | ratio | final entropy / max "
+        "| PPO SPS (steady / wall) | env-only SPS | PPO / env |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = r["trained_milestones"] / r["random_milestones"] if r["random_milestones"] else float("inf")
+        lines.append(
+            f"| {r['seed']} | {r['trained_escape']:.0%} / {r['random_escape']:.0%} | "
+            f"{r['trained_milestones']:.2f} / {r['random_milestones']:.2f} | {ratio:.2f}x | {r['entropy_fraction']:.1%} | "
+            f"{r['ppo_sps']:.0f} / {r['ppo_sps_wall']:.0f} | {env_sps:.0f} | {r['ppo_sps'] / env_sps:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(args: Args) -> str:
+    budget = pipeline.QUICK if args.quick else pipeline.FULL
+    for name in ("pretrained_encoder.pkl", "pretrained_dynamics.pkl", f"reward_{budget.reward_backbone}.pkl"):
+        if not (args.checkpoints / name).is_file():
+            raise SystemExit(f"--checkpoints: {args.checkpoints / name} not found; run pipeline.py first")
+    env_sps = env_only_sps(budget, args.num_workers, args.env_only_steps)
+    rows = [run_seed(args, budget, seed) for seed in args.seeds]
+    table = markdown(rows, env_sps, budget, args)
+    print(table)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.output.with_name(f".{args.output.name}.tmp")
+    tmp.write_text(table)
+    tmp.replace(args.output)
+    return table
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
