@@ -377,8 +377,6 @@ def train(args: Args, train_groups: FrameGroups, train_ids: np.ndarray, cfg: LAM
                       "code_share": code_share.round(4).tolist(), "codes_used": int(np.sum(usage > 0)),
                       "interval_perplexity": float(np.exp(-np.sum(code_share[code_share > 0] * np.log(code_share[code_share > 0])))),
                       "codes_replaced": replaced, "pairs_per_s": steps_done * batch_size / (time.perf_counter() - started)}
-            # The copy baseline's error is all on changed pixels, so this is its changed-pixel MSE.
-            record["copy_changed_mse"] = record["copy_mse"] / max(record["changed_fraction"], 1e-12)
             records.append(record)
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")

@@ -44,7 +44,7 @@ SETTINGS = (
 class Args:
     data: Path = Path("data/speedruns/frames")
     """Frames directory: <data>/<run>/*.png (make it with data/make_speedruns.py)."""
-    steps: int = 600
+    steps: int = 400
     """Training steps for every setting (the same budget each)."""
     batch_size: int = 16
     """Frames per step."""

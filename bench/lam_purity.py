@@ -28,13 +28,13 @@ class Args:
     """Frames directory: <data>/<run>/*.png with metadata.json (data/make_speedruns.py)."""
     quantizers: tuple[Literal["nsvq", "fsq", "vq"], ...] = ("nsvq", "fsq")
     """Quantizers to compare (each with 8 codes: NSVQ/VQ codebook 8, FSQ levels 2 2 2)."""
-    steps: int = 1200
+    steps: int = 800
     """Training steps per quantizer."""
-    batch_size: int = 32
+    batch_size: int = 16
     """Pairs per step."""
-    pool: int = 2
-    """Average-pool frames by this factor (2: the model sees 72x80)."""
-    channels: tuple[int, ...] = (16, 32, 64)
+    pool: int = 4
+    """Average-pool frames by this factor (4: the model sees 36x40, affordable on CPU)."""
+    channels: tuple[int, ...] = (32, 64)
     """Conv widths of the IDM and forward model."""
     holdout_run: str = "-1"
     """Held-out run (name or index; -1 = last)."""

@@ -235,12 +235,14 @@ def lam_loss(model: LatentActionModel, batch, key: jax.Array | None, change_weig
     prediction, codes, aux = model(x_t, x_t1, key)
     prev, target = model.prepare(x_t), model.prepare(x_t1)
     recon, split = change_weighted_loss(prediction, target, prev, change_weight, change_threshold)
+    _, copy_split = change_weighted_loss(prev, target, prev, change_weight, change_threshold)
     loss = recon + aux["loss"]
     metrics = {
         "loss": loss,
         "recon": recon,
         "mse": jnp.mean((prediction - target) ** 2),
         "copy_mse": jnp.mean((prev - target) ** 2),
+        "copy_changed_mse": copy_split["changed_mse"],
         "perplexity": aux["perplexity"],
         "code_counts": jnp.bincount(codes, length=model.cfg.vocab_size),
         **split,
