@@ -45,10 +45,12 @@ TOKENIZER_FILE = "pretrained_tokenizer.pkl"
 ENCODER_FILE = "pretrained_encoder.pkl"
 DYNAMICS_FILE = "pretrained_dynamics.pkl"
 
-# Size presets: "seed" is the compact seed config (~7M params per model), "tiny" is for tests.
+# Size presets: "seed" is the compact seed config (~7M params per model), "small" fits a 2-core
+# CPU (the decoder's full-resolution convs dominate the cost, so they get 8 channels and no
+# residual blocks), "tiny" is for tests.
 SIZES = {
     "tiny": dict(embed_dim=16, encoder_channels=(8, 8, 16, 16), res_blocks=0, vocab_size=64, num_layers=1, num_heads=2),
-    "small": dict(embed_dim=64, encoder_channels=(16, 32, 48, 64), res_blocks=1, vocab_size=512, num_layers=2, num_heads=4),
+    "small": dict(embed_dim=64, encoder_channels=(8, 16, 32, 64), res_blocks=0, vocab_size=512, num_layers=2, num_heads=4),
     "seed": dict(embed_dim=192, encoder_channels=(32, 64, 128, 192), res_blocks=1, vocab_size=512, num_layers=4, num_heads=4),
 }
 
