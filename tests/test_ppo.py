@@ -4,6 +4,7 @@ Everything runs at tiny sizes on the embedded game with the serial VecGameBoy ba
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -69,6 +70,54 @@ def test_entropy_watch_warns_after_a_streak_above_99_percent():
     # The 0.98 breaks the first streak; the second reaches 3 at the sixth call, and warns once.
     assert [w is not None for w in warnings] == [False, False, False, False, False, True, False]
     assert "99%" in warnings[5]
+
+
+def test_update_makes_advantaged_actions_likelier_and_skips_masked_steps():
+    """One jitted update on a tiny VQ policy: the action with positive advantage gains
+    probability, and steps the return filter dropped have no effect."""
+    import optax
+    from flax import nnx
+
+    from models.policy import PolicyConfig, make_policy, trainable_filter
+    from models.quantizers import QuantizerConfig
+    from models.transformer import TransformerConfig
+    from models.vqvae import VQVAEConfig
+
+    cfg = PolicyConfig(
+        num_actions=4,
+        encoder=VQVAEConfig(embed_dim=8, encoder_channels=(4, 4, 8, 8), quantizer=QuantizerConfig(codebook_size=8)),
+        transformer=TransformerConfig(vocab_size=8, embed_dim=8, num_layers=1, num_heads=2),
+    )
+    graphdef, params, frozen = nnx.split(make_policy(cfg, nnx.Rngs(0)), trainable_filter(cfg), ...)
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 8, (32, 9, 10)), jnp.int32)
+    logits, _ = nnx.merge(graphdef, params, frozen)(tokens)
+    log_probs = jax.nn.log_softmax(logits)
+    actions = jnp.asarray(np.arange(32) % 4, jnp.int32)
+    batch = {
+        "obs": tokens,
+        "actions": actions,
+        "log_probs": jnp.take_along_axis(log_probs, actions[:, None], axis=-1)[:, 0],
+        "advantages": jnp.where(actions == 2, 1.0, -1.0),
+        "returns": jnp.zeros(32),
+        "mask": jnp.ones(32),
+    }
+    tx = optax.adam(1e-2)
+    update = ppo.make_update(graphdef, frozen, tx, num_minibatches=2, update_epochs=2,
+                             clip_coef=0.2, vf_coef=0.5, ent_coef=0.0)
+
+    def probability_of_action_2_after(batch):
+        state = ppo.PPOState(jax.tree.map(jnp.copy, params), tx.init(params))
+        state, metrics = update(state, batch, jax.random.PRNGKey(0))
+        assert np.isfinite(metrics["losses/policy"])
+        new_logits, _ = nnx.merge(graphdef, state.params, frozen)(tokens)
+        return float(jax.nn.softmax(new_logits)[:, 2].mean())
+
+    before = float(jax.nn.softmax(logits)[:, 2].mean())
+    after = probability_of_action_2_after(batch)
+    assert after > before + 0.05
+    # The same batch with action 2's steps filtered out: nothing favours action 2 any more.
+    masked = {**batch, "mask": (actions != 2).astype(jnp.float32)}
+    assert probability_of_action_2_after(masked) < after - 0.05
 
 
 # ---------------------------------------------------------------------------
