@@ -127,6 +127,7 @@ def play(env: VecGameBoy, choose_actions, steps: int, progress: ProgressReward |
     first_episode: dict[int, dict] = {}
     frames = []
     score = None
+    milestones = 0  # env 0's milestones in the frame being drawn
     for t in tqdm(range(steps), desc=desc, leave=False):
         actions = np.asarray(choose_actions(obs, t))
         previous = obs
@@ -139,10 +140,11 @@ def play(env: VecGameBoy, choose_actions, steps: int, progress: ProgressReward |
             if scores is not None:
                 score = float(scores[0])
         if 0 not in first_episode and len(frames) < gif_frames:
-            caption = f"t {t:4d}  {env.action_names[actions[0]]:6s}  milestones {info['milestones'][0]}"
+            caption = f"t {t:4d}  {env.action_names[actions[0]]:6s}  milestones {milestones}"
             if score is not None:
                 caption += f"  score {score:+.2f}"
             frames.append(annotate(previous[0], caption))
+        milestones = int(info["milestones"][0])
         for episode in info["episodes"]:
             if episode["env_id"] not in first_episode:
                 episode["return"] = float(returns[episode["env_id"]]) if progress is not None else None
