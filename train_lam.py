@@ -257,7 +257,7 @@ def write_curves(path: Path, records: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("loss", ("changed_mse", "unchanged_mse", "copy_changed_mse")), ("codes", ("perplexity", "codes_used"))]
+    panels = [("loss", ("changed_mse", "unchanged_mse", "copy_changed_mse")), ("codes", ("interval_perplexity", "codes_used"))]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3))
     for ax, (title, keys) in zip(axes, panels):
         for key in keys:
