@@ -59,7 +59,7 @@ class Args:
     """Random (earlier, later) pairs per epoch (default: as many as training frames)."""
     batch_size: int = 32
     """Pairs per step, split over all devices."""
-    lr: float = 3e-4
+    lr: float = 1e-3
     """Peak learning rate (warmup, then cosine decay to 10%)."""
     min_gap: int = 10
     """Smallest frame distance between the two frames of a pair (training and evaluation)."""

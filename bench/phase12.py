@@ -10,7 +10,7 @@ Targets from the seed: codebook use >= 45% (goal 80%), next-token accuracy above
 current frame, pairwise accuracy >= 88.7%.
 
     uv run python bench/phase12.py                   # makes the speedruns first if they are missing
-    uv run python bench/phase12.py --tokenizer-epochs 2 --reward-epochs 1   # a quick look
+    uv run python bench/phase12.py --tokenizer-epochs 1 --dynamics-epochs 1 --resnet-epochs 1 --vq-epochs 1  # a quick look
 
 Writes bench/results/phase12.md (table, machine, date, settings) and its checkpoints to --out-dir.
 """
@@ -52,10 +52,16 @@ class Args:
     """Stage 1a epochs."""
     tokenizer_lr: float = 2e-3
     """Stage 1a peak learning rate."""
-    dynamics_epochs: int = 15
+    dynamics_epochs: int = 10
     """Stage 1b epochs (cheap: it trains on token ids)."""
-    reward_epochs: int = 3
-    """Epochs of each reward model."""
+    dynamics_lr: float = 1e-3
+    """Stage 1b peak learning rate."""
+    resnet_epochs: int = 6
+    """Epochs of the ResNet-34 reward (the slow one: it trains on pixels)."""
+    vq_epochs: int = 25
+    """Epochs of the VQ reward head (fast: the encoder is frozen)."""
+    reward_lr: float = 1e-3
+    """Peak learning rate of both reward models."""
     reward_pairs_per_epoch: int = 768
     """Random (earlier, later) pairs per reward epoch."""
     reward_size: str = "small"
@@ -93,7 +99,7 @@ def main(args: Args) -> None:
 
     t, c = time.time(), time.process_time()
     dynamics = pretrain_visual.main(pretrain_visual.Args(
-        stage="1b", epochs=args.dynamics_epochs, size="small", embed_dim=args.embed_dim, num_layers=args.num_layers,
+        stage="1b", epochs=args.dynamics_epochs, lr=args.dynamics_lr, size="small", embed_dim=args.embed_dim, num_layers=args.num_layers,
         tokenizer=args.out_dir / pretrain_visual.TOKENIZER_FILE, **common))["1b"]
     timings["1b"], cpu_seconds["1b"] = time.time() - t, time.process_time() - c
 
@@ -101,7 +107,8 @@ def main(args: Args) -> None:
     for backbone in ("resnet34", "vq"):
         t, c = time.time(), time.process_time()
         rewards[backbone] = train_reward.main(train_reward.Args(
-            backbone=backbone, epochs=args.reward_epochs, size=args.reward_size, min_gap=args.min_gap,
+            backbone=backbone, epochs=args.resnet_epochs if backbone == "resnet34" else args.vq_epochs, lr=args.reward_lr,
+            size=args.reward_size, min_gap=args.min_gap,
             pairs_per_epoch=args.reward_pairs_per_epoch,
             tokenizer=args.out_dir / pretrain_visual.TOKENIZER_FILE, **common))
         timings[backbone], cpu_seconds[backbone] = time.time() - t, time.process_time() - c
@@ -117,8 +124,10 @@ def main(args: Args) -> None:
         f"- machine: {machine()}",
         f"- data: {args.data} (5 runs; the last one is held out of every stage and all numbers are measured on it)",
         f"- tokenizer: VQ, encoder {args.encoder_channels}, no res blocks, {args.embed_dim}-d tokens, {args.vocab_size} codes, "
-        f"{args.tokenizer_epochs} epochs; dynamics: {args.num_layers} layers x {args.embed_dim}, {args.dynamics_epochs} epochs; "
-        f"rewards: {args.reward_epochs} epochs of {args.reward_pairs_per_epoch} pairs, min gap {args.min_gap}, ResNet-34 size '{args.reward_size}'",
+        f"{args.tokenizer_epochs} epochs at lr {args.tokenizer_lr:g}; dynamics: {args.num_layers} layers x {args.embed_dim}, "
+        f"{args.dynamics_epochs} epochs at lr {args.dynamics_lr:g}; rewards: epochs of {args.reward_pairs_per_epoch} pairs at lr "
+        f"{args.reward_lr:g}, min gap {args.min_gap}, ResNet-34 size '{args.reward_size}' for {args.resnet_epochs} epochs, "
+        f"VQ head for {args.vq_epochs} epochs",
         f"- wall time: {total / 60:.1f} min in all; per stage (wall / CPU time of this process, in minutes): "
         + ", ".join(f"{stage} {timings[stage] / 60:.1f} / {cpu_seconds[stage] / 60:.1f}" for stage in timings),
         f"- load average at the end (other jobs share the cores): {os.getloadavg()[0]:.1f}",
