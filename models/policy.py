@@ -109,7 +109,8 @@ class ViTPolicy(nnx.Module):
     def __init__(self, cfg: PolicyConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         width, p = cfg.transformer.embed_dim, cfg.patch_size
-        self.patch_embed = nnx.Conv(3, width, (p, p), strides=p, padding="VALID", rngs=rngs)
+        # Patchify by reshape + matmul: on CPU its gradient is 2.5x faster than a stride-16 conv's.
+        self.patch_embed = nnx.Linear(p * p * 3, width, rngs=rngs)
         self.trunk = TokenTransformer(dataclasses.replace(cfg.transformer, input_dim=None), rngs=rngs)
         self.heads = ActorCriticHeads(width, cfg.num_actions, rngs)
 
@@ -117,7 +118,11 @@ class ViTPolicy(nnx.Module):
         return frames
 
     def __call__(self, frames: jax.Array):
-        patches = self.patch_embed(frames_to_float(frames) * 2.0 - 1.0)  # (B, 9, 10, D)
+        p = self.cfg.patch_size
+        batch, height, width, _ = frames.shape
+        x = frames_to_float(frames) * 2.0 - 1.0
+        x = x.reshape(batch, height // p, p, width // p, p, 3).transpose(0, 1, 3, 2, 4, 5)
+        patches = self.patch_embed(x.reshape(batch, height // p, width // p, p * p * 3))  # (B, 9, 10, D)
         return self.heads(self.trunk.features(patches).mean(axis=1))
 
 

@@ -120,6 +120,24 @@ def test_update_makes_advantaged_actions_likelier_and_skips_masked_steps():
     assert probability_of_action_2_after(masked) < after - 0.05
 
 
+def test_vit_policy_patches_cover_the_frame():
+    """The legacy ViT policy: frames in, logits and values out, and every patch matters."""
+    from flax import nnx
+
+    from models.policy import PolicyConfig, make_policy
+    from models.transformer import TransformerConfig
+
+    cfg = PolicyConfig(kind="vit", num_actions=8, transformer=TransformerConfig(vocab_size=8, embed_dim=8, num_layers=1, num_heads=2))
+    policy = make_policy(cfg, nnx.Rngs(0))
+    frames = np.zeros((2, 144, 160, 3), np.uint8)
+    assert policy.observe(frames) is frames
+    logits, values = policy(frames)
+    assert logits.shape == (2, 8) and values.shape == (2,)
+    frames[1, -16:, -16:] = 255  # only the bottom-right patch differs
+    logits, _ = policy(frames)
+    assert np.abs(np.asarray(logits[1] - logits[0])).max() > 0
+
+
 # ---------------------------------------------------------------------------
 # On the embedded game, with a tiny real reward model.
 # ---------------------------------------------------------------------------
