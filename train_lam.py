@@ -205,7 +205,9 @@ def report_markdown(report: dict, title: str) -> str:
         "",
         "| held-out prediction of x_{t+1} (MSE, [0, 1] pixels) | all pixels | changed pixels |",
         "|---|---|---|",
-        f"| LAM with its own action | {report['eval_mse']:.5f} | {report['eval_changed_mse']:.5f} |",
+        f"| LAM with its own action (the hard code) | {report['eval_mse']:.5f} | {report['eval_changed_mse']:.5f} |",
+        f"| LAM with its action as in training (NSVQ: code plus noise) | {report['eval_training_action_mse']:.5f} | "
+        f"{report['eval_training_action_changed_mse']:.5f} |",
         f"| LAM with another pair's action | {report['eval_shuffled_action_mse']:.5f} | {report['eval_shuffled_action_changed_mse']:.5f} |",
         f"| copy x_t | {report['eval_copy_mse']:.5f} | {report['eval_copy_changed_mse']:.5f} |",
     ]
@@ -278,15 +280,19 @@ def evaluate(model: LatentActionModel, groups: FrameGroups, eval_ids: np.ndarray
     variables = replicate(variables)
 
     @jax.jit
-    def eval_step(x_t, x_t1, weight):
+    def eval_step(x_t, x_t1, weight, key):
         """weight (B,) is 1 for real pairs, 0 for the padding of the last batch."""
         model = nnx.merge(graphdef, variables)
         action, codes, _ = model.encode_action(x_t, x_t1, None)
+        # The action as training sees it: for NSVQ the noisy substitute, which keeps part of the
+        # continuous IDM output; for FSQ / VQ the code itself.
+        training_action, _, _ = model.encode_action(x_t, x_t1, key)
         prev, target = model.prepare(x_t), model.prepare(x_t1)
         changed = (jnp.max(jnp.abs(target - prev), axis=-1) > args.change_threshold).astype(jnp.float32)  # (B, h, w)
         pixel_weight = weight[:, None, None] * changed
         predictions = {
             "": model.predict(x_t, action),
+            "training_action_": model.predict(x_t, training_action),
             # Each pair decoded with its neighbour's action: how much the action matters.
             "shuffled_action_": model.predict(x_t, jnp.roll(action, 1, axis=0)),
             "copy_": prev,
@@ -305,12 +311,12 @@ def evaluate(model: LatentActionModel, groups: FrameGroups, eval_ids: np.ndarray
         padded = np.concatenate([chosen, np.repeat(chosen[:1], pad)])
         x_t, x_t1 = groups.pairs(padded)
         weight = np.concatenate([np.ones(len(chosen), np.float32), np.zeros(pad, np.float32)])
-        batch_codes, sums = eval_step(*shard_batch((x_t, x_t1, weight)))
+        batch_codes, sums = eval_step(*shard_batch((x_t, x_t1, weight)), jax.random.fold_in(jax.random.key(args.seed), start))
         codes.append(np.asarray(batch_codes)[: len(chosen)])
         totals = {k: totals.get(k, 0.0) + float(v) for k, v in sums.items()}
     pixels = max(totals["changed_pixels"], 1.0)
     metrics = {"eval_pairs": len(eval_ids)}
-    for name in ("", "shuffled_action_", "copy_"):
+    for name in ("", "training_action_", "shuffled_action_", "copy_"):
         metrics[f"eval_{name}mse"] = totals[f"{name}mse"] / len(eval_ids)
         metrics[f"eval_{name}changed_mse"] = totals[f"{name}changed_se"] / pixels
     return {"codes": np.concatenate(codes), **metrics}

@@ -85,13 +85,17 @@ def main(args: Args) -> dict:
             )
     lines += [
         "",
-        "| quantizer | no-action code | identical pairs on it | changing pairs on it | changed-pixel MSE: own action | another pair's action | copy x_t |",
-        "|---|---|---|---|---|---|---|",
+        "Held-out changed-pixel MSE of the predicted x_{t+1}: with the pair's own code, with its action as training "
+        "sees it (NSVQ: the code plus noise of the quantization error's size, which keeps part of the continuous IDM "
+        "output), with another pair's code, and of copying x_t.",
+        "",
+        "| quantizer | no-action code | identical pairs on it | changing pairs on it | own code | action as in training | another pair's code | copy x_t |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for kind, report in reports.items():
         no_action = (f"{report['no_action_code']} | {report['identical_to_no_action']:.1%} of {report['identical_pairs']} | "
                      f"{report['changing_to_no_action']:.1%}") if "no_action_code" in report else "- | - | -"
-        lines.append(f"| {kind} | {no_action} | {report['eval_changed_mse']:.5f} | "
+        lines.append(f"| {kind} | {no_action} | {report['eval_changed_mse']:.5f} | {report['eval_training_action_changed_mse']:.5f} | "
                      f"{report['eval_shuffled_action_changed_mse']:.5f} | {report['eval_copy_changed_mse']:.5f} |")
     lines += ["", f"Full reports (per-code button tables): `{args.out_dir}/<quantizer>/lam_report.md`.", ""]
     for kind in reports:

@@ -199,6 +199,7 @@ def test_train_lam_end_to_end(tmp_path):
     assert {"changed_mse", "unchanged_mse", "perplexity", "code_share", "codes_replaced"} <= records[-1].keys()
     # The held-out run has 24 pairs, all with a logged button (noop included).
     assert report["pairs"] == report["logged_button"]["pairs_with_buttons"] == 24
+    assert report["eval_training_action_changed_mse"] >= 0.0 and report["eval_copy_changed_mse"] > 0.0
     for part in ("logged_button", "button_in_effect"):
         assert sum(map(sum, report[part]["table"])) == 24
         assert 0.0 <= report[part]["purity_chance"] <= 1.0 and 0.0 <= report[part]["purity"] <= 1.0
