@@ -15,7 +15,7 @@ import train_lam
 from envs.vec_gameboy import ACTION_NAMES
 from models.checkpoint import load_checkpoint
 from models.lam import LAMConfig, LatentActionModel, change_weighted_loss, lam_loss, load_lam
-from models.quantizers import QuantizerConfig, make_quantizer
+from models.quantizers import QuantizerConfig, make_quantizer, replace_unused_codes
 
 TINY = dict(channels=(8, 16), action_dim=8, pool=4)
 MOVES = {"noop": (0, 0), "up": (-16, 0), "down": (16, 0), "left": (0, -16), "right": (0, 16)}
@@ -127,8 +127,6 @@ def test_replacement_revives_an_unused_code():
 def test_replacement_keeps_codes_above_the_threshold():
     codebook = jnp.arange(12.0).reshape(4, 3)
     usage = jnp.array([50, 30, 19, 1])  # code 3 has 1% of the window's picks
-    from models.quantizers import replace_unused_codes
-
     new, replaced = replace_unused_codes(codebook, usage, jax.random.key(0), min_fraction=0.05)
     assert int(replaced) == 1
     np.testing.assert_array_equal(new[:3], codebook[:3])
