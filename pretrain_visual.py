@@ -37,7 +37,7 @@ from tqdm import tqdm
 from data.frames import FramesDataset
 from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, restore_params, restore_tree, save_checkpoint
 from models.quantizers import QuantizerConfig
-from models.sharding import compute_dtype, data_mesh, replicate, shard_batch
+from models.sharding import compute_dtype, replicate, shard_batch
 from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
 from models.vqvae import VQVAE, VQVAEConfig, encoder_params, frames_to_float
 

@@ -29,7 +29,6 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
-from data.frames import FramesDataset
 from models.checkpoint import CheckpointError, params_of, restore_params, save_checkpoint
 from models.resnet import ResNetConfig
 from models.reward import RewardConfig, RewardModel, reward_loss
