@@ -45,7 +45,8 @@ class Budget:
     eval_steps: int
 
 
-# Learning rates and epochs as measured by bench/phase12.py (BENCHMARKS.md), cut to fit 20 minutes.
+# Learning rates, epochs and the tokenizer's batch of 16 (twice the updates for the same CPU) as tuned by
+# bench/phase12.py (BENCHMARKS.md), with fewer tokenizer epochs to fit 20 minutes.
 FULL = Budget(num_runs=5, frame_every=4, size="small", tokenizer_epochs=3, tokenizer_lr=2e-3, dynamics_epochs=10,
               dynamics_lr=1e-3, reward_epochs=25, reward_pairs_per_epoch=768, ppo_iterations=40, ppo_envs=16,
               ppo_steps=128, eval_episodes=8, eval_steps=400)
@@ -89,7 +90,7 @@ def main(args: Args) -> dict:
         num_runs=budget.num_runs, seed=args.seed, frame_every=budget.frame_every, out=out / "speedruns"))
     phase1 = dict(data=frames, out_dir=ckpt, seed=args.seed, size=budget.size)
     tokenizer = timed("tokenizer (1a)", durations, pretrain_visual.main, pretrain_visual.Args(
-        stage="1a", epochs=budget.tokenizer_epochs, lr=budget.tokenizer_lr, **phase1))["1a"]
+        stage="1a", epochs=budget.tokenizer_epochs, lr=budget.tokenizer_lr, batch_size=16, **phase1))["1a"]
     dynamics = timed("dynamics (1b)", durations, pretrain_visual.main, pretrain_visual.Args(
         stage="1b", epochs=budget.dynamics_epochs, lr=budget.dynamics_lr, **phase1))["1b"]
     reward = timed("reward", durations, train_reward.main, train_reward.Args(

@@ -1,6 +1,7 @@
 """Labeler: span and label-file helpers, windowed reading, and the Streamlit app driven by AppTest."""
 
 import json
+import sys
 from pathlib import Path
 
 import cv2
@@ -29,6 +30,16 @@ def frame_at(t: int) -> np.ndarray:
     x = (t * 2) % 140
     frame[60:80, x : x + 20] = (255, 255, 255)
     return frame
+
+
+@pytest.fixture(autouse=True)
+def keep_main_module():
+    """AppTest runs the app as sys.modules["__main__"] and leaves it there. Multiprocessing
+    workers started later in the session (VecGameBoy) re-run the parent's __main__ file,
+    which would then be the Streamlit app, so put the real one back."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="module")
