@@ -48,7 +48,7 @@ class Budget:
 # Learning rates, epochs and the tokenizer's batch of 16 (twice the updates for the same CPU) as tuned by
 # bench/phase12.py (BENCHMARKS.md), with fewer tokenizer epochs to fit 20 minutes.
 FULL = Budget(num_runs=5, frame_every=4, size="small", tokenizer_epochs=3, tokenizer_lr=2e-3, dynamics_epochs=10,
-              dynamics_lr=1e-3, reward_epochs=25, reward_pairs_per_epoch=768, ppo_iterations=40, ppo_envs=16,
+              dynamics_lr=1e-3, reward_epochs=25, reward_pairs_per_epoch=768, ppo_iterations=32, ppo_envs=16,
               ppo_steps=128, eval_episodes=8, eval_steps=400)
 QUICK = Budget(num_runs=3, frame_every=12, size="tiny", tokenizer_epochs=2, tokenizer_lr=2e-3, dynamics_epochs=2,
                dynamics_lr=1e-3, reward_epochs=2, reward_pairs_per_epoch=256, ppo_iterations=4, ppo_envs=8,
