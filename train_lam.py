@@ -44,7 +44,7 @@ from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint
 from models.lam import LAMConfig, LatentActionModel, lam_loss
 from models.quantizers import QuantizerConfig
 from models.sharding import compute_dtype, replicate, shard_batch
-from pretrain_visual import fail, fit_batch_size, load_frames, make_optimizer, make_train_step
+from pretrain_visual import fail, fit_batch_size, load_frames, make_optimizer, make_train_step, split_runs
 
 LAM_FILE = "lam.pkl"
 
@@ -323,17 +323,10 @@ def evaluate(model: LatentActionModel, groups: FrameGroups, eval_ids: np.ndarray
 
 
 def split_groups(groups: FrameGroups, holdout_run: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """(training group ids, held-out group ids, description), split by the run of each pair."""
-    data = groups.dataset
-    run_of_group = data.run_id[groups.indices[:, 0]]
-    if holdout_run == "" or data.num_runs == 1:
-        everything = np.arange(len(groups))
-        return everything, everything, "the training runs (no held-out run)"
-    try:
-        run = data.resolve_run(holdout_run)
-    except ValueError as err:
-        raise fail(f"--holdout-run: {err}") from None
-    return np.flatnonzero(run_of_group != run), np.flatnonzero(run_of_group == run), f"held-out run {data.run_names[run]}"
+    """(training group ids, held-out group ids, description): `split_runs`, by the run of each group's first frame."""
+    train_frames, eval_frames, description = split_runs(groups.dataset, holdout_run)
+    first = groups.indices[:, 0]
+    return np.flatnonzero(np.isin(first, train_frames)), np.flatnonzero(np.isin(first, eval_frames)), description
 
 
 def train(args: Args, train_groups: FrameGroups, train_ids: np.ndarray, cfg: LAMConfig, batch_size: int) -> LatentActionModel:
