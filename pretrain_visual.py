@@ -142,6 +142,19 @@ def fit_batch_size(batch_size: int, available: int, what: str) -> int:
     return fitted
 
 
+def make_restart_step(graphdef):
+    """Jitted `(state, inputs, key) -> (state, num_restarted)`: move codes unused since the last
+    restart onto encoder outputs of `inputs`, then start counting usage again."""
+
+    @partial(jax.jit, donate_argnums=0)
+    def restart_step(state, inputs, key):
+        model = nnx.merge(graphdef, state["trainable"], state["frozen"])
+        num_restarted = model.restart_dead_codes(state["usage"], inputs, key)
+        return {**state, "trainable": nnx.state(model, nnx.Param), "usage": jnp.zeros_like(state["usage"])}, num_restarted
+
+    return restart_step
+
+
 def make_optimizer(lr: float, total_steps: int) -> optax.GradientTransformation:
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, lr, warmup_steps=min(100, max(total_steps // 10, 1)), decay_steps=max(total_steps, 2), end_value=lr * 0.1
@@ -318,13 +331,7 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
 
     train_step = make_train_step(graphdef, optimizer, tokenizer_objective)
 
-    @partial(jax.jit, donate_argnums=0)
-    def restart_step(state, frames, key):
-        """Move codes unused since the last restart onto encoder outputs of `frames`."""
-        model = nnx.merge(graphdef, state["trainable"], state["frozen"])
-        num_restarted = model.restart_dead_codes(state["usage"], frames, key)
-        trainable = nnx.state(model, nnx.Param)
-        return {**state, "trainable": trainable, "usage": jnp.zeros_like(state["usage"])}, num_restarted
+    restart_step = make_restart_step(graphdef)
 
     @jax.jit
     def reconstruct(state, frames):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +32,16 @@ from models.quantizers import QuantizerConfig
 from models.sharding import compute_dtype, replicate, shard_batch
 from models.video_tokenizer import VideoTokenizer, VideoTokenizerConfig, video_tokenizer_loss
 from models.vqvae import VQVAEConfig, frames_to_float
-from pretrain_visual import SIZES, fail, fit_batch_size, load_frames, make_optimizer, make_train_step, save_recon_grid
+from pretrain_visual import (
+    SIZES,
+    fail,
+    fit_batch_size,
+    load_frames,
+    make_optimizer,
+    make_restart_step,
+    make_train_step,
+    save_recon_grid,
+)
 
 VIDEO_TOKENIZER_FILE = "video_tokenizer.pkl"
 
@@ -130,11 +138,7 @@ def main(args: Args) -> dict:
 
     train_step = make_train_step(graphdef, optimizer, video_tokenizer_loss)
 
-    @partial(jax.jit, donate_argnums=0)
-    def restart_step(state, clips, key):
-        model = nnx.merge(graphdef, state["trainable"], state["frozen"])
-        num_restarted = model.restart_dead_codes(state["usage"], clips, key)
-        return {**state, "trainable": nnx.state(model, nnx.Param), "usage": jnp.zeros_like(state["usage"])}, num_restarted
+    restart_step = make_restart_step(graphdef)
 
     @jax.jit
     def reconstruct(state, clips):
