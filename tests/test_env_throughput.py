@@ -10,11 +10,11 @@ REPO = Path(__file__).resolve().parents[1]
 def test_env_throughput_bench_writes_its_table(tmp_path: Path):
     output = tmp_path / "env_throughput.md"
     command = [sys.executable, "bench/env_throughput.py", "--steps", "3", "--warmup-steps", "1"]
-    command += ["--repeats", "1", "--worker-counts", "1", "--num-envs", "2", "--output", str(output)]
+    command += ["--repeats", "1", "--worker-counts", "1", "--env-counts", "2", "--output", str(output)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     table = output.read_text()
-    assert "| raw PyBoy |" in table and "| VecGameBoy | 1 workers |" in table and "x raw" in table
+    assert "| 2 | raw PyBoy |" in table and "| 2 | VecGameBoy | 1 workers |" in table and "x raw" in table
     assert table in result.stdout
 
 

@@ -267,3 +267,13 @@ def test_no_child_process_remains_after_close():
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # exited and reaped
     with pytest.raises(RuntimeError, match="closed"):
         env.step(np.zeros(3, int))
+
+
+def test_workers_run_as_batch_jobs_pinned_one_per_cpu_only_when_they_fill_the_cpus():
+    cpus = sorted(os.sched_getaffinity(0))
+    with VecGameBoy(EMUQUEST_ROM, num_envs=4, num_workers=len(cpus)) as env:
+        for w, pid in enumerate(env.worker_pids):
+            assert os.sched_getscheduler(pid) == os.SCHED_BATCH
+            assert os.sched_getaffinity(pid) == {cpus[w]}
+    with VecGameBoy(EMUQUEST_ROM, num_envs=4, num_workers=len(cpus), pin_workers=False) as env:
+        assert all(os.sched_getaffinity(pid) == set(cpus) for pid in env.worker_pids)
