@@ -48,14 +48,20 @@ class Budget:
 # Learning rates, epochs and the tokenizer's batch of 16 (twice the updates for the same CPU) as tuned by
 # bench/phase12.py (BENCHMARKS.md), with fewer tokenizer epochs to fit 20 minutes.
 FULL = Budget(num_runs=5, frame_every=4, size="small", tokenizer_epochs=3, tokenizer_lr=2e-3, dynamics_epochs=10,
-              dynamics_lr=1e-3, reward_epochs=25, reward_pairs_per_epoch=768, ppo_iterations=32, ppo_envs=16,
+              dynamics_lr=1e-3, reward_epochs=25, reward_pairs_per_epoch=768, ppo_iterations=40, ppo_envs=16,
               ppo_steps=128, eval_episodes=8, eval_steps=400)
 QUICK = Budget(num_runs=3, frame_every=12, size="tiny", tokenizer_epochs=2, tokenizer_lr=2e-3, dynamics_epochs=2,
                dynamics_lr=1e-3, reward_epochs=2, reward_pairs_per_epoch=256, ppo_iterations=4, ppo_envs=8,
                ppo_steps=32, eval_episodes=4, eval_steps=100)
-# PPO settings that moved entropy off its maximum within a CPU-sized run (train_with_cnn_reward.py's
-# defaults are the seed's, tuned for 12,000 GPU iterations).
-PPO_OVERRIDES = dict(reward_interval=8, learning_rate=1e-3, ent_coef=0.003, curriculum_prob=0.25, return_filter=0.8)
+# PPO settings for a CPU-sized run (train_with_cnn_reward.py's defaults are the seed's, for 12,000 GPU
+# iterations): a higher learning rate and lower entropy bonus move entropy off its maximum; 256-step
+# episodes restart each env about 10 times per run, where 2,048-step ones gave it two tries at the
+# intro; two epochs per rollout halve the update, which costs ~3x the rollout on a CPU.
+PPO_OVERRIDES = dict(reward_interval=8, learning_rate=1e-3, ent_coef=0.003, curriculum_prob=0.25, return_filter=0.8,
+                     max_episode_steps=256, update_epochs=2)
+
+
+REWARD_FILE = "reward_vq.pkl"  # the frozen-VQ reward head: a ResNet-34 costs ~40x more per epoch here
 
 
 @dataclass
@@ -93,33 +99,43 @@ def main(args: Args) -> dict:
         stage="1a", epochs=budget.tokenizer_epochs, lr=budget.tokenizer_lr, batch_size=16, **phase1))["1a"]
     dynamics = timed("dynamics (1b)", durations, pretrain_visual.main, pretrain_visual.Args(
         stage="1b", epochs=budget.dynamics_epochs, lr=budget.dynamics_lr, **phase1))["1b"]
+    # Log-uniform pair gaps: PPO reads score deltas over a few steps, so local order matters most.
     reward = timed("reward", durations, train_reward.main, train_reward.Args(
-        backbone="vq", epochs=budget.reward_epochs, pairs_per_epoch=budget.reward_pairs_per_epoch,
+        backbone="vq", epochs=budget.reward_epochs, pairs_per_epoch=budget.reward_pairs_per_epoch, pair_gaps="log",
         tokenizer=ckpt / pretrain_visual.TOKENIZER_FILE, data=frames, out_dir=ckpt, seed=args.seed))
-    reward_path = ckpt / "reward_vq.pkl"
-    history = timed("PPO", durations, train_with_cnn_reward.main, train_with_cnn_reward.Args(
-        reward_model=str(reward_path),
-        pretrained_tokenizer=str(ckpt / pretrain_visual.ENCODER_FILE),
-        pretrained_dynamics=str(ckpt / pretrain_visual.DYNAMICS_FILE),
-        iterations=budget.ppo_iterations,
-        num_envs=budget.ppo_envs,
-        num_steps=budget.ppo_steps,
-        num_workers=args.num_workers,
-        save_every=max(1, budget.ppo_iterations // 2),
-        log_every=max(1, budget.ppo_iterations // 10),
-        out_dir=str(ppo_dir),
-        seed=args.seed,
-        **PPO_OVERRIDES,
-    ))
-    evaluation = timed("evaluation", durations, evaluate_policy.main, evaluate_policy.Args(
-        policy=str(ppo_dir / "policy_final.pkl"), compare_random=True, episodes=budget.eval_episodes,
-        steps=budget.eval_steps, gif=str(eval_dir / "trained_agent.gif"), out_dir=str(eval_dir),
-        num_workers=args.num_workers, seed=args.seed))
+    history = timed("PPO", durations, train_with_cnn_reward.main, ppo_args(budget, ckpt, ppo_dir, args.seed, args.num_workers))
+    evaluation = timed("evaluation", durations, evaluate_policy.main,
+                       evaluation_args(budget, ppo_dir / "policy_final.pkl", eval_dir, args.seed, args.num_workers))
 
     report = write_report(out, budget, durations, tokenizer, dynamics, reward, history, evaluation)
     print("\n" + report)
     return {"durations": durations, "tokenizer": tokenizer, "dynamics": dynamics, "reward": reward,
             "ppo": history[-1] if history else {}, "evaluation": evaluation}
+
+
+def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, seed: int, num_workers: int | None):
+    """The main job's PPO run on the Phase 1-2 checkpoints in `checkpoints` (bench/agent.py runs the same)."""
+    return train_with_cnn_reward.Args(
+        reward_model=str(checkpoints / REWARD_FILE),
+        pretrained_tokenizer=str(checkpoints / pretrain_visual.ENCODER_FILE),
+        pretrained_dynamics=str(checkpoints / pretrain_visual.DYNAMICS_FILE),
+        iterations=budget.ppo_iterations,
+        num_envs=budget.ppo_envs,
+        num_steps=budget.ppo_steps,
+        num_workers=num_workers,
+        save_every=max(1, budget.ppo_iterations // 2),
+        log_every=max(1, budget.ppo_iterations // 10),
+        out_dir=str(out_dir),
+        seed=seed,
+        **PPO_OVERRIDES,
+    )
+
+
+def evaluation_args(budget: Budget, policy: Path, out_dir: Path, seed: int, num_workers: int | None):
+    """The main job's evaluation of `policy` against the random baseline."""
+    return evaluate_policy.Args(
+        policy=str(policy), compare_random=True, episodes=budget.eval_episodes, steps=budget.eval_steps,
+        gif=str(out_dir / "trained_agent.gif"), out_dir=str(out_dir), num_workers=num_workers, seed=seed)
 
 
 def write_report(out: Path, budget: Budget, durations, tokenizer, dynamics, reward, history, evaluation) -> str:

@@ -62,6 +62,10 @@ class Args:
     """Peak learning rate (warmup, then cosine decay to 10%)."""
     min_gap: int = 10
     """Smallest frame distance between the two frames of a pair (training and evaluation)."""
+    pair_gaps: Literal["uniform", "log"] = "uniform"
+    """How far apart training pairs are. uniform: uniform pairs, mostly far apart (global order).
+    log: log-uniform gaps, so pairs a few steps apart, whose order is what PPO's reward deltas
+    read, are as common as far ones."""
     holdout_run: str = "-1"
     """Run used only for evaluation (name or index; -1 = last)."""
     out_dir: Path = Path("checkpoints")
@@ -163,7 +167,7 @@ def main(args: Args) -> dict:
     summary = {}
     for epoch in range(args.epochs):
         rng = np.random.default_rng([args.seed, epoch])
-        pairs = data.order_pairs(batch_size, steps_per_epoch, rng, args.min_gap, train_idx)
+        pairs = data.order_pairs(batch_size, steps_per_epoch, rng, args.min_gap, train_idx, args.pair_gaps)
         sums, started = {"loss": 0.0, "pairwise_accuracy": 0.0}, time.perf_counter()
         for i, batch in enumerate(tqdm(pairs, total=steps_per_epoch, desc=f"reward epoch {epoch + 1}/{args.epochs}", leave=False)):
             state, metrics = train_step(state, shard_batch(batch), jax.random.fold_in(base_key, epoch * steps_per_epoch + i))

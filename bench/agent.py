@@ -3,8 +3,8 @@
     uv run python pipeline.py                      # once: speedruns, tokenizer, dynamics, reward
     uv run python bench/agent.py --checkpoints runs/pipeline/checkpoints
 
-For each seed it trains PPO with the main job's sizes (pipeline.FULL) from the Phase 1-2
-checkpoints, then evaluates the trained policy and the random baseline on the same
+For each seed it trains PPO exactly as the main job does (pipeline.ppo_args: pipeline.FULL
+sizes and PPO_OVERRIDES) from the Phase 1-2 checkpoints, then evaluates the trained policy and the random baseline on the same
 episodes. It also times the envs alone (random actions, same envs, workers and frame
 skip) in the same process, so PPO's end-to-end steps/s can be compared with the env's.
 
@@ -28,6 +28,7 @@ import tyro
 
 import evaluate_policy
 import pipeline
+import pretrain_visual
 import train_with_cnn_reward
 from envs.games import EMUQUEST_ROM
 from envs.vec_gameboy import VecGameBoy
@@ -58,7 +59,7 @@ def env_only_sps(budget: pipeline.Budget, num_workers: int | None, steps: int) -
     defaults = train_with_cnn_reward.Args()
     rng = np.random.default_rng(0)
     with VecGameBoy(EMUQUEST_ROM, num_envs=budget.ppo_envs, num_workers=num_workers,
-                    frame_skip=defaults.frame_skip, max_steps=defaults.max_episode_steps) as env:
+                    frame_skip=defaults.frame_skip, max_steps=pipeline.PPO_OVERRIDES["max_episode_steps"]) as env:
         env.reset(seed=0)
         actions = rng.integers(0, env.num_actions, (steps, env.num_envs))
         started = time.perf_counter()
@@ -69,28 +70,11 @@ def env_only_sps(budget: pipeline.Budget, num_workers: int | None, steps: int) -
 
 def run_seed(args: Args, budget: pipeline.Budget, seed: int) -> dict:
     run_dir = args.out_dir / f"seed_{seed}"
-    reward_path = args.checkpoints / f"reward_{budget.reward_backbone}.pkl"
     started = time.perf_counter()
-    history = train_with_cnn_reward.main(train_with_cnn_reward.Args(
-        reward_model=str(reward_path),
-        pretrained_tokenizer=str(args.checkpoints / "pretrained_encoder.pkl"),
-        pretrained_dynamics=str(args.checkpoints / "pretrained_dynamics.pkl"),
-        return_filter=0.8,
-        iterations=budget.ppo_iterations,
-        num_envs=budget.ppo_envs,
-        num_steps=budget.ppo_steps,
-        num_workers=args.num_workers,
-        save_every=budget.ppo_iterations,
-        log_every=max(1, budget.ppo_iterations // 10),
-        out_dir=str(run_dir / "ppo"),
-        seed=seed,
-    ))
+    history = train_with_cnn_reward.main(pipeline.ppo_args(budget, args.checkpoints, run_dir / "ppo", seed, args.num_workers))
     ppo_seconds = time.perf_counter() - started
-    evaluation = evaluate_policy.main(evaluate_policy.Args(
-        policy=str(run_dir / "ppo" / "policy_final.pkl"), compare_random=True, episodes=budget.eval_episodes,
-        steps=budget.eval_steps, gif=str(run_dir / "eval" / "trained_agent.gif"), out_dir=str(run_dir / "eval"),
-        num_workers=args.num_workers, seed=seed,
-    ))
+    evaluation = evaluate_policy.main(
+        pipeline.evaluation_args(budget, run_dir / "ppo" / "policy_final.pkl", run_dir / "eval", seed, args.num_workers))
     trained, random = (next(r for r in evaluation["rows"] if r["agent"] == name) for name in ("trained", "random"))
     steady = history[1:] or history  # the first iteration includes compilation
     return {
@@ -129,7 +113,7 @@ def markdown(rows: list[dict], env_sps: float, budget: pipeline.Budget, args: Ar
 
 def main(args: Args) -> str:
     budget = pipeline.QUICK if args.quick else pipeline.FULL
-    for name in ("pretrained_encoder.pkl", "pretrained_dynamics.pkl", f"reward_{budget.reward_backbone}.pkl"):
+    for name in (pretrain_visual.ENCODER_FILE, pretrain_visual.DYNAMICS_FILE, pipeline.REWARD_FILE):
         if not (args.checkpoints / name).is_file():
             raise SystemExit(f"--checkpoints: {args.checkpoints / name} not found; run pipeline.py first")
     env_sps = env_only_sps(budget, args.num_workers, args.env_only_steps)

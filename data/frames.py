@@ -161,10 +161,18 @@ class FramesDataset:
             chosen = order[start : start + batch_size]
             yield self.frames[t[chosen]], self.frames[t1[chosen]]
 
-    def order_pair_indices(self, count: int, rng: np.random.Generator, min_gap: int, indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def order_pair_indices(self, count: int, rng: np.random.Generator, min_gap: int, indices: np.ndarray | None = None,
+                           gaps: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
         """`count` random (earlier, later) dataset index pairs from the same run, at least
-        `min_gap` frames apart. One frame is drawn uniformly among frames that have a partner,
-        the other uniformly among the frames of its run far enough away on either side."""
+        `min_gap` frames apart (gaps counted in the frames of `indices`).
+
+        gaps="uniform": one frame is drawn uniformly among frames that have a partner, the
+        other uniformly among the frames of its run far enough away on either side, so most
+        pairs are far apart. gaps="log": a run is drawn by its length, the gap log-uniformly
+        in [min_gap, run length), then the earlier frame uniformly; pairs a few steps apart
+        are then as common as pairs a whole map apart."""
+        if gaps not in ("uniform", "log"):
+            raise ValueError(f'gaps must be "uniform" or "log", got {gaps!r}')
         indices = np.arange(len(self)) if indices is None else indices
         # Sort by (run, frame): each run is then a contiguous block and `rank` counts within it.
         indices = indices[np.lexsort((self.frame_index[indices], self.run_id[indices]))]
@@ -172,6 +180,16 @@ class FramesDataset:
         block = np.searchsorted(runs, self.run_id[indices])
         rank = np.arange(len(indices)) - run_start[block]
         length = run_length[block]
+        if gaps == "log":
+            runs_with_pairs = np.flatnonzero(run_length > min_gap)
+            if len(runs_with_pairs) == 0:
+                raise ValueError(f"no run has two frames at least min_gap={min_gap} apart; lower --min-gap")
+            weights = run_length[runs_with_pairs] / run_length[runs_with_pairs].sum()
+            run = rng.choice(runs_with_pairs, size=count, p=weights)
+            gap = np.exp(rng.uniform(np.log(min_gap), np.log(run_length[run]))).astype(np.int64)
+            gap = np.clip(gap, min_gap, run_length[run] - 1)
+            earlier = run_start[run] + rng.integers(0, run_length[run] - gap)
+            return indices[earlier], indices[earlier + gap]
         below = np.maximum(rank - min_gap + 1, 0)  # partners at ranks 0 .. rank - min_gap
         above = np.maximum(length - rank - min_gap, 0)  # partners at ranks rank + min_gap .. length - 1
         has_partner = np.flatnonzero(below + above > 0)
@@ -184,8 +202,9 @@ class FramesDataset:
         earlier, later = np.minimum(first, second), np.maximum(first, second)
         return indices[earlier], indices[later]
 
-    def order_pairs(self, batch_size: int, num_batches: int, rng: np.random.Generator, min_gap: int, indices: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def order_pairs(self, batch_size: int, num_batches: int, rng: np.random.Generator, min_gap: int, indices: np.ndarray | None = None,
+                    gaps: str = "uniform") -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """`num_batches` batches of (earlier frames, later frames) from the same run, gap >= min_gap."""
-        earlier, later = self.order_pair_indices(batch_size * num_batches, rng, min_gap, indices)
+        earlier, later = self.order_pair_indices(batch_size * num_batches, rng, min_gap, indices, gaps)
         for start in range(0, len(earlier), batch_size):
             yield self.frames[earlier[start : start + batch_size]], self.frames[later[start : start + batch_size]]

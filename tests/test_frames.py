@@ -71,6 +71,15 @@ def test_batches_pairs_and_holdout(runs_dir):
     assert len(np.unique(np.concatenate([earlier, later]))) == 24
     gaps = data.frame_index[later] - data.frame_index[earlier]
     assert gaps.min() == 4 and gaps.max() == 11
+    # Log-uniform gaps: same guarantees, but short gaps dominate (the uniform draw favours long ones).
+    earlier, later = data.order_pair_indices(2000, np.random.default_rng(0), min_gap=4, indices=train, gaps="log")
+    log_gaps = data.frame_index[later] - data.frame_index[earlier]
+    assert np.all(data.run_id[earlier] == data.run_id[later]) and not np.isin(later, held_out).any()
+    assert log_gaps.min() == 4 and log_gaps.max() == 11
+    expected = np.log(7 / 4) / np.log(12 / 4)  # P(gap <= 6) for a log-uniform gap in [4, 12)
+    assert abs(np.mean(log_gaps <= 6) - expected) < 0.04 and abs(np.mean(gaps <= 6) - expected) > 0.06
+    with pytest.raises(ValueError, match="gaps"):
+        data.order_pair_indices(1, np.random.default_rng(0), min_gap=4, gaps="linear")
     with pytest.raises(ValueError, match="min_gap=12"):
         data.order_pair_indices(1, np.random.default_rng(0), min_gap=12)
 

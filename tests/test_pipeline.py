@@ -1,0 +1,43 @@
+"""The main job at --quick sizes, and bench/agent.py on its checkpoints: every phase wired together."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import agent  # noqa: E402  (bench/agent.py)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("pipeline")
+    return out, pipeline.main(pipeline.Args(quick=True, out_dir=out))
+
+
+def test_quick_pipeline_runs_every_phase_and_writes_its_report(quick_run):
+    out, result = quick_run
+    report = (out / "report.md").read_text()
+    for phase in ("speedruns", "tokenizer", "dynamics", "reward", "PPO", "evaluation"):
+        assert f"| {phase}" in report
+    assert "| trained |" in report and "| random |" in report
+    assert Path(result["evaluation"]["gif"]).is_file() and Path(result["evaluation"]["plot"]).is_file()
+    assert result["ppo"]["iteration"] == pipeline.QUICK.ppo_iterations
+
+
+def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path):
+    out, _ = quick_run
+    output = tmp_path / "agent.md"
+    table = agent.main(agent.Args(checkpoints=out / "checkpoints", seeds=(3,), quick=True, out_dir=tmp_path / "runs",
+                                  env_only_steps=5, output=output))
+    assert output.read_text() == table
+    [row] = [line for line in table.splitlines() if line.startswith("| 3 |")]
+    assert len(row.split("|")) == 10  # seed and the eight measures
+    assert (tmp_path / "runs" / "seed_3" / "eval" / "trained_agent.gif").is_file()
+
+
+def test_agent_bench_refuses_missing_checkpoints(tmp_path):
+    with pytest.raises(SystemExit, match="run pipeline.py first"):
+        agent.main(agent.Args(checkpoints=tmp_path, quick=True))
