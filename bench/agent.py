@@ -4,9 +4,10 @@
     uv run python bench/agent.py --checkpoints runs/pipeline/checkpoints
 
 For each seed it trains PPO exactly as the main job does (pipeline.ppo_args: pipeline.FULL
-sizes and PPO_OVERRIDES) from the Phase 1-2 checkpoints, then evaluates the trained policy and the random baseline on the same
-episodes. It also times the envs alone (random actions, same envs, workers and frame
-skip) in the same process, so PPO's end-to-end steps/s can be compared with the env's.
+sizes and PPO_OVERRIDES) from the Phase 1-2 checkpoints, then evaluates the trained policy
+and the random baseline on the same episodes. It also times the envs alone (random actions,
+PPO's own env settings and workers) in the same process, so PPO's end-to-end steps/s can be
+compared with the env's.
 
 Reported per seed: title-screen escape rate (trained, random), milestones per episode
 (trained, random, ratio), the final entropy as a fraction of its maximum, and PPO SPS vs
@@ -54,12 +55,11 @@ class Args:
     """Where the markdown table is written."""
 
 
-def env_only_sps(budget: pipeline.Budget, num_workers: int | None, steps: int) -> float:
-    """Env steps/s of VecGameBoy alone, random actions, PPO's env count, workers and frame skip."""
-    defaults = train_with_cnn_reward.Args()
+def env_only_sps(ppo: train_with_cnn_reward.Args, steps: int) -> float:
+    """Env steps/s of VecGameBoy alone, random actions, with the env settings of the PPO run `ppo`."""
     rng = np.random.default_rng(0)
-    with VecGameBoy(EMUQUEST_ROM, num_envs=budget.ppo_envs, num_workers=num_workers,
-                    frame_skip=defaults.frame_skip, max_steps=pipeline.PPO_OVERRIDES["max_episode_steps"]) as env:
+    with VecGameBoy(EMUQUEST_ROM, num_envs=ppo.num_envs, num_workers=ppo.num_workers, frame_skip=ppo.frame_skip,
+                    press_frames=ppo.press_frames, max_steps=ppo.max_episode_steps) as env:
         env.reset(seed=0)
         actions = rng.integers(0, env.num_actions, (steps, env.num_envs))
         started = time.perf_counter()
@@ -116,7 +116,8 @@ def main(args: Args) -> str:
     for name in (pretrain_visual.ENCODER_FILE, pretrain_visual.DYNAMICS_FILE, pipeline.REWARD_FILE):
         if not (args.checkpoints / name).is_file():
             raise SystemExit(f"--checkpoints: {args.checkpoints / name} not found; run pipeline.py first")
-    env_sps = env_only_sps(budget, args.num_workers, args.env_only_steps)
+    env_sps = env_only_sps(pipeline.ppo_args(budget, args.checkpoints, args.out_dir, args.seeds[0], args.num_workers),
+                           args.env_only_steps)
     rows = [run_seed(args, budget, seed) for seed in args.seeds]
     table = markdown(rows, env_sps, budget, args)
     print(table)

@@ -150,8 +150,8 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def measure(args: Args, num_envs: int, worker_counts: list[int], cores: int, bar: tqdm) -> list[str]:
-    """Table rows for one env count: raw and every worker count, interleaved, best of repeats."""
+def measure(args: Args, num_envs: int, worker_counts: list[int], cores: int, bar: tqdm) -> tuple[list[str], str]:
+    """(table rows, summary line) for one env count: raw and every worker count, interleaved, best of repeats."""
     configurations = ["raw", *worker_counts]
     best_rate = dict.fromkeys(configurations, 0.0)
     best_cpu = dict.fromkeys(configurations, float("inf"))

@@ -177,24 +177,22 @@ class FramesDataset:
         # Sort by (run, frame): each run is then a contiguous block and `rank` counts within it.
         indices = indices[np.lexsort((self.frame_index[indices], self.run_id[indices]))]
         runs, run_start, run_length = np.unique(self.run_id[indices], return_index=True, return_counts=True)
-        block = np.searchsorted(runs, self.run_id[indices])
-        rank = np.arange(len(indices)) - run_start[block]
-        length = run_length[block]
+        if not (run_length > min_gap).any():  # a frame has a partner exactly when its run is longer than min_gap
+            raise ValueError(f"no run has two frames at least min_gap={min_gap} apart; lower --min-gap")
         if gaps == "log":
             runs_with_pairs = np.flatnonzero(run_length > min_gap)
-            if len(runs_with_pairs) == 0:
-                raise ValueError(f"no run has two frames at least min_gap={min_gap} apart; lower --min-gap")
             weights = run_length[runs_with_pairs] / run_length[runs_with_pairs].sum()
             run = rng.choice(runs_with_pairs, size=count, p=weights)
             gap = np.exp(rng.uniform(np.log(min_gap), np.log(run_length[run]))).astype(np.int64)
             gap = np.clip(gap, min_gap, run_length[run] - 1)
             earlier = run_start[run] + rng.integers(0, run_length[run] - gap)
             return indices[earlier], indices[earlier + gap]
+        block = np.searchsorted(runs, self.run_id[indices])
+        rank = np.arange(len(indices)) - run_start[block]
+        length = run_length[block]
         below = np.maximum(rank - min_gap + 1, 0)  # partners at ranks 0 .. rank - min_gap
         above = np.maximum(length - rank - min_gap, 0)  # partners at ranks rank + min_gap .. length - 1
         has_partner = np.flatnonzero(below + above > 0)
-        if len(has_partner) == 0:
-            raise ValueError(f"no run has two frames at least min_gap={min_gap} apart; lower --min-gap")
         first = rng.choice(has_partner, size=count)
         draw = rng.integers(below[first] + above[first])
         partner_rank = np.where(draw < below[first], draw, rank[first] + min_gap + draw - below[first])
