@@ -34,6 +34,7 @@ class Budget:
     size: str  # model size preset of pretrain_visual.py (train_reward.py's ResNet is not used here)
     tokenizer_epochs: int
     tokenizer_lr: float
+    tokenizer_batch_size: int
     dynamics_epochs: int
     dynamics_lr: float
     reward_epochs: int  # of the frozen-VQ reward head: ~1 s per epoch, where a ResNet-34 costs ~40 s
@@ -46,14 +47,17 @@ class Budget:
 
 
 # Learning rates, epochs and the tokenizer's batch of 16 (twice the updates for the same CPU) as tuned by
-# bench/phase12.py (BENCHMARKS.md). The tokenizer gets 12 epochs, over half the budget: at 3 its
+# bench/phase12.py (BENCHMARKS.md). The tokenizer gets 8 epochs (held-out MSE 0.009): with the old
+# nearest-neighbour decoder it needed 12 (MSE 0.020) to draw sprites at all, and at 3 its
 # reconstructions had no sprites, so the reward and the policy could not see the player (BENCHMARKS.md).
-FULL = Budget(num_runs=5, frame_every=4, size="small", tokenizer_epochs=12, tokenizer_lr=2e-3, dynamics_epochs=10,
-              dynamics_lr=1e-3, reward_epochs=25, reward_pairs_per_epoch=768, ppo_iterations=40, ppo_envs=16,
-              ppo_steps=128, eval_episodes=8, eval_steps=400)
-QUICK = Budget(num_runs=3, frame_every=12, size="tiny", tokenizer_epochs=2, tokenizer_lr=2e-3, dynamics_epochs=2,
-               dynamics_lr=1e-3, reward_epochs=2, reward_pairs_per_epoch=256, ppo_iterations=4, ppo_envs=8,
-               ppo_steps=32, eval_episodes=4, eval_steps=100)
+FULL = Budget(num_runs=5, frame_every=4, size="small",
+              tokenizer_epochs=8, tokenizer_lr=2e-3, tokenizer_batch_size=16, dynamics_epochs=10, dynamics_lr=1e-3,
+              reward_epochs=25, reward_pairs_per_epoch=768,
+              ppo_iterations=40, ppo_envs=16, ppo_steps=128, eval_episodes=8, eval_steps=400)
+QUICK = Budget(num_runs=3, frame_every=12, size="tiny",
+               tokenizer_epochs=2, tokenizer_lr=2e-3, tokenizer_batch_size=16, dynamics_epochs=2, dynamics_lr=1e-3,
+               reward_epochs=2, reward_pairs_per_epoch=256,
+               ppo_iterations=4, ppo_envs=8, ppo_steps=32, eval_episodes=4, eval_steps=100)
 # PPO settings for a CPU-sized run (train_with_cnn_reward.py's defaults are the seed's, for 12,000 GPU
 # iterations): a higher learning rate and lower entropy bonus move entropy off its maximum; 256-step
 # episodes restart each env about 10 times per run, where 2,048-step ones gave it two tries at the
@@ -97,7 +101,8 @@ def main(args: Args) -> dict:
         num_runs=budget.num_runs, seed=args.seed, frame_every=budget.frame_every, out=out / "speedruns"))
     phase1 = dict(data=frames, out_dir=ckpt, seed=args.seed, size=budget.size)
     tokenizer = timed("tokenizer (1a)", durations, pretrain_visual.main, pretrain_visual.Args(
-        stage="1a", epochs=budget.tokenizer_epochs, lr=budget.tokenizer_lr, batch_size=16, **phase1))["1a"]
+        stage="1a", epochs=budget.tokenizer_epochs, lr=budget.tokenizer_lr, batch_size=budget.tokenizer_batch_size,
+        **phase1))["1a"]
     dynamics = timed("dynamics (1b)", durations, pretrain_visual.main, pretrain_visual.Args(
         stage="1b", epochs=budget.dynamics_epochs, lr=budget.dynamics_lr, **phase1))["1b"]
     # Log-uniform pair gaps: PPO reads score deltas over a few steps, so local order matters most.

@@ -14,7 +14,7 @@ from models.quantizers import KINDS, QuantizerConfig, make_quantizer
 from models.resnet import ResNet34, ResNetConfig
 from models.reward import RewardConfig, RewardModel, bradley_terry_loss, pairwise_accuracy, reward_loss
 from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
-from models.vqvae import VQVAE, VQVAEConfig, tokenizer_loss
+from models.vqvae import VQVAE, VQVAEConfig, depth_to_space, tokenizer_loss
 
 TINY_VQVAE = VQVAEConfig(
     embed_dim=8, encoder_channels=(4, 8), image_hw=(16, 16), quantizer=QuantizerConfig(codebook_size=16)
@@ -113,6 +113,15 @@ def test_tiny_vqvae_shapes_and_loss(kind):
     np.testing.assert_allclose(model.embed_indices(indices), z_q, rtol=1e-5, atol=1e-5)
     loss, metrics = nnx.jit(tokenizer_loss)(model, frames, jax.random.key(1))
     assert np.isfinite(float(loss)) and float(metrics["recon_mse"]) > 0
+
+
+def test_depth_to_space_puts_each_positions_channels_in_its_own_2x2_block():
+    # One position (row 1, col 0) of a 2x3 map with 4 x 2 channels: channel group k -> pixel (k // 2, k % 2).
+    x = jnp.zeros((1, 2, 3, 8)).at[0, 1, 0].set(jnp.arange(8.0))
+    y = depth_to_space(x)
+    assert y.shape == (1, 4, 6, 2)
+    np.testing.assert_array_equal(y[0, 2:4, 0:2], [[[0, 1], [2, 3]], [[4, 5], [6, 7]]])
+    assert float(jnp.abs(y).sum()) == float(jnp.arange(8.0).sum())  # nothing else is written
 
 
 def test_vqvae_rejects_wrong_frame_size():
