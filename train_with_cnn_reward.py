@@ -10,6 +10,9 @@ since the last scored frame, `R(frame_t) - R(frame_{t-interval})`; every step al
 `time_penalty`. Steps between two scored frames get only the time penalty, and the whole
 delta lands on the scored step (GAE carries it back to the actions that earned it). That
 keeps the reward model off the hot path: one batched, jitted call per interval.
+`--progress-baseline best` credits only gains over the episode's best score so far: leaving a
+state the reward model overrates then costs nothing, where the plain delta charges the drop
+and so makes that state a trap.
 An episode that ends restarts its baseline at the first frame of the next episode, so a
 reset (or a curriculum jump) is never credited as progress. RAM milestones are logged,
 never rewarded.
@@ -101,6 +104,11 @@ class Args:
     """Subtracted from the reward at every env step."""
     reward_scale: float = 1.0
     """Multiplies the progress delta (the reward model's scores have no fixed unit)."""
+    progress_baseline: Literal["last", "best"] = "last"
+    """What progress is measured from. last: the last scored frame, R(now) - R(then) (the seed's
+    delta). best: the episode's best score so far, credited only when beaten, so a detour through
+    lower-scored states costs nothing. With last, leaving a state the reward model overrates (an
+    open dialogue box, say) is a negative reward, which can hold the agent there."""
     gamma: float = 0.99
     """Discount."""
     gae_lambda: float = 0.95
@@ -310,19 +318,24 @@ def make_update(graphdef, frozen, tx, *, num_minibatches: int, update_epochs: in
 
 
 class ProgressReward:
-    """Per-step rewards from frames: `scale * (R(now) - R(last scored frame)) - time_penalty`
-    on every `interval`-th env step, `-time_penalty` on the steps between.
+    """Per-step rewards from frames: `scale * (R(now) - baseline) - time_penalty` on every
+    `interval`-th env step, `-time_penalty` on the steps between. The baseline is R of the last
+    scored frame ("last"), or the episode's best R so far with gains clipped at 0 ("best").
 
     `score_fn(frames uint8 (N, 144, 160, 3)) -> (N,) float32` is the jitted reward model.
     The baseline of an env restarts at the first frame of each new episode, so resets
     and curriculum jumps earn nothing. Its state is plain data for checkpoints."""
 
-    def __init__(self, score_fn, num_envs: int, interval: int, time_penalty: float, scale: float = 1.0):
+    def __init__(self, score_fn, num_envs: int, interval: int, time_penalty: float, scale: float = 1.0,
+                 baseline: str = "last"):
+        if baseline not in ("last", "best"):
+            raise ValueError(f'progress baseline must be "last" or "best", got {baseline!r}')
         self.score_fn = score_fn
+        self.from_best = baseline == "best"
         self.interval = interval
         self.time_penalty = time_penalty
         self.scale = scale
-        self.baseline = np.zeros(num_envs, np.float32)  # R of each env's last scored frame
+        self.baseline = np.zeros(num_envs, np.float32)  # R of each env's last scored frame, or its episode best
         self.steps = 0  # env steps taken since training started
 
     def start(self, obs):
@@ -341,18 +354,15 @@ class ProgressReward:
             self.baseline = np.where(dones, scores, self.baseline)
         if not at_interval:
             return rewards, None
-        rewards += self.scale * (scores - self.baseline)
-        self.baseline = scores
+        gain = scores - self.baseline
+        if self.from_best:
+            gain = np.maximum(gain, 0.0)
+        rewards += self.scale * gain
+        self.baseline = np.maximum(self.baseline, scores) if self.from_best else scores
         return rewards, scores
 
     def state_dict(self) -> dict:
         return {"baseline": self.baseline.copy(), "steps": self.steps}
-
-    def _pool_as_arrays(self) -> dict:
-        """The pool as plain data a checkpoint accepts: each state's bytes as a uint8 array."""
-        pool = self.pool.to_dict()
-        pool["states"] = [np.frombuffer(state, np.uint8) for state in pool["states"]]
-        return pool
 
     def load_state_dict(self, state: dict):
         self.baseline = np.asarray(state["baseline"], np.float32).copy()
@@ -745,7 +755,8 @@ def make_runner(args: Args, rom: str, score_fn) -> Runner:
                 curriculum=pool,
                 pool_prob=args.curriculum_prob,
             )
-            progress = ProgressReward(score_fn, size, args.reward_interval, args.time_penalty, args.reward_scale)
+            progress = ProgressReward(score_fn, size, args.reward_interval, args.time_penalty, args.reward_scale,
+                                      args.progress_baseline)
             groups.append(EnvGroup(env, first_env, progress))
             first_env += size
     except (RomError, ValueError) as err:

@@ -116,7 +116,11 @@ class _EnvGroup:
         local = slice(first, first + count)
         self.buf = _Buffers(**{f.name: getattr(buffers, f.name)[local] for f in fields(_Buffers)})
         self.pyboys = [PyBoy(config.rom, window="null", sound_emulated=False, log_level="ERROR") for _ in range(count)]
-        # Saved before the first tick: loading it is a power-on reset.
+        if config.start_state is None:
+            # Power-on: one rendered frame first, so a power-on reset shows the blank screen the
+            # game shows (and its speedruns start with), not PyBoy's never-rendered all-zero
+            # buffer, which a reward model has never seen and scores arbitrarily.
+            self.pyboys[0].tick(1, True)
         self.start_state = config.start_state or self._save(self.pyboys[0])
         # One persistent RGBA (144, 160, 4) view per emulator, updated by each rendered tick.
         self.screens = [pyboy.screen.ndarray for pyboy in self.pyboys]

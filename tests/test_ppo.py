@@ -202,6 +202,23 @@ def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(score_fn):
         assert np.abs(deltas).max() > 1e-4  # frames changed and the model saw it: not a trivial pass
 
 
+@pytest.mark.parametrize("baseline, expected", [
+    ("last", [2.0, -1.0, 2.0, 0.0, 1.0]),  # R(now) - R(previous scored frame)
+    ("best", [2.0, 0.0, 1.0, 0.0, 1.0]),  # gain over the episode's best, never negative
+])
+def test_progress_baseline_last_or_episode_best(baseline, expected):
+    """One env whose 'frames' carry their score; the last step starts a new episode at score 5."""
+    score_fn = lambda frames: frames[:, 0].astype(np.float32)  # noqa: E731
+    progress = ppo.ProgressReward(score_fn, 1, interval=1, time_penalty=0.5, baseline=baseline)
+    progress.start(np.array([[0.0]]))
+    rewards = []
+    for score, done in [(2, False), (1, False), (3, False), (3, False), (5, True), (6, False)]:
+        reward, _ = progress(np.array([[score]], np.float32), np.array([done]))
+        rewards.append(float(reward[0]) + 0.5)
+    # The reset step earns nothing (its frame becomes the new baseline), then 6 - 5.
+    np.testing.assert_allclose(rewards, [*expected[:4], 0.0, expected[4]])
+
+
 def test_curriculum_saves_new_highs_and_resets_from_them(score_fn):
     pool = CurriculumPool(capacity=4)
     with tiny_env(max_steps=1000, curriculum=pool, pool_prob=1.0) as env:
