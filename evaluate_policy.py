@@ -229,6 +229,8 @@ def main(args: Args) -> dict:
     press_frames = min((trained_args or {}).get("press_frames", 8), frame_skip - 1)
     interval = (trained_args or {}).get("reward_interval", 64)
     time_penalty = (trained_args or {}).get("time_penalty", 0.001)
+    reward_scale = (trained_args or {}).get("reward_scale", 1.0)
+    progress_baseline = (trained_args or {}).get("progress_baseline", "last")
 
     try:
         env = VecGameBoy(
@@ -245,7 +247,11 @@ def main(args: Args) -> dict:
 
     rng = np.random.default_rng(args.seed)
     random_actions = lambda obs, t: rng.integers(0, env.num_actions, env.num_envs)  # noqa: E731
-    make_progress = lambda: None if score_fn is None else ProgressReward(score_fn, env.num_envs, interval, time_penalty)  # noqa: E731
+    def make_progress():  # the training reward, as the trained run computed it
+        if score_fn is None:
+            return None
+        return ProgressReward(score_fn, env.num_envs, interval, time_penalty, reward_scale, progress_baseline)
+
     logs = {}
     with env:
         if use_policy:

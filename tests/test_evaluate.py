@@ -41,6 +41,31 @@ def test_evaluate_writes_table_gif_and_training_plot(trained_run, tmp_path):
         assert plot.format == "PNG" and plot.size[0] > 100
 
 
+def test_the_return_column_is_the_trained_runs_reward(trained_run, tmp_path, monkeypatch):
+    """Interval, penalty, scale and progress baseline come from the policy's training args."""
+    real_load, built = evaluate_policy.load_policy, []
+
+    def load_as_if_trained_with_best(path):
+        model, cfg, ckpt = real_load(path)
+        ckpt["config"]["args"].update(progress_baseline="best", reward_scale=2.0)
+        return model, cfg, ckpt
+
+    def recording_progress(*args, **kwargs):
+        progress = ppo.ProgressReward(*args, **kwargs)
+        built.append(progress)
+        return progress
+
+    monkeypatch.setattr(evaluate_policy, "load_policy", load_as_if_trained_with_best)
+    monkeypatch.setattr(evaluate_policy, "ProgressReward", recording_progress)
+    out = evaluate_policy.main(evaluate_policy.Args(
+        policy=str(trained_run / "policy_final.pkl"), steps=6, episodes=2, num_workers=0, out_dir=str(tmp_path)))
+    trained = ppo.load_policy(trained_run / "policy_final.pkl")[2]["config"]["args"]
+    assert len(built) == 1 and built[0].from_best and built[0].scale == 2.0
+    assert (built[0].interval, built[0].time_penalty) == (trained["reward_interval"], trained["time_penalty"])
+    # With the best-so-far baseline no step earns less than the time penalty.
+    assert out["rows"][0]["return_mean"] >= -6 * trained["time_penalty"] - 1e-6
+
+
 def test_random_baseline_needs_no_policy(tmp_path):
     out = evaluate_policy.main(
         evaluate_policy.Args(policy=None, random=True, steps=5, episodes=2, num_workers=0, out_dir=str(tmp_path))
