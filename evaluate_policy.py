@@ -29,6 +29,7 @@ from envs.games import EMUQUEST_ROM
 from envs.rom import RomError
 from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
+from train_with_cnn_reward import Args as TrainingArgs
 from train_with_cnn_reward import ProgressReward, load_policy, load_score_fn
 
 
@@ -210,7 +211,8 @@ def main(args: Args) -> dict:
     if args.steps < 1 or args.episodes < 1:
         raise SystemExit("--steps and --episodes must be >= 1")
     use_policy = not args.random
-    model = trained_args = None
+    model = None
+    trained_args: dict = {}  # the policy's training Args, as saved in its checkpoint
     if use_policy:
         if not args.policy:
             raise SystemExit("--policy: give a policy checkpoint, or --random for the baseline")
@@ -219,18 +221,19 @@ def main(args: Args) -> dict:
         except CheckpointError as err:
             raise SystemExit(f"--policy: {err}") from None
         trained_args = ckpt["config"].get("args", {})
-    reward_model = args.reward_model or (trained_args or {}).get("reward_model")
+    reward_model = args.reward_model or trained_args.get("reward_model")
     score_fn = None
     if reward_model and Path(reward_model).is_file():
         score_fn = load_score_fn(reward_model)
     elif args.reward_model:
         raise SystemExit(f"--reward-model {args.reward_model} not found")
-    frame_skip = args.frame_skip or (trained_args or {}).get("frame_skip", 30)
-    press_frames = min((trained_args or {}).get("press_frames", 8), frame_skip - 1)
-    interval = (trained_args or {}).get("reward_interval", 64)
-    time_penalty = (trained_args or {}).get("time_penalty", 0.001)
-    reward_scale = (trained_args or {}).get("reward_scale", 1.0)
-    progress_baseline = (trained_args or {}).get("progress_baseline", "last")
+    training_defaults = TrainingArgs()
+
+    def trained(name: str):  # the policy's training setting, else train_with_cnn_reward.py's default
+        return trained_args.get(name, getattr(training_defaults, name))
+
+    frame_skip = args.frame_skip or trained("frame_skip")
+    press_frames = min(trained("press_frames"), frame_skip - 1)
 
     try:
         env = VecGameBoy(
@@ -247,10 +250,12 @@ def main(args: Args) -> dict:
 
     rng = np.random.default_rng(args.seed)
     random_actions = lambda obs, t: rng.integers(0, env.num_actions, env.num_envs)  # noqa: E731
+
     def make_progress():  # the training reward, as the trained run computed it
         if score_fn is None:
             return None
-        return ProgressReward(score_fn, env.num_envs, interval, time_penalty, reward_scale, progress_baseline)
+        return ProgressReward(score_fn, env.num_envs, trained("reward_interval"), trained("time_penalty"),
+                              trained("reward_scale"), trained("progress_baseline"))
 
     logs = {}
     with env:

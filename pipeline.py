@@ -47,7 +47,7 @@ class Budget:
 
 
 # Learning rates, epochs and the tokenizer's batch of 16 (twice the updates for the same CPU) as tuned by
-# bench/phase12.py (BENCHMARKS.md). The tokenizer gets 8 epochs (held-out MSE 0.009): with the old
+# bench/phase12.py (BENCHMARKS.md). The tokenizer gets 8 epochs (held-out MSE 0.012): with the old
 # nearest-neighbour decoder it needed 12 (MSE 0.020) to draw sprites at all, and at 3 its
 # reconstructions had no sprites, so the reward and the policy could not see the player (BENCHMARKS.md).
 FULL = Budget(num_runs=5, frame_every=4, size="small",

@@ -46,8 +46,8 @@ ENCODER_FILE = "pretrained_encoder.pkl"
 DYNAMICS_FILE = "pretrained_dynamics.pkl"
 
 # Size presets: "seed" is the compact seed config (~7M params per model), "small" fits a 2-core
-# CPU (the outer conv stages at 72x80 and 36x40 dominate the cost, so they get 8 and 16 channels and no
-# residual blocks), "tiny" is for tests.
+# CPU (the convs at the highest resolutions cost the most, so they get the fewest channels, and
+# there are no residual blocks), "tiny" is for tests.
 SIZES = {
     "tiny": dict(embed_dim=16, encoder_channels=(8, 8, 16, 16), res_blocks=0, vocab_size=64, num_layers=1, num_heads=2),
     "small": dict(embed_dim=64, encoder_channels=(8, 16, 32, 64), res_blocks=0, vocab_size=512, num_layers=2, num_heads=4),

@@ -357,8 +357,10 @@ class ProgressReward:
         gain = scores - self.baseline
         if self.from_best:
             gain = np.maximum(gain, 0.0)
+            self.baseline = np.maximum(self.baseline, scores)
+        else:
+            self.baseline = scores
         rewards += self.scale * gain
-        self.baseline = np.maximum(self.baseline, scores) if self.from_best else scores
         return rewards, scores
 
     def state_dict(self) -> dict:
