@@ -123,7 +123,7 @@ def play(env: VecGameBoy, choose_actions, steps: int, progress: ProgressReward |
     obs, _ = env.reset(seed=0)
     obs = obs.copy()
     if progress is not None:
-        progress.start(obs)
+        progress.start()
     returns = np.zeros(env.num_envs, np.float64)
     first_episode: dict[int, dict] = {}
     frames = []

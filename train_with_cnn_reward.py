@@ -13,9 +13,10 @@ keeps the reward model off the hot path: one batched, jitted call per interval.
 `--progress-baseline best` credits only gains over the episode's best score so far: leaving a
 state the reward model overrates then costs nothing, where the plain delta charges the drop
 and so makes that state a trap.
-An episode that ends restarts its baseline at the first frame of the next episode, so a
-reset (or a curriculum jump) is never credited as progress. RAM milestones are logged,
-never rewarded.
+An episode's first scored frame is its baseline and earns nothing, so a reset (or a
+curriculum jump) is never credited as progress, and neither is the power-on frame: a blank
+screen that no speedrun dwells on and the reward model scores arbitrarily. RAM milestones are
+logged, never rewarded.
 
 PPO is cleanrl/purejaxrl shaped: the rollout runs on the emulator workers with a jitted
 policy step, then GAE (a reverse `lax.scan`), the return filter, and all minibatch epochs
@@ -323,8 +324,10 @@ class ProgressReward:
     scored frame ("last"), or the episode's best R so far with gains clipped at 0 ("best").
 
     `score_fn(frames uint8 (N, 144, 160, 3)) -> (N,) float32` is the jitted reward model.
-    The baseline of an env restarts at the first frame of each new episode, so resets
-    and curriculum jumps earn nothing. Its state is plain data for checkpoints."""
+    Each episode's first scored frame sets its env's baseline and earns nothing: not the reset
+    frame itself, which after power-on is a blank screen the reward model has barely seen (it
+    once scored it above the title, the intro and the whole house, so the "best" baseline
+    paid nothing until the town). Its state is plain data for checkpoints."""
 
     def __init__(self, score_fn, num_envs: int, interval: int, time_penalty: float, scale: float = 1.0,
                  baseline: str = "last"):
@@ -335,12 +338,12 @@ class ProgressReward:
         self.interval = interval
         self.time_penalty = time_penalty
         self.scale = scale
-        self.baseline = np.zeros(num_envs, np.float32)  # R of each env's last scored frame, or its episode best
+        self.baseline = np.full(num_envs, np.nan, np.float32)  # per env: last scored R, or episode best; NaN: none yet
         self.steps = 0  # env steps taken since training started
 
-    def start(self, obs):
-        """Score the first frames after `env.reset`."""
-        self.baseline = self.score_fn(obs)
+    def start(self):
+        """Forget every env's baseline (after `env.reset`): its next scored frame sets it."""
+        self.baseline = np.full_like(self.baseline, np.nan)
 
     def __call__(self, obs, dones):
         """Reward for the step that produced `obs` (with `dones` true where an episode
@@ -348,18 +351,18 @@ class ProgressReward:
         scores (N,) on scored steps else None)."""
         self.steps += 1
         rewards = np.full(dones.shape, -self.time_penalty, np.float32)
-        at_interval = self.steps % self.interval == 0
-        scores = self.score_fn(obs) if (at_interval or dones.any()) else None
-        if dones.any():
-            self.baseline = np.where(dones, scores, self.baseline)
-        if not at_interval:
+        if self.steps % self.interval:
+            self.baseline[dones] = np.nan
             return rewards, None
-        gain = scores - self.baseline
+        scores = self.score_fn(obs)
+        known = ~np.isnan(self.baseline) & ~dones
+        gain = np.where(known, scores - self.baseline, 0.0)
         if self.from_best:
             gain = np.maximum(gain, 0.0)
-            self.baseline = np.maximum(self.baseline, scores)
+            scores_kept = np.where(known, np.maximum(self.baseline, scores), scores)
         else:
-            self.baseline = scores
+            scores_kept = scores
+        self.baseline = np.where(dones, np.nan, scores_kept).astype(np.float32)
         rewards += self.scale * gain
         return rewards, scores
 
@@ -438,7 +441,7 @@ class Runner:
         for g, group in enumerate(self.groups):
             obs, _ = group.env.reset(seed=(self.seed * 1_000_003 + iteration) * len(self.groups) + g)
             group.obs = obs.copy()  # the env overwrites its buffer in place on the next step
-            group.progress.start(group.obs)
+            group.progress.start()
             group.episode_return[:] = 0
 
     def rollout(self, policy_step, key, num_steps: int):

@@ -177,46 +177,64 @@ def tiny_env(**kwargs):
 def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(score_fn):
     interval, penalty = 4, 0.01
     rng = np.random.default_rng(0)
-    with tiny_env(max_steps=6) as env:
+    with tiny_env(max_steps=10) as env:
         obs, _ = env.reset(seed=0)
         progress = ppo.ProgressReward(score_fn, env.num_envs, interval, penalty)
-        progress.start(obs.copy())
-        baseline_frames = obs.copy()
+        progress.start()
+        baseline_frames = [None] * env.num_envs  # each env's last scored frame in this episode
         deltas = []
-        for step in range(1, 13):
+        for step in range(1, 17):
             actions = np.full(env.num_envs, 7 if step == 1 else 0)  # START, then wait
             actions[1] = rng.integers(0, env.num_actions)
             obs, _, terminated, truncated, _ = env.step(actions)
             done = terminated | truncated
             rewards, scores = progress(obs.copy(), done)
-            if done.any():  # an episode ended (max_steps=6): its baseline restarts
-                baseline_frames[done] = obs[done]
             if step % interval:
                 assert scores is None
                 np.testing.assert_allclose(rewards, -penalty)
             else:
-                expected = score_fn(obs.copy()) - score_fn(baseline_frames) - penalty
-                np.testing.assert_allclose(rewards, expected, rtol=1e-5, atol=1e-6)
-                deltas.append(rewards + penalty)
-                baseline_frames = obs.copy()
+                now = score_fn(obs.copy())
+                for i in range(env.num_envs):
+                    if baseline_frames[i] is None or done[i]:  # an episode's first scored frame earns nothing
+                        np.testing.assert_allclose(rewards[i], -penalty)
+                    else:
+                        expected = now[i] - score_fn(baseline_frames[i][None])[0] - penalty
+                        np.testing.assert_allclose(rewards[i], expected, rtol=1e-5, atol=1e-6)
+                        deltas.append(rewards[i] + penalty)
+                    baseline_frames[i] = obs[i].copy()
+            for i in np.flatnonzero(done):  # max_steps=10: the episode restarts without a baseline
+                baseline_frames[i] = None
+        # Scored at 4 (baselines), 8 (deltas), 12 (episodes restarted at 10: baselines), 16 (deltas).
+        assert len(deltas) == 2 * env.num_envs
         assert np.abs(deltas).max() > 1e-4  # frames changed and the model saw it: not a trivial pass
 
 
 @pytest.mark.parametrize("baseline, expected", [
-    ("last", [2.0, -1.0, 2.0, 0.0, 1.0]),  # R(now) - R(previous scored frame)
-    ("best", [2.0, 0.0, 1.0, 0.0, 1.0]),  # gain over the episode's best, never negative
+    ("last", [-1.0, 2.0, 0.0]),  # R(now) - R(previous scored frame)
+    ("best", [0.0, 1.0, 0.0]),  # gain over the episode's best, never negative
 ])
 def test_progress_baseline_last_or_episode_best(baseline, expected):
-    """One env whose 'frames' carry their score; the last step starts a new episode at score 5."""
+    """One env whose 'frames' carry their score. The first scored frame of each episode
+    (after start, and after the reset at score 5) is only a baseline."""
     score_fn = lambda frames: frames[:, 0].astype(np.float32)  # noqa: E731
     progress = ppo.ProgressReward(score_fn, 1, interval=1, time_penalty=0.5, baseline=baseline)
-    progress.start(np.array([[0.0]]))
+    progress.start()
     rewards = []
-    for score, done in [(2, False), (1, False), (3, False), (3, False), (5, True), (6, False)]:
+    for score, done in [(2, False), (1, False), (3, False), (3, False), (5, True), (4, False), (6, False)]:
         reward, _ = progress(np.array([[score]], np.float32), np.array([done]))
         rewards.append(float(reward[0]) + 0.5)
-    # The reset step earns nothing (its frame becomes the new baseline), then 6 - 5.
-    np.testing.assert_allclose(rewards, [*expected[:4], 0.0, expected[4]])
+    # The reset step's frame is not a baseline either: the next episode's starts at 4, so 6 - 4.
+    np.testing.assert_allclose(rewards, [0.0, *expected, 0.0, 0.0, 2.0])
+
+
+def test_a_reset_frame_sets_no_baseline():
+    """A power-on frame the model scores high (9) must not hide the progress after it (-7 -> -5)."""
+    score_fn = lambda frames: frames[:, 0].astype(np.float32)  # noqa: E731
+    progress = ppo.ProgressReward(score_fn, 1, interval=1, time_penalty=0.0, baseline="best")
+    progress.start()
+    steps = [(-7, False), (-5, False), (9, True), (-7, False), (-5, False)]
+    rewards = [float(progress(np.array([[s]], np.float32), np.array([d]))[0][0]) for s, d in steps]
+    assert rewards == [0.0, 2.0, 0.0, 0.0, 2.0]
 
 
 def test_curriculum_saves_new_highs_and_resets_from_them(score_fn):
