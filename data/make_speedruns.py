@@ -2,9 +2,10 @@
 
 The bot reads the game's RAM (mode, map, position, the 9x10 tile-kind grid; see
 envs/roms/emuquest/RAM.md), path-finds with BFS to the next milestone's goal and fights
-or flees every wild battle. Seeded random detours, idle waits and extra grass walks make
-runs differ. Each run writes every k-th frame as a PNG, metadata.json (emulator frame
-index, milestone count and buttons held for each saved frame, plus every press), and an
+or flees every wild battle. Seeded random detours, idle waits, extra grass walks and talks
+with bystanders (mom, the town sign) make runs differ. Each run writes every k-th frame as a PNG, metadata.json (emulator frame
+index, milestone count, mode, map, talk id and buttons held for each saved frame, plus every
+press), and an
 mp4 of all frames at 60 fps:
 
     uv run python data/make_speedruns.py --num-runs 5 --frame-every 4
@@ -33,6 +34,7 @@ GAME = EmuQuest()
 # RAM beyond the profile's fixed block (envs/roms/emuquest/RAM.md).
 WALK = 0xC008  # frames left in the current step, 0 = standing
 TEXT = 0xC009  # 2 = a text page is complete and waits for A
+TALK_ID = 0xC00A  # who is talking: 1 mom, 2 sign, 3 guide, 4 prof, 5 gate
 BATTLE_STATE = 0xC00B  # 1 text, 2 FIGHT/RUN menu, 3 move menu
 CURSOR = 0xC00C
 BATTLES = 0xC06F  # wild battles started so far
@@ -53,6 +55,8 @@ WARPS = {
     FOREST: {ROUTE: (5, 8), FINAL: (5, 1)},
 }
 GUIDE, PROF, GATE_TILE = (TOWN, 5, 2), (LAB, 4, 2), (TOWN, 4, 1)
+# Bystanders: map -> (tile kind to face, talk id). Talking to them is not progress.
+BYSTANDERS = {HOUSE: (NPC, 1), TOWN: (SIGN, 2)}
 DIRECTIONS = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
 FACING_NAMES = ("down", "up", "left", "right")
 BOOT_FRAMES = 70  # PyBoy's own boot runs ~65 frames before the game's _main
@@ -75,6 +79,10 @@ class Args:
     """Longest idle wait, in frames."""
     extra_battles: int = 0
     """Before crossing the tall grass, pace in it until this many wild battles have happened."""
+    chat_prob: float = 0.5
+    """Chance, per run and bystander (mom in the house, the sign in town), of talking to it on
+    the way. Without these talks every text box in the runs comes with progress, and a reward
+    model learns to overrate any text box (PPO then held mom's open)."""
     max_frames: int = 30_000
     """Give up on a run that has not reached the end screen after this many frames."""
     out: Path = Path("data/speedruns")
@@ -94,7 +102,7 @@ class Bot:
 
     def __init__(self, rom: Path, seed: int, detour_prob: float, idle_prob: float,
                  max_idle_frames: int, extra_battles: int, max_frames: int,
-                 on_frame: Callable[[int, np.ndarray, tuple[str, ...]], None]):
+                 on_frame: Callable[[int, np.ndarray, tuple[str, ...]], None], chat_prob: float = 0.0):
         self.pyboy = PyBoy(str(rom), window="null", sound_emulated=False)
         self.memory = self.pyboy.memory
         self.rng = np.random.default_rng(seed)
@@ -112,6 +120,8 @@ class Bot:
         self.detour: list[str] = []
         # Per battle: flee (True) or fight, and which move; drawn when a battle starts.
         self.battle_plan: tuple[bool, int] | None = None
+        # Bystanders still to talk to in this run: map -> (tile kind, talk id).
+        self.chats = {map_id: who for map_id, who in BYSTANDERS.items() if self.rng.random() < chat_prob}
 
     # -- emulator ---------------------------------------------------------------------
     def step(self, buttons: tuple[str, ...] = ()) -> None:
@@ -156,7 +166,14 @@ class Bot:
 
     # -- planning ---------------------------------------------------------------------
     def goal(self) -> tuple[str, tuple]:
-        """The next milestone's goal: ('map', target map), ('talk', (map, x, y)) or ('row', map)."""
+        """The next goal: a pending bystander on this map, else the next milestone's:
+        ('map', target map), ('talk', (map, x, y)) or ('row', map)."""
+        here = self.memory[GAME.MAP_ID]
+        if here in self.chats:
+            kind, _ = self.chats[here]
+            ys, xs = np.nonzero(self.grid() == kind)
+            if len(xs):
+                return "talk", (here, int(xs[0]), int(ys[0]))
         bits = self.memory[GAME.MILESTONES]
         if not bits & 0b10:
             return "map", (TOWN,)
@@ -291,6 +308,9 @@ class Bot:
         if mode == GAME.MODE_TITLE:
             self.press("start")
         elif mode == GAME.MODE_DIALOGUE:
+            here = m[GAME.MAP_ID]
+            if here in self.chats and self.chats[here][1] == m[TALK_ID]:
+                del self.chats[here]  # talked: back to the route
             if m[TEXT] == TEXT_WAITING:
                 self.idle(self.idle_prob)
                 self.press("a")
@@ -331,7 +351,7 @@ class Bot:
 
 def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, detour_prob: float = 0.05,
                  idle_prob: float = 0.03, max_idle_frames: int = 60, extra_battles: int = 0,
-                 max_frames: int = 30_000,
+                 chat_prob: float = 0.5, max_frames: int = 30_000,
                  on_frame: Callable[[int, np.ndarray], None] | None = None) -> Speedrun:
     """Play one run from power-on to the end screen.
 
@@ -347,10 +367,11 @@ def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, deto
         if frame % frame_every == 0:
             records.append({"file": f"{len(saved):06d}.png", "frame": frame,
                             "milestones": bot.milestones(), "mode": bot.memory[GAME.MODE],
-                            "map": bot.memory[GAME.MAP_ID], "buttons": list(buttons)})
+                            "map": bot.memory[GAME.MAP_ID], "talk": bot.memory[TALK_ID],
+                            "buttons": list(buttons)})
             saved.append(rgb.copy())
 
-    bot = Bot(rom, seed, detour_prob, idle_prob, max_idle_frames, extra_battles, max_frames, keep)
+    bot = Bot(rom, seed, detour_prob, idle_prob, max_idle_frames, extra_battles, max_frames, keep, chat_prob)
     try:
         bot.play()
     finally:
@@ -396,7 +417,7 @@ def write_run(args: Args, index: int, pool: ThreadPoolExecutor) -> dict:
     try:
         run = run_speedrun(args.seed + index, args.rom, args.frame_every, args.detour_prob,
                            args.idle_prob, args.max_idle_frames, args.extra_battles,
-                           args.max_frames, on_frame)
+                           args.chat_prob, args.max_frames, on_frame)
     finally:
         video.release()
     if not all(f.result() for f in pending):
@@ -419,8 +440,8 @@ def main(args: Args) -> None:
                          "the bot only knows EmuQuest")
     if args.num_runs < 1 or args.frame_every < 1 or args.max_idle_frames < 1:
         raise SystemExit("make_speedruns.py: --num-runs, --frame-every and --max-idle-frames must be >= 1")
-    if not (0 <= args.detour_prob <= 1 and 0 <= args.idle_prob <= 1):
-        raise SystemExit("make_speedruns.py: --detour-prob and --idle-prob must lie in [0, 1]")
+    if not all(0 <= p <= 1 for p in (args.detour_prob, args.idle_prob, args.chat_prob)):
+        raise SystemExit("make_speedruns.py: --detour-prob, --idle-prob and --chat-prob must lie in [0, 1]")
     with ThreadPoolExecutor(2) as pool:
         bar = tqdm(range(args.num_runs), desc="speedruns", unit="run")
         for index in bar:

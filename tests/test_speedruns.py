@@ -7,7 +7,7 @@ import json
 import cv2
 import pytest
 
-from data.make_speedruns import Args, main, run_speedrun
+from data.make_speedruns import HOUSE, TOWN, Args, main, run_speedrun
 from envs.games import EmuQuest
 
 GAME = EmuQuest()
@@ -19,7 +19,7 @@ def frames_hash(run) -> str:
 
 @pytest.fixture(scope="module")
 def run_seed0():
-    return run_speedrun(0, frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1)
+    return run_speedrun(0, frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1, chat_prob=1.0)
 
 
 def test_bot_reaches_the_end_screen(run_seed0):
@@ -48,12 +48,23 @@ def test_bot_reaches_the_end_screen(run_seed0):
 
 
 def test_same_seed_same_frames_other_seed_differs(run_seed0):
-    again = run_speedrun(0, frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1)
+    again = run_speedrun(0, frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1, chat_prob=1.0)
     assert frames_hash(again) == frames_hash(run_seed0)
     assert again.metadata == run_seed0.metadata
-    other = run_speedrun(1, frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1)
+    other = run_speedrun(1, frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1, chat_prob=0.0)
     assert frames_hash(other) != frames_hash(run_seed0)
     assert other.metadata["milestones"] == GAME.num_milestones
+    assert {r["talk"] for r in other.metadata["frames"]} <= {0, 3, 4, 5}  # no bystander at chat_prob 0
+
+
+def test_bystander_talks_are_not_progress(run_seed0):
+    """At chat_prob 1 the bot reads mom's text in the house and the sign's in town, between
+    milestones, so text boxes in the runs do not all come with progress."""
+    records = run_seed0.metadata["frames"]
+    mom = [r for r in records if r["talk"] == 1 and r["mode"] == GAME.MODE_DIALOGUE]
+    sign = [r for r in records if r["talk"] == 2 and r["mode"] == GAME.MODE_DIALOGUE]
+    assert mom and {(r["map"], r["milestones"]) for r in mom} == {(HOUSE, 1)}
+    assert sign and {(r["map"], r["milestones"]) for r in sign} == {(TOWN, 2)}
 
 
 def test_cli_writes_pngs_metadata_and_video(tmp_path):
