@@ -481,7 +481,8 @@ class Runner:
                               "return": float(group.episode_return[local])})
             group.episode_return[done] = 0
             if scores is not None and self.pool is not None:
-                new_states.extend(self._new_high(group, scores))
+                # A done env shows its next episode's first frame: a reset, not a state it reached.
+                new_states.extend(self._new_high(group, np.where(done, -np.inf, scores)))
 
         for t in range(num_steps):
             for g, group in enumerate(self.groups):

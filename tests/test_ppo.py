@@ -260,6 +260,24 @@ def test_curriculum_saves_new_highs_and_resets_from_them(score_fn):
             np.testing.assert_array_equal(runner.obs[env_id], saved_frame)
 
 
+def test_a_reset_frame_is_never_a_curriculum_state():
+    """Episodes end on scored steps (max_steps 2, interval 1), where the env already shows the next
+    episode's power-on frame. A score that rates that frame highest must not put it in the pool."""
+    first_frame_score = 1e6
+    score_fn = lambda frames: np.where(frames.reshape(len(frames), -1).std(axis=1) == 0, first_frame_score,  # noqa: E731
+                                       frames.reshape(len(frames), -1).mean(axis=1)).astype(np.float32)
+    pool = CurriculumPool(capacity=16)
+    with tiny_env(max_steps=2, curriculum=pool, pool_prob=0.0) as env:
+        runner = ppo.Runner([ppo.EnvGroup(env, 0, ppo.ProgressReward(score_fn, env.num_envs, 1, 0.0))], pool, seed=0)
+        runner.restart(0)
+        assert score_fn(runner.obs).min() == first_frame_score  # power-on frames are blank: the top score
+        policy_step = lambda frames, key: (frames, np.full(len(frames), 7), np.zeros(len(frames)), np.zeros(len(frames)))  # noqa: E731
+        batch, stats = runner.rollout(policy_step, jax.random.key(0), num_steps=6)
+        runner.close()
+    assert stats["rollout/episodes_ended"] == 3 * env.num_envs
+    assert len(pool) > 0 and max(pool.scores) < first_frame_score
+
+
 def test_wrong_kind_reward_model_or_tokenizer_is_refused(reward_path, tmp_path):
     dynamics = tmp_path / "dynamics.pkl"
     save_checkpoint(dynamics, kind="dynamics", config={}, params={}, step=0)
