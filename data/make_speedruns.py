@@ -3,10 +3,9 @@
 The bot reads the game's RAM (mode, map, position, the 9x10 tile-kind grid; see
 envs/roms/emuquest/RAM.md), path-finds with BFS to the next milestone's goal and fights
 or flees every wild battle. Seeded random detours, idle waits, extra grass walks and talks
-with bystanders (mom, the town sign) make runs differ. Each run writes every k-th frame as a PNG, metadata.json (emulator frame
-index, milestone count, mode, map, talk id and buttons held for each saved frame, plus every
-press), and an
-mp4 of all frames at 60 fps:
+with bystanders (mom, the town sign) make runs differ. Each run writes every k-th frame as a
+PNG, metadata.json (emulator frame index, milestone count, mode, map, talk id and buttons held
+for each saved frame, plus every press), and an mp4 of all frames at 60 fps:
 
     uv run python data/make_speedruns.py --num-runs 5 --frame-every 4
 """
