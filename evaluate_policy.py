@@ -29,8 +29,7 @@ from envs.games import EMUQUEST_ROM
 from envs.rom import RomError
 from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
-from train_with_cnn_reward import Args as TrainingArgs
-from train_with_cnn_reward import ProgressReward, load_policy, load_score_fn
+from train_with_cnn_reward import Args as TrainingArgs, ProgressReward, load_policy, load_score_fn
 
 
 @dataclass

@@ -359,10 +359,8 @@ class ProgressReward:
         gain = np.where(known, scores - self.baseline, 0.0)
         if self.from_best:
             gain = np.maximum(gain, 0.0)
-            scores_kept = np.where(known, np.maximum(self.baseline, scores), scores)
-        else:
-            scores_kept = scores
-        self.baseline = np.where(dones, np.nan, scores_kept).astype(np.float32)
+        kept = np.fmax(self.baseline, scores) if self.from_best else scores  # fmax: a NaN baseline yields the score
+        self.baseline = np.where(dones, np.nan, kept).astype(np.float32)
         rewards += self.scale * gain
         return rewards, scores
 
