@@ -155,8 +155,16 @@ def main(args: Args) -> dict:
     train_step = make_train_step(graphdef, optimizer, lambda model, batch, key: reward_loss(model, *batch))
 
     @jax.jit
-    def score(state, frames):
-        return nnx.merge(graphdef, state["trainable"], state["frozen"]).score(frames)
+    def observe(state, frames):
+        return nnx.merge(graphdef, state["trainable"], state["frozen"]).observe(frames)
+
+    @jax.jit
+    def score(state, observations):
+        return nnx.merge(graphdef, state["trainable"], state["frozen"]).score_observations(observations)
+
+    # The frozen VQ encoder sees every frame once: its token ids are what the head trains on.
+    observations = data.frames if args.backbone == "resnet34" else map_batches(
+        lambda frames: observe(state, frames), data.frames, batch_size)
 
     out_path = args.out_dir / f"reward_{args.backbone}.pkl"
     log = MetricsLog(args.out_dir)
@@ -167,13 +175,15 @@ def main(args: Args) -> dict:
     summary = {}
     for epoch in range(args.epochs):
         rng = np.random.default_rng([args.seed, epoch])
-        pairs = data.order_pairs(batch_size, steps_per_epoch, rng, args.min_gap, train_idx, args.pair_gaps)
+        earlier, later = data.order_pair_indices(batch_size * steps_per_epoch, rng, args.min_gap, train_idx, args.pair_gaps)
         sums, started = {"loss": 0.0, "pairwise_accuracy": 0.0}, time.perf_counter()
-        for i, batch in enumerate(tqdm(pairs, total=steps_per_epoch, desc=f"reward epoch {epoch + 1}/{args.epochs}", leave=False)):
-            state, metrics = train_step(state, shard_batch(batch), jax.random.fold_in(base_key, epoch * steps_per_epoch + i))
+        for i in tqdm(range(steps_per_epoch), desc=f"reward epoch {epoch + 1}/{args.epochs}", leave=False):
+            batch = slice(i * batch_size, (i + 1) * batch_size)
+            pair = (observations[earlier[batch]], observations[later[batch]])
+            state, metrics = train_step(state, shard_batch(pair), jax.random.fold_in(base_key, epoch * steps_per_epoch + i))
             sums = {k: sums[k] + metrics[k] for k in sums}
         seconds = time.perf_counter() - started
-        scores = map_batches(lambda frames: score(state, frames), data.frames[eval_idx], batch_size)
+        scores = map_batches(lambda batch: score(state, batch), observations[eval_idx], batch_size)
         held_out = ranking_metrics(scores, data.frame_index[eval_idx], args.min_gap)
         summary = {
             "stage": "reward",

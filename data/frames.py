@@ -199,10 +199,3 @@ class FramesDataset:
         second = run_start[block[first]] + partner_rank
         earlier, later = np.minimum(first, second), np.maximum(first, second)
         return indices[earlier], indices[later]
-
-    def order_pairs(self, batch_size: int, num_batches: int, rng: np.random.Generator, min_gap: int, indices: np.ndarray | None = None,
-                    gaps: str = "uniform") -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """`num_batches` batches of (earlier frames, later frames) from the same run, gap >= min_gap."""
-        earlier, later = self.order_pair_indices(batch_size * num_batches, rng, min_gap, indices, gaps)
-        for start in range(0, len(earlier), batch_size):
-            yield self.frames[earlier[start : start + batch_size]], self.frames[later[start : start + batch_size]]

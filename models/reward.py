@@ -4,8 +4,12 @@ For two frames of one run, a later and an earlier, the model should score the la
 higher: P(later beats earlier) = sigmoid(s_later - s_earlier). Two backbones:
 - "resnet34": a ResNet-34 trained end to end on pixels;
 - "vq": the frozen VQ encoder from Phase 1 and a small MLP head on its 9x10 token
-  embeddings. Only the head trains (`trainable_filter`), and the encoder's gradient is
-  stopped, so the visual vocabulary stays the one the policy sees.
+  embeddings. Only the head trains (`trainable_filter`), so the visual vocabulary stays the
+  one the policy sees.
+
+Like the policies, the model splits its work into `observe(frames)`, the part that never
+trains, and `score_observations`. For "vq" an observation is the frame's token ids, so
+training encodes every frame once and its epochs run only the head.
 """
 
 from __future__ import annotations
@@ -83,11 +87,21 @@ class RewardModel(nnx.Module):
             return nnx.Param
         return nnx.All(nnx.Param, nnx.PathContains("head"))
 
-    def __call__(self, frames: jax.Array) -> jax.Array:
+    def observe(self, frames: jax.Array) -> jax.Array:
+        """uint8 frames (B, 144, 160, 3) -> what `score_observations` reads: the frames for
+        "resnet34", the frozen encoder's token ids (B, 9, 10) int32 for "vq"."""
         if self.cfg.backbone == "resnet34":
-            return self.resnet(frames).astype(jnp.float32)
-        z_q, _, _ = self.encoder.encode(frames, None)
-        return self.head(jax.lax.stop_gradient(z_q))
+            return frames
+        _, indices, _ = self.encoder.encode(frames, None)
+        return indices
+
+    def score_observations(self, observations: jax.Array) -> jax.Array:
+        if self.cfg.backbone == "resnet34":
+            return self.resnet(observations).astype(jnp.float32)
+        return self.head(jax.lax.stop_gradient(self.encoder.embed_indices(observations)))
+
+    def __call__(self, frames: jax.Array) -> jax.Array:
+        return self.score_observations(self.observe(frames))
 
     def score(self, frames: jax.Array) -> jax.Array:
         """Progress score per frame; higher means further into the game."""
@@ -95,8 +109,9 @@ class RewardModel(nnx.Module):
 
 
 def reward_loss(model: RewardModel, earlier: jax.Array, later: jax.Array):
-    """Bradley-Terry loss on a batch of (earlier, later) frame pairs. Returns (loss, metrics)."""
-    s_earlier, s_later = model(earlier), model(later)
+    """Bradley-Terry loss on a batch of (earlier, later) pairs of observations (`model.observe`
+    of the frames). Returns (loss, metrics)."""
+    s_earlier, s_later = model.score_observations(earlier), model.score_observations(later)
     loss = bradley_terry_loss(s_earlier, s_later)
     return loss, {"loss": loss, "pairwise_accuracy": pairwise_accuracy(s_earlier, s_later)}
 

@@ -190,10 +190,14 @@ def test_reward_model_scores_uint8_frames(backbone):
     assert set(trainable) == ({"resnet"} if backbone == "resnet34" else {"head"})
 
 
-def test_vq_reward_encoder_gets_no_gradient():
+def test_vq_reward_trains_its_head_on_token_ids_and_the_encoder_gets_no_gradient():
     model = RewardModel(RewardConfig(backbone="vq", tokenizer=TINY_VQVAE), rngs=nnx.Rngs(0))
     frames = jax.random.randint(jax.random.key(0), (4, 16, 16, 3), 0, 256).astype(jnp.uint8)
-    grads = nnx.jit(nnx.grad(lambda m: reward_loss(m, frames[:2], frames[2:])[0]))(model)
+    observations = nnx.jit(lambda m, x: m.observe(x))(model, frames)
+    assert observations.shape == (4, *TINY_VQVAE.grid) and observations.dtype == jnp.int32
+    from_tokens = nnx.jit(lambda m, x: m.score_observations(x))(model, observations)
+    np.testing.assert_allclose(from_tokens, nnx.jit(lambda m, x: m.score(x))(model, frames), rtol=1e-5, atol=1e-6)
+    grads = nnx.jit(nnx.grad(lambda m: reward_loss(m, observations[:2], observations[2:])[0]))(model)
     grads = nnx.to_pure_dict(grads)
     assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(grads["encoder"]))
     assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads["head"]))
