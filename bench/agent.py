@@ -17,9 +17,11 @@ Prints a markdown table and writes it to --output (atomically).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,11 @@ class Args:
     """PPO seeds (the Phase 1-2 checkpoints are shared)."""
     quick: bool = False
     """Use pipeline.QUICK sizes (a smoke test) instead of pipeline.FULL."""
+    ppo_iterations: int | None = None
+    """PPO iterations per seed (None: the main job's). With --resume-from, the total to continue to."""
+    resume_from: Path | None = None
+    """An earlier --out-dir of this bench: each seed copies its seed_N/ppo run and continues it to
+    --ppo-iterations, instead of training from scratch (to study a longer budget at half the cost)."""
     out_dir: Path = Path("runs/bench_agent")
     """Where each seed's PPO run and evaluation go."""
     num_workers: int | None = None
@@ -70,8 +77,18 @@ def env_only_sps(ppo: train_with_cnn_reward.Args, steps: int) -> float:
 
 def run_seed(args: Args, budget: pipeline.Budget, seed: int) -> dict:
     run_dir = args.out_dir / f"seed_{seed}"
+    ppo = pipeline.ppo_args(budget, args.checkpoints, run_dir / "ppo", seed, args.num_workers)
+    if args.resume_from is not None:
+        earlier = args.resume_from / f"seed_{seed}" / "ppo"
+        if not (earlier / "policy_final.pkl").is_file():
+            raise SystemExit(f"--resume-from: {earlier / 'policy_final.pkl'} not found")
+        shutil.rmtree(run_dir / "ppo", ignore_errors=True)
+        shutil.copytree(earlier, run_dir / "ppo")
+        ppo = dataclasses.replace(ppo, resume=str(run_dir / "ppo" / "policy_final.pkl"))
     started = time.perf_counter()
-    history = train_with_cnn_reward.main(pipeline.ppo_args(budget, args.checkpoints, run_dir / "ppo", seed, args.num_workers))
+    history = train_with_cnn_reward.main(ppo)
+    if not history:
+        raise SystemExit(f"--ppo-iterations {budget.ppo_iterations}: seed {seed}'s run in --resume-from is already there")
     ppo_seconds = time.perf_counter() - started
     evaluation = evaluate_policy.main(
         pipeline.evaluation_args(budget, run_dir / "ppo" / "policy_final.pkl", run_dir / "eval", seed, args.num_workers))
@@ -85,7 +102,7 @@ def run_seed(args: Args, budget: pipeline.Budget, seed: int) -> dict:
         "random_milestones": random["milestones_mean"],
         "entropy_fraction": history[-1]["policy/entropy_fraction"],
         "ppo_sps": float(np.mean([r["charts/sps"] for r in steady])),
-        "ppo_sps_wall": budget.ppo_iterations * budget.ppo_envs * budget.ppo_steps / ppo_seconds,
+        "ppo_sps_wall": len(history) * budget.ppo_envs * budget.ppo_steps / ppo_seconds,
         "gif": evaluation["gif"],
     }
 
@@ -95,7 +112,8 @@ def markdown(rows: list[dict], env_sps: float, budget: pipeline.Budget, args: Ar
         f"Agent benchmark, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
         f"{len(os.sched_getaffinity(0))} cores; PPO {budget.ppo_iterations} iterations x {budget.ppo_envs} envs x "
         f"{budget.ppo_steps} steps; evaluation {budget.eval_episodes} episodes x {budget.eval_steps} steps; "
-        f"checkpoints {args.checkpoints}.",
+        f"checkpoints {args.checkpoints}"
+        + (f"; continued from {args.resume_from}." if args.resume_from else "."),
         "",
         "| seed | left title (trained / random) | milestones (trained / random) | ratio | final entropy / max "
         "| PPO SPS (steady / wall) | env-only SPS | PPO / env |",
@@ -113,6 +131,10 @@ def markdown(rows: list[dict], env_sps: float, budget: pipeline.Budget, args: Ar
 
 def main(args: Args) -> str:
     budget = pipeline.QUICK if args.quick else pipeline.FULL
+    if args.ppo_iterations is not None:
+        if args.ppo_iterations < 1:
+            raise SystemExit("--ppo-iterations must be >= 1")
+        budget = dataclasses.replace(budget, ppo_iterations=args.ppo_iterations)
     for name in (pretrain_visual.ENCODER_FILE, pretrain_visual.DYNAMICS_FILE, pipeline.REWARD_FILE):
         if not (args.checkpoints / name).is_file():
             raise SystemExit(f"--checkpoints: {args.checkpoints / name} not found; run pipeline.py first")
