@@ -60,8 +60,8 @@ class Args:
     """Stage 1b peak learning rate."""
     resnet_epochs: int = 6
     """Epochs of the ResNet-34 reward (the slow one: it trains on pixels)."""
-    vq_epochs: int = 25
-    """Epochs of the VQ reward head (fast: the encoder is frozen)."""
+    vq_epochs: int = 200
+    """Epochs of the VQ reward head, as in the main job (fast: it trains on token ids encoded once; 25 underfit)."""
     reward_lr: float = 1e-3
     """Peak learning rate of both reward models."""
     reward_pairs_per_epoch: int = 768
