@@ -17,13 +17,12 @@ Prints a markdown table and writes it to --output (atomically).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import os
 import platform
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,12 +78,9 @@ def run_seed(args: Args, budget: pipeline.Budget, seed: int) -> dict:
     run_dir = args.out_dir / f"seed_{seed}"
     ppo = pipeline.ppo_args(budget, args.checkpoints, run_dir / "ppo", seed, args.num_workers)
     if args.resume_from is not None:
-        earlier = args.resume_from / f"seed_{seed}" / "ppo"
-        if not (earlier / "policy_final.pkl").is_file():
-            raise SystemExit(f"--resume-from: {earlier / 'policy_final.pkl'} not found")
         shutil.rmtree(run_dir / "ppo", ignore_errors=True)
-        shutil.copytree(earlier, run_dir / "ppo")
-        ppo = dataclasses.replace(ppo, resume=str(run_dir / "ppo" / "policy_final.pkl"))
+        shutil.copytree(args.resume_from / f"seed_{seed}" / "ppo", run_dir / "ppo")
+        ppo = replace(ppo, resume=str(run_dir / "ppo" / "policy_final.pkl"))
     started = time.perf_counter()
     history = train_with_cnn_reward.main(ppo)
     if not history:
@@ -134,10 +130,20 @@ def main(args: Args) -> str:
     if args.ppo_iterations is not None:
         if args.ppo_iterations < 1:
             raise SystemExit("--ppo-iterations must be >= 1")
-        budget = dataclasses.replace(budget, ppo_iterations=args.ppo_iterations)
+        budget = replace(budget, ppo_iterations=args.ppo_iterations)
     for name in (pretrain_visual.ENCODER_FILE, pretrain_visual.DYNAMICS_FILE, pipeline.REWARD_FILE):
         if not (args.checkpoints / name).is_file():
             raise SystemExit(f"--checkpoints: {args.checkpoints / name} not found; run pipeline.py first")
+    # Checked before any seed trains, so a missing run does not surface an hour in.
+    if args.resume_from is not None:
+        if args.resume_from.resolve() == args.out_dir.resolve():
+            raise SystemExit("--resume-from is --out-dir: each seed's run would be deleted before it is copied; "
+                             "give a new --out-dir")
+        for seed in args.seeds:
+            earlier = args.resume_from / f"seed_{seed}" / "ppo" / "policy_final.pkl"
+            if not earlier.is_file():
+                raise SystemExit(f"--resume-from: {earlier} not found; run this bench with --out-dir "
+                                 f"{args.resume_from} first")
     env_sps = env_only_sps(pipeline.ppo_args(budget, args.checkpoints, args.out_dir, args.seeds[0], args.num_workers),
                            args.env_only_steps)
     rows = [run_seed(args, budget, seed) for seed in args.seeds]
