@@ -9,8 +9,15 @@ frame order is the supervision. Two backbones:
     uv run python train_reward.py --backbone resnet34 --data data/speedruns/frames
     uv run python train_reward.py --backbone vq --tokenizer checkpoints/pretrained_tokenizer.pkl
 
+Frame order says nothing about screens the runs never show, such as the tiles of a room off
+the route, and there the score is whatever the model extrapolates. --branches adds ranked
+noise (as in D-REX): frames of random play branched off the runs (data/make_speedruns.py
+--branch-every), each ranked below the run's own frame from the same moment, as
+--branch-fraction of every batch.
+
 On the held-out run (--holdout-run, default the last) it reports pairwise accuracy over every
-pair at least --min-gap apart and the Spearman rank correlation of score vs frame index, and
+pair at least --min-gap apart, the Spearman rank correlation of score vs frame index, and
+with --branches the share of its branches scored below their run frame, and
 writes reward_resnet34.pkl or reward_vq.pkl (kind "reward"; the vq one holds the encoder too,
 so it runs standalone) to --out-dir after every epoch.
 """
@@ -29,6 +36,7 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
+from data.frames import load_branches
 from models.checkpoint import CheckpointError, params_of, restore_params, save_checkpoint
 from models.resnet import ResNetConfig
 from models.reward import RewardConfig, RewardModel, reward_loss
@@ -66,6 +74,12 @@ class Args:
     """How far apart training pairs are. uniform: uniform pairs, mostly far apart (global order).
     log: log-uniform gaps, so pairs a few steps apart, whose order is what PPO's reward deltas
     read, are as common as far ones."""
+    branches: Path | None = None
+    """Random-play branches off the runs (<branches>/<run>/metadata.json + PNGs, written by
+    data/make_speedruns.py --branch-every): each branch frame is ranked below its run's frame
+    from the same moment. Default: none, frame order only."""
+    branch_fraction: float = 0.25
+    """With --branches: the share of every batch that is (branch, run frame) pairs."""
     holdout_run: str = "-1"
     """Run used only for evaluation (name or index; -1 = last)."""
     out_dir: Path = Path("checkpoints")
@@ -104,6 +118,19 @@ def ranking_metrics(scores: np.ndarray, frame_index: np.ndarray, min_gap: int) -
     return {"pairwise_accuracy": float(correct[later].mean()), "spearman": spearman(scores, frame_index), "pairs": int(later.sum())}
 
 
+def mix_in_branches(earlier: np.ndarray, later: np.ndarray, branch: np.ndarray, below: np.ndarray,
+                    offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Appends (branch frame, run frame) pairs to every batch of (earlier, later) order pairs.
+
+    earlier, later: (steps * k,) observation indices of order pairs, batch after batch.
+    branch: (steps, m) branch numbers for each batch; branch b is observation offset + b and
+    ranks below observation below[b]. Returns (steps * (k + m),) arrays: each batch is its k
+    order pairs, then its m branch pairs."""
+    steps = len(branch)
+    return (np.concatenate([earlier.reshape(steps, -1), offset + branch], axis=1).ravel(),
+            np.concatenate([later.reshape(steps, -1), below[branch]], axis=1).ravel())
+
+
 def build_model(args: Args, dtype) -> RewardModel:
     if args.backbone == "resnet34":
         cfg = RewardConfig(backbone="resnet34", resnet=dataclasses.replace(RESNET_SIZES[args.size], dtype=dtype.name))
@@ -128,6 +155,8 @@ def main(args: Args) -> dict:
     """Trains the reward model; returns the last epoch's metrics (held-out ranking included)."""
     if args.epochs < 1 or args.batch_size < 1 or args.min_gap < 1:
         raise fail("--epochs, --batch-size and --min-gap must be at least 1")
+    if not 0 < args.branch_fraction < 1:
+        raise fail(f"--branch-fraction must lie in (0, 1), got {args.branch_fraction}")
     try:
         dtype = compute_dtype(args.dtype)
     except ValueError as err:
@@ -143,6 +172,16 @@ def main(args: Args) -> dict:
     eval_idx = eval_idx[np.argsort(data.frame_index[eval_idx])]
     if len(eval_idx) <= args.min_gap:
         raise fail(f"--min-gap {args.min_gap}: held-out run {data.run_names[holdout]} has only {len(eval_idx)} frames")
+    branches = None
+    if args.branches is not None:
+        try:
+            branches = load_branches(args.branches, data)
+        except (OSError, ValueError) as err:
+            raise fail(f"--branches: {err}") from None
+        train_branches = np.flatnonzero(branches.run_id != holdout)
+        eval_branches = np.flatnonzero(branches.run_id == holdout)
+        if not len(train_branches):
+            raise fail(f"--branches: {args.branches} has branches only for the held-out run {data.run_names[holdout]}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_model(args, dtype)
@@ -150,6 +189,10 @@ def main(args: Args) -> dict:
     pairs_per_epoch = args.pairs_per_epoch or len(train_idx)
     batch_size = fit_batch_size(args.batch_size, pairs_per_epoch, "pairs per epoch")
     steps_per_epoch = pairs_per_epoch // batch_size
+    branch_pairs = 0 if branches is None else round(args.branch_fraction * batch_size)  # per batch
+    if branches is not None and not 0 < branch_pairs < batch_size:
+        raise fail(f"--branch-fraction {args.branch_fraction} of a batch of {batch_size} pairs leaves "
+                   f"{branch_pairs} branch pairs; it needs at least one of each kind")
     optimizer = make_optimizer(args.lr, args.epochs * steps_per_epoch)
     state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": optimizer.init(trainable)})
     train_step = make_train_step(graphdef, optimizer, lambda model, batch, key: reward_loss(model, *batch))
@@ -163,19 +206,28 @@ def main(args: Args) -> dict:
         return nnx.merge(graphdef, state["trainable"], state["frozen"]).score_observations(observations)
 
     # The frozen VQ encoder sees every frame once: its token ids are what the head trains on.
-    observations = data.frames if args.backbone == "resnet34" else map_batches(
-        lambda frames: observe(state, frames), data.frames, batch_size)
+    # Branch frames follow the run frames, so branch b is observation len(data) + b.
+    frames = data.frames if branches is None else np.concatenate([data.frames, branches.frames])
+    observations = frames if args.backbone == "resnet34" else map_batches(
+        lambda frames: observe(state, frames), frames, batch_size)
 
     out_path = args.out_dir / f"reward_{args.backbone}.pkl"
     log = MetricsLog(args.out_dir)
     print(f"reward ({args.backbone}): {sum(x.size for x in jax.tree.leaves(trainable)):,} trainable params, "
           f"{len(train_idx)} training frames, held-out run {data.run_names[holdout]} ({len(eval_idx)} frames), "
           f"min gap {args.min_gap}, {jax.device_count()} device(s), {dtype.name}")
+    if branches is not None:
+        print(f"branches: {len(train_branches)} for training, {len(eval_branches)} held out, "
+              f"{branch_pairs} of every {batch_size} pairs")
     base_key = jax.random.key(args.seed)
     summary = {}
     for epoch in range(args.epochs):
         rng = np.random.default_rng([args.seed, epoch])
-        earlier, later = data.order_pair_indices(batch_size * steps_per_epoch, rng, args.min_gap, train_idx, args.pair_gaps)
+        earlier, later = data.order_pair_indices((batch_size - branch_pairs) * steps_per_epoch, rng, args.min_gap,
+                                                 train_idx, args.pair_gaps)
+        if branches is not None:
+            branch = rng.choice(train_branches, size=(steps_per_epoch, branch_pairs))
+            earlier, later = mix_in_branches(earlier, later, branch, branches.below, len(data))
         sums, started = {"loss": 0.0, "pairwise_accuracy": 0.0}, time.perf_counter()
         for i in tqdm(range(steps_per_epoch), desc=f"reward epoch {epoch + 1}/{args.epochs}", leave=False):
             batch = slice(i * batch_size, (i + 1) * batch_size)
@@ -196,11 +248,17 @@ def main(args: Args) -> dict:
             "eval_pairs": held_out["pairs"],
             "frames_per_s": 2 * steps_per_epoch * batch_size / seconds,
         }
+        if branches is not None and len(eval_branches):
+            branch_scores = map_batches(lambda batch: score(state, batch), observations[len(data) + eval_branches], batch_size)
+            run_scores = map_batches(lambda batch: score(state, batch), observations[branches.below[eval_branches]], batch_size)
+            summary["eval_branch_accuracy"] = float((branch_scores < run_scores).mean())
         log.write(summary)
         tqdm.write(
             f"reward epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
             f"  train pair acc {summary['train_pairwise_accuracy']:.1%}  held-out pair acc {held_out['pairwise_accuracy']:.1%}"
-            f"  spearman {held_out['spearman']:.3f}  {summary['frames_per_s']:.0f} frames/s"
+            f"  spearman {held_out['spearman']:.3f}"
+            + (f"  held-out branches below {summary['eval_branch_accuracy']:.1%}" if "eval_branch_accuracy" in summary else "")
+            + f"  {summary['frames_per_s']:.0f} frames/s"
         )
         params = params_of(nnx.merge(graphdef, state["trainable"], state["frozen"]))
         save_checkpoint(out_path, kind="reward", config=model.cfg, params=params, step=(epoch + 1) * steps_per_epoch)

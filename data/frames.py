@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -59,6 +60,7 @@ class FramesDataset:
         run_id: (N,) int32, index into `run_names`.
         frame_index: (N,) int32, position of the frame inside its run (0, 1, 2, ...).
         segment: (N,) int32, labeled span of the run the frame belongs to (0 without labels).
+        file_names: (N,) the image file name of each frame inside its run directory.
         run_names: name of each run directory.
         skipped: images that could not be decoded and were left out.
     """
@@ -77,7 +79,7 @@ class FramesDataset:
         if not runs:
             raise FileNotFoundError(f"no .png/.jpg frames found in {root} or its run subdirectories")
 
-        frames, run_id, frame_index, segment, skipped = [], [], [], [], 0
+        frames, run_id, frame_index, segment, file_names, skipped = [], [], [], [], [], 0
         total = sum(len(files) for files in runs.values())
         with tqdm(total=total, desc=f"reading {root}", unit="frame", disable=not show_progress) as bar:
             for run, files in enumerate(runs.values()):
@@ -93,6 +95,7 @@ class FramesDataset:
                     run_id.append(run)
                     frame_index.append(position)
                     segment.append(segment_of_file.get(path.name, 0))
+                    file_names.append(path.name)
                     position += 1
         if not frames:
             raise ValueError(f"none of the {total} images in {root} could be decoded")
@@ -103,6 +106,7 @@ class FramesDataset:
         self.run_id = np.asarray(run_id, np.int32)
         self.frame_index = np.asarray(frame_index, np.int32)
         self.segment = np.asarray(segment, np.int32)
+        self.file_names = file_names
         self.run_names = list(runs)
         self.skipped = skipped
 
@@ -199,3 +203,49 @@ class FramesDataset:
         second = run_start[block[first]] + partner_rank
         earlier, later = np.minimum(first, second), np.maximum(first, second)
         return indices[earlier], indices[later]
+
+
+@dataclass
+class Branches:
+    """Random-play branches off the runs of a FramesDataset (data/make_speedruns.py --branch-every).
+
+    Attributes:
+        frames: (B, H, W, 3) uint8 RGB, the last frame of each branch.
+        run_id: (B,) int32, the run each branch left, as in the dataset.
+        below: (B,) int64, dataset index of the run's frame from the moment the branch ends:
+            the frame the branch should score below.
+    """
+
+    frames: np.ndarray
+    run_id: np.ndarray
+    below: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def load_branches(root: str | Path, dataset: FramesDataset, image_hw: tuple[int, int] = FRAME_HW) -> Branches:
+    """Reads `<root>/<run>/metadata.json` and its PNGs for every run of `dataset` that has branches."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"branches directory {root} does not exist; make it with "
+                                "`uv run python data/make_speedruns.py --branch-every 16`")
+    index_of = {(run, name): i for i, (run, name) in enumerate(zip(dataset.run_id, dataset.file_names))}
+    frames, run_id, below = [], [], []
+    for run, name in enumerate(dataset.run_names):
+        metadata = root / name / "metadata.json"
+        if not metadata.is_file():
+            continue
+        for record in json.loads(metadata.read_text())["branches"]:
+            if (run, record["below"]) not in index_of:
+                raise ValueError(f"{metadata}: branch {record['file']} ranks below {record['below']}, "
+                                 f"which is not a frame of run {name} in the frames directory")
+            image = _read_rgb(root / name / record["file"], image_hw)
+            if image is None:
+                raise ValueError(f"{root / name / record['file']}: missing or unreadable branch frame")
+            frames.append(image)
+            run_id.append(run)
+            below.append(index_of[(run, record["below"])])
+    if not frames:
+        raise FileNotFoundError(f"no branches in {root} for the runs {dataset.run_names}")
+    return Branches(np.stack(frames), np.asarray(run_id, np.int32), np.asarray(below, np.int64))

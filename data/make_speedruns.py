@@ -5,13 +5,22 @@ envs/roms/emuquest/RAM.md), path-finds with BFS to the next milestone's goal and
 or flees every wild battle. Seeded random detours, idle waits, extra grass walks and talks
 with bystanders (mom, the town sign) make runs differ. Each run writes every k-th frame as a
 PNG, metadata.json (emulator frame index, milestone count, mode, map, talk id and buttons held
-for each saved frame, plus every press), and an mp4 of all frames at 60 fps:
+for each saved frame, plus every press), and an mp4 of all frames at 60 fps.
+
+With --branch-every, the bot also branches off its run every so often: it saves the
+emulator state, plays --branch-steps random agent steps (VecGameBoy's action set and
+timing), keeps the frame after each, and restores the state, so the run itself is unchanged.
+Each branch frame is paired with the run's frame from the same moment; train_reward.py
+--branches ranks it below that frame (D-REX-style ranked noise), which tells the reward what
+random play looks like next to the route.
+
 
     uv run python data/make_speedruns.py --num-runs 5 --frame-every 4
 """
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from collections import deque
@@ -27,6 +36,7 @@ from pyboy import PyBoy
 from tqdm import tqdm
 
 from envs.games import EMUQUEST_ROM, EmuQuest, read_cart_title
+from envs.vec_gameboy import ACTION_NAMES, FRAME_SKIP, PRESS_FRAMES
 
 GAME = EmuQuest()
 
@@ -58,6 +68,7 @@ GUIDE, PROF, GATE_TILE = (TOWN, 5, 2), (LAB, 4, 2), (TOWN, 4, 1)
 BYSTANDERS = {HOUSE: (NPC, 1), TOWN: (SIGN, 2)}
 DIRECTIONS = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
 FACING_NAMES = ("down", "up", "left", "right")
+BRANCH_ACTIONS = ACTION_NAMES[:-1]  # VecGameBoy's default action set (no SELECT)
 BOOT_FRAMES = 70  # PyBoy's own boot runs ~65 frames before the game's _main
 END_SCREEN_FRAMES = 90  # frames kept after the end screen appears
 
@@ -82,6 +93,11 @@ class Args:
     """Chance, per run and bystander (mom in the house, the sign in town), of talking to it on
     the way. Without these talks every text box in the runs comes with progress, and a reward
     model learns to overrate any text box (PPO then held mom's open)."""
+    branch_every: int = 0
+    """Branch off the run into random play every this many emulator frames, at the bot's
+    next decision (0: no branches). Branch frames go to <out>/branches/run_XX/."""
+    branch_steps: int = 8
+    """Agent steps (of FRAME_SKIP frames) per branch; the frame after every step is kept."""
     max_frames: int = 30_000
     """Give up on a run that has not reached the end screen after this many frames."""
     out: Path = Path("data/speedruns")
@@ -94,6 +110,8 @@ class Args:
 class Speedrun:
     frames: np.ndarray  # (num_saved, 144, 160, 3) uint8, every frame_every-th frame
     metadata: dict = field(default_factory=dict)
+    branches: list[dict] = field(default_factory=list)  # per branch frame: where it starts and ends, and the run frame it ranks below
+    branch_frames: np.ndarray | None = None  # (num_branch_frames, 144, 160, 3) uint8
 
 
 class Bot:
@@ -101,7 +119,8 @@ class Bot:
 
     def __init__(self, rom: Path, seed: int, detour_prob: float, idle_prob: float,
                  max_idle_frames: int, extra_battles: int, max_frames: int,
-                 on_frame: Callable[[int, np.ndarray, tuple[str, ...]], None], chat_prob: float = 0.0):
+                 on_frame: Callable[[int, np.ndarray, tuple[str, ...]], None], chat_prob: float = 0.0,
+                 branch_every: int = 0, branch_steps: int = 8):
         self.pyboy = PyBoy(str(rom), window="null", sound_emulated=False)
         self.memory = self.pyboy.memory
         self.rng = np.random.default_rng(seed)
@@ -121,6 +140,12 @@ class Bot:
         self.battle_plan: tuple[bool, int] | None = None
         # Bystanders still to talk to in this run: map -> (tile kind, talk id).
         self.chats = {map_id: who for map_id, who in BYSTANDERS.items() if self.rng.random() < chat_prob}
+        # Branches draw from their own generator, so the run is the same with or without them.
+        self.branch_rng = np.random.default_rng([seed, 1])
+        self.branch_every, self.branch_steps = branch_every, branch_steps
+        self.next_branch = 0
+        self.branches: list[dict] = []  # one record per kept branch frame
+        self.branch_frames: list[np.ndarray] = []
 
     # -- emulator ---------------------------------------------------------------------
     def step(self, buttons: tuple[str, ...] = ()) -> None:
@@ -293,6 +318,28 @@ class Bot:
             return "down" if want > cursor else "up"
         return "a"
 
+    def branch(self) -> None:
+        """Random play from the current state for branch_steps agent steps, the frame after each
+        recorded, then the state is restored. No frame of it reaches on_frame or the presses log."""
+        saved = io.BytesIO()
+        self.pyboy.save_state(saved)
+        m = self.memory
+        for step in range(1, self.branch_steps + 1):  # one VecGameBoy step each; its last frame is rendered
+            name = BRANCH_ACTIONS[self.branch_rng.integers(len(BRANCH_ACTIONS))]
+            if name != "noop":
+                self.pyboy.button_press(name)
+            self.pyboy.tick(PRESS_FRAMES, False)
+            if name != "noop":
+                self.pyboy.button_release(name)
+            self.pyboy.tick(FRAME_SKIP - PRESS_FRAMES, True)
+            self.branches.append({"start_frame": self.frame, "step": step, "action": name,
+                                  "emulator_frames": step * FRAME_SKIP, "mode": m[GAME.MODE],
+                                  "map": m[GAME.MAP_ID], "x": m[GAME.X], "y": m[GAME.Y]})
+            self.branch_frames.append(self.pyboy.screen.ndarray[:, :, :3].copy())
+        saved.seek(0)
+        self.pyboy.load_state(saved)
+        self.next_branch = self.frame + self.branch_every
+
     # -- main loop ----------------------------------------------------------------------
     def boot(self) -> None:
         """Power on and wait on the title screen for a seeded while, so each run has its own rng."""
@@ -303,6 +350,8 @@ class Bot:
     def advance(self, goal: tuple[str, tuple] | None = None) -> None:
         """One decision (a frame or a button press) towards `goal` (default: the next milestone's)."""
         m = self.memory
+        if self.branch_every and not self.held and self.frame >= self.next_branch:
+            self.branch()
         mode = m[GAME.MODE]
         if mode == GAME.MODE_TITLE:
             self.press("start")
@@ -351,11 +400,13 @@ class Bot:
 def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, detour_prob: float = 0.05,
                  idle_prob: float = 0.03, max_idle_frames: int = 60, extra_battles: int = 0,
                  chat_prob: float = 0.5, max_frames: int = 30_000,
-                 on_frame: Callable[[int, np.ndarray], None] | None = None) -> Speedrun:
+                 on_frame: Callable[[int, np.ndarray], None] | None = None,
+                 branch_every: int = 0, branch_steps: int = 8) -> Speedrun:
     """Play one run from power-on to the end screen.
 
-    Returns the saved frames (every `frame_every`-th) and their metadata; `on_frame`, if
-    given, also sees every frame (e.g. to write a video)."""
+    Returns the saved frames (every `frame_every`-th), their metadata, and the branches' last
+    frames if `branch_every` > 0; `on_frame`, if given, also sees every frame of the run
+    (e.g. to write a video)."""
     saved: list[np.ndarray] = []
     records: list[dict] = []
     bot: Bot
@@ -370,7 +421,8 @@ def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, deto
                             "buttons": list(buttons)})
             saved.append(rgb.copy())
 
-    bot = Bot(rom, seed, detour_prob, idle_prob, max_idle_frames, extra_battles, max_frames, keep, chat_prob)
+    bot = Bot(rom, seed, detour_prob, idle_prob, max_idle_frames, extra_battles, max_frames, keep, chat_prob,
+              branch_every, branch_steps)
     try:
         bot.play()
     finally:
@@ -385,14 +437,21 @@ def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, deto
         "milestone_frames": bot.milestone_frames,
         "frames": records,
         "presses": bot.presses,
+        "num_branch_frames": len(bot.branches),
     }
-    return Speedrun(np.stack(saved), metadata)
+    for number, record in enumerate(bot.branches):
+        # The run's saved frame from the moment the branch ends (the end screen if the run ends first).
+        moment = -(-(record["start_frame"] + record["emulator_frames"]) // frame_every)
+        record.update(file=f"{number:06d}.png", below=records[min(moment, len(records) - 1)]["file"])
+    branch_frames = np.stack(bot.branch_frames) if bot.branch_frames else None
+    return Speedrun(np.stack(saved), metadata, bot.branches, branch_frames)
 
 
 def write_run(args: Args, index: int, pool: ThreadPoolExecutor) -> dict:
-    """Record run `index` into <out>/frames/run_XX and <out>/videos/run_XX.mp4, atomically."""
+    """Record run `index` into <out>/frames/run_XX and <out>/videos/run_XX.mp4 (and its branches
+    into <out>/branches/run_XX), atomically."""
     name = f"run_{index:02d}"
-    frames_dir, videos_dir = args.out / "frames", args.out / "videos"
+    frames_dir, videos_dir, branches_dir = args.out / "frames", args.out / "videos", args.out / "branches"
     tmp_dir = frames_dir / f".{name}.tmp"
     tmp_video = videos_dir / f".{name}.tmp.mp4"
     shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -416,15 +475,25 @@ def write_run(args: Args, index: int, pool: ThreadPoolExecutor) -> dict:
     try:
         run = run_speedrun(args.seed + index, args.rom, args.frame_every, args.detour_prob,
                            args.idle_prob, args.max_idle_frames, args.extra_battles,
-                           args.chat_prob, args.max_frames, on_frame)
+                           args.chat_prob, args.max_frames, on_frame, args.branch_every, args.branch_steps)
     finally:
         video.release()
-    if not all(f.result() for f in pending):
-        raise SystemExit(f"make_speedruns.py: could not write PNGs under {tmp_dir}")
     (tmp_dir / "metadata.json").write_text(json.dumps(run.metadata, indent=1))
-    final_dir = frames_dir / name
-    shutil.rmtree(final_dir, ignore_errors=True)
-    tmp_dir.rename(final_dir)
+    tmp_branches = branches_dir / f".{name}.tmp"
+    shutil.rmtree(tmp_branches, ignore_errors=True)
+    if run.branches:
+        tmp_branches.mkdir(parents=True)
+        for record, rgb in zip(run.branches, run.branch_frames):
+            path = tmp_branches / record["file"]
+            pending.append(pool.submit(cv2.imwrite, str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                                       [cv2.IMWRITE_PNG_COMPRESSION, 1]))
+        (tmp_branches / "metadata.json").write_text(json.dumps({"run": name, "branches": run.branches}, indent=1))
+    if not all(f.result() for f in pending):
+        raise SystemExit(f"make_speedruns.py: could not write PNGs under {tmp_dir} or {tmp_branches}")
+    for tmp, final in ((tmp_dir, frames_dir / name), (tmp_branches, branches_dir / name)):
+        shutil.rmtree(final, ignore_errors=True)  # a stale branches dir would pair with the wrong run
+        if tmp.is_dir():
+            tmp.rename(final)
     tmp_video.replace(videos_dir / f"{name}.mp4")
     return run.metadata
 
@@ -439,6 +508,8 @@ def main(args: Args) -> None:
                          "the bot only knows EmuQuest")
     if args.num_runs < 1 or args.frame_every < 1 or args.max_idle_frames < 1:
         raise SystemExit("make_speedruns.py: --num-runs, --frame-every and --max-idle-frames must be >= 1")
+    if args.branch_every < 0 or args.branch_steps < 1:
+        raise SystemExit("make_speedruns.py: --branch-every must be >= 0 and --branch-steps >= 1")
     if not all(0 <= p <= 1 for p in (args.detour_prob, args.idle_prob, args.chat_prob)):
         raise SystemExit("make_speedruns.py: --detour-prob, --idle-prob and --chat-prob must lie in [0, 1]")
     with ThreadPoolExecutor(2) as pool:
@@ -451,7 +522,8 @@ def main(args: Args) -> None:
             bar.set_postfix(frames=meta["num_frames"], battles=meta["battles"])
             tqdm.write(f"run_{index:02d}: {meta['num_frames']} frames "
                        f"({meta['num_frames'] / 60:.1f} s), {meta['steps']} steps, "
-                       f"{meta['battles']} battles, milestones {meta['milestones']}/{GAME.num_milestones}")
+                       f"{meta['battles']} battles, {meta['num_branch_frames']} branch frames, "
+                       f"milestones {meta['milestones']}/{GAME.num_milestones}")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from pyboy import PyBoy  # noqa: E402
 
 OBS_SHAPE = (144, 160, 3)
 ACTION_NAMES = ("noop", "up", "down", "left", "right", "a", "b", "start", "select")
+FRAME_SKIP, PRESS_FRAMES = 30, 8  # defaults of one env step: 0.5 s, a button held for the first 8 frames
 
 
 @dataclass(frozen=True)
@@ -421,8 +422,8 @@ class VecGameBoy:
         rom: str | Path = EMUQUEST_ROM,
         num_envs: int = 8,
         num_workers: int | None = None,
-        frame_skip: int = 30,
-        press_frames: int = 8,
+        frame_skip: int = FRAME_SKIP,
+        press_frames: int = PRESS_FRAMES,
         max_steps: int = 2048,
         backend: str = "process",
         initial_state: str | Path | bytes | None = None,

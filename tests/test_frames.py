@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data.frames import FRAME_HW, FramesDataset
+from data.frames import FRAME_HW, FramesDataset, load_branches
 from synthetic_frames import write_synthetic_runs
 
 
@@ -94,3 +94,27 @@ def test_labeled_segments_break_next_frame_pairs(tmp_path):
     t, t1 = data.next_frame_pairs()
     np.testing.assert_array_equal(t, [0, 1, 3, 4])
     np.testing.assert_array_equal(t1, [1, 2, 4, 5])
+
+
+def test_branches_map_to_the_run_frame_they_rank_below(runs_dir, tmp_path):
+    data = FramesDataset(runs_dir, show_progress=False)
+    root = tmp_path / "branches"
+    for run, below in (("run_00", ["000003.png", "000011.png"]), ("run_02", ["000000.png"])):
+        (root / run).mkdir(parents=True)
+        records = []
+        for number, name in enumerate(below):
+            cv2.imwrite(str(root / run / f"{number:06d}.png"), np.full((*FRAME_HW, 3), 10 * number, np.uint8))
+            records.append({"file": f"{number:06d}.png", "below": name})
+        (root / run / "metadata.json").write_text(json.dumps({"run": run, "branches": records}))
+    branches = load_branches(root, data)
+    assert len(branches) == 3 and branches.frames.shape == (3, *FRAME_HW, 3)
+    np.testing.assert_array_equal(branches.run_id, [0, 0, 2])
+    np.testing.assert_array_equal(branches.below, [3, 11, 24])  # run_02 starts at dataset index 24
+    assert data.file_names[branches.below[1]] == "000011.png"
+    assert branches.frames[1].max() == 10
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_branches(tmp_path / "nope", data)
+    (root / "run_02" / "metadata.json").write_text(json.dumps({"branches": [{"file": "000000.png", "below": "000099.png"}]}))
+    with pytest.raises(ValueError, match="000099.png, which is not a frame of run run_02"):
+        load_branches(root, data)

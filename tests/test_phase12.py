@@ -2,6 +2,7 @@
 through the .pkl files on a few hundred frames of real EmuQuest speedruns; resume, clear CLI
 errors, the held-out ranking metrics, and a data-parallel step on 2 forced host devices."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -31,9 +32,10 @@ TINY = dict(size="tiny", batch_size=16, seed=0)
 
 @pytest.fixture(scope="session")
 def speedrun_frames(tmp_path_factory):
-    """Three EmuQuest speedruns, every 32nd frame: about 100 frames per run."""
+    """Three EmuQuest speedruns, every 32nd frame: about 100 frames per run, and random-play
+    branches (in the sibling branches/) every 400 frames."""
     out = tmp_path_factory.mktemp("speedruns")
-    make_speedruns(SpeedrunArgs(num_runs=3, frame_every=32, out=out))
+    make_speedruns(SpeedrunArgs(num_runs=3, frame_every=32, branch_every=400, branch_steps=3, out=out))
     return out / "frames"
 
 
@@ -103,6 +105,29 @@ def test_reward_from_phase1_tokenizer(phase1, speedrun_frames, backbone):
     again = train_reward.ranking_metrics(scores, data.frame_index[held_out], 4)
     assert again["pairs"] == summary["eval_pairs"]
     assert abs(again["pairwise_accuracy"] - summary["eval_pairwise_accuracy"]) < 0.05
+
+
+def test_vq_reward_ranks_branches(phase1, speedrun_frames):
+    out, _, _ = phase1
+    args = train_reward.Args(backbone="vq", data=speedrun_frames, branches=speedrun_frames.parent / "branches",
+                             branch_fraction=0.5, epochs=1, pairs_per_epoch=64, out_dir=out / "branched", min_gap=4,
+                             tokenizer=out / "pretrained_tokenizer.pkl", head_hidden=32, **TINY)
+    summary = train_reward.main(args)
+    assert 0 <= summary["eval_branch_accuracy"] <= 1
+    assert 0 <= summary["eval_pairwise_accuracy"] <= 1
+    with pytest.raises(SystemExit, match="--branch-fraction"):
+        train_reward.main(dataclasses.replace(args, branch_fraction=1.0))
+    with pytest.raises(SystemExit, match="--branches: .*does not exist"):
+        train_reward.main(dataclasses.replace(args, branches=out / "missing"))
+
+
+def test_mix_in_branches_puts_the_branch_frame_first():
+    # 2 batches of 2 order pairs, then 1 branch pair each; branch b is observation 10 + b.
+    earlier, later = np.array([0, 1, 2, 3]), np.array([5, 6, 7, 8])
+    below = np.array([4, 9, 2])
+    mixed_earlier, mixed_later = train_reward.mix_in_branches(earlier, later, np.array([[2], [0]]), below, offset=10)
+    np.testing.assert_array_equal(mixed_earlier, [0, 1, 12, 2, 3, 10])
+    np.testing.assert_array_equal(mixed_later, [5, 6, 2, 7, 8, 4])
 
 
 def test_ranking_metrics_by_hand():

@@ -57,6 +57,29 @@ def test_same_seed_same_frames_other_seed_differs(run_seed0):
     assert {r["talk"] for r in other.metadata["frames"]} <= {0, 3, 4, 5}  # no bystander at chat_prob 0
 
 
+def test_branches_leave_the_run_unchanged(run_seed0):
+    """Random-play branches restore the emulator state: the run is the same frame for frame,
+    and every branch frame is paired with the run frame from the moment it was taken."""
+    branched = run_speedrun(0, frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1, chat_prob=1.0,
+                            branch_every=500, branch_steps=3)
+    assert frames_hash(branched) == frames_hash(run_seed0)
+    assert {k: v for k, v in branched.metadata.items() if k != "num_branch_frames"} == \
+        {k: v for k, v in run_seed0.metadata.items() if k != "num_branch_frames"}
+    records, branches = run_seed0.metadata["frames"], branched.branches
+    assert len(branches) == len(branched.branch_frames) == branched.metadata["num_branch_frames"]
+    assert len(branches) % 3 == 0 and len(branches) >= 3 * (run_seed0.metadata["num_frames"] // 500)
+    starts = [b["start_frame"] for b in branches[::3]]
+    assert all(later - earlier >= 500 for earlier, later in zip(starts, starts[1:]))
+    frame_of = {r["file"]: r["frame"] for r in records}
+    for branch in branches:
+        moment = branch["start_frame"] + branch["emulator_frames"]
+        assert branch["emulator_frames"] == 30 * branch["step"]
+        assert frame_of[branch["below"]] == min(-(-moment // 4) * 4, records[-1]["frame"])
+    # Random play moves away from the run: some branch frame differs from its run frame.
+    index_of = {r["file"]: i for i, r in enumerate(records)}
+    assert any((frame != run_seed0.frames[index_of[b["below"]]]).any() for b, frame in zip(branches, branched.branch_frames))
+
+
 def test_bystander_talks_are_not_progress(run_seed0):
     """At chat_prob 1 the bot reads mom's text in the house and the sign's in town, between
     milestones, so text boxes in the runs do not all come with progress."""
@@ -68,7 +91,7 @@ def test_bystander_talks_are_not_progress(run_seed0):
 
 
 def test_cli_writes_pngs_metadata_and_video(tmp_path):
-    main(Args(num_runs=1, seed=3, frame_every=8, out=tmp_path))
+    main(Args(num_runs=1, seed=3, frame_every=8, branch_every=600, branch_steps=2, out=tmp_path))
     run_dir = tmp_path / "frames" / "run_00"
     meta = json.loads((run_dir / "metadata.json").read_text())
     pngs = sorted(run_dir.glob("*.png"))
@@ -79,7 +102,14 @@ def test_cli_writes_pngs_metadata_and_video(tmp_path):
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == meta["num_frames"]
     assert video.get(cv2.CAP_PROP_FPS) == 60
     video.release()
+    branch_meta = json.loads((tmp_path / "branches" / "run_00" / "metadata.json").read_text())
+    branches = branch_meta["branches"]
+    assert len(branches) == meta["num_branch_frames"] > 0
+    assert sorted(p.name for p in (tmp_path / "branches" / "run_00").glob("*.png")) == [b["file"] for b in branches]
+    assert {b["below"] for b in branches} <= {p.name for p in pngs}
     assert not list(tmp_path.rglob("*.tmp*"))  # temporary names were renamed away
+    main(Args(num_runs=1, seed=3, frame_every=8, out=tmp_path))  # again without branches: the stale ones go
+    assert not (tmp_path / "branches" / "run_00").exists()
 
 
 def test_cli_refuses_a_missing_or_foreign_rom(tmp_path):
