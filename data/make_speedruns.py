@@ -14,8 +14,8 @@ Each branch frame is paired with the run's frame from the same moment; train_rew
 --branches ranks it below that frame (D-REX-style ranked noise), which tells the reward what
 random play looks like next to the route.
 
-
     uv run python data/make_speedruns.py --num-runs 5 --frame-every 4
+    uv run python data/make_speedruns.py --branch-every 48 --branch-steps 24   # the main job's
 """
 
 from __future__ import annotations
@@ -404,8 +404,8 @@ def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, deto
                  branch_every: int = 0, branch_steps: int = 8) -> Speedrun:
     """Play one run from power-on to the end screen.
 
-    Returns the saved frames (every `frame_every`-th), their metadata, and the branches' last
-    frames if `branch_every` > 0; `on_frame`, if given, also sees every frame of the run
+    Returns the saved frames (every `frame_every`-th), their metadata, and the branch frames
+    and their records if `branch_every` > 0; `on_frame`, if given, also sees every frame of the run
     (e.g. to write a video)."""
     saved: list[np.ndarray] = []
     records: list[dict] = []
