@@ -180,6 +180,8 @@ def main(args: Args) -> dict:
             raise fail(f"--branches: {err}") from None
         train_branches = np.flatnonzero(branches.run_id != holdout)
         eval_branches = np.flatnonzero(branches.run_id == holdout)
+        eval_position = np.full(len(data), -1)  # dataset index -> position in eval_idx
+        eval_position[eval_idx] = np.arange(len(eval_idx))
         if not len(train_branches):
             raise fail(f"--branches: {args.branches} has branches only for the held-out run {data.run_names[holdout]}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -249,8 +251,9 @@ def main(args: Args) -> dict:
             "frames_per_s": 2 * steps_per_epoch * batch_size / seconds,
         }
         if branches is not None and len(eval_branches):
+            # Held-out branches rank below held-out run frames, which `scores` already holds.
             branch_scores = map_batches(lambda batch: score(state, batch), observations[len(data) + eval_branches], batch_size)
-            run_scores = map_batches(lambda batch: score(state, batch), observations[branches.below[eval_branches]], batch_size)
+            run_scores = scores[eval_position[branches.below[eval_branches]]]
             summary["eval_branch_accuracy"] = float((branch_scores < run_scores).mean())
         log.write(summary)
         tqdm.write(

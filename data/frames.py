@@ -210,10 +210,10 @@ class Branches:
     """Random-play branches off the runs of a FramesDataset (data/make_speedruns.py --branch-every).
 
     Attributes:
-        frames: (B, H, W, 3) uint8 RGB, the last frame of each branch.
-        run_id: (B,) int32, the run each branch left, as in the dataset.
-        below: (B,) int64, dataset index of the run's frame from the moment the branch ends:
-            the frame the branch should score below.
+        frames: (B, H, W, 3) uint8 RGB, one frame per branch step (after that step).
+        run_id: (B,) int32, the run the branch left, as in the dataset.
+        below: (B,) int64, dataset index of the run's frame from the moment of that frame:
+            the frame it should score below.
     """
 
     frames: np.ndarray
@@ -229,7 +229,7 @@ def load_branches(root: str | Path, dataset: FramesDataset, image_hw: tuple[int,
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"branches directory {root} does not exist; make it with "
-                                "`uv run python data/make_speedruns.py --branch-every 16`")
+                                "`uv run python data/make_speedruns.py --branch-every 48 --branch-steps 24`")
     index_of = {(run, name): i for i, (run, name) in enumerate(zip(dataset.run_id, dataset.file_names))}
     frames, run_id, below = [], [], []
     for run, name in enumerate(dataset.run_names):
