@@ -10,9 +10,12 @@ for each saved frame, plus every press), and an mp4 of all frames at 60 fps.
 With --branch-every, the bot also branches off its run every so often: it saves the
 emulator state, plays --branch-steps random agent steps (VecGameBoy's action set and
 timing), keeps the frame after each, and restores the state, so the run itself is unchanged.
-Each branch frame is paired with the run's frame from the same moment; train_reward.py
---branches ranks it below that frame (D-REX-style ranked noise), which tells the reward what
-random play looks like next to the route.
+Each branch frame is paired with a run frame that train_reward.py --branches ranks it above
+(D-REX-style ranked noise), which tells the reward what random play looks like next to the
+route. --branch-pairing picks that frame: the run's frame from the same moment, or, for
+branches that start in the overworld, the run's frame one agent step after the branch starts
+(random walking rarely gets further in a whole branch than the bot does in one step; in text
+boxes, battles and the title it can, so those keep the same moment).
 
     uv run python data/make_speedruns.py --num-runs 5 --frame-every 4
     uv run python data/make_speedruns.py --branch-every 48 --branch-steps 24   # the main job's
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -98,6 +102,10 @@ class Args:
     next decision (0: no branches). Branch frames go to <out>/branches/run_XX/."""
     branch_steps: int = 8
     """Agent steps (of FRAME_SKIP frames) per branch; the frame after every step is kept."""
+    branch_pairing: Literal["same-moment", "first-step"] = "same-moment"
+    """The run frame each branch frame ranks below: the one from the same moment, or (overworld
+    branches only; the rest keep the same moment) the one a single agent step after the branch
+    starts. PPO did worse with first-step (BENCHMARKS.md), so the main job keeps same-moment."""
     max_frames: int = 30_000
     """Give up on a run that has not reached the end screen after this many frames."""
     out: Path = Path("data/speedruns")
@@ -324,6 +332,7 @@ class Bot:
         saved = io.BytesIO()
         self.pyboy.save_state(saved)
         m = self.memory
+        start_mode = m[GAME.MODE]
         for step in range(1, self.branch_steps + 1):  # one VecGameBoy step each; its last frame is rendered
             name = BRANCH_ACTIONS[self.branch_rng.integers(len(BRANCH_ACTIONS))]
             if name != "noop":
@@ -332,7 +341,7 @@ class Bot:
             if name != "noop":
                 self.pyboy.button_release(name)
             self.pyboy.tick(FRAME_SKIP - PRESS_FRAMES, True)
-            self.branches.append({"start_frame": self.frame, "step": step, "action": name,
+            self.branches.append({"start_frame": self.frame, "start_mode": start_mode, "step": step, "action": name,
                                   "emulator_frames": step * FRAME_SKIP, "mode": m[GAME.MODE],
                                   "map": m[GAME.MAP_ID], "x": m[GAME.X], "y": m[GAME.Y]})
             self.branch_frames.append(self.pyboy.screen.ndarray[:, :, :3].copy())
@@ -401,12 +410,15 @@ def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, deto
                  idle_prob: float = 0.03, max_idle_frames: int = 60, extra_battles: int = 0,
                  chat_prob: float = 0.5, max_frames: int = 30_000,
                  on_frame: Callable[[int, np.ndarray], None] | None = None,
-                 branch_every: int = 0, branch_steps: int = 8) -> Speedrun:
+                 branch_every: int = 0, branch_steps: int = 8,
+                 branch_pairing: str = "same-moment") -> Speedrun:
     """Play one run from power-on to the end screen.
 
     Returns the saved frames (every `frame_every`-th), their metadata, and the branch frames
-    and their records if `branch_every` > 0; `on_frame`, if given, also sees every frame of the run
-    (e.g. to write a video)."""
+    and their records if `branch_every` > 0 (`branch_pairing` as in Args); `on_frame`, if given,
+    also sees every frame of the run (e.g. to write a video)."""
+    if branch_pairing not in ("same-moment", "first-step"):
+        raise ValueError(f"branch_pairing must be 'same-moment' or 'first-step', got {branch_pairing!r}")
     saved: list[np.ndarray] = []
     records: list[dict] = []
     bot: Bot
@@ -440,8 +452,12 @@ def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, deto
         "num_branch_frames": len(bot.branches),
     }
     for number, record in enumerate(bot.branches):
-        # The run's saved frame from the moment the branch ends (the end screen if the run ends first).
-        moment = -(-(record["start_frame"] + record["emulator_frames"]) // frame_every)
+        # The run's saved frame from the moment the branch frame was taken, or from one step
+        # into the branch (the end screen if the run ends first).
+        ahead = record["emulator_frames"]
+        if branch_pairing == "first-step" and record["start_mode"] == GAME.MODE_OVERWORLD:
+            ahead = FRAME_SKIP
+        moment = -(-(record["start_frame"] + ahead) // frame_every)
         record.update(file=f"{number:06d}.png", below=records[min(moment, len(records) - 1)]["file"])
     branch_frames = np.stack(bot.branch_frames) if bot.branch_frames else None
     return Speedrun(np.stack(saved), metadata, bot.branches, branch_frames)
@@ -475,7 +491,8 @@ def write_run(args: Args, index: int, pool: ThreadPoolExecutor) -> dict:
     try:
         run = run_speedrun(args.seed + index, args.rom, args.frame_every, args.detour_prob,
                            args.idle_prob, args.max_idle_frames, args.extra_battles,
-                           args.chat_prob, args.max_frames, on_frame, args.branch_every, args.branch_steps)
+                           args.chat_prob, args.max_frames, on_frame, args.branch_every, args.branch_steps,
+                           args.branch_pairing)
     finally:
         video.release()
     (tmp_dir / "metadata.json").write_text(json.dumps(run.metadata, indent=1))

@@ -57,11 +57,19 @@ def test_same_seed_same_frames_other_seed_differs(run_seed0):
     assert {r["talk"] for r in other.metadata["frames"]} <= {0, 3, 4, 5}  # no bystander at chat_prob 0
 
 
-def test_branches_leave_the_run_unchanged(run_seed0):
+BRANCHED = dict(frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1, chat_prob=1.0,
+                branch_every=500, branch_steps=3)
+
+
+@pytest.fixture(scope="module")
+def branched_seed0():
+    return run_speedrun(0, **BRANCHED)
+
+
+def test_branches_leave_the_run_unchanged(run_seed0, branched_seed0):
     """Random-play branches restore the emulator state: the run is the same frame for frame,
     and every branch frame is paired with the run frame from the moment it was taken."""
-    branched = run_speedrun(0, frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1, chat_prob=1.0,
-                            branch_every=500, branch_steps=3)
+    branched = branched_seed0
     assert frames_hash(branched) == frames_hash(run_seed0)
     assert {k: v for k, v in branched.metadata.items() if k != "num_branch_frames"} == \
         {k: v for k, v in run_seed0.metadata.items() if k != "num_branch_frames"}
@@ -78,6 +86,29 @@ def test_branches_leave_the_run_unchanged(run_seed0):
     # Random play moves away from the run: some branch frame differs from its run frame.
     index_of = {r["file"]: i for i, r in enumerate(records)}
     assert any((frame != run_seed0.frames[index_of[b["below"]]]).any() for b, frame in zip(branches, branched.branch_frames))
+
+
+def test_first_step_pairing(run_seed0, branched_seed0):
+    """--branch-pairing first-step plays the same branches, and pairs the frames of a branch that
+    starts in the overworld with the run frame one agent step after its start; the others keep
+    the same moment."""
+    tight = run_speedrun(0, **BRANCHED, branch_pairing="first-step")
+    assert frames_hash(tight) == frames_hash(run_seed0)
+    assert (tight.branch_frames == branched_seed0.branch_frames).all()
+    records = run_seed0.metadata["frames"]
+    frame_of = {r["file"]: r["frame"] for r in records}
+    modes = {b["start_mode"] for b in tight.branches}
+    assert GAME.MODE_OVERWORLD in modes and len(modes) > 1  # both kinds of branch are checked
+    for branch, same_moment in zip(tight.branches, branched_seed0.branches):
+        assert {k: v for k, v in branch.items() if k != "below"} == {k: v for k, v in same_moment.items() if k != "below"}
+        if branch["start_mode"] == GAME.MODE_OVERWORLD:
+            moment = branch["start_frame"] + 30
+            assert frame_of[branch["below"]] == min(-(-moment // 4) * 4, records[-1]["frame"])
+        else:
+            assert branch["below"] == same_moment["below"]
+    assert any(b["below"] != s["below"] for b, s in zip(tight.branches, branched_seed0.branches))
+    with pytest.raises(ValueError, match="branch_pairing"):
+        run_speedrun(0, **BRANCHED, branch_pairing="first_step")
 
 
 def test_bystander_talks_are_not_progress(run_seed0):
