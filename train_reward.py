@@ -214,7 +214,6 @@ def main(args: Args) -> dict:
         lambda frames: observe(state, frames), frames, batch_size)
 
     out_path = args.out_dir / f"reward_{args.backbone}.pkl"
-    log = MetricsLog(args.out_dir)
     print(f"reward ({args.backbone}): {sum(x.size for x in jax.tree.leaves(trainable)):,} trainable params, "
           f"{len(train_idx)} training frames, held-out run {data.run_names[holdout]} ({len(eval_idx)} frames), "
           f"min gap {args.min_gap}, {jax.device_count()} device(s), {dtype.name}")
@@ -223,48 +222,49 @@ def main(args: Args) -> dict:
               f"{branch_pairs} of every {batch_size} pairs")
     base_key = jax.random.key(args.seed)
     summary = {}
-    for epoch in range(args.epochs):
-        rng = np.random.default_rng([args.seed, epoch])
-        earlier, later = data.order_pair_indices((batch_size - branch_pairs) * steps_per_epoch, rng, args.min_gap,
-                                                 train_idx, args.pair_gaps)
-        if branches is not None:
-            branch = rng.choice(train_branches, size=(steps_per_epoch, branch_pairs))
-            earlier, later = mix_in_branches(earlier, later, branch, branches.below, len(data))
-        sums, started = {"loss": 0.0, "pairwise_accuracy": 0.0}, time.perf_counter()
-        for i in tqdm(range(steps_per_epoch), desc=f"reward epoch {epoch + 1}/{args.epochs}", leave=False):
-            batch = slice(i * batch_size, (i + 1) * batch_size)
-            pair = (observations[earlier[batch]], observations[later[batch]])
-            state, metrics = train_step(state, shard_batch(pair), jax.random.fold_in(base_key, epoch * steps_per_epoch + i))
-            sums = {k: sums[k] + metrics[k] for k in sums}
-        seconds = time.perf_counter() - started
-        scores = map_batches(lambda batch: score(state, batch), observations[eval_idx], batch_size)
-        held_out = ranking_metrics(scores, data.frame_index[eval_idx], args.min_gap)
-        summary = {
-            "stage": "reward",
-            "backbone": args.backbone,
-            "epoch": epoch + 1,
-            "train_loss": float(sums["loss"]) / steps_per_epoch,
-            "train_pairwise_accuracy": float(sums["pairwise_accuracy"]) / steps_per_epoch,
-            "eval_pairwise_accuracy": held_out["pairwise_accuracy"],
-            "eval_spearman": held_out["spearman"],
-            "eval_pairs": held_out["pairs"],
-            "frames_per_s": 2 * steps_per_epoch * batch_size / seconds,
-        }
-        if branches is not None and len(eval_branches):
-            # Held-out branches rank below held-out run frames, which `scores` already holds.
-            branch_scores = map_batches(lambda batch: score(state, batch), observations[len(data) + eval_branches], batch_size)
-            run_scores = scores[eval_position[branches.below[eval_branches]]]
-            summary["eval_branch_accuracy"] = float((branch_scores < run_scores).mean())
-        log.write(summary)
-        tqdm.write(
-            f"reward epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
-            f"  train pair acc {summary['train_pairwise_accuracy']:.1%}  held-out pair acc {held_out['pairwise_accuracy']:.1%}"
-            f"  spearman {held_out['spearman']:.3f}"
-            + (f"  held-out branches below {summary['eval_branch_accuracy']:.1%}" if "eval_branch_accuracy" in summary else "")
-            + f"  {summary['frames_per_s']:.0f} frames/s"
-        )
-        params = params_of(nnx.merge(graphdef, state["trainable"], state["frozen"]))
-        save_checkpoint(out_path, kind="reward", config=model.cfg, params=params, step=(epoch + 1) * steps_per_epoch)
+    with MetricsLog(args.out_dir) as log:  # redraws training_curves.png on the way out, interrupted or not
+        for epoch in range(args.epochs):
+            rng = np.random.default_rng([args.seed, epoch])
+            earlier, later = data.order_pair_indices((batch_size - branch_pairs) * steps_per_epoch, rng, args.min_gap,
+                                                     train_idx, args.pair_gaps)
+            if branches is not None:
+                branch = rng.choice(train_branches, size=(steps_per_epoch, branch_pairs))
+                earlier, later = mix_in_branches(earlier, later, branch, branches.below, len(data))
+            sums, started = {"loss": 0.0, "pairwise_accuracy": 0.0}, time.perf_counter()
+            for i in tqdm(range(steps_per_epoch), desc=f"reward epoch {epoch + 1}/{args.epochs}", leave=False):
+                batch = slice(i * batch_size, (i + 1) * batch_size)
+                pair = (observations[earlier[batch]], observations[later[batch]])
+                state, metrics = train_step(state, shard_batch(pair), jax.random.fold_in(base_key, epoch * steps_per_epoch + i))
+                sums = {k: sums[k] + metrics[k] for k in sums}
+            seconds = time.perf_counter() - started
+            scores = map_batches(lambda batch: score(state, batch), observations[eval_idx], batch_size)
+            held_out = ranking_metrics(scores, data.frame_index[eval_idx], args.min_gap)
+            summary = {
+                "stage": "reward",
+                "backbone": args.backbone,
+                "epoch": epoch + 1,
+                "train_loss": float(sums["loss"]) / steps_per_epoch,
+                "train_pairwise_accuracy": float(sums["pairwise_accuracy"]) / steps_per_epoch,
+                "eval_pairwise_accuracy": held_out["pairwise_accuracy"],
+                "eval_spearman": held_out["spearman"],
+                "eval_pairs": held_out["pairs"],
+                "frames_per_s": 2 * steps_per_epoch * batch_size / seconds,
+            }
+            if branches is not None and len(eval_branches):
+                # Held-out branches rank below held-out run frames, which `scores` already holds.
+                branch_scores = map_batches(lambda batch: score(state, batch), observations[len(data) + eval_branches], batch_size)
+                run_scores = scores[eval_position[branches.below[eval_branches]]]
+                summary["eval_branch_accuracy"] = float((branch_scores < run_scores).mean())
+            log.write(summary)
+            tqdm.write(
+                f"reward epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
+                f"  train pair acc {summary['train_pairwise_accuracy']:.1%}  held-out pair acc {held_out['pairwise_accuracy']:.1%}"
+                f"  spearman {held_out['spearman']:.3f}"
+                + (f"  held-out branches below {summary['eval_branch_accuracy']:.1%}" if "eval_branch_accuracy" in summary else "")
+                + f"  {summary['frames_per_s']:.0f} frames/s"
+            )
+            params = params_of(nnx.merge(graphdef, state["trainable"], state["frozen"]))
+            save_checkpoint(out_path, kind="reward", config=model.cfg, params=params, step=(epoch + 1) * steps_per_epoch)
     print(f"wrote {out_path}")
     return summary
 

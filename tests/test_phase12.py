@@ -130,6 +130,27 @@ def test_mix_in_branches_puts_the_branch_frame_first():
     np.testing.assert_array_equal(mixed_later, [5, 6, 2, 7, 8, 4])
 
 
+def test_metrics_log_redraws_first_then_throttled_and_on_exit(tmp_path):
+    """Every record reaches metrics.jsonl at once; the curves are drawn after the first epoch,
+    not again within redraw_seconds, and once more when the block ends, even on an error."""
+    drawn = []
+    with pytest.raises(KeyboardInterrupt):
+        with pretrain_visual.MetricsLog(tmp_path, redraw_seconds=3600) as log:
+            real_plot = log.plot
+            log.plot = lambda: (drawn.append(len(log.path.read_text().splitlines())), real_plot())
+            for epoch in range(1, 6):
+                log.write({"stage": "reward", "epoch": epoch, "train_loss": 1.0 / epoch})
+            assert drawn == [1] and len(log.path.read_text().splitlines()) == 5
+            raise KeyboardInterrupt
+    assert drawn == [1, 5]
+    assert (tmp_path / "training_curves.png").stat().st_size > 0
+    with pretrain_visual.MetricsLog(tmp_path, redraw_seconds=0) as log:
+        log.plot = lambda: (drawn.append("every"), pretrain_visual.MetricsLog.plot(log))
+        log.write({"stage": "reward", "epoch": 1, "train_loss": 1.0})
+        log.write({"stage": "reward", "epoch": 2, "train_loss": 0.5})
+    assert drawn[2:] == ["every", "every"]  # nothing left to draw on exit
+
+
 def test_ranking_metrics_by_hand():
     # Scores 0, 2, 1, 3 for frames 0..3: pairs with gap >= 1 are (0,1) (0,2) (0,3) (1,2) (1,3) (2,3);
     # only (1,2) is out of order.
