@@ -219,7 +219,7 @@ class MetricsLog:
     """Appends one JSON line per epoch to <out_dir>/metrics.jsonl and redraws training_curves.png
     after the first epoch, then at most every `redraw_seconds`, and when the `with` block ends
     (even on an interrupt). A figure costs ~0.5 s, more than a whole epoch of the reward head:
-    redrawn every epoch, it was most of Phase 2's time."""
+    redrawn every epoch, it was a third of Phase 2's time."""
 
     def __init__(self, out_dir: Path, redraw_seconds: float = 30.0):
         self.path = out_dir / "metrics.jsonl"

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -43,6 +43,7 @@ from envs.games import EMUQUEST_ROM, EmuQuest, read_cart_title
 from envs.vec_gameboy import ACTION_NAMES, FRAME_SKIP, PRESS_FRAMES
 
 GAME = EmuQuest()
+BranchPairing = Literal["same-moment", "first-step"]
 
 # RAM beyond the profile's fixed block (envs/roms/emuquest/RAM.md).
 WALK = 0xC008  # frames left in the current step, 0 = standing
@@ -102,7 +103,7 @@ class Args:
     next decision (0: no branches). Branch frames go to <out>/branches/run_XX/."""
     branch_steps: int = 8
     """Agent steps (of FRAME_SKIP frames) per branch; the frame after every step is kept."""
-    branch_pairing: Literal["same-moment", "first-step"] = "same-moment"
+    branch_pairing: BranchPairing = "same-moment"
     """The run frame each branch frame ranks below: the one from the same moment, or (overworld
     branches only; the rest keep the same moment) the one a single agent step after the branch
     starts. PPO did worse with first-step (BENCHMARKS.md), so the main job keeps same-moment."""
@@ -411,14 +412,14 @@ def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, deto
                  chat_prob: float = 0.5, max_frames: int = 30_000,
                  on_frame: Callable[[int, np.ndarray], None] | None = None,
                  branch_every: int = 0, branch_steps: int = 8,
-                 branch_pairing: str = "same-moment") -> Speedrun:
+                 branch_pairing: BranchPairing = "same-moment") -> Speedrun:
     """Play one run from power-on to the end screen.
 
     Returns the saved frames (every `frame_every`-th), their metadata, and the branch frames
     and their records if `branch_every` > 0 (`branch_pairing` as in Args); `on_frame`, if given,
     also sees every frame of the run (e.g. to write a video)."""
-    if branch_pairing not in ("same-moment", "first-step"):
-        raise ValueError(f"branch_pairing must be 'same-moment' or 'first-step', got {branch_pairing!r}")
+    if branch_pairing not in get_args(BranchPairing):
+        raise ValueError(f"branch_pairing must be one of {get_args(BranchPairing)}, got {branch_pairing!r}")
     saved: list[np.ndarray] = []
     records: list[dict] = []
     bot: Bot
