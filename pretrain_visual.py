@@ -35,6 +35,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from data.frames import FramesDataset
+from models.build import abstract, build
 from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, restore_params, restore_tree, save_checkpoint
 from models.quantizers import QuantizerConfig
 from models.sharding import compute_dtype, replicate, shard_batch
@@ -323,7 +324,7 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
     cfg = tokenizer_config(args, dtype)
     if resumed:
         cfg = dataclasses.replace(config_from_dict(VQVAEConfig, resumed["config"]), dtype=dtype.name)
-    model = VQVAE(cfg, rngs=nnx.Rngs(args.seed))
+    model = build(lambda: VQVAE(cfg, rngs=nnx.Rngs(args.seed)))
     train_idx, eval_idx, eval_name = split_runs(data, args.holdout_run)
     batch_size = fit_batch_size(args.batch_size, len(train_idx), "training frames")
     steps_per_epoch = len(train_idx) // batch_size
@@ -440,7 +441,7 @@ def load_frozen_tokenizer(path: Path, out_dir: Path, dtype: jnp.dtype) -> VQVAE:
     try:
         ckpt = load_checkpoint(path, "tokenizer")
         cfg = dataclasses.replace(config_from_dict(VQVAEConfig, ckpt["config"]), dtype=dtype.name)
-        model = restore_params(VQVAE(cfg, rngs=nnx.Rngs(0)), ckpt["params"], source=str(path))
+        model = restore_params(abstract(lambda: VQVAE(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))
     except CheckpointError as err:
         raise fail(f"--tokenizer: {err}") from None
     if cfg.quantizer.kind == "none":
@@ -484,7 +485,7 @@ def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metri
     steps_per_epoch = len(train_t) // batch_size
     optimizer = make_optimizer(args.lr, args.epochs * steps_per_epoch)
 
-    model = TokenTransformer(cfg, rngs=nnx.Rngs(args.seed))
+    model = build(lambda: TokenTransformer(cfg, rngs=nnx.Rngs(args.seed)))
     graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
     opt_state = optimizer.init(trainable)
     start_epoch = 0

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from data.pairs import NO_BUTTON, FrameGroups, read_buttons
 from envs.vec_gameboy import ACTION_NAMES
+from models.build import abstract, build
 from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, restore_params, save_checkpoint
 from models.lam import LAMConfig, LatentActionModel, lam_loss
 from models.quantizers import QuantizerConfig
@@ -330,7 +331,7 @@ def split_groups(groups: FrameGroups, holdout_run: str) -> tuple[np.ndarray, np.
 
 
 def train(args: Args, train_groups: FrameGroups, train_ids: np.ndarray, cfg: LAMConfig, batch_size: int) -> LatentActionModel:
-    model = LatentActionModel(cfg, rngs=nnx.Rngs(args.seed))
+    model = build(lambda: LatentActionModel(cfg, rngs=nnx.Rngs(args.seed)))
     optimizer = make_optimizer(args.lr, args.steps)
     graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
     state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": optimizer.init(trainable)})
@@ -397,7 +398,7 @@ def load_for_eval(path: Path, dtype: jnp.dtype) -> LatentActionModel:
     try:
         ckpt = load_checkpoint(path, "lam")
         cfg = config_from_dict(LAMConfig, {**ckpt["config"], "dtype": dtype.name})
-        return restore_params(LatentActionModel(cfg, rngs=nnx.Rngs(0)), ckpt["params"], source=str(path))
+        return restore_params(abstract(lambda: LatentActionModel(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))
     except CheckpointError as err:
         raise fail(f"--checkpoint: {err}") from None
 

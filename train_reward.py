@@ -37,6 +37,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from data.frames import load_branches
+from models.build import build
 from models.checkpoint import CheckpointError, params_of, restore_params, save_checkpoint
 from models.resnet import ResNetConfig
 from models.reward import RewardConfig, RewardModel, reward_loss
@@ -134,7 +135,7 @@ def mix_in_branches(earlier: np.ndarray, later: np.ndarray, branch: np.ndarray, 
 def build_model(args: Args, dtype) -> RewardModel:
     if args.backbone == "resnet34":
         cfg = RewardConfig(backbone="resnet34", resnet=dataclasses.replace(RESNET_SIZES[args.size], dtype=dtype.name))
-        return RewardModel(cfg, rngs=nnx.Rngs(args.seed))
+        return build(lambda: RewardModel(cfg, rngs=nnx.Rngs(args.seed)))
     path = args.tokenizer or args.out_dir / TOKENIZER_FILE
     if not path.is_file() and (args.out_dir / path).is_file():
         path = args.out_dir / path
@@ -145,7 +146,7 @@ def build_model(args: Args, dtype) -> RewardModel:
     if encoder.cfg.quantizer.kind == "none":
         raise fail(f"--tokenizer: {path} uses quantizer 'none'; the vq reward needs a quantized tokenizer")
     cfg = RewardConfig(backbone="vq", tokenizer=dataclasses.replace(encoder.cfg, dtype=dtype.name), head_hidden=args.head_hidden)
-    model = RewardModel(cfg, rngs=nnx.Rngs(args.seed))
+    model = build(lambda: RewardModel(cfg, rngs=nnx.Rngs(args.seed)))
     restore_params(model.encoder, params_of(encoder), source=str(path))
     print(f"vq backbone: frozen encoder from {path}")
     return model

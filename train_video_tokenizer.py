@@ -27,6 +27,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from data.pairs import FrameGroups
+from models.build import build
 from models.checkpoint import save_checkpoint
 from models.quantizers import QuantizerConfig
 from models.sharding import compute_dtype, replicate, shard_batch
@@ -128,7 +129,7 @@ def main(args: Args) -> dict:
     steps_per_epoch = len(train_clips) // batch_size
     total_steps = args.epochs * steps_per_epoch
     optimizer = make_optimizer(args.lr, total_steps)
-    model = VideoTokenizer(cfg, rngs=nnx.Rngs(args.seed))
+    model = build(lambda: VideoTokenizer(cfg, rngs=nnx.Rngs(args.seed)))
     graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
     state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": optimizer.init(trainable),
                        "usage": jnp.zeros(cfg.vocab_size, jnp.int32)})

@@ -48,6 +48,7 @@ from envs.curriculum import CurriculumPool
 from envs.games import EMUQUEST_ROM
 from envs.rom import RomError
 from envs.vec_gameboy import VecGameBoy
+from models.build import abstract, build
 from models.checkpoint import (
     CheckpointError,
     config_from_dict,
@@ -707,7 +708,7 @@ def load_policy(path) -> tuple[nnx.Module, PolicyConfig, dict]:
     """(policy with its fp32 weights, its config, the checkpoint) from a 'policy' checkpoint."""
     ckpt = load_checkpoint(path, "policy")
     cfg = config_from_dict(PolicyConfig, ckpt["config"]["policy"])
-    model = make_policy(cfg, nnx.Rngs(0))
+    model = abstract(lambda: make_policy(cfg, nnx.Rngs(0)))
     weights = ckpt["params"] if ckpt["train_state"] is None else ckpt["train_state"]["params"]
     return restore_params(model, weights, source=str(path)), cfg, ckpt
 
@@ -784,7 +785,7 @@ def train(args: Args, runner: Runner, num_actions: int, key, out_dir: Path):
     else:
         policy_cfg, encoder, dynamics = policy_config_from_args(args, num_actions)
         key, init_key = jax.random.split(key)
-        model = make_policy(policy_cfg, nnx.Rngs(init_key))
+        model = build(lambda: make_policy(policy_cfg, nnx.Rngs(init_key)))
         if encoder is not None:
             copy_params(model.vq, encoder, "--pretrained-tokenizer")
         if dynamics is not None:

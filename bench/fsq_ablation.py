@@ -27,6 +27,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from data.frames import FramesDataset
+from models.build import build
 from models.quantizers import QuantizerConfig
 from models.sharding import replicate, shard_batch
 from models.vqvae import VQVAE, VQVAEConfig, frames_to_float
@@ -71,7 +72,7 @@ def run_setting(args: Args, data: FramesDataset, train_idx: np.ndarray, eval_idx
     cfg = VQVAEConfig(embed_dim=args.embed_dim, encoder_channels=args.encoder_channels, res_blocks=0,
                       quantizer=quantizer, image_hw=args.image_hw)
     quantized = quantizer.kind != "none"
-    model = VQVAE(cfg, rngs=nnx.Rngs(args.seed))
+    model = build(lambda: VQVAE(cfg, rngs=nnx.Rngs(args.seed)))
     optimizer = make_optimizer(args.lr, args.steps)
     graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
     state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": optimizer.init(trainable)})

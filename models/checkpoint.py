@@ -200,7 +200,8 @@ def _check_same_tree(expected, found, where: str, source: str):
 def restore_params(model: nnx.Module, params: dict, source: str = "checkpoint") -> nnx.Module:
     """Load `params` (e.g. ckpt["params"]) into `model` in place, after checking every path and shape.
 
-    Values are cast to the model's parameter dtype (fp32 master weights).
+    Values are cast to the model's parameter dtype (fp32 master weights). `model` may be abstract
+    (models.build.abstract): every parameter is filled, and any other state it holds is refused.
     """
     state = nnx.state(model, nnx.Param)
     expected = nnx.to_pure_dict(state)
@@ -208,6 +209,9 @@ def restore_params(model: nnx.Module, params: dict, source: str = "checkpoint") 
     cast = jax.tree.map(lambda e, p: jnp.asarray(np.asarray(p, dtype=np.float32), dtype=e.dtype), expected, params)
     nnx.replace_by_pure_dict(state, cast)
     nnx.update(model, state)
+    if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(nnx.state(model))):
+        raise ValueError(f"{type(model).__name__} holds state that is not a parameter: build it, not abstract(), "
+                         "before restoring")
     return model
 
 

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from models.build import abstract
 from models.checkpoint import config_from_dict, load_checkpoint, restore_params
 from models.quantizers import QuantizerConfig, make_quantizer
 from models.vqvae import frames_to_float
@@ -253,5 +254,5 @@ def lam_loss(model: LatentActionModel, batch, key: jax.Array | None, change_weig
 def load_lam(path) -> LatentActionModel:
     """A LatentActionModel rebuilt from a 'lam' checkpoint (its config and weights)."""
     ckpt = load_checkpoint(path, "lam")
-    model = LatentActionModel(config_from_dict(LAMConfig, ckpt["config"]), rngs=nnx.Rngs(0))
-    return restore_params(model, ckpt["params"], source=str(path))
+    cfg = config_from_dict(LAMConfig, ckpt["config"])
+    return restore_params(abstract(lambda: LatentActionModel(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))

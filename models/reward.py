@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.checkpoint import config_from_dict, load_checkpoint, params_of, restore_params
+from models.build import abstract
+from models.checkpoint import config_from_dict, load_checkpoint, restore_params
 from models.resnet import ResNet34, ResNetConfig
-from models.vqvae import VQEncoder, VQVAEConfig, load_encoder
+from models.vqvae import VQEncoder, VQVAEConfig
 
 BACKBONES = ("resnet34", "vq")
 
@@ -116,26 +117,8 @@ def reward_loss(model: RewardModel, earlier: jax.Array, later: jax.Array):
     return loss, {"loss": loss, "pairwise_accuracy": pairwise_accuracy(s_earlier, s_later)}
 
 
-def vq_reward_model(tokenizer_path, cfg: RewardConfig, rngs: nnx.Rngs) -> RewardModel:
-    """A "vq" RewardModel whose encoder holds the weights of a tokenizer / encoder checkpoint.
-
-    The tokenizer's own config replaces cfg.tokenizer, so shapes always agree.
-    """
-    encoder = load_encoder(tokenizer_path)
-    cfg = RewardConfig(
-        backbone="vq",
-        resnet=cfg.resnet,
-        tokenizer=encoder.cfg,
-        head_reduce_dim=cfg.head_reduce_dim,
-        head_hidden=cfg.head_hidden,
-    )
-    model = RewardModel(cfg, rngs=rngs)
-    restore_params(model.encoder, params_of(encoder), source=str(tokenizer_path))
-    return model
-
-
 def load_reward(path) -> RewardModel:
     """A RewardModel rebuilt from a 'reward' checkpoint (either backbone)."""
     ckpt = load_checkpoint(path, "reward")
-    model = RewardModel(config_from_dict(RewardConfig, ckpt["config"]), rngs=nnx.Rngs(0))
-    return restore_params(model, ckpt["params"], source=str(path))
+    cfg = config_from_dict(RewardConfig, ckpt["config"])
+    return restore_params(abstract(lambda: RewardModel(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from models.build import abstract
 from models.checkpoint import config_from_dict, load_checkpoint, restore_params
 
 
@@ -119,5 +120,5 @@ def dynamics_loss(model: TokenTransformer, tokens: jax.Array, next_tokens: jax.A
 def load_dynamics(path) -> TokenTransformer:
     """A TokenTransformer rebuilt from a 'dynamics' checkpoint."""
     ckpt = load_checkpoint(path, "dynamics")
-    model = TokenTransformer(config_from_dict(TransformerConfig, ckpt["config"]), rngs=nnx.Rngs(0))
-    return restore_params(model, ckpt["params"], source=str(path))
+    cfg = config_from_dict(TransformerConfig, ckpt["config"])
+    return restore_params(abstract(lambda: TokenTransformer(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))

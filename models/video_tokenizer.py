@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from models.build import abstract
 from models.checkpoint import config_from_dict, load_checkpoint, restore_params
 from models.quantizers import make_quantizer
 from models.vqvae import Decoder, Encoder, VQVAEConfig, frames_to_float
@@ -135,5 +136,5 @@ def video_tokenizer_loss(model: VideoTokenizer, clips: jax.Array, key: jax.Array
 def load_video_tokenizer(path) -> VideoTokenizer:
     """A VideoTokenizer rebuilt from a 'video_tokenizer' checkpoint (its config and weights)."""
     ckpt = load_checkpoint(path, "video_tokenizer")
-    model = VideoTokenizer(config_from_dict(VideoTokenizerConfig, ckpt["config"]), rngs=nnx.Rngs(0))
-    return restore_params(model, ckpt["params"], source=str(path))
+    cfg = config_from_dict(VideoTokenizerConfig, ckpt["config"])
+    return restore_params(abstract(lambda: VideoTokenizer(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))

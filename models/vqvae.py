@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from models.build import abstract
 from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, restore_params
 from models.quantizers import QuantizerConfig, make_quantizer
 
@@ -206,16 +207,16 @@ def tokenizer_loss(model: VQVAE, frames: jax.Array, key: jax.Array | None):
 def load_tokenizer(path) -> VQVAE:
     """A VQVAE rebuilt from a 'tokenizer' checkpoint (its config and weights)."""
     ckpt = load_checkpoint(path, "tokenizer")
-    model = VQVAE(config_from_dict(VQVAEConfig, ckpt["config"]), rngs=nnx.Rngs(0))
-    return restore_params(model, ckpt["params"], source=str(path))
+    cfg = config_from_dict(VQVAEConfig, ckpt["config"])
+    return restore_params(abstract(lambda: VQVAE(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))
 
 
 def load_encoder(path) -> VQEncoder:
     """A VQEncoder from an 'encoder' checkpoint, or from a 'tokenizer' one (its decoder is dropped)."""
     ckpt = load_checkpoint(path, ("encoder", "tokenizer"))
-    model = VQEncoder(config_from_dict(VQVAEConfig, ckpt["config"]), rngs=nnx.Rngs(0))
+    cfg = config_from_dict(VQVAEConfig, ckpt["config"])
     params = {name: ckpt["params"][name] for name in ("encoder", "quantizer") if name in ckpt["params"]}
-    return restore_params(model, params, source=str(path))
+    return restore_params(abstract(lambda: VQEncoder(cfg, rngs=nnx.Rngs(0))), params, source=str(path))
 
 
 def encoder_params(tokenizer_params: dict) -> dict:

@@ -11,6 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
+import train_reward
 from models.checkpoint import (
     CheckpointError,
     config_from_dict,
@@ -21,7 +22,7 @@ from models.checkpoint import (
     save_checkpoint,
 )
 from models.quantizers import QuantizerConfig
-from models.reward import RewardConfig, load_reward, vq_reward_model
+from models.reward import load_reward
 from models.transformer import TokenTransformer, TransformerConfig, load_dynamics
 from models.vqvae import VQVAE, VQVAEConfig, encoder_params, load_encoder, load_tokenizer
 
@@ -147,7 +148,7 @@ def test_failed_save_keeps_the_previous_file(tokenizer, tmp_path):
 def test_reward_checkpoint_rebuilds_nested_config(tokenizer, tmp_path):
     """A "vq" reward model takes its encoder from a tokenizer file and round-trips with nested configs."""
     tok_path = save_checkpoint(tmp_path / "tok.pkl", kind="tokenizer", config=TINY, params=params_of(tokenizer), step=0)
-    model = vq_reward_model(tok_path, RewardConfig(head_reduce_dim=4, head_hidden=8), nnx.Rngs(1))
+    model = train_reward.build_model(train_reward.Args(backbone="vq", tokenizer=tok_path, head_hidden=8), jnp.dtype("float32"))
     expected_encoder = encoder_params(params_of(tokenizer))
     for got, want in zip(jax.tree.leaves(params_of(model.encoder)), jax.tree.leaves(expected_encoder)):
         np.testing.assert_array_equal(got, np.asarray(want).astype(ml_dtypes.bfloat16).astype(np.float32))
