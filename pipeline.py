@@ -75,6 +75,11 @@ PPO_OVERRIDES = dict(reward_interval=8, learning_rate=1e-3, ent_coef=0.003, curr
                      max_episode_steps=256, update_epochs=2, progress_baseline="best")
 
 
+# Held-out evaluations draw the curves and change no weights. The tokenizer's costs ~15% of its
+# epoch and the reward head's a third of its, so the main job runs a few of each (always one
+# after the last epoch, which the report reads); the dynamics model's is cheap and runs every epoch.
+TOKENIZER_EVAL_EVERY, REWARD_EVAL_EVERY = 4, 20
+
 REWARD_FILE = "reward_vq.pkl"  # the frozen-VQ reward head: a ResNet-34 costs ~40x more per epoch here
 
 
@@ -112,12 +117,13 @@ def main(args: Args) -> dict:
     phase1 = dict(data=frames, out_dir=ckpt, seed=args.seed, size=budget.size)
     tokenizer = timed("tokenizer (1a)", durations, pretrain_visual.main, pretrain_visual.Args(
         stage="1a", epochs=budget.tokenizer_epochs, lr=budget.tokenizer_lr, batch_size=budget.tokenizer_batch_size,
-        **phase1))["1a"]
+        eval_every=TOKENIZER_EVAL_EVERY, **phase1))["1a"]
     dynamics = timed("dynamics (1b)", durations, pretrain_visual.main, pretrain_visual.Args(
         stage="1b", epochs=budget.dynamics_epochs, lr=budget.dynamics_lr, **phase1))["1b"]
     # Log-uniform pair gaps: PPO reads score deltas over a few steps, so local order matters most.
     reward = timed("reward", durations, train_reward.main, train_reward.Args(
         backbone="vq", epochs=budget.reward_epochs, pairs_per_epoch=budget.reward_pairs_per_epoch, pair_gaps="log",
+        eval_every=REWARD_EVAL_EVERY,
         branches=out / "speedruns" / "branches", tokenizer=ckpt / pretrain_visual.TOKENIZER_FILE, data=frames,
         out_dir=ckpt, seed=args.seed))
     history = timed("PPO", durations, train_with_cnn_reward.main, ppo_args(budget, ckpt, ppo_dir, args.seed, args.num_workers))

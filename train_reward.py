@@ -43,7 +43,8 @@ from models.resnet import ResNetConfig
 from models.reward import RewardConfig, RewardModel, reward_loss
 from models.sharding import compute_dtype, replicate, shard_batch
 from models.vqvae import load_encoder
-from pretrain_visual import TOKENIZER_FILE, MetricsLog, fail, fit_batch_size, load_frames, make_optimizer, make_train_step, map_batches
+from pretrain_visual import (TOKENIZER_FILE, MetricsLog, evaluate_now, fail, fit_batch_size, load_frames, make_optimizer,
+                             make_train_step, map_batches)
 
 # ResNet sizes: "seed" is the real ResNet-34; "small" keeps its depth at 1/4 width (fits a CPU); "tiny" is for tests.
 RESNET_SIZES = {
@@ -93,6 +94,9 @@ class Args:
     """ResNet size preset (seed = ResNet-34 at full width)."""
     head_hidden: int = 256
     """vq backbone: hidden width of the MLP head."""
+    eval_every: int = 1
+    """Rank the held-out run (and its branches) every this many epochs, and after the last (with
+    the vq head that costs about a third as much as its epoch)."""
 
 
 def spearman(scores: np.ndarray, order: np.ndarray) -> float:
@@ -154,8 +158,8 @@ def build_model(args: Args, dtype) -> RewardModel:
 
 def main(args: Args) -> dict:
     """Trains the reward model; returns the last epoch's metrics (held-out ranking included)."""
-    if args.epochs < 1 or args.batch_size < 1 or args.min_gap < 1:
-        raise fail("--epochs, --batch-size and --min-gap must be at least 1")
+    if min(args.epochs, args.batch_size, args.min_gap, args.eval_every) < 1:
+        raise fail("--epochs, --batch-size, --min-gap and --eval-every must be at least 1")
     if not 0 < args.branch_fraction < 1:
         raise fail(f"--branch-fraction must lie in (0, 1), got {args.branch_fraction}")
     try:
@@ -238,31 +242,31 @@ def main(args: Args) -> dict:
                 state, metrics = train_step(state, shard_batch(pair), jax.random.fold_in(base_key, epoch * steps_per_epoch + i))
                 sums = {k: sums[k] + metrics[k] for k in sums}
             seconds = time.perf_counter() - started
-            scores = map_batches(lambda batch: score(state, batch), observations[eval_idx], batch_size)
-            held_out = ranking_metrics(scores, data.frame_index[eval_idx], args.min_gap)
             summary = {
                 "stage": "reward",
                 "backbone": args.backbone,
                 "epoch": epoch + 1,
                 "train_loss": float(sums["loss"]) / steps_per_epoch,
                 "train_pairwise_accuracy": float(sums["pairwise_accuracy"]) / steps_per_epoch,
-                "eval_pairwise_accuracy": held_out["pairwise_accuracy"],
-                "eval_spearman": held_out["spearman"],
-                "eval_pairs": held_out["pairs"],
                 "frames_per_s": 2 * steps_per_epoch * batch_size / seconds,
             }
-            if branches is not None and len(eval_branches):
-                # Held-out branches rank below held-out run frames, which `scores` already holds.
-                branch_scores = map_batches(lambda batch: score(state, batch), observations[len(data) + eval_branches], batch_size)
-                run_scores = scores[eval_position[branches.below[eval_branches]]]
-                summary["eval_branch_accuracy"] = float((branch_scores < run_scores).mean())
+            held_out = ""
+            if evaluate_now(args, epoch):
+                scores = map_batches(lambda batch: score(state, batch), observations[eval_idx], batch_size)
+                ranking = ranking_metrics(scores, data.frame_index[eval_idx], args.min_gap)
+                summary.update(eval_pairwise_accuracy=ranking["pairwise_accuracy"], eval_spearman=ranking["spearman"],
+                               eval_pairs=ranking["pairs"])
+                held_out = f"  held-out pair acc {ranking['pairwise_accuracy']:.1%}  spearman {ranking['spearman']:.3f}"
+                if branches is not None and len(eval_branches):
+                    # Held-out branches rank below held-out run frames, which `scores` already holds.
+                    branch_scores = map_batches(lambda batch: score(state, batch), observations[len(data) + eval_branches], batch_size)
+                    run_scores = scores[eval_position[branches.below[eval_branches]]]
+                    summary["eval_branch_accuracy"] = float((branch_scores < run_scores).mean())
+                    held_out += f"  held-out branches below {summary['eval_branch_accuracy']:.1%}"
             log.write(summary)
             tqdm.write(
                 f"reward epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
-                f"  train pair acc {summary['train_pairwise_accuracy']:.1%}  held-out pair acc {held_out['pairwise_accuracy']:.1%}"
-                f"  spearman {held_out['spearman']:.3f}"
-                + (f"  held-out branches below {summary['eval_branch_accuracy']:.1%}" if "eval_branch_accuracy" in summary else "")
-                + f"  {summary['frames_per_s']:.0f} frames/s"
+                f"  train pair acc {summary['train_pairwise_accuracy']:.1%}{held_out}  {summary['frames_per_s']:.0f} frames/s"
             )
             params = params_of(nnx.merge(graphdef, state["trainable"], state["frozen"]))
             save_checkpoint(out_path, kind="reward", config=model.cfg, params=params, step=(epoch + 1) * steps_per_epoch)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import jax
 import numpy as np
 import pytest
 import tyro
@@ -119,6 +120,23 @@ def test_vq_reward_ranks_branches(phase1, speedrun_frames):
         train_reward.main(dataclasses.replace(args, branch_fraction=1.0))
     with pytest.raises(SystemExit, match="--branches: .*does not exist"):
         train_reward.main(dataclasses.replace(args, branches=out / "missing"))
+
+
+def test_eval_every_evaluates_at_its_epochs_and_the_last_and_changes_no_weights(phase1, speedrun_frames):
+    out, _, _ = phase1
+    args = train_reward.Args(backbone="vq", data=speedrun_frames, epochs=3, pairs_per_epoch=32, min_gap=4,
+                             tokenizer=out / "pretrained_tokenizer.pkl", head_hidden=32, **TINY)
+    every_epoch = train_reward.main(dataclasses.replace(args, out_dir=out / "eval_every_1"))
+    sparse = train_reward.main(dataclasses.replace(args, out_dir=out / "eval_every_2", eval_every=2))
+    assert [("eval_pairwise_accuracy" in r) for r in records(out / "eval_every_2")] == [False, True, True]
+    assert sparse["eval_pairwise_accuracy"] == every_epoch["eval_pairwise_accuracy"]
+    weights = [load_checkpoint(out / f"eval_every_{n}" / "reward_vq.pkl", "reward")["params"] for n in (1, 2)]
+    for mine, theirs in zip(jax.tree.leaves(weights[0]), jax.tree.leaves(weights[1])):
+        np.testing.assert_array_equal(mine, theirs)
+    assert [pretrain_visual.evaluate_now(pretrain_visual.Args(epochs=5, eval_every=2), epoch) for epoch in range(5)] == [
+        False, True, False, True, True]
+    with pytest.raises(SystemExit, match="--eval-every"):
+        train_reward.main(dataclasses.replace(args, eval_every=0))
 
 
 def test_mix_in_branches_puts_the_branch_frame_first():
