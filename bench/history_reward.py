@@ -1,0 +1,205 @@
+"""Offline: would a reward that remembers the episode see milestone 3 (the guide's talk)?
+
+    uv run python pipeline.py        # once: the speedruns, their branches and the tokenizer
+    uv run python bench/history_reward.py --speedruns runs/pipeline/speedruns \
+        --encoder runs/pipeline/checkpoints/pretrained_encoder.pkl
+
+The main job's reward scores one frame, and the town looks the same before the guide's talk
+and after it, so the talk is worth nothing to PPO (BENCHMARKS.md). This bench trains the main
+job's reward head (frozen VQ tokens -> MLP; Bradley-Terry on frame order with log-uniform gaps
+of at least 10 frames; random-play branches in a quarter of each batch; 200 epochs of 768
+pairs; the last run held out) twice per seed: as it is, and with a second input, the bag of
+seen tokens: a (vocab,) 0/1 vector of every codebook entry the run has shown up to this frame
+(for a branch frame, the run's bag when the branch left plus the branch's own frames).
+
+On the held-out run it reports the ranking and the town's scores before the talk (overworld,
+milestone 2), during the guide's text and after the talk (milestone 3). PPO credits only gains
+over the episode's best score, so the talk pays when its text scores above the town before it.
+
+Offline only: PPO would have to carry each env's bag, update it every env step (the guide's
+text stays up for about 4 steps, the reward scores every 8) and store it with curriculum states.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tyro
+from flax import nnx
+from tqdm import tqdm
+
+from data.frames import FramesDataset, load_branches
+from models.build import build
+from models.reward import bradley_terry_loss
+from models.vqvae import load_encoder
+from pretrain_visual import make_optimizer, map_batches
+from train_reward import ranking_metrics
+
+GUIDE_TALK, TOWN, OVERWORLD, TEXT = 3, 1, 2, 1  # RAM values in metadata.json: talk id, map id, mode
+
+
+@dataclass
+class Args:
+    """A reward head with and without a bag of the episode's seen tokens, on the main job's speedruns."""
+
+    speedruns: Path = Path("runs/pipeline/speedruns")
+    """make_speedruns.py output: frames/<run>/ and branches/<run>/, each with metadata.json."""
+    encoder: Path = Path("runs/pipeline/checkpoints/pretrained_encoder.pkl")
+    """The frozen VQ encoder (tokenizer or encoder checkpoint)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Head init and pair sampling seeds."""
+    epochs: int = 200
+    pairs_per_epoch: int = 768
+    batch_size: int = 32
+    branch_pairs: int = 8
+    """Branch pairs per batch (the main job: a quarter)."""
+    min_gap: int = 10
+    lr: float = 1e-3
+    output: Path = Path("bench/results/history_reward.md")
+
+
+class Head(nnx.Module):
+    """Codebook embeddings of the tokens (B, 9, 10, D), and optionally the bag (B, vocab) -> score (B,).
+    Without the bag it is models.reward.VQRewardHead's architecture."""
+
+    def __init__(self, embed_dim: int, cells: int, bag_size: int, rngs: nnx.Rngs):
+        self.reduce = nnx.Linear(embed_dim, 16, rngs=rngs)
+        self.hidden = nnx.Linear(cells * 16 + bag_size, 256, rngs=rngs)
+        self.out = nnx.Linear(256, 1, rngs=rngs)
+
+    def __call__(self, embeddings, bag):
+        x = nnx.gelu(self.reduce(embeddings)).reshape(embeddings.shape[0], -1)
+        x = jnp.concatenate([x, bag], axis=1)  # bag (B, 0) when the head has none
+        return self.out(nnx.gelu(self.hidden(x)))[:, 0]
+
+
+def seen_token_bags(tokens: np.ndarray, data: FramesDataset, root: Path, vocab: int) -> np.ndarray:
+    """(N, vocab) 0/1: for run frames, every token of the run up to and including the frame; for
+    branch frames (after the run frames, in metadata order), the run's bag at the branch start
+    plus the branch's frames so far."""
+    bags = np.zeros((len(tokens), vocab), np.float32)
+    offset = len(data)
+    for run, name in enumerate(data.run_names):
+        indices = np.flatnonzero(data.run_id == run)
+        indices = indices[np.argsort(data.frame_index[indices])]
+        frames = json.loads((root / "frames" / name / "metadata.json").read_text())["frames"]
+        bag, bag_at = np.zeros(vocab, np.float32), {}
+        for i, record in zip(indices, frames):
+            bag[np.unique(tokens[i])] = 1
+            bags[i], bag_at[record["frame"]] = bag, bag.copy()
+        metadata = root / "branches" / name / "metadata.json"
+        branches = json.loads(metadata.read_text())["branches"] if metadata.is_file() else []
+        for i, record in enumerate(branches, start=offset):
+            if record["step"] == 1:
+                bag = bag_at[max(frame for frame in bag_at if frame <= record["start_frame"])].copy()
+            bag[np.unique(tokens[i])] = 1
+            bags[i] = bag
+        offset += len(branches)
+    return bags
+
+
+def town_groups(data: FramesDataset, root: Path, run: int) -> dict[str, np.ndarray]:
+    """Dataset indices of the run's town frames: before the talk, the guide's text, after the talk."""
+    name = data.run_names[run]
+    indices = np.flatnonzero(data.run_id == run)
+    indices = indices[np.argsort(data.frame_index[indices])]
+    frames = json.loads((root / "frames" / name / "metadata.json").read_text())["frames"]
+    groups = {"before": [], "text": [], "after": []}
+    for i, r in zip(indices, frames):
+        if r["map"] != TOWN:
+            continue
+        if r["milestones"] == 2 and r["mode"] == OVERWORLD:
+            groups["before"].append(i)
+        elif r["mode"] == TEXT and r["talk"] == GUIDE_TALK:
+            groups["text"].append(i)
+        elif r["milestones"] == 3 and r["mode"] == OVERWORLD:
+            groups["after"].append(i)
+    return {k: np.asarray(v, int) for k, v in groups.items()}
+
+
+def train_head(args: Args, seed: int, embeddings, bags, data: FramesDataset, below: np.ndarray,
+               train_idx: np.ndarray, train_branches: np.ndarray) -> np.ndarray:
+    """Bradley-Terry training as train_reward.py does it; returns every frame's score."""
+    steps = args.pairs_per_epoch // args.batch_size
+    model = build(lambda: Head(embeddings.shape[-1], embeddings.shape[1] * embeddings.shape[2], bags.shape[1],
+                               nnx.Rngs(seed)))
+    optimizer = nnx.Optimizer(model, make_optimizer(args.lr, args.epochs * steps), wrt=nnx.Param)
+
+    @nnx.jit
+    def train_step(model, optimizer, earlier, later):
+        def loss_of(model):
+            return bradley_terry_loss(model(embeddings[earlier], bags[earlier]), model(embeddings[later], bags[later]))
+
+        loss, grads = nnx.value_and_grad(loss_of)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    for epoch in range(args.epochs):
+        rng = np.random.default_rng([seed, epoch])
+        earlier, later = data.order_pair_indices((args.batch_size - args.branch_pairs) * steps, rng, args.min_gap,
+                                                 train_idx, "log")
+        branch = rng.choice(train_branches, size=(steps, args.branch_pairs))
+        earlier = np.concatenate([earlier.reshape(steps, -1), len(data) + branch], axis=1)
+        later = np.concatenate([later.reshape(steps, -1), below[branch]], axis=1)
+        for step in range(steps):
+            train_step(model, optimizer, jnp.asarray(earlier[step]), jnp.asarray(later[step]))
+    score = nnx.jit(lambda model, e, b: model(e, b))
+    return np.concatenate([np.asarray(score(model, embeddings[i:i + 1024], bags[i:i + 1024]))
+                           for i in range(0, len(bags), 1024)])
+
+
+def main(args: Args) -> str:
+    data = FramesDataset(args.speedruns / "frames")
+    branches = load_branches(args.speedruns / "branches", data)
+    encoder = load_encoder(args.encoder)
+    tokens = map_batches(jax.jit(lambda frames: encoder.encode(frames)[1]), np.concatenate([data.frames, branches.frames]), 64)
+    embeddings = encoder.embed_indices(jnp.asarray(tokens))  # (N, 9, 10, D), as the reward head sees them
+    bags = jnp.asarray(seen_token_bags(tokens, data, args.speedruns, encoder.cfg.vocab_size))
+    no_bag = jnp.zeros((len(bags), 0), jnp.float32)
+
+    holdout = data.num_runs - 1
+    train_idx, eval_idx = np.flatnonzero(data.run_id != holdout), np.flatnonzero(data.run_id == holdout)
+    train_branches, eval_branches = np.flatnonzero(branches.run_id != holdout), np.flatnonzero(branches.run_id == holdout)
+    groups = town_groups(data, args.speedruns, holdout)
+    rows = []
+    for seed in tqdm(args.seeds, desc="seeds"):
+        for variant, memory in (("one frame (the main job)", no_bag), ("frame + bag of seen tokens", bags)):
+            scores = train_head(args, seed, embeddings, memory, data, branches.below, train_idx, train_branches)
+            ranking = ranking_metrics(scores[eval_idx], data.frame_index[eval_idx], args.min_gap)
+            branch_below = np.mean(scores[len(data) + eval_branches] < scores[branches.below[eval_branches]])
+            before, text, after = (scores[groups[k]] for k in ("before", "text", "after"))
+            spread = np.ptp(scores[eval_idx])  # scores have no unit: gaps are given as a share of the run's range
+            rows.append(
+                f"| {seed} | {variant} | {ranking['pairwise_accuracy']:.1%} | {ranking['spearman']:.3f} | {branch_below:.1%} "
+                f"| {(text.mean() - before.max()) / spread:+.3f} | {np.mean(text > before.max()):.0%} "
+                f"| {(after.mean() - before.mean()) / spread:+.3f} |")
+    table = "\n".join([
+        f"# A reward head with a bag of seen tokens (`bench/history_reward.py`), {datetime.date.today()}",
+        "",
+        f"{platform.node()}, {jax.default_backend()}. Speedruns `{args.speedruns}` ({data.num_runs} runs, "
+        f"{len(data)} frames, {len(branches)} branch frames), encoder `{args.encoder}`; held-out run "
+        f"{data.run_names[holdout]}: {len(groups['before'])} town frames before the talk, {len(groups['text'])} "
+        f"of the guide's text, {len(groups['after'])} after it. Gaps are in units of the held-out run's score range.",
+        "",
+        "| seed | reward input | held-out pairwise | Spearman | held-out branches below | guide's text mean − best town before | text frames above the best town before | town after − town before (means) |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ])
+    print(table)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.output.with_name(f".{args.output.name}.tmp")
+    tmp.write_text(table)
+    tmp.replace(args.output)
+    return table
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
