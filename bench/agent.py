@@ -32,6 +32,7 @@ import evaluate_policy
 import pipeline
 import pretrain_visual
 import train_with_cnn_reward
+from bench.tables import write_table
 from envs.games import EMUQUEST_ROM
 from envs.vec_gameboy import VecGameBoy
 
@@ -149,10 +150,7 @@ def main(args: Args) -> str:
     rows = [run_seed(args, budget, seed) for seed in args.seeds]
     table = markdown(rows, env_sps, budget, args)
     print(table)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_name(f".{args.output.name}.tmp")
-    tmp.write_text(table)
-    tmp.replace(args.output)
+    write_table(args.output, table)
     return table
 
 

@@ -40,6 +40,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
+from bench.tables import write_table
 from envs.games import EMUQUEST_ROM
 from envs.rom import RomError, check_rom
 from envs.vec_gameboy import ACTION_NAMES, PyBoy, VecGameBoy  # PyBoy, with its SDL import notice muted
@@ -217,10 +218,7 @@ def main(args: Args) -> str:
     table = "\n".join(lines) + "\n"
 
     print(table)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".tmp")
-    tmp.write_text(table)
-    os.replace(tmp, args.output)
+    write_table(args.output, table)
     return table
 
 

@@ -26,6 +26,7 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
+from bench.tables import write_table
 from data.frames import FramesDataset
 from models.build import build
 from models.quantizers import QuantizerConfig
@@ -175,8 +176,7 @@ def main(args: Args) -> list[tuple[str, dict]]:
         "100 epochs), so read the ordering, not the absolute MSE.",
         "",
     ]
-    args.table.parent.mkdir(parents=True, exist_ok=True)
-    args.table.write_text("\n".join(lines))
+    write_table(args.table, "\n".join(lines))
     write_plot(args.plot, rows)
     print(f"wrote {args.table} and {args.plot}")
     return rows

@@ -35,8 +35,10 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
+from bench.tables import write_table
 from data.frames import FramesDataset, load_branches
 from models.build import build
+from models.checkpoint import CheckpointError
 from models.reward import bradley_terry_loss
 from models.vqvae import load_encoder
 from pretrain_visual import make_optimizer, map_batches
@@ -56,13 +58,19 @@ class Args:
     seeds: tuple[int, ...] = (0, 1, 2)
     """Head init and pair sampling seeds."""
     epochs: int = 200
+    """Training epochs of each head (the main job's)."""
     pairs_per_epoch: int = 768
+    """Frame pairs per epoch (the main job's)."""
     batch_size: int = 32
+    """Pairs per step, branch pairs included."""
     branch_pairs: int = 8
     """Branch pairs per batch (the main job: a quarter)."""
     min_gap: int = 10
+    """Fewest frames between the two frames of an order pair (train_reward.py's default)."""
     lr: float = 1e-3
+    """Peak learning rate (train_reward.py's default)."""
     output: Path = Path("bench/results/history_reward.md")
+    """Where the markdown table goes."""
 
 
 class Head(nnx.Module):
@@ -156,9 +164,12 @@ def train_head(args: Args, seed: int, embeddings, bags, data: FramesDataset, bel
 
 
 def main(args: Args) -> str:
-    data = FramesDataset(args.speedruns / "frames")
-    branches = load_branches(args.speedruns / "branches", data)
-    encoder = load_encoder(args.encoder)
+    try:
+        data = FramesDataset(args.speedruns / "frames")
+        branches = load_branches(args.speedruns / "branches", data)
+        encoder = load_encoder(args.encoder)
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
+        raise SystemExit(f"history_reward.py: {err}\n(run `uv run python pipeline.py` first, or pass --speedruns and --encoder)") from None
     tokens = map_batches(jax.jit(lambda frames: encoder.encode(frames)[1]), np.concatenate([data.frames, branches.frames]), 64)
     embeddings = encoder.embed_indices(jnp.asarray(tokens))  # (N, 9, 10, D), as the reward head sees them
     bags = jnp.asarray(seen_token_bags(tokens, data, args.speedruns, encoder.cfg.vocab_size))
@@ -194,10 +205,7 @@ def main(args: Args) -> str:
         "",
     ])
     print(table)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_name(f".{args.output.name}.tmp")
-    tmp.write_text(table)
-    tmp.replace(args.output)
+    write_table(args.output, table)
     return table
 
 

@@ -20,6 +20,7 @@ from typing import Literal
 import tyro
 
 import train_lam
+from bench.tables import write_table
 
 
 @dataclass
@@ -100,8 +101,7 @@ def main(args: Args) -> dict:
     lines += ["", f"Full reports (per-code button tables): `{args.out_dir}/<quantizer>/lam_report.md`.", ""]
     for kind in reports:
         lines += [f"## {kind}: codes per button", "", *(args.out_dir / kind / "lam_report.md").read_text().split("\n")[1:]]
-    args.table.parent.mkdir(parents=True, exist_ok=True)
-    args.table.write_text("\n".join(lines))
+    write_table(args.table, "\n".join(lines))
     print(f"wrote {args.table}")
     return reports
 

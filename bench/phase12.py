@@ -28,6 +28,7 @@ import tyro
 
 import pretrain_visual
 import train_reward
+from bench.tables import write_table
 from data.make_speedruns import Args as SpeedrunArgs
 from data.make_speedruns import main as make_speedruns
 
@@ -159,8 +160,7 @@ def main(args: Args) -> None:
         f"| reward vq | {rewards['vq']['frames_per_s']:.0f} frames/s |",
         "",
     ]
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text("\n".join(lines))
+    write_table(args.results, "\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {args.results}")
 

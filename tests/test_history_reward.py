@@ -1,12 +1,16 @@
 """bench/history_reward.py's bag of seen tokens: what each run and branch frame has seen so far."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
 from bench.history_reward import seen_token_bags
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_bags_accumulate_along_runs_and_branches_start_from_the_run_at_their_start(tmp_path: Path):
@@ -27,3 +31,10 @@ def test_bags_accumulate_along_runs_and_branches_start_from_the_run_at_their_sta
     bags = seen_token_bags(tokens, data, tmp_path, vocab=6)
     seen = [set(np.flatnonzero(bag)) for bag in bags]
     assert seen == [{0}, {0, 1}, {0, 1, 2}, {0, 1, 3}, {0, 1, 3, 4}]
+
+
+def test_missing_speedruns_fail_in_one_line(tmp_path: Path):
+    result = subprocess.run([sys.executable, "bench/history_reward.py", "--speedruns", str(tmp_path / "none")],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "does not exist" in result.stderr and "pipeline.py" in result.stderr
