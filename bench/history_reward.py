@@ -113,13 +113,16 @@ def seen_token_bags(tokens: np.ndarray, data: FramesDataset, root: Path, vocab: 
     return bags
 
 
-def town_groups(data: FramesDataset, root: Path, run: int) -> dict[str, np.ndarray]:
-    """Dataset indices of the run's town frames: before the talk, the guide's text, after the talk."""
+def town_groups(data: FramesDataset, branch_run_id: np.ndarray, root: Path, run: int) -> dict[str, np.ndarray]:
+    """Indices (run frames, then branch frames after them) of the run's town frames: before the
+    talk, the guide's text, after the talk, and random walking in town from branches that left
+    before the talk, up to the first text box or menu (what PPO could do instead of talking)."""
     name = data.run_names[run]
     indices = np.flatnonzero(data.run_id == run)
     indices = indices[np.argsort(data.frame_index[indices])]
     frames = json.loads((root / "frames" / name / "metadata.json").read_text())["frames"]
-    groups = {"before": [], "text": [], "after": []}
+    groups = {"before": [], "text": [], "after": [], "random before": []}
+    talk_start = min((r["frame"] for r in frames if r["mode"] == TEXT and r["talk"] == GUIDE_TALK), default=-1)
     for i, r in zip(indices, frames):
         if r["map"] != TOWN:
             continue
@@ -129,6 +132,13 @@ def town_groups(data: FramesDataset, root: Path, run: int) -> dict[str, np.ndarr
             groups["text"].append(i)
         elif r["milestones"] == 3 and r["mode"] == OVERWORLD:
             groups["after"].append(i)
+    branches = json.loads((root / "branches" / name / "metadata.json").read_text())["branches"]
+    for i, r in zip(len(data) + np.flatnonzero(branch_run_id == run), branches):
+        if r["step"] == 1:
+            walking = True  # until the branch opens a text box (it may be the guide's) or a menu
+        walking = walking and r["mode"] == OVERWORLD
+        if walking and r["map"] == TOWN and r["start_frame"] < talk_start:
+            groups["random before"].append(i)
     return {k: np.asarray(v, int) for k, v in groups.items()}
 
 
@@ -178,29 +188,30 @@ def main(args: Args) -> str:
     holdout = data.num_runs - 1
     train_idx, eval_idx = np.flatnonzero(data.run_id != holdout), np.flatnonzero(data.run_id == holdout)
     train_branches, eval_branches = np.flatnonzero(branches.run_id != holdout), np.flatnonzero(branches.run_id == holdout)
-    groups = town_groups(data, args.speedruns, holdout)
+    groups = town_groups(data, branches.run_id, args.speedruns, holdout)
     rows = []
     for seed in tqdm(args.seeds, desc="seeds"):
         for variant, memory in (("one frame (the main job)", no_bag), ("frame + bag of seen tokens", bags)):
             scores = train_head(args, seed, embeddings, memory, data, branches.below, train_idx, train_branches)
             ranking = ranking_metrics(scores[eval_idx], data.frame_index[eval_idx], args.min_gap)
             branch_below = np.mean(scores[len(data) + eval_branches] < scores[branches.below[eval_branches]])
-            before, text, after = (scores[groups[k]] for k in ("before", "text", "after"))
+            before, text, after, wander = (scores[groups[k]] for k in ("before", "text", "after", "random before"))
             spread = np.ptp(scores[eval_idx])  # scores have no unit: gaps are given as a share of the run's range
             rows.append(
                 f"| {seed} | {variant} | {ranking['pairwise_accuracy']:.1%} | {ranking['spearman']:.3f} | {branch_below:.1%} "
                 f"| {(text.mean() - before.max()) / spread:+.3f} | {np.mean(text > before.max()):.0%} "
-                f"| {(after.mean() - before.mean()) / spread:+.3f} |")
+                f"| {(after.mean() - before.mean()) / spread:+.3f} | {np.mean(wander > text.mean()):.0%} |")
     table = "\n".join([
         f"# A reward head with a bag of seen tokens (`bench/history_reward.py`), {datetime.date.today()}",
         "",
         f"{platform.node()}, {jax.default_backend()}. Speedruns `{args.speedruns}` ({data.num_runs} runs, "
         f"{len(data)} frames, {len(branches)} branch frames), encoder `{args.encoder}`; held-out run "
         f"{data.run_names[holdout]}: {len(groups['before'])} town frames before the talk, {len(groups['text'])} "
-        f"of the guide's text, {len(groups['after'])} after it. Gaps are in units of the held-out run's score range.",
+        f"of the guide's text, {len(groups['after'])} after it, {len(groups['random before'])} of random play in town "
+        f"branching off before the talk. Gaps are in units of the held-out run's score range.",
         "",
-        "| seed | reward input | held-out pairwise | Spearman | held-out branches below | guide's text mean − best town before | text frames above the best town before | town after − town before (means) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| seed | reward input | held-out pairwise | Spearman | held-out branches below | guide's text mean − best town before | text frames above the best town before | town after − town before (means) | random play in town before the talk above the text's mean |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
     ])
