@@ -11,11 +11,13 @@ from flax import nnx
 
 from models.build import abstract, build
 from models.checkpoint import params_of, restore_params
+from models.lam import LAMConfig, LatentActionModel
 from models.policy import PolicyConfig, make_policy
 from models.quantizers import KINDS, QuantizerConfig, make_quantizer
 from models.resnet import ResNet34, ResNetConfig
 from models.reward import RewardConfig, RewardModel, bradley_terry_loss, pairwise_accuracy, reward_loss
 from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
+from models.video_tokenizer import VideoTokenizer, VideoTokenizerConfig
 from models.vqvae import VQVAE, VQVAEConfig, depth_to_space, tokenizer_loss
 
 TINY_VQVAE = VQVAEConfig(
@@ -245,6 +247,11 @@ BUILT_MODELS = {
     "vq reward": lambda: RewardModel(RewardConfig(backbone="vq", tokenizer=TINY_VQVAE), rngs=nnx.Rngs(3)),
     "vq policy": lambda: make_policy(PolicyConfig(encoder=TINY_VQVAE, transformer=TransformerConfig(
         vocab_size=16, embed_dim=8, num_layers=1, num_heads=2, grid=TINY_VQVAE.grid)), nnx.Rngs(jax.random.key(3))),
+    "vit policy": lambda: make_policy(PolicyConfig(kind="vit", transformer=TransformerConfig(
+        vocab_size=16, embed_dim=8, num_layers=1, num_heads=2)), nnx.Rngs(3)),
+    "resnet reward": lambda: RewardModel(RewardConfig(backbone="resnet34", resnet=TINY_RESNET), rngs=nnx.Rngs(3)),
+    "latent actions": lambda: LatentActionModel(LAMConfig(channels=(4, 8), action_dim=4, pool=4), rngs=nnx.Rngs(3)),
+    "video tokenizer": lambda: VideoTokenizer(VideoTokenizerConfig(frame=TINY_VQVAE, num_frames=2), rngs=nnx.Rngs(3)),
 }
 
 
