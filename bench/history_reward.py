@@ -42,7 +42,7 @@ from models.checkpoint import CheckpointError
 from models.reward import bradley_terry_loss
 from models.vqvae import load_encoder
 from pretrain_visual import make_optimizer, map_batches
-from train_reward import ranking_metrics
+from train_reward import mix_in_branches, ranking_metrics
 
 GUIDE_TALK, TOWN, OVERWORLD, TEXT = 3, 1, 2, 1  # RAM values in metadata.json: talk id, map id, mode
 
@@ -88,6 +88,13 @@ class Head(nnx.Module):
         return self.out(nnx.gelu(self.hidden(x)))[:, 0]
 
 
+def run_records(data: FramesDataset, root: Path, run: int) -> tuple[np.ndarray, list[dict]]:
+    """The run's dataset indices in frame order, and its frames' records from metadata.json."""
+    indices = np.flatnonzero(data.run_id == run)
+    records = json.loads((root / "frames" / data.run_names[run] / "metadata.json").read_text())["frames"]
+    return indices[np.argsort(data.frame_index[indices])], records
+
+
 def seen_token_bags(tokens: np.ndarray, data: FramesDataset, root: Path, vocab: int) -> np.ndarray:
     """(N, vocab) 0/1: for run frames, every token of the run up to and including the frame; for
     branch frames (after the run frames, in metadata order), the run's bag at the branch start
@@ -95,9 +102,7 @@ def seen_token_bags(tokens: np.ndarray, data: FramesDataset, root: Path, vocab: 
     bags = np.zeros((len(tokens), vocab), np.float32)
     offset = len(data)
     for run, name in enumerate(data.run_names):
-        indices = np.flatnonzero(data.run_id == run)
-        indices = indices[np.argsort(data.frame_index[indices])]
-        frames = json.loads((root / "frames" / name / "metadata.json").read_text())["frames"]
+        indices, frames = run_records(data, root, run)
         bag, bag_at = np.zeros(vocab, np.float32), {}
         for i, record in zip(indices, frames):
             bag[np.unique(tokens[i])] = 1
@@ -117,10 +122,7 @@ def town_groups(data: FramesDataset, branch_run_id: np.ndarray, root: Path, run:
     """Indices (run frames, then branch frames after them) of the run's town frames: before the
     talk, the guide's text, after the talk, and random walking in town from branches that left
     before the talk, up to the first text box or menu (what PPO could do instead of talking)."""
-    name = data.run_names[run]
-    indices = np.flatnonzero(data.run_id == run)
-    indices = indices[np.argsort(data.frame_index[indices])]
-    frames = json.loads((root / "frames" / name / "metadata.json").read_text())["frames"]
+    indices, frames = run_records(data, root, run)
     groups = {"before": [], "text": [], "after": [], "random before": []}
     talk_start = min((r["frame"] for r in frames if r["mode"] == TEXT and r["talk"] == GUIDE_TALK), default=-1)
     for i, r in zip(indices, frames):
@@ -132,7 +134,7 @@ def town_groups(data: FramesDataset, branch_run_id: np.ndarray, root: Path, run:
             groups["text"].append(i)
         elif r["milestones"] == 3 and r["mode"] == OVERWORLD:
             groups["after"].append(i)
-    branches = json.loads((root / "branches" / name / "metadata.json").read_text())["branches"]
+    branches = json.loads((root / "branches" / data.run_names[run] / "metadata.json").read_text())["branches"]
     for i, r in zip(len(data) + np.flatnonzero(branch_run_id == run), branches):
         if r["step"] == 1:
             walking = True  # until the branch opens a text box (it may be the guide's) or a menu
@@ -164,8 +166,7 @@ def train_head(args: Args, seed: int, embeddings, bags, data: FramesDataset, bel
         earlier, later = data.order_pair_indices((args.batch_size - args.branch_pairs) * steps, rng, args.min_gap,
                                                  train_idx, "log")
         branch = rng.choice(train_branches, size=(steps, args.branch_pairs))
-        earlier = np.concatenate([earlier.reshape(steps, -1), len(data) + branch], axis=1)
-        later = np.concatenate([later.reshape(steps, -1), below[branch]], axis=1)
+        earlier, later = (pairs.reshape(steps, -1) for pairs in mix_in_branches(earlier, later, branch, below, len(data)))
         for step in range(steps):
             train_step(model, optimizer, jnp.asarray(earlier[step]), jnp.asarray(later[step]))
     score = nnx.jit(lambda model, e, b: model(e, b))
