@@ -186,13 +186,15 @@ def make_train_step(graphdef, optimizer, loss_fn):
     return train_step
 
 
-def map_batches(fn, array: np.ndarray, batch_size: int) -> np.ndarray:
-    """Apply a jitted per-batch `fn` over `array` in fixed-size (padded, sharded) batches; one compile."""
-    outputs = []
-    for start in range(0, len(array), batch_size):
-        chunk = array[start : start + batch_size]
-        padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        outputs.append(np.asarray(fn(shard_batch(padded)))[: len(chunk)])
+def map_batches(fn, arrays, batch_size: int) -> np.ndarray:
+    """Apply a jitted per-batch `fn` over `arrays` (an array, or a tuple of arrays sharing axis 0) in
+    fixed-size (padded, sharded) batches; one compile."""
+    outputs, total = [], len(jax.tree.leaves(arrays)[0])
+    for start in range(0, total, batch_size):
+        size = min(batch_size, total - start)
+        padded = jax.tree.map(lambda a: np.concatenate([a[start : start + size],
+                                                        np.zeros((batch_size - size, *a.shape[1:]), a.dtype)]), arrays)
+        outputs.append(np.asarray(fn(shard_batch(padded)))[:size])
     return np.concatenate(outputs)
 
 

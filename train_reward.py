@@ -15,6 +15,11 @@ noise (as in D-REX): frames of random play branched off the runs (data/make_spee
 --branch-every), each ranked below the run's own frame from the same moment, as
 --branch-fraction of every batch.
 
+A frame alone cannot tell a room before an event from the same room after it. With
+--seen-tokens (vq only) the head also reads the episode's bag of seen tokens: every codebook
+entry shown so far in the run (for a branch frame: the run's bag when the branch left, plus the
+branch's frames), as PPO keeps it per env.
+
 On the held-out run (--holdout-run, default the last) it reports pairwise accuracy over every
 pair at least --min-gap apart, the Spearman rank correlation of score vs frame index, and
 with --branches the share of its branches scored below their run frame, and
@@ -36,11 +41,11 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
-from data.frames import load_branches
+from data.frames import Branches, FramesDataset, load_branches
 from models.build import build
 from models.checkpoint import CheckpointError, params_of, restore_params, save_checkpoint
 from models.resnet import ResNetConfig
-from models.reward import RewardConfig, RewardModel, reward_loss
+from models.reward import RewardConfig, RewardModel, mark_seen, reward_loss
 from models.sharding import compute_dtype, replicate, shard_batch
 from models.vqvae import load_encoder
 from pretrain_visual import (TOKENIZER_FILE, MetricsLog, evaluate_now, fail, fit_batch_size, load_frames, make_optimizer,
@@ -94,6 +99,9 @@ class Args:
     """ResNet size preset (seed = ResNet-34 at full width)."""
     head_hidden: int = 256
     """vq backbone: hidden width of the MLP head."""
+    seen_tokens: bool = False
+    """vq backbone: the head also reads the bag of tokens the episode has shown so far (one 0/1
+    input per codebook entry), so it can tell a room after an event from the room before it."""
     eval_every: int = 1
     """Rank the held-out run (and its branches) every this many epochs, and after the last (with
     the vq head that costs about a third as much as its epoch)."""
@@ -136,6 +144,22 @@ def mix_in_branches(earlier: np.ndarray, later: np.ndarray, branch: np.ndarray, 
             np.concatenate([later.reshape(steps, -1), below[branch]], axis=1).ravel())
 
 
+def seen_token_bags(tokens: np.ndarray, data: FramesDataset, branches: Branches | None, vocab_size: int) -> np.ndarray:
+    """(N, vocab) uint8 bags of seen tokens for `tokens` (N, 9, 10): the run frames, then the
+    branch frames. A run frame's bag holds every token of its run up to and including it; a
+    branch frame's, its run's bag when the branch left plus the branch's frames so far."""
+    bags = np.zeros((len(tokens), vocab_size), np.uint8)
+    mark_seen(bags, tokens)
+    for run in range(data.num_runs):
+        in_order = data.run_indices(run)
+        bags[in_order] = np.maximum.accumulate(bags[in_order], axis=0)
+    if branches is not None:
+        for b in range(len(branches)):  # a branch's frames are consecutive, steps 1, 2, ...
+            before = len(data) + b - 1 if branches.step[b] > 1 else branches.start[b]
+            bags[len(data) + b] |= bags[before]
+    return bags
+
+
 def build_model(args: Args, dtype) -> RewardModel:
     if args.backbone == "resnet34":
         cfg = RewardConfig(backbone="resnet34", resnet=dataclasses.replace(RESNET_SIZES[args.size], dtype=dtype.name))
@@ -149,7 +173,8 @@ def build_model(args: Args, dtype) -> RewardModel:
         raise fail(f"--tokenizer: {err}") from None
     if encoder.cfg.quantizer.kind == "none":
         raise fail(f"--tokenizer: {path} uses quantizer 'none'; the vq reward needs a quantized tokenizer")
-    cfg = RewardConfig(backbone="vq", tokenizer=dataclasses.replace(encoder.cfg, dtype=dtype.name), head_hidden=args.head_hidden)
+    cfg = RewardConfig(backbone="vq", tokenizer=dataclasses.replace(encoder.cfg, dtype=dtype.name), head_hidden=args.head_hidden,
+                       seen_tokens=args.seen_tokens)
     model = build(lambda: RewardModel(cfg, rngs=nnx.Rngs(args.seed)))
     restore_params(model.encoder, params_of(encoder), source=str(path))
     print(f"vq backbone: frozen encoder from {path}")
@@ -160,6 +185,8 @@ def main(args: Args) -> dict:
     """Trains the reward model; returns the last epoch's metrics (held-out ranking included)."""
     if min(args.epochs, args.batch_size, args.min_gap, args.eval_every) < 1:
         raise fail("--epochs, --batch-size, --min-gap and --eval-every must be at least 1")
+    if args.seen_tokens and args.backbone != "vq":
+        raise fail("--seen-tokens needs --backbone vq: the bag is made of the tokenizer's tokens")
     if not 0 < args.branch_fraction < 1:
         raise fail(f"--branch-fraction must lie in (0, 1), got {args.branch_fraction}")
     try:
@@ -189,6 +216,9 @@ def main(args: Args) -> dict:
         eval_position[eval_idx] = np.arange(len(eval_idx))
         if not len(train_branches):
             raise fail(f"--branches: {args.branches} has branches only for the held-out run {data.run_names[holdout]}")
+        if args.seen_tokens and (branches.start < 0).any():
+            raise fail(f"--branches: {args.branches} does not say where its branches left the runs (no 'start' "
+                       "in metadata.json), which --seen-tokens needs: re-make them with data/make_speedruns.py")
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_model(args, dtype)
@@ -210,13 +240,18 @@ def main(args: Args) -> dict:
 
     @jax.jit
     def score(state, observations):
-        return nnx.merge(graphdef, state["trainable"], state["frozen"]).score_observations(observations)
+        model = nnx.merge(graphdef, state["trainable"], state["frozen"])
+        return model.score_observations(*observations) if args.seen_tokens else model.score_observations(observations)
 
-    # The frozen VQ encoder sees every frame once: its token ids are what the head trains on.
+    # The frozen VQ encoder sees every frame once: its token ids are what the head trains on
+    # (with --seen-tokens, with their bags: observations are (tokens, bags) tuples).
     # Branch frames follow the run frames, so branch b is observation len(data) + b.
     frames = data.frames if branches is None else np.concatenate([data.frames, branches.frames])
     observations = frames if args.backbone == "resnet34" else map_batches(
         lambda frames: observe(state, frames), frames, batch_size)
+    if args.seen_tokens:
+        observations = (observations, seen_token_bags(observations, data, branches, model.cfg.bag_size))
+    take = lambda indices: jax.tree.map(lambda x: x[indices], observations)  # noqa: E731
 
     out_path = args.out_dir / f"reward_{args.backbone}.pkl"
     print(f"reward ({args.backbone}): {sum(x.size for x in jax.tree.leaves(trainable)):,} trainable params, "
@@ -238,7 +273,7 @@ def main(args: Args) -> dict:
             sums, started = {"loss": 0.0, "pairwise_accuracy": 0.0}, time.perf_counter()
             for i in tqdm(range(steps_per_epoch), desc=f"reward epoch {epoch + 1}/{args.epochs}", leave=False):
                 batch = slice(i * batch_size, (i + 1) * batch_size)
-                pair = (observations[earlier[batch]], observations[later[batch]])
+                pair = (take(earlier[batch]), take(later[batch]))
                 state, metrics = train_step(state, shard_batch(pair), jax.random.fold_in(base_key, epoch * steps_per_epoch + i))
                 sums = {k: sums[k] + metrics[k] for k in sums}
             seconds = time.perf_counter() - started
@@ -252,14 +287,14 @@ def main(args: Args) -> dict:
             }
             held_out = ""
             if evaluate_now(args, epoch):
-                scores = map_batches(lambda batch: score(state, batch), observations[eval_idx], batch_size)
+                scores = map_batches(lambda batch: score(state, batch), take(eval_idx), batch_size)
                 ranking = ranking_metrics(scores, data.frame_index[eval_idx], args.min_gap)
                 summary.update(eval_pairwise_accuracy=ranking["pairwise_accuracy"], eval_spearman=ranking["spearman"],
                                eval_pairs=ranking["pairs"])
                 held_out = f"  held-out pair acc {ranking['pairwise_accuracy']:.1%}  spearman {ranking['spearman']:.3f}"
                 if branches is not None and len(eval_branches):
                     # Held-out branches rank below held-out run frames, which `scores` already holds.
-                    branch_scores = map_batches(lambda batch: score(state, batch), observations[len(data) + eval_branches], batch_size)
+                    branch_scores = map_batches(lambda batch: score(state, batch), take(len(data) + eval_branches), batch_size)
                     run_scores = scores[eval_position[branches.below[eval_branches]]]
                     summary["eval_branch_accuracy"] = float((branch_scores < run_scores).mean())
                     held_out += f"  held-out branches below {summary['eval_branch_accuracy']:.1%}"

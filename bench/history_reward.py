@@ -16,8 +16,8 @@ On the held-out run it reports the ranking and the town's scores before the talk
 milestone 2), during the guide's text and after the talk (milestone 3). PPO credits only gains
 over the episode's best score, so the talk pays when its text scores above the town before it.
 
-Offline only: PPO would have to carry each env's bag, update it every env step (the guide's
-text stays up for about 4 steps, the reward scores every 8) and store it with curriculum states.
+train_reward.py --seen-tokens trains this head, and PPO keeps each env's bag
+(train_with_cnn_reward.py).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from bench.tables import write_table
 from data.frames import FramesDataset, load_branches
 from models.build import build
 from models.checkpoint import CheckpointError
-from models.reward import bradley_terry_loss
+from models.reward import VQRewardHead, bradley_terry_loss
 from models.vqvae import load_encoder
 from pretrain_visual import make_optimizer, map_batches
-from train_reward import mix_in_branches, ranking_metrics
+from train_reward import mix_in_branches, ranking_metrics, seen_token_bags
 
 GUIDE_TALK, TOWN, OVERWORLD, TEXT = 3, 1, 2, 1  # RAM values in metadata.json: talk id, map id, mode
 
@@ -73,49 +73,11 @@ class Args:
     """Where the markdown table goes."""
 
 
-class Head(nnx.Module):
-    """Codebook embeddings of the tokens (B, 9, 10, D), and optionally the bag (B, vocab) -> score (B,).
-    Without the bag it is models.reward.VQRewardHead's architecture."""
-
-    def __init__(self, embed_dim: int, cells: int, bag_size: int, rngs: nnx.Rngs):
-        self.reduce = nnx.Linear(embed_dim, 16, rngs=rngs)
-        self.hidden = nnx.Linear(cells * 16 + bag_size, 256, rngs=rngs)
-        self.out = nnx.Linear(256, 1, rngs=rngs)
-
-    def __call__(self, embeddings, bag):
-        x = nnx.gelu(self.reduce(embeddings)).reshape(embeddings.shape[0], -1)
-        x = jnp.concatenate([x, bag], axis=1)  # bag (B, 0) when the head has none
-        return self.out(nnx.gelu(self.hidden(x)))[:, 0]
-
-
 def run_records(data: FramesDataset, root: Path, run: int) -> tuple[np.ndarray, list[dict]]:
     """The run's dataset indices in frame order, and its frames' records from metadata.json."""
     indices = np.flatnonzero(data.run_id == run)
     records = json.loads((root / "frames" / data.run_names[run] / "metadata.json").read_text())["frames"]
     return indices[np.argsort(data.frame_index[indices])], records
-
-
-def seen_token_bags(tokens: np.ndarray, data: FramesDataset, root: Path, vocab: int) -> np.ndarray:
-    """(N, vocab) 0/1: for run frames, every token of the run up to and including the frame; for
-    branch frames (after the run frames, in metadata order), the run's bag at the branch start
-    plus the branch's frames so far."""
-    bags = np.zeros((len(tokens), vocab), np.float32)
-    offset = len(data)
-    for run, name in enumerate(data.run_names):
-        indices, frames = run_records(data, root, run)
-        bag, bag_at = np.zeros(vocab, np.float32), {}
-        for i, record in zip(indices, frames):
-            bag[np.unique(tokens[i])] = 1
-            bags[i], bag_at[record["frame"]] = bag, bag.copy()
-        metadata = root / "branches" / name / "metadata.json"
-        branches = json.loads(metadata.read_text())["branches"] if metadata.is_file() else []
-        for i, record in enumerate(branches, start=offset):
-            if record["step"] == 1:
-                bag = bag_at[max(frame for frame in bag_at if frame <= record["start_frame"])].copy()
-            bag[np.unique(tokens[i])] = 1
-            bags[i] = bag
-        offset += len(branches)
-    return bags
 
 
 def town_groups(data: FramesDataset, branch_run_id: np.ndarray, root: Path, run: int) -> dict[str, np.ndarray]:
@@ -148,8 +110,7 @@ def train_head(args: Args, seed: int, embeddings, bags, data: FramesDataset, bel
                train_idx: np.ndarray, train_branches: np.ndarray) -> np.ndarray:
     """Bradley-Terry training as train_reward.py does it; returns every frame's score."""
     steps = args.pairs_per_epoch // args.batch_size
-    model = build(lambda: Head(embeddings.shape[-1], embeddings.shape[1] * embeddings.shape[2], bags.shape[1],
-                               nnx.Rngs(seed)))
+    model = build(lambda: VQRewardHead(embeddings.shape[-1], embeddings.shape[1:3], 16, 256, bags.shape[1], nnx.Rngs(seed)))
     optimizer = nnx.Optimizer(model, make_optimizer(args.lr, args.epochs * steps), wrt=nnx.Param)
 
     @nnx.jit
@@ -183,7 +144,7 @@ def main(args: Args) -> str:
         raise SystemExit(f"history_reward.py: {err}\n(run `uv run python pipeline.py` first, or pass --speedruns and --encoder)") from None
     tokens = map_batches(jax.jit(lambda frames: encoder.encode(frames)[1]), np.concatenate([data.frames, branches.frames]), 64)
     embeddings = encoder.embed_indices(jnp.asarray(tokens))  # (N, 9, 10, D), as the reward head sees them
-    bags = jnp.asarray(seen_token_bags(tokens, data, args.speedruns, encoder.cfg.vocab_size))
+    bags = jnp.asarray(seen_token_bags(tokens, data, branches, encoder.cfg.vocab_size))
     no_bag = jnp.zeros((len(bags), 0), jnp.float32)
 
     holdout = data.num_runs - 1

@@ -214,11 +214,16 @@ class Branches:
         run_id: (B,) int32, the run the branch left, as in the dataset.
         below: (B,) int64, dataset index of the run's frame from the moment of that frame:
             the frame it should score below.
+        start: (B,) int64, dataset index of the run's last frame before the branch left it
+            (-1 when metadata.json predates the field).
+        step: (B,) int32, the frame's step inside its branch (1, 2, ...).
     """
 
     frames: np.ndarray
     run_id: np.ndarray
     below: np.ndarray
+    start: np.ndarray
+    step: np.ndarray
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -231,7 +236,7 @@ def load_branches(root: str | Path, dataset: FramesDataset, image_hw: tuple[int,
         raise FileNotFoundError(f"branches directory {root} does not exist; make it with "
                                 "`uv run python data/make_speedruns.py --branch-every 48 --branch-steps 24`")
     index_of = {(run, name): i for i, (run, name) in enumerate(zip(dataset.run_id, dataset.file_names))}
-    frames, run_id, below = [], [], []
+    frames, run_id, below, start, step = [], [], [], [], []
     for run, name in enumerate(dataset.run_names):
         metadata = root / name / "metadata.json"
         if not metadata.is_file():
@@ -246,6 +251,9 @@ def load_branches(root: str | Path, dataset: FramesDataset, image_hw: tuple[int,
             frames.append(image)
             run_id.append(run)
             below.append(index_of[(run, record["below"])])
+            start.append(index_of.get((run, record.get("start")), -1))
+            step.append(record["step"])
     if not frames:
         raise FileNotFoundError(f"no branches in {root} for the runs {dataset.run_names}")
-    return Branches(np.stack(frames), np.asarray(run_id, np.int32), np.asarray(below, np.int64))
+    return Branches(np.stack(frames), np.asarray(run_id, np.int32), np.asarray(below, np.int64),
+                    np.asarray(start, np.int64), np.asarray(step, np.int32))

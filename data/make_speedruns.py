@@ -459,7 +459,9 @@ def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, deto
         if branch_pairing == "first-step" and record["start_mode"] == GAME.MODE_OVERWORLD:
             ahead = FRAME_SKIP
         moment = -(-(record["start_frame"] + ahead) // frame_every)
-        record.update(file=f"{number:06d}.png", below=records[min(moment, len(records) - 1)]["file"])
+        # start: the run's last saved frame before the branch left it (what it has seen so far).
+        record.update(file=f"{number:06d}.png", below=records[min(moment, len(records) - 1)]["file"],
+                      start=records[min(record["start_frame"] // frame_every, len(records) - 1)]["file"])
     branch_frames = np.stack(bot.branch_frames) if bot.branch_frames else None
     return Speedrun(np.stack(saved), metadata, bot.branches, branch_frames)
 

@@ -10,6 +10,11 @@ higher: P(later beats earlier) = sigmoid(s_later - s_earlier). Two backbones:
 Like the policies, the model splits its work into `observe(frames)`, the part that never
 trains, and `score_observations`. For "vq" an observation is the frame's token ids, so
 training encodes every frame once and its epochs run only the head.
+
+With `seen_tokens` the "vq" head also reads the episode's bag of seen tokens: a (vocab,) 0/1
+vector of every codebook entry shown since the episode began. One frame cannot tell the town
+before a talk from the town after it; the bag can, because the talk's text box showed tokens
+the town never does (bench/history_reward.py). Whoever calls the model keeps the bags.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from models.build import abstract
@@ -40,10 +46,19 @@ class RewardConfig:
     """VQ head: each token embedding is first projected to this width."""
     head_hidden: int = 256
     """VQ head: hidden width of the MLP over the flattened grid."""
+    seen_tokens: bool = False
+    """VQ head: also read the bag of tokens seen so far in the episode (vocab_size 0/1 inputs)."""
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
             raise ValueError(f"reward backbone {self.backbone!r} is not one of {BACKBONES}")
+        if self.seen_tokens and self.backbone != "vq":
+            raise ValueError("seen_tokens needs the vq backbone: a bag of seen tokens needs a tokenizer")
+
+    @property
+    def bag_size(self) -> int:
+        """Width of the seen-token bag the model reads (0: it reads one frame)."""
+        return self.tokenizer.vocab_size if self.seen_tokens else 0
 
 
 def bradley_terry_loss(s_earlier: jax.Array, s_later: jax.Array) -> jax.Array:
@@ -57,17 +72,19 @@ def pairwise_accuracy(s_earlier: jax.Array, s_later: jax.Array) -> jax.Array:
 
 
 class VQRewardHead(nnx.Module):
-    """Token embeddings (B, rows, cols, D) -> score (B,). Flattening keeps where things are on screen."""
+    """Token embeddings (B, rows, cols, D) and a bag (B, bag_size) -> score (B,). Flattening keeps
+    where things are on screen; the bag joins the flattened grid (bag_size 0: no bag)."""
 
-    def __init__(self, feature_dim: int, grid: tuple[int, int], reduce_dim: int, hidden: int, rngs: nnx.Rngs):
+    def __init__(self, feature_dim: int, grid: tuple[int, int], reduce_dim: int, hidden: int, bag_size: int,
+                 rngs: nnx.Rngs):
         self.reduce = nnx.Linear(feature_dim, reduce_dim, rngs=rngs)
-        self.hidden = nnx.Linear(grid[0] * grid[1] * reduce_dim, hidden, rngs=rngs)
+        self.hidden = nnx.Linear(grid[0] * grid[1] * reduce_dim + bag_size, hidden, rngs=rngs)
         self.out = nnx.Linear(hidden, 1, rngs=rngs)
 
-    def __call__(self, features: jax.Array) -> jax.Array:
+    def __call__(self, features: jax.Array, bags: jax.Array) -> jax.Array:
         x = nnx.gelu(self.reduce(features.astype(jnp.float32)))
-        x = nnx.gelu(self.hidden(x.reshape(x.shape[0], -1)))
-        return self.out(x)[:, 0]
+        x = jnp.concatenate([x.reshape(x.shape[0], -1), bags.astype(jnp.float32)], axis=1)
+        return self.out(nnx.gelu(self.hidden(x)))[:, 0]
 
 
 class RewardModel(nnx.Module):
@@ -80,7 +97,7 @@ class RewardModel(nnx.Module):
         else:
             tok = cfg.tokenizer
             self.encoder = VQEncoder(tok, rngs=rngs)
-            self.head = VQRewardHead(tok.embed_dim, tok.grid, cfg.head_reduce_dim, cfg.head_hidden, rngs)
+            self.head = VQRewardHead(tok.embed_dim, tok.grid, cfg.head_reduce_dim, cfg.head_hidden, cfg.bag_size, rngs)
 
     def trainable_filter(self):
         """Which params the optimizer updates: all for ResNet, only the head for "vq"."""
@@ -96,23 +113,37 @@ class RewardModel(nnx.Module):
         _, indices, _ = self.encoder.encode(frames, None)
         return indices
 
-    def score_observations(self, observations: jax.Array) -> jax.Array:
+    def score_observations(self, observations: jax.Array, bags: jax.Array | None = None) -> jax.Array:
+        """Scores (B,) of `observe`'s output; `bags` (B, bag_size) 0/1 when cfg.seen_tokens, else None."""
+        if (bags is not None) != self.cfg.seen_tokens:
+            raise ValueError("this reward model reads a bag of seen tokens" if self.cfg.seen_tokens
+                             else "this reward model reads one frame: it takes no bag of seen tokens")
         if self.cfg.backbone == "resnet34":
             return self.resnet(observations).astype(jnp.float32)
-        return self.head(jax.lax.stop_gradient(self.encoder.embed_indices(observations)))
+        if bags is None:
+            bags = jnp.zeros((observations.shape[0], 0), jnp.float32)
+        return self.head(jax.lax.stop_gradient(self.encoder.embed_indices(observations)), bags)
 
-    def __call__(self, frames: jax.Array) -> jax.Array:
-        return self.score_observations(self.observe(frames))
+    def __call__(self, frames: jax.Array, bags: jax.Array | None = None) -> jax.Array:
+        return self.score_observations(self.observe(frames), bags)
 
-    def score(self, frames: jax.Array) -> jax.Array:
-        """Progress score per frame; higher means further into the game."""
-        return self(frames)
+    def score(self, frames: jax.Array, bags: jax.Array | None = None) -> jax.Array:
+        """Progress score per frame; higher means further into the game. With cfg.seen_tokens,
+        `bags` (B, vocab) must already include the frames' own tokens."""
+        return self(frames, bags)
 
 
-def reward_loss(model: RewardModel, earlier: jax.Array, later: jax.Array):
-    """Bradley-Terry loss on a batch of (earlier, later) pairs of observations (`model.observe`
-    of the frames). Returns (loss, metrics)."""
-    s_earlier, s_later = model.score_observations(earlier), model.score_observations(later)
+def mark_seen(bags: np.ndarray, tokens: np.ndarray) -> None:
+    """Adds each row's token ids to its bag, in place: bags (B, vocab) uint8, tokens (B, 9, 10)."""
+    bags[np.arange(len(bags))[:, None], tokens.reshape(len(bags), -1)] = 1
+
+
+def reward_loss(model: RewardModel, earlier, later):
+    """Bradley-Terry loss on a batch of (earlier, later) pairs of observations: `model.observe` of
+    the frames, or (observations, bags) tuples when the model reads seen-token bags. Returns
+    (loss, metrics)."""
+    score = (lambda pair: model.score_observations(*pair)) if model.cfg.seen_tokens else model.score_observations
+    s_earlier, s_later = score(earlier), score(later)
     loss = bradley_terry_loss(s_earlier, s_later)
     return loss, {"loss": loss, "pairwise_accuracy": pairwise_accuracy(s_earlier, s_later)}
 

@@ -1,4 +1,5 @@
-"""bench/history_reward.py's bag of seen tokens: what each run and branch frame has seen so far."""
+"""The bag of seen tokens (train_reward.seen_token_bags, read by bench/history_reward.py): what each run
+and branch frame has seen so far."""
 
 import json
 import subprocess
@@ -8,29 +9,33 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from bench.history_reward import seen_token_bags
+import train_reward
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_bags_accumulate_along_runs_and_branches_start_from_the_run_at_their_start(tmp_path: Path):
-    # One run of three frames (emulator frames 0, 4, 8) showing tokens {0}, {1}, {2}; a branch that
-    # left at emulator frame 5 (after the run's frame 4) and showed {3}, then {4}.
-    frames = [{"frame": f} for f in (0, 4, 8)]
-    branches = [{"start_frame": 5, "step": 1}, {"start_frame": 5, "step": 2}]
-    for sub, key, records in (("frames", "frames", frames), ("branches", "branches", branches)):
-        (tmp_path / sub / "run_00").mkdir(parents=True)
-        (tmp_path / sub / "run_00" / "metadata.json").write_text(json.dumps({key: records}))
-    class Dataset(SimpleNamespace):  # what seen_token_bags reads of a FramesDataset
-        def __len__(self):
-            return len(self.run_id)
+class Sized(SimpleNamespace):
+    """Stands in for a FramesDataset or Branches: their arrays and length."""
 
-    data = Dataset(run_names=["run_00"], run_id=np.zeros(3, int), frame_index=np.arange(3))
-    tokens = np.array([0, 1, 2, 3, 4])[:, None, None] * np.ones((1, 2, 2), int)  # (N, rows, cols)
+    def __len__(self):
+        return len(self.run_id)
 
-    bags = seen_token_bags(tokens, data, tmp_path, vocab=6)
+    def run_indices(self, run):
+        return np.flatnonzero(self.run_id == run)
+
+
+def test_bags_accumulate_along_runs_and_branches_start_from_the_run_at_their_start():
+    # Run 0 shows tokens {0}, {1}, {2} (dataset indices 0, 1, 3); run 1 shows {5}. A branch left
+    # run 0 after its second frame and showed {3}, then {4}; another left at its first frame and showed {5}.
+    data = Sized(run_id=np.array([0, 0, 1, 0]), frame_index=np.array([0, 1, 0, 2]), num_runs=2)
+    branches = Sized(run_id=np.zeros(3), start=np.array([1, 1, 0]), step=np.array([1, 2, 1]))
+    tokens = np.array([0, 1, 5, 2, 3, 4, 5])[:, None, None] * np.ones((1, 2, 2), int)  # (N, rows, cols)
+
+    bags = train_reward.seen_token_bags(tokens, data, branches, vocab_size=6)
+    assert bags.dtype == np.uint8 and bags.shape == (7, 6)
     seen = [set(np.flatnonzero(bag)) for bag in bags]
-    assert seen == [{0}, {0, 1}, {0, 1, 2}, {0, 1, 3}, {0, 1, 3, 4}]
+    assert seen == [{0}, {0, 1}, {5}, {0, 1, 2}, {0, 1, 3}, {0, 1, 3, 4}, {0, 5}]
+    assert [set(np.flatnonzero(bag)) for bag in train_reward.seen_token_bags(tokens[:4], data, None, 6)] == seen[:4]
 
 
 def test_missing_speedruns_fail_in_one_line(tmp_path: Path):

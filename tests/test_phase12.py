@@ -122,6 +122,30 @@ def test_vq_reward_ranks_branches(phase1, speedrun_frames):
         train_reward.main(dataclasses.replace(args, branches=out / "missing"))
 
 
+def test_seen_token_reward_trains_on_bags_and_scores_them_standalone(phase1, speedrun_frames):
+    out, _, _ = phase1
+    args = train_reward.Args(backbone="vq", data=speedrun_frames, branches=speedrun_frames.parent / "branches",
+                             seen_tokens=True, epochs=1, pairs_per_epoch=64, out_dir=out / "bags", min_gap=4,
+                             tokenizer=out / "pretrained_tokenizer.pkl", head_hidden=32, **TINY)
+    summary = train_reward.main(args)
+    assert 0 <= summary["eval_branch_accuracy"] <= 1
+
+    # The saved model, given the held-out run's bags, reproduces the reported ranking (bf16 weights).
+    model = load_reward(out / "bags" / "reward_vq.pkl")
+    assert model.cfg.seen_tokens and model.cfg.bag_size == model.cfg.tokenizer.vocab_size
+    data = FramesDataset(speedrun_frames, show_progress=False)
+    held_out = data.run_indices(data.num_runs - 1)
+    tokens = np.asarray(model.observe(data.frames))
+    bags = train_reward.seen_token_bags(tokens, data, None, model.cfg.bag_size)
+    scores = np.asarray(model.score_observations(tokens[held_out], bags[held_out]))
+    again = train_reward.ranking_metrics(scores, data.frame_index[held_out], 4)
+    assert abs(again["pairwise_accuracy"] - summary["eval_pairwise_accuracy"]) < 0.05
+    with pytest.raises(ValueError, match="reads a bag"):
+        model.score(data.frames[:2])
+    with pytest.raises(SystemExit, match="--seen-tokens needs --backbone vq"):
+        train_reward.main(dataclasses.replace(args, backbone="resnet34"))
+
+
 def test_eval_every_evaluates_at_its_epochs_and_the_last_and_changes_no_weights(phase1, speedrun_frames):
     out, _, _ = phase1
     args = train_reward.Args(backbone="vq", data=speedrun_frames, epochs=3, pairs_per_epoch=32, min_gap=4,
