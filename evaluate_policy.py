@@ -29,7 +29,7 @@ from envs.games import EMUQUEST_ROM
 from envs.rom import RomError
 from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
-from train_with_cnn_reward import Args as TrainingArgs, ProgressReward, load_policy, load_score_fn
+from train_with_cnn_reward import Args as TrainingArgs, ProgressReward, load_policy, load_progress
 
 
 @dataclass
@@ -122,7 +122,7 @@ def play(env: VecGameBoy, choose_actions, steps: int, progress: ProgressReward |
     obs, _ = env.reset(seed=0)
     obs = obs.copy()
     if progress is not None:
-        progress.start()
+        progress.start(obs)
     returns = np.zeros(env.num_envs, np.float64)
     first_episode: dict[int, dict] = {}
     frames = []
@@ -221,9 +221,9 @@ def main(args: Args) -> dict:
             raise SystemExit(f"--policy: {err}") from None
         trained_args = ckpt["config"].get("args", {})
     reward_model = args.reward_model or trained_args.get("reward_model")
-    score_fn = None
+    learned_progress = None
     if reward_model and Path(reward_model).is_file():
-        score_fn = load_score_fn(reward_model)
+        learned_progress = load_progress(reward_model)
     elif args.reward_model:
         raise SystemExit(f"--reward-model {args.reward_model} not found")
     training_defaults = TrainingArgs()
@@ -251,9 +251,9 @@ def main(args: Args) -> dict:
     random_actions = lambda obs, t: rng.integers(0, env.num_actions, env.num_envs)  # noqa: E731
 
     def make_progress():  # the training reward, as the trained run computed it
-        if score_fn is None:
+        if learned_progress is None:
             return None
-        return ProgressReward(score_fn, env.num_envs, trained("reward_interval"), trained("time_penalty"),
+        return ProgressReward(learned_progress, env.num_envs, trained("reward_interval"), trained("time_penalty"),
                               trained("reward_scale"), trained("progress_baseline"))
 
     logs = {}

@@ -17,6 +17,10 @@ An episode's first scored frame is its baseline and earns nothing, so a reset (o
 curriculum jump) is never credited as progress, and neither is the power-on frame: a blank
 screen that no speedrun dwells on and the reward model scores arbitrarily. RAM milestones are
 logged, never rewarded.
+A reward model trained with --seen-tokens also reads each episode's bag of seen tokens. Each env's
+bag is updated every env step (a text box may be up for fewer steps than --reward-interval), from
+the policy's own tokens when the policy sees frames through the reward's encoder, and is stored
+with the env's curriculum states, so an episode started from one keeps what led up to it.
 
 PPO is cleanrl/purejaxrl shaped: the rollout runs on the emulator workers with a jitted
 policy step, then GAE (a reverse `lax.scan`), the return filter, and all minibatch epochs
@@ -60,7 +64,7 @@ from models.checkpoint import (
 )
 from models.policy import PolicyConfig, make_policy, trainable_filter
 from models.quantizers import QuantizerConfig
-from models.reward import load_reward
+from models.reward import RewardModel, load_reward, mark_seen
 from models.sharding import compute_dtype
 from models.transformer import TransformerConfig, load_dynamics
 from models.vqvae import VQVAEConfig, load_encoder
@@ -319,43 +323,100 @@ def make_update(graphdef, frozen, tx, *, num_minibatches: int, update_epochs: in
 # ---------------------------------------------------------------------------
 
 
+class LearnedProgress:
+    """A 'reward' checkpoint as jitted host functions on numpy arrays (frames uint8 (N, 144, 160, 3)):
+    `score(frames) -> (N,)` for a one-frame model; for a model that reads seen-token bags
+    (`bag_size` > 0), `tokens(frames) -> (N, 9, 10)` and `score_tokens(tokens, bags) -> (N,)`."""
+
+    def __init__(self, model: RewardModel):
+        self.cfg = model.cfg
+        self.bag_size = model.cfg.bag_size
+        self._encoder_params = params_of(model.encoder) if model.cfg.backbone == "vq" else None
+        graphdef, self._state = nnx.split(model)
+        self._score = jax.jit(lambda state, frames: nnx.merge(graphdef, state).score(frames))
+        self._tokens = jax.jit(lambda state, frames: nnx.merge(graphdef, state).observe(frames))
+        self._score_tokens = jax.jit(lambda state, tokens, bags: nnx.merge(graphdef, state).score_observations(tokens, bags))
+
+    def score(self, frames) -> np.ndarray:
+        return np.asarray(self._score(self._state, frames), np.float32)
+
+    def tokens(self, frames) -> np.ndarray:
+        return np.asarray(self._tokens(self._state, frames))
+
+    def score_tokens(self, tokens, bags) -> np.ndarray:
+        return np.asarray(self._score_tokens(self._state, tokens, bags), np.float32)
+
+    def reads_tokens_of(self, policy: nnx.Module) -> bool:
+        """Whether the policy's observations are this model's tokens (a frozen VQ policy with the
+        same encoder and config), so the bags can take them instead of encoding frames twice."""
+        cfg = policy.cfg
+        if self._encoder_params is None or cfg.kind != "vq" or cfg.stores_frames or cfg.encoder != self.cfg.tokenizer:
+            return False
+        mine, theirs = self._encoder_params, params_of(policy.vq)
+        return (jax.tree.structure(mine) == jax.tree.structure(theirs)
+                and all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs))))
+
+
 class ProgressReward:
     """Per-step rewards from frames: `scale * (R(now) - baseline) - time_penalty` on every
     `interval`-th env step, `-time_penalty` on the steps between. The baseline is R of the last
     scored frame ("last"), or the episode's best R so far with gains clipped at 0 ("best").
 
-    `score_fn(frames uint8 (N, 144, 160, 3)) -> (N,) float32` is the jitted reward model.
+    `model` is a LearnedProgress (or anything with its `bag_size` and `score`, and for bags
+    `tokens` and `score_tokens`). With bags, each env's bag of seen tokens takes every frame.
     Each episode's first scored frame sets its env's baseline and earns nothing: not the reset
     frame itself, which after power-on is a blank screen the reward model has barely seen (it
     once scored it above the title, the intro and the whole house, so the "best" baseline
     paid nothing until the town). Its state is plain data for checkpoints."""
 
-    def __init__(self, score_fn, num_envs: int, interval: int, time_penalty: float, scale: float = 1.0,
+    def __init__(self, model, num_envs: int, interval: int, time_penalty: float, scale: float = 1.0,
                  baseline: str = "last"):
         if baseline not in ("last", "best"):
             raise ValueError(f'progress baseline must be "last" or "best", got {baseline!r}')
-        self.score_fn = score_fn
+        self.model = model
         self.from_best = baseline == "best"
         self.interval = interval
         self.time_penalty = time_penalty
         self.scale = scale
         self.baseline = np.full(num_envs, np.nan, np.float32)  # per env: last scored R, or episode best; NaN: none yet
         self.steps = 0  # env steps taken since training started
+        self.bags = np.zeros((num_envs, model.bag_size), np.uint8)  # per env: tokens seen this episode
 
-    def start(self):
-        """Forget every env's baseline (after `env.reset`): its next scored frame sets it."""
+    def start(self, obs, start_bags: dict[int, np.ndarray] | None = None):
+        """New episodes in every env (after `env.reset`), showing `obs`: forget every baseline (the
+        next scored frame sets it) and bag; `start_bags` {env: bag} for envs on curriculum states."""
         self.baseline = np.full_like(self.baseline, np.nan)
+        self.bags[:] = 0
+        self._see(obs, None, np.ones(len(self.bags), bool), start_bags or {})
 
-    def __call__(self, obs, dones):
+    def _see(self, obs, tokens, restarted, start_bags):
+        """Adds the frames' tokens to the bags (restarted envs start from empty or `start_bags`)."""
+        if not self.model.bag_size:
+            return None
+        self.bags[restarted] = 0
+        for env, bag in start_bags.items():
+            if bag is not None:
+                self.bags[env] = bag
+        tokens = self.model.tokens(obs) if tokens is None else np.asarray(tokens)
+        mark_seen(self.bags, tokens)
+        return tokens
+
+    def bag(self, env: int) -> np.ndarray | None:
+        """A copy of env's bag of seen tokens (None when the model reads one frame)."""
+        return self.bags[env].copy() if self.model.bag_size else None
+
+    def __call__(self, obs, dones, tokens=None, start_bags: dict[int, np.ndarray] | None = None):
         """Reward for the step that produced `obs` (with `dones` true where an episode
-        ended and `obs` is already the next episode's first frame). Returns (rewards (N,),
-        scores (N,) on scored steps else None)."""
+        ended and `obs` is already the next episode's first frame). `tokens`: the frames' tokens
+        if the caller has them (bags only); `start_bags` {env: bag} for done envs that restarted
+        on a curriculum state. Returns (rewards (N,), scores (N,) on scored steps else None)."""
         self.steps += 1
+        tokens = self._see(obs, tokens, dones, start_bags or {})
         rewards = np.full(dones.shape, -self.time_penalty, np.float32)
         if self.steps % self.interval:
             self.baseline[dones] = np.nan
             return rewards, None
-        scores = self.score_fn(obs)
+        scores = self.model.score_tokens(tokens, self.bags) if self.model.bag_size else self.model.score(obs)
         known = ~np.isnan(self.baseline) & ~dones
         gain = np.where(known, scores - self.baseline, 0.0)
         if self.from_best:
@@ -366,11 +427,13 @@ class ProgressReward:
         return rewards, scores
 
     def state_dict(self) -> dict:
-        return {"baseline": self.baseline.copy(), "steps": self.steps}
+        return {"baseline": self.baseline.copy(), "steps": self.steps, "bags": self.bags.copy()}
 
     def load_state_dict(self, state: dict):
         self.baseline = np.asarray(state["baseline"], np.float32).copy()
         self.steps = int(state["steps"])
+        if state.get("bags") is not None:
+            self.bags = np.asarray(state["bags"], np.uint8).copy()
 
 
 class EntropyWatch:
@@ -438,14 +501,20 @@ class Runner:
         """Start every env on a fresh episode (power-on or a curriculum state): at the start of
         training, after each checkpoint and on --resume, so both runs continue identically."""
         for g, group in enumerate(self.groups):
-            obs, _ = group.env.reset(seed=(self.seed * 1_000_003 + iteration) * len(self.groups) + g)
+            obs, info = group.env.reset(seed=(self.seed * 1_000_003 + iteration) * len(self.groups) + g)
             group.obs = obs.copy()  # the env overwrites its buffer in place on the next step
-            group.progress.start()
+            group.progress.start(group.obs, self._start_bags(info))
             group.episode_return[:] = 0
 
-    def rollout(self, policy_step, key, num_steps: int):
+    def _start_bags(self, info) -> dict[int, np.ndarray]:
+        """{env: bag of seen tokens} of the envs that just restarted on a curriculum state."""
+        return {env: self.pool.payloads[index] for env, index in info["pool_starts"].items()}
+
+    def rollout(self, policy_step, key, num_steps: int, share_tokens: bool = False):
         """Step every env num_steps times. `policy_step(frames, key) -> (observation, action,
-        log_prob, value)` is the jitted policy. Returns (batch of (T, N, ...) arrays, stats).
+        log_prob, value)` is the jitted policy. Returns (batch of (T, N, ...) arrays, the value
+        (N,) of the frames after the last step, stats). With `share_tokens` the reward's bags of
+        seen tokens take the policy's observations of each frame (its VQ tokens).
 
         Groups are pipelined: group g's env step is submitted to a thread, and the policy
         runs on group g+1 while it steps. Results are consumed in a fixed order, so the
@@ -454,20 +523,24 @@ class Runner:
         columns = [{name: [] for name in ("obs", "actions", "log_probs", "values", "rewards", "dones")}
                    for _ in self.groups]
         milestones_max = np.zeros(self.num_envs, np.int32)
-        new_states, ended = [], []
+        new_states, ended, last_values = [], [], [None] * num_groups
         seconds = {"policy": 0.0, "env_wait": 0.0, "reward": 0.0}  # where the rollout's time goes
         pending = [None] * num_groups  # each group's env step in flight
 
-        def finish_step(g):
-            """Collect group g's step result: rewards, episode stats, curriculum candidates."""
-            group = self.groups[g]
+        def collect(g):
+            """Group g's step result, once its emulators are done; its frames become group.obs."""
             clock = time.perf_counter()
             obs, _, terminated, truncated, info = pending[g].result()
-            group.obs = obs.copy()
+            self.groups[g].obs = obs.copy()
             seconds["env_wait"] += time.perf_counter() - clock
+            return terminated | truncated, info
+
+        def finish_step(g, done, info, observation):
+            """Group g's step after the policy has seen its new frames (`observation`): rewards,
+            episode stats, curriculum candidates."""
+            group = self.groups[g]
             clock = time.perf_counter()
-            done = terminated | truncated
-            reward, scores = group.progress(group.obs, done)
+            reward, scores = group.progress(group.obs, done, observation if share_tokens else None, self._start_bags(info))
             seconds["reward"] += time.perf_counter() - clock
             columns[g]["rewards"].append(reward)
             columns[g]["dones"].append(done.astype(np.float32))
@@ -483,30 +556,33 @@ class Runner:
                 # A done env shows its next episode's first frame: a reset, not a state it reached.
                 new_states.extend(self._new_high(group, np.where(done, -np.inf, scores)))
 
-        for t in range(num_steps):
+        for t in range(num_steps + 1):  # the last pass only reads the value after the last step
             for g, group in enumerate(self.groups):
-                if pending[g] is not None:
-                    finish_step(g)
+                step = collect(g) if pending[g] is not None else None
                 clock = time.perf_counter()
                 observation, action, log_prob, value = policy_step(
                     group.obs, jax.random.fold_in(key, t * num_groups + g)
                 )
                 action = np.asarray(action)  # waits for the policy
                 seconds["policy"] += time.perf_counter() - clock
+                if step is not None:
+                    finish_step(g, *step, observation)
+                if t == num_steps:
+                    last_values[g] = value
+                    continue
                 for name, value_ in (("obs", observation), ("actions", action), ("log_probs", log_prob), ("values", value)):
                     columns[g][name].append(value_)
                 pending[g] = self.stepper.submit(group.env.step, action)
-        for g in range(num_groups):
-            finish_step(g)
         # Pool additions wait until no group is stepping: resets read the pool.
-        for state, score in new_states:
-            self.pool.add(state, score)
+        for state, score, bag in new_states:
+            self.pool.add(state, score, payload=bag)
         self.episodes = (self.episodes + ended)[-EPISODE_WINDOW:]
 
         def stack(name):  # (T, N, ...) with the groups side by side along the env axis
             return jnp.concatenate([jnp.stack([jnp.asarray(x) for x in column[name]]) for column in columns], axis=1)
 
         batch = {name: stack(name) for name in columns[0]}
+        last_value = jnp.concatenate([jnp.asarray(value) for value in last_values])
         stats = {
             "rollout/reward_mean": float(batch["rewards"].mean()),
             "rollout/episodes_ended": len(ended),
@@ -515,17 +591,18 @@ class Runner:
             "curriculum/saved_states": len(new_states),
             **{f"charts/{name}_seconds": value for name, value in seconds.items()},
         }
-        return batch, stats
+        return batch, last_value, stats
 
-    def _new_high(self, group: EnvGroup, scores) -> list[tuple[bytes, float]]:
+    def _new_high(self, group: EnvGroup, scores) -> list[tuple[bytes, float, np.ndarray | None]]:
         """The state of the group's best env when it beats every score seen so far (states
-        cost 20 ms each, so only new highs are kept), as [(state, score)] or []."""
+        cost 20 ms each, so only new highs are kept), as [(state, score, its bag of seen
+        tokens or None)] or []."""
         best_env = int(np.argmax(scores))
         if scores[best_env] <= self.best_score:
             return []
         self.best_score = float(scores[best_env])
         [state] = group.env.save_states([best_env])
-        return [(state, self.best_score)]
+        return [(state, self.best_score, group.progress.bag(best_env))]
 
     def episode_stats(self) -> dict:
         """Means over the recent-episode window (title escape rate, milestones, ...)."""
@@ -553,7 +630,7 @@ class Runner:
         """The pool as plain data a checkpoint accepts: each state's bytes as a uint8 array."""
         pool = self.pool.to_dict()
         pool["states"] = [np.frombuffer(state, np.uint8) for state in pool["states"]]
-        return pool
+        return pool  # payloads: bags (uint8 arrays) or None
 
     def load_state_dict(self, state: dict):
         self.best_score = float(state["best_score"])
@@ -565,7 +642,7 @@ class Runner:
         if self.pool is not None and state["pool"] is not None:
             pool = {**state["pool"], "states": [np.asarray(s, np.uint8).tobytes() for s in state["pool"]["states"]]}
             restored = CurriculumPool.from_dict(pool)
-            self.pool.states, self.pool.scores = restored.states, restored.scores
+            self.pool.states, self.pool.scores, self.pool.payloads = restored.states, restored.scores, restored.payloads
 
     def close(self):
         self.stepper.shutdown(wait=True)
@@ -578,16 +655,12 @@ class Runner:
 # ---------------------------------------------------------------------------
 
 
-def load_score_fn(path: str):
-    """The reward model of a 'reward' checkpoint as a jitted `frames uint8 (N, 144, 160, 3)
-    -> (N,) float32 numpy` function. A file of another kind exits with one line."""
+def load_progress(path: str) -> LearnedProgress:
+    """The reward model of a 'reward' checkpoint; a file of another kind exits with one line."""
     try:
-        reward_model = load_reward(path)
+        return LearnedProgress(load_reward(path))
     except CheckpointError as err:
         raise SystemExit(f"--reward-model: {err} (train one with train_reward.py)") from None
-    graphdef, state = nnx.split(reward_model)
-    score = jax.jit(lambda state, frames: nnx.merge(graphdef, state).score(frames))
-    return lambda frames: np.asarray(score(state, frames), np.float32)
 
 
 def load_or_exit(loader, path: str, flag: str):
@@ -728,9 +801,9 @@ def main(args: Args) -> list[dict]:
     check_args(args)
     out_dir = Path(args.out_dir)
     rom = args.rom or str(EMUQUEST_ROM)
-    score_fn = load_score_fn(args.reward_model)
+    progress = load_progress(args.reward_model)
     key = jax.random.PRNGKey(args.seed)
-    runner = make_runner(args, rom, score_fn)
+    runner = make_runner(args, rom, progress)
     num_actions = runner.groups[0].env.num_actions
     try:
         return train(args, runner, num_actions, key, out_dir)
@@ -738,7 +811,7 @@ def main(args: Args) -> list[dict]:
         runner.close()
 
 
-def make_runner(args: Args, rom: str, score_fn) -> Runner:
+def make_runner(args: Args, rom: str, progress: LearnedProgress) -> Runner:
     """--env-groups VecGameBoys splitting --num-envs (and the worker processes) between them."""
     pool = CurriculumPool(args.curriculum_capacity) if args.curriculum_prob > 0 else None
     serial = args.num_workers == 0
@@ -760,9 +833,8 @@ def make_runner(args: Args, rom: str, score_fn) -> Runner:
                 curriculum=pool,
                 pool_prob=args.curriculum_prob,
             )
-            progress = ProgressReward(score_fn, size, args.reward_interval, args.time_penalty, args.reward_scale,
-                                      args.progress_baseline)
-            groups.append(EnvGroup(env, first_env, progress))
+            groups.append(EnvGroup(env, first_env, ProgressReward(progress, size, args.reward_interval, args.time_penalty,
+                                                                  args.reward_scale, args.progress_baseline)))
             first_env += size
     except (RomError, ValueError) as err:
         for group in groups:
@@ -804,6 +876,11 @@ def train(args: Args, runner: Runner, num_actions: int, key, out_dir: Path):
         watch.streak = int(ts["entropy_streak"])
         runner.load_state_dict(ts["runner"])
     runner.restart(start_iteration)
+    progress = runner.groups[0].progress.model
+    share_tokens = progress.bag_size > 0 and progress.reads_tokens_of(model)
+    if progress.bag_size:
+        print("reward: bags of seen tokens from " + ("the policy's tokens (same encoder)" if share_tokens else
+                                                     "the reward's own encoder, once per env step"))
 
     @jax.jit
     def policy_step(params, frozen, frames, key):
@@ -853,11 +930,10 @@ def train(args: Args, runner: Runner, num_actions: int, key, out_dir: Path):
                 key, rollout_key, update_key = jax.random.split(key, 3)
                 # A checkpoint is a resume point, so its rollout ends every episode.
                 checkpoint_now = iteration % args.save_every == 0
-                batch, rollout_stats = runner.rollout(
-                    lambda frames, k: policy_step(state.params, frozen, frames, k), rollout_key, args.num_steps
-                )
+                batch, last_value, rollout_stats = runner.rollout(
+                    lambda frames, k: policy_step(state.params, frozen, frames, k), rollout_key, args.num_steps,
+                    share_tokens)
                 rollout_seconds = time.perf_counter() - started
-                _, _, _, last_value = policy_step(state.params, frozen, runner.obs, rollout_key)
                 flat, filter_stats = prepare_batch(batch, last_value, checkpoint_now)
                 state, losses = update(state, flat, update_key)
                 losses = jax.device_get(losses)

@@ -14,7 +14,10 @@ uses (milestones, learned reward); pick the temperature in that unit.
 When full, a new state replaces the lowest-scoring one (oldest among ties), and is
 dropped if it scores below all of them: the pool drifts toward the frontier.
 
-Everything is plain data (bytes and floats), so `to_dict()` can go straight into a
+Each state may carry a payload, whatever the trainer must restore with it (PPO keeps the
+reward's bag of seen tokens there); VecGameBoy reports which pool entry each reset loaded.
+
+Everything is plain data (bytes, floats, payloads), so `to_dict()` can go straight into a
 checkpoint and `from_dict()` restores it for --resume.
 """
 
@@ -33,23 +36,26 @@ class CurriculumPool:
         self.temperature = temperature
         self.states: list[bytes] = []
         self.scores: list[float] = []
+        self.payloads: list = []  # per state, whatever `add` was given with it (None: nothing)
 
     def __len__(self) -> int:
         return len(self.states)
 
-    def add(self, state: bytes, score: float) -> bool:
-        """Store a state; returns False when the pool is full and every state scores higher."""
+    def add(self, state: bytes, score: float, payload=None) -> bool:
+        """Store a state (and its payload); returns False when the pool is full and every state scores higher."""
         if len(self.states) < self.capacity:
             self.states.append(bytes(state))
             self.scores.append(float(score))
+            self.payloads.append(payload)
             return True
         worst = int(np.argmin(self.scores))  # argmin takes the first, i.e. the oldest, among ties
         if score < self.scores[worst]:
             return False
         # Drop the worst and append, so list order stays oldest-first for tie-breaking.
-        del self.states[worst], self.scores[worst]
+        del self.states[worst], self.scores[worst], self.payloads[worst]
         self.states.append(bytes(state))
         self.scores.append(float(score))
+        self.payloads.append(payload)
         return True
 
     def weights(self) -> np.ndarray:
@@ -64,14 +70,14 @@ class CurriculumPool:
             raise ValueError("CurriculumPool.sample: the pool is empty")
         return rng.choice(len(self.states), size=n, p=self.weights())
 
-    def reset_states(self, rng: np.random.Generator, n: int, pool_prob: float) -> list[bytes | None]:
-        """The reset rule for n resets: each takes a pool state with probability
+    def reset_picks(self, rng: np.random.Generator, n: int, pool_prob: float) -> list[int | None]:
+        """The reset rule for n resets: each takes a pool state (its index) with probability
         pool_prob (None when the pool is empty), else None = the env's usual start."""
         if not self.states or pool_prob <= 0:
             return [None] * n
         from_pool = rng.random(n) < pool_prob
         picks = self.sample(rng, n)
-        return [self.states[i] if use else None for i, use in zip(picks, from_pool)]
+        return [int(i) if use else None for i, use in zip(picks, from_pool)]
 
     def to_dict(self) -> dict:
         return {
@@ -79,13 +85,16 @@ class CurriculumPool:
             "temperature": self.temperature,
             "states": list(self.states),
             "scores": list(self.scores),
+            "payloads": list(self.payloads),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> CurriculumPool:
         pool = cls(capacity=int(data["capacity"]), temperature=float(data["temperature"]))
-        if len(data["states"]) != len(data["scores"]) or len(data["states"]) > pool.capacity:
-            raise ValueError("CurriculumPool.from_dict: states and scores disagree with each other or the capacity")
+        payloads = data.get("payloads", data["states"])
+        if not len(data["states"]) == len(data["scores"]) == len(payloads) or len(data["states"]) > pool.capacity:
+            raise ValueError("CurriculumPool.from_dict: states, scores and payloads disagree with each other or the capacity")
         pool.states = [bytes(s) for s in data["states"]]
         pool.scores = [float(s) for s in data["scores"]]
+        pool.payloads = list(data.get("payloads", [None] * len(pool.states)))
         return pool

@@ -484,21 +484,20 @@ class VecGameBoy:
         self._rng = np.random.default_rng(seed)
         self._backend.call("reset_all", {w: () for w in range(self.num_workers)})
         self._needs_reset = False
-        self._apply_curriculum(list(range(self.num_envs)))
-        return self._buffers.obs, self._step_info()
+        return self._buffers.obs, self._step_info(self._apply_curriculum(list(range(self.num_envs))))
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         """actions: int (num_envs,) in [0, num_actions). info["episodes"] lists the stats of
-        episodes that ended this step; info["milestones"] and info["map_id"] cover every env."""
+        episodes that ended this step; info["milestones"] and info["map_id"] cover every env;
+        info["pool_starts"] maps the envs that reset onto a curriculum state to its pool index."""
         self._check_open()
         if self._needs_reset:
             raise RuntimeError("VecGameBoy.step called before reset()")
         self._buffers.actions[:] = self._check_actions(actions)
         results = self._backend.call("step", {w: () for w in range(self.num_workers)})
         episodes = [episode for w in sorted(results) for episode in results[w]]
-        self._apply_curriculum([episode["env_id"] for episode in episodes])
         buf = self._buffers
-        info = self._step_info()
+        info = self._step_info(self._apply_curriculum([episode["env_id"] for episode in episodes]))
         info["episodes"] = episodes
         return buf.obs, buf.reward.copy(), buf.terminated.copy(), buf.truncated.copy(), info
 
@@ -553,16 +552,19 @@ class VecGameBoy:
 
     # ---- helpers ----
 
-    def _apply_curriculum(self, env_ids: list[int]) -> None:
+    def _apply_curriculum(self, env_ids: list[int]) -> dict[int, int]:
+        """Loads pool states into some of these freshly reset envs; returns {env id: pool index}."""
         if self.curriculum is None or not env_ids:
-            return
-        picks = self.curriculum.reset_states(self._rng, len(env_ids), self.pool_prob)
-        chosen = [(env_id, state) for env_id, state in zip(env_ids, picks) if state is not None]
+            return {}
+        picks = self.curriculum.reset_picks(self._rng, len(env_ids), self.pool_prob)
+        chosen = {env_id: pick for env_id, pick in zip(env_ids, picks) if pick is not None}
         if chosen:
-            self.load_states([e for e, _ in chosen], [s for _, s in chosen])
+            self.load_states(list(chosen), [self.curriculum.states[pick] for pick in chosen.values()])
+        return chosen
 
-    def _step_info(self) -> dict:
-        return {"milestones": self._buffers.milestones.copy(), "map_id": self._buffers.map_id.copy()}
+    def _step_info(self, pool_starts: dict[int, int]) -> dict:
+        return {"milestones": self._buffers.milestones.copy(), "map_id": self._buffers.map_id.copy(),
+                "pool_starts": pool_starts}
 
     def _check_open(self) -> None:
         if self._closed:

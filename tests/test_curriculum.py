@@ -34,25 +34,27 @@ def test_curriculum_picks_states_in_proportion_to_its_weights():
 
 def test_reset_rule_takes_pool_states_with_probability_pool_prob():
     pool = make_pool([0.0, 2.0])
-    picks = pool.reset_states(np.random.default_rng(1), 10_000, pool_prob=0.3)
+    picks = pool.reset_picks(np.random.default_rng(1), 10_000, pool_prob=0.3)
     from_pool = [p for p in picks if p is not None]
     assert abs(len(from_pool) / len(picks) - 0.3) < 0.02
-    share_best = sum(p == b"state 1" for p in from_pool) / len(from_pool)
+    share_best = sum(p == 1 for p in from_pool) / len(from_pool)
     assert abs(share_best - pool.weights()[1]) < 0.03
-    assert CurriculumPool().reset_states(np.random.default_rng(0), 3, pool_prob=1.0) == [None] * 3
-    assert pool.reset_states(np.random.default_rng(0), 3, pool_prob=0.0) == [None] * 3
+    assert CurriculumPool().reset_picks(np.random.default_rng(0), 3, pool_prob=1.0) == [None] * 3
+    assert pool.reset_picks(np.random.default_rng(0), 3, pool_prob=0.0) == [None] * 3
 
 
 def test_full_pool_replaces_its_lowest_score():
     pool = make_pool([5.0, 1.0, 1.0], capacity=3)
-    assert not pool.add(b"worse", 0.5)
-    assert pool.add(b"better", 2.0)
+    assert not pool.add(b"worse", 0.5, payload="worse's")
+    assert pool.add(b"better", 2.0, payload="better's")
     assert pool.scores == [5.0, 1.0, 2.0]  # the older of the two 1.0 states went
     assert pool.states == [b"state 0", b"state 2", b"better"]
+    assert pool.payloads == [None, None, "better's"]  # payloads stay with their states
 
 
 def test_pool_round_trips_through_plain_data():
     pool = make_pool([0.0, 1.5], capacity=4, temperature=0.5)
+    pool.add(b"with payload", 1.0, payload=[1, 0, 1])
     data = pool.to_dict()
     assert {type(s) for s in data["states"]} == {bytes} and {type(s) for s in data["scores"]} == {float}
     restored = CurriculumPool.from_dict(data)

@@ -147,7 +147,11 @@ from flax import nnx  # noqa: E402
 from envs.curriculum import CurriculumPool  # noqa: E402
 from envs.games import EMUQUEST_ROM  # noqa: E402
 from envs.vec_gameboy import VecGameBoy  # noqa: E402
-from models.checkpoint import params_of, save_checkpoint  # noqa: E402
+from models.checkpoint import load_checkpoint, params_of, save_checkpoint  # noqa: E402
+from models.policy import PolicyConfig, make_policy  # noqa: E402
+from models.quantizers import QuantizerConfig  # noqa: E402
+from models.transformer import TransformerConfig  # noqa: E402
+from models.vqvae import VQVAEConfig  # noqa: E402
 from models.resnet import ResNetConfig  # noqa: E402
 from models.reward import RewardConfig, RewardModel  # noqa: E402
 
@@ -166,21 +170,30 @@ def reward_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def score_fn(reward_path):
-    return ppo.load_score_fn(str(reward_path))
+def learned(reward_path):
+    return ppo.load_progress(str(reward_path))
+
+
+class ScoreOfFrame:
+    """A stand-in one-frame reward model: score = fn(frames)."""
+
+    bag_size = 0
+
+    def __init__(self, fn):
+        self.score = fn
 
 
 def tiny_env(**kwargs):
     return VecGameBoy(EMUQUEST_ROM, num_envs=3, backend="serial", frame_skip=8, press_frames=4, **kwargs)
 
 
-def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(score_fn):
+def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(learned):
     interval, penalty = 4, 0.01
     rng = np.random.default_rng(0)
     with tiny_env(max_steps=10) as env:
         obs, _ = env.reset(seed=0)
-        progress = ppo.ProgressReward(score_fn, env.num_envs, interval, penalty)
-        progress.start()
+        progress = ppo.ProgressReward(learned, env.num_envs, interval, penalty)
+        progress.start(obs)
         baseline_frames = [None] * env.num_envs  # each env's last scored frame in this episode
         deltas = []
         for step in range(1, 17):
@@ -193,12 +206,12 @@ def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(score_fn):
                 assert scores is None
                 np.testing.assert_allclose(rewards, -penalty)
             else:
-                now = score_fn(obs.copy())
+                now = learned.score(obs.copy())
                 for i in range(env.num_envs):
                     if baseline_frames[i] is None or done[i]:  # an episode's first scored frame earns nothing
                         np.testing.assert_allclose(rewards[i], -penalty)
                     else:
-                        expected = now[i] - score_fn(baseline_frames[i][None])[0] - penalty
+                        expected = now[i] - learned.score(baseline_frames[i][None])[0] - penalty
                         np.testing.assert_allclose(rewards[i], expected, rtol=1e-5, atol=1e-6)
                         deltas.append(rewards[i] + penalty)
                     baseline_frames[i] = obs[i].copy()
@@ -216,9 +229,9 @@ def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(score_fn):
 def test_progress_baseline_last_or_episode_best(baseline, expected):
     """One env whose 'frames' carry their score. The first scored frame of each episode
     (after start, and after the reset at score 5) is only a baseline."""
-    score_fn = lambda frames: frames[:, 0].astype(np.float32)  # noqa: E731
-    progress = ppo.ProgressReward(score_fn, 1, interval=1, time_penalty=0.5, baseline=baseline)
-    progress.start()
+    progress = ppo.ProgressReward(ScoreOfFrame(lambda frames: frames[:, 0].astype(np.float32)), 1, interval=1,
+                                  time_penalty=0.5, baseline=baseline)
+    progress.start(np.zeros((1, 1), np.float32))
     rewards = []
     for score, done in [(2, False), (1, False), (3, False), (3, False), (5, True), (4, False), (6, False)]:
         reward, _ = progress(np.array([[score]], np.float32), np.array([done]))
@@ -229,18 +242,55 @@ def test_progress_baseline_last_or_episode_best(baseline, expected):
 
 def test_a_reset_frame_sets_no_baseline():
     """A power-on frame the model scores high (9) must not hide the progress after it (-7 -> -5)."""
-    score_fn = lambda frames: frames[:, 0].astype(np.float32)  # noqa: E731
-    progress = ppo.ProgressReward(score_fn, 1, interval=1, time_penalty=0.0, baseline="best")
-    progress.start()
+    progress = ppo.ProgressReward(ScoreOfFrame(lambda frames: frames[:, 0].astype(np.float32)), 1, interval=1,
+                                  time_penalty=0.0, baseline="best")
+    progress.start(np.zeros((1, 1), np.float32))
     steps = [(-7, False), (-5, False), (9, True), (-7, False), (-5, False)]
     rewards = [float(progress(np.array([[s]], np.float32), np.array([d]))[0][0]) for s, d in steps]
     assert rewards == [0.0, 2.0, 0.0, 0.0, 2.0]
 
 
-def test_curriculum_saves_new_highs_and_resets_from_them(score_fn):
+class TokensAreFrames:
+    """A stand-in bag reward: each 'frame' (N, 1) is its own token id; the score counts the bag."""
+
+    bag_size = 8
+
+    def tokens(self, frames):
+        return frames
+
+    def score_tokens(self, tokens, bags):
+        return bags.sum(axis=1).astype(np.float32)
+
+
+def test_bags_see_every_step_restart_on_done_and_start_from_curriculum_bags():
+    progress = ppo.ProgressReward(TokensAreFrames(), 2, interval=2, time_penalty=0.0)
+    progress.start(np.array([[0], [0]]))
+    seen = lambda: [set(np.flatnonzero(bag)) for bag in progress.bags]  # noqa: E731
+    no = np.array([False, False])
+    assert progress(np.array([[1], [1]]), no)[1] is None and seen() == [{0, 1}, {0, 1}]  # unscored steps still see
+    # Env 1's episode ends and it restarts on a curriculum state whose bag holds {5, 6}.
+    curriculum_bag = np.zeros(8, np.uint8)
+    curriculum_bag[[5, 6]] = 1
+    rewards, scores = progress(np.array([[2], [0]]), np.array([False, True]), start_bags={1: curriculum_bag})
+    assert seen() == [{0, 1, 2}, {0, 5, 6}] and list(scores) == [3, 3] and list(rewards) == [0, 0]  # baselines
+    # Tokens the caller already has (the policy's) are used instead of encoding the frames.
+    progress(np.array([[3], [3]]), no, tokens=np.array([[7], [7]]))
+    rewards, scores = progress(np.array([[4], [4]]), no)
+    # Env 0 gains over its baseline; env 1's new episode has its first scored frame, a baseline.
+    assert seen() == [{0, 1, 2, 4, 7}, {0, 4, 5, 6, 7}] and list(rewards) == [5 - 3, 0]
+    bag = progress.bag(0)
+    bag[:] = 0
+    assert seen()[0] == {0, 1, 2, 4, 7}  # bag() is a copy
+    again = ppo.ProgressReward(TokensAreFrames(), 2, interval=2, time_penalty=0.0)
+    again.load_state_dict(progress.state_dict())
+    np.testing.assert_array_equal(again.bags, progress.bags)
+    assert ppo.ProgressReward(ScoreOfFrame(lambda f: f), 2, 1, 0.0).bag(0) is None  # one-frame rewards keep none
+
+
+def test_curriculum_saves_new_highs_and_resets_from_them(learned):
     pool = CurriculumPool(capacity=4)
     with tiny_env(max_steps=1000, curriculum=pool, pool_prob=1.0) as env:
-        group = ppo.EnvGroup(env, 0, ppo.ProgressReward(score_fn, env.num_envs, 1, 0.0))
+        group = ppo.EnvGroup(env, 0, ppo.ProgressReward(learned, env.num_envs, 1, 0.0))
         runner = ppo.Runner([group], pool, seed=0)
         runner.restart(0)
         assert len(pool) == 0
@@ -248,10 +298,10 @@ def test_curriculum_saves_new_highs_and_resets_from_them(score_fn):
         obs, *_ = env.step(np.full(env.num_envs, 7))
         saved_frame = obs[1].copy()
         scores = np.array([0.5, 2.0, 1.0], np.float32)
-        [(state, score)] = runner._new_high(group, scores)
-        assert score == 2.0
+        [(state, score, bag)] = runner._new_high(group, scores)
+        assert score == 2.0 and bag is None  # a one-frame reward keeps no bags
         assert runner._new_high(group, scores - 1.0) == []  # not a new high: nothing saved
-        [(_, higher)] = runner._new_high(group, np.array([0.0, 0.0, 3.0], np.float32))
+        [(_, higher, _)] = runner._new_high(group, np.array([0.0, 0.0, 3.0], np.float32))
         assert higher == 3.0
         pool.add(state, score)
         # With pool_prob 1, a reset starts every env from pool states.
@@ -264,15 +314,15 @@ def test_a_reset_frame_is_never_a_curriculum_state():
     """Episodes end on scored steps (max_steps 2, interval 1), where the env already shows the next
     episode's power-on frame. A score that rates that frame highest must not put it in the pool."""
     first_frame_score = 1e6
-    score_fn = lambda frames: np.where(frames.reshape(len(frames), -1).std(axis=1) == 0, first_frame_score,  # noqa: E731
-                                       frames.reshape(len(frames), -1).mean(axis=1)).astype(np.float32)
+    score_fn = ScoreOfFrame(lambda frames: np.where(frames.reshape(len(frames), -1).std(axis=1) == 0, first_frame_score,
+                                                    frames.reshape(len(frames), -1).mean(axis=1)).astype(np.float32))
     pool = CurriculumPool(capacity=16)
     with tiny_env(max_steps=2, curriculum=pool, pool_prob=0.0) as env:
         runner = ppo.Runner([ppo.EnvGroup(env, 0, ppo.ProgressReward(score_fn, env.num_envs, 1, 0.0))], pool, seed=0)
         runner.restart(0)
-        assert score_fn(runner.obs).min() == first_frame_score  # power-on frames are blank: the top score
+        assert score_fn.score(runner.obs).min() == first_frame_score  # power-on frames are blank: the top score
         policy_step = lambda frames, key: (frames, np.full(len(frames), 7), np.zeros(len(frames)), np.zeros(len(frames)))  # noqa: E731
-        batch, stats = runner.rollout(policy_step, jax.random.key(0), num_steps=6)
+        batch, _, stats = runner.rollout(policy_step, jax.random.key(0), num_steps=6)
         runner.close()
     assert stats["rollout/episodes_ended"] == 3 * env.num_envs
     assert len(pool) > 0 and max(pool.scores) < first_frame_score
@@ -329,3 +379,47 @@ def test_resume_continues_exactly(reward_path, tmp_path):
     assert deterministic(resumed) == deterministic(straight[2:])
     logged = [json.loads(line) for line in (resumed_dir / "metrics.jsonl").read_text().splitlines()]
     assert deterministic(logged) == deterministic(straight)
+
+
+@pytest.fixture(scope="session")
+def bag_reward(tmp_path_factory):
+    """A tiny tokenizer's encoder and a seen-token reward on that encoder, as real checkpoints
+    (random weights): (encoder path, reward path, tokenizer config)."""
+    root = tmp_path_factory.mktemp("bag_reward")
+    tokenizer = VQVAEConfig(embed_dim=8, encoder_channels=(4, 8, 8, 8), quantizer=QuantizerConfig(codebook_size=16))
+    reward = RewardModel(RewardConfig(backbone="vq", tokenizer=tokenizer, seen_tokens=True, head_hidden=16), rngs=nnx.Rngs(2))
+    save_checkpoint(root / "encoder.pkl", kind="encoder", config=tokenizer, params=params_of(reward.encoder), step=0)
+    save_checkpoint(root / "reward.pkl", kind="reward", config=reward.cfg, params=params_of(reward), step=0)
+    return root / "encoder.pkl", root / "reward.pkl", tokenizer
+
+
+def test_a_seen_token_reward_reads_the_policys_tokens_and_resumes_exactly(bag_reward, tmp_path, monkeypatch, capsys):
+    """A policy on the reward's own encoder hands its tokens to the bags; encoding the frames again
+    gives the same run. The bags and the curriculum states' bags are in the checkpoint, and a
+    resume from it continues exactly."""
+    encoder, reward, tokenizer = bag_reward
+    learned = ppo.load_progress(str(reward))
+    assert learned.bag_size == 16
+    other = make_policy(PolicyConfig(encoder=tokenizer, transformer=TransformerConfig(
+        vocab_size=16, embed_dim=16, num_layers=1, num_heads=2)), nnx.Rngs(9))
+    assert not learned.reads_tokens_of(other)  # same config, other weights
+
+    def run(out_dir, **overrides):
+        return ppo.main(tiny_args(reward, out_dir, pretrained_tokenizer=str(encoder), iterations=4, save_every=2,
+                                  env_groups=2, **overrides))
+
+    shared = run(tmp_path / "shared")
+    assert "bags of seen tokens from the policy's tokens" in capsys.readouterr().out
+    runner_state = load_checkpoint(tmp_path / "shared" / "policy_2.pkl", "policy")["train_state"]["runner"]
+    assert all(progress["bags"].sum() > 0 for progress in runner_state["progress"])
+    payloads = runner_state["pool"]["payloads"]
+    assert payloads and all(bag.shape == (16,) and bag.sum() > 0 for bag in payloads)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ppo.LearnedProgress, "reads_tokens_of", lambda self, policy: False)
+        own = run(tmp_path / "own")
+    assert "the reward's own encoder" in capsys.readouterr().out
+    assert deterministic(own) == deterministic(shared)
+
+    resumed = run(tmp_path / "shared", resume=str(tmp_path / "shared" / "policy_2.pkl"))
+    assert deterministic(resumed) == deterministic(shared[2:])

@@ -139,11 +139,12 @@ def test_reset_with_pool_prob_one_starts_every_env_from_the_pool():
         state, pool_frame = env.save_states([0])[0], env.step([NOOP])[0][0].copy()
     pool = CurriculumPool(capacity=2)
     pool.add(state, score=1.0)
-    with VecGameBoy(EMUQUEST_ROM, num_envs=3, backend="serial", curriculum=pool, pool_prob=1.0) as env:
+    with VecGameBoy(EMUQUEST_ROM, num_envs=3, backend="serial", curriculum=pool, pool_prob=1.0, max_steps=1) as env:
         _, info = env.reset(seed=0)
-        assert (info["milestones"] == 1).all()
-        obs = env.step([NOOP] * 3)[0]
+        assert (info["milestones"] == 1).all() and info["pool_starts"] == {0: 0, 1: 0, 2: 0}
+        obs, _, _, truncated, info = env.step([NOOP] * 3)
         np.testing.assert_array_equal(obs, np.stack([pool_frame] * 3))
+        assert truncated.all() and info["pool_starts"] == {0: 0, 1: 0, 2: 0}  # the auto-resets too
 
 
 def test_auto_reset():
