@@ -216,8 +216,8 @@ def main(args: Args) -> dict:
         eval_position[eval_idx] = np.arange(len(eval_idx))
         if not len(train_branches):
             raise fail(f"--branches: {args.branches} has branches only for the held-out run {data.run_names[holdout]}")
-        if args.seen_tokens and (branches.start < 0).any():
-            raise fail(f"--branches: {args.branches} does not say where its branches left the runs (no 'start' "
+        if args.seen_tokens and ((branches.start < 0) | (branches.step < 1)).any():
+            raise fail(f"--branches: {args.branches} does not say where its branches left the runs (no 'start' or 'step' "
                        "in metadata.json), which --seen-tokens needs: re-make them with data/make_speedruns.py")
     args.out_dir.mkdir(parents=True, exist_ok=True)
 

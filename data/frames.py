@@ -216,7 +216,7 @@ class Branches:
             the frame it should score below.
         start: (B,) int64, dataset index of the run's last frame before the branch left it
             (-1 when metadata.json predates the field).
-        step: (B,) int32, the frame's step inside its branch (1, 2, ...).
+        step: (B,) int32, the frame's step inside its branch (1, 2, ...; 0 when metadata.json predates the field).
     """
 
     frames: np.ndarray
@@ -252,7 +252,7 @@ def load_branches(root: str | Path, dataset: FramesDataset, image_hw: tuple[int,
             run_id.append(run)
             below.append(index_of[(run, record["below"])])
             start.append(index_of.get((run, record.get("start")), -1))
-            step.append(record["step"])
+            step.append(record.get("step", 0))  # 0: metadata.json predates the field
     if not frames:
         raise FileNotFoundError(f"no branches in {root} for the runs {dataset.run_names}")
     return Branches(np.stack(frames), np.asarray(run_id, np.int32), np.asarray(below, np.int64),
