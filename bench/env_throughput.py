@@ -40,7 +40,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from bench.tables import write_table
+from bench.tables import machine, write_table
 from envs.games import EMUQUEST_ROM
 from envs.rom import RomError, check_rom
 from envs.vec_gameboy import ACTION_NAMES, PyBoy, VecGameBoy  # PyBoy, with its SDL import notice muted
@@ -144,13 +144,6 @@ def bench_vec(args: Args, num_envs: int, num_workers: int) -> tuple[float, float
     return total_steps / wall, cpu / total_steps
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def measure(args: Args, num_envs: int, worker_counts: list[int], cores: int, bar: tqdm) -> tuple[list[str], str]:
     """(table rows, summary line) for one env count: raw and every worker count, interleaved, best of repeats."""
     configurations = ["raw", *worker_counts]
@@ -203,7 +196,7 @@ def main(args: Args) -> str:
             summaries.append(summary)
 
     lines = [
-        f"Env throughput, {datetime.date.today().isoformat()}: {cpu_model()}, {cores} cores (nproc), "
+        f"Env throughput, {datetime.date.today().isoformat()}: {machine()}, "
         f"Python {platform.python_version()}, PyBoy {version('pyboy')}, load average {load_before:.1f} at start.",
         f"ROM {args.rom.name}, frame_skip {args.frame_skip}, press_frames {args.press_frames}, "
         f"render last frame only, {args.steps} timed steps per env after {args.warmup_steps} warm-up, "

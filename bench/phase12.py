@@ -18,17 +18,15 @@ Writes bench/results/phase12.md (table, machine, date, settings) and its checkpo
 from __future__ import annotations
 
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import tyro
 
 import pretrain_visual
 import train_reward
-from bench.tables import write_table
+from bench.tables import machine, write_table
 from data.make_speedruns import Args as SpeedrunArgs
 from data.make_speedruns import main as make_speedruns
 
@@ -75,16 +73,6 @@ class Args:
     """Batch size of stage 1b and the rewards."""
     seed: int = 0
     """Seed of every stage."""
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = cpu
-    devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
-    return f"{model}, {os.cpu_count()} cores visible, jax {jax.__version__} on {jax.default_backend()} ({len(jax.devices())} x {devices})"
 
 
 def main(args: Args) -> None:
