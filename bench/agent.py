@@ -18,8 +18,6 @@ Prints a markdown table and writes it to --output (atomically).
 from __future__ import annotations
 
 import datetime
-import os
-import platform
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -32,7 +30,7 @@ import evaluate_policy
 import pipeline
 import pretrain_visual
 import train_with_cnn_reward
-from bench.tables import write_table
+from bench.tables import machine, write_table
 from envs.games import EMUQUEST_ROM
 from envs.vec_gameboy import VecGameBoy
 
@@ -60,6 +58,8 @@ class Args:
     """Env steps (per env) for the env-only throughput measurement."""
     output: Path = Path("bench/results/agent.md")
     """Where the markdown table is written."""
+    reward_scale: float | None = None
+    """PPO's --reward-scale (None: the main job's). A seen-token head's scores span ~20x a one-frame head's."""
 
 
 def env_only_sps(ppo: train_with_cnn_reward.Args, steps: int) -> float:
@@ -75,9 +75,15 @@ def env_only_sps(ppo: train_with_cnn_reward.Args, steps: int) -> float:
         return steps * env.num_envs / (time.perf_counter() - started)
 
 
+def ppo_args(args: Args, budget: pipeline.Budget, out_dir: Path, seed: int) -> train_with_cnn_reward.Args:
+    """The main job's PPO run, with --reward-scale if given."""
+    ppo = pipeline.ppo_args(budget, args.checkpoints, out_dir, seed, args.num_workers)
+    return ppo if args.reward_scale is None else replace(ppo, reward_scale=args.reward_scale)
+
+
 def run_seed(args: Args, budget: pipeline.Budget, seed: int) -> dict:
     run_dir = args.out_dir / f"seed_{seed}"
-    ppo = pipeline.ppo_args(budget, args.checkpoints, run_dir / "ppo", seed, args.num_workers)
+    ppo = ppo_args(args, budget, run_dir / "ppo", seed)
     if args.resume_from is not None:
         shutil.rmtree(run_dir / "ppo", ignore_errors=True)
         shutil.copytree(args.resume_from / f"seed_{seed}" / "ppo", run_dir / "ppo")
@@ -105,11 +111,11 @@ def run_seed(args: Args, budget: pipeline.Budget, seed: int) -> dict:
 
 
 def markdown(rows: list[dict], env_sps: float, budget: pipeline.Budget, args: Args) -> str:
+    reward_scale = ppo_args(args, budget, args.out_dir, 0).reward_scale
     lines = [
-        f"Agent benchmark, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
-        f"{len(os.sched_getaffinity(0))} cores; PPO {budget.ppo_iterations} iterations x {budget.ppo_envs} envs x "
-        f"{budget.ppo_steps} steps; evaluation {budget.eval_episodes} episodes x {budget.eval_steps} steps; "
-        f"checkpoints {args.checkpoints}"
+        f"Agent benchmark, {datetime.date.today()}, {machine()}; PPO {budget.ppo_iterations} iterations x "
+        f"{budget.ppo_envs} envs x {budget.ppo_steps} steps, reward scale {reward_scale:g}; evaluation "
+        f"{budget.eval_episodes} episodes x {budget.eval_steps} steps; checkpoints {args.checkpoints}"
         + (f"; continued from {args.resume_from}." if args.resume_from else "."),
         "",
         "| seed | left title (trained / random) | milestones (trained / random) | ratio | final entropy / max "
@@ -145,8 +151,7 @@ def main(args: Args) -> str:
             if not earlier.is_file():
                 raise SystemExit(f"--resume-from: {earlier} not found; run this bench with --out-dir "
                                  f"{args.resume_from} first")
-    env_sps = env_only_sps(pipeline.ppo_args(budget, args.checkpoints, args.out_dir, args.seeds[0], args.num_workers),
-                           args.env_only_steps)
+    env_sps = env_only_sps(ppo_args(args, budget, args.out_dir, args.seeds[0]), args.env_only_steps)
     rows = [run_seed(args, budget, seed) for seed in args.seeds]
     table = markdown(rows, env_sps, budget, args)
     print(table)

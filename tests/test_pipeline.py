@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import pipeline
+from models.checkpoint import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import agent  # noqa: E402  (bench/agent.py)
@@ -31,11 +32,14 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path)
     out, _ = quick_run
     output = tmp_path / "agent.md"
     table = agent.main(agent.Args(checkpoints=out / "checkpoints", seeds=(3,), quick=True, out_dir=tmp_path / "runs",
-                                  env_only_steps=5, output=output))
+                                  env_only_steps=5, output=output, reward_scale=0.5))
     assert output.read_text() == table
     [row] = [line for line in table.splitlines() if line.startswith("| 3 |")]
     assert len(row.split("|")) == 10  # seed and the eight measures
     assert (tmp_path / "runs" / "seed_3" / "eval" / "trained_agent.gif").is_file()
+    # --reward-scale reaches PPO, and the table says which scale it ran with.
+    policy = load_checkpoint(tmp_path / "runs" / "seed_3" / "ppo" / "policy_final.pkl", "policy")
+    assert policy["config"]["args"]["reward_scale"] == 0.5 and "reward scale 0.5;" in table
 
 
 def test_agent_bench_refuses_missing_checkpoints(tmp_path):
