@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
-from bench.tables import write_table
+from bench.tables import machine, write_table
 from data.frames import FramesDataset, load_branches
 from models.build import build
 from models.checkpoint import CheckpointError
@@ -106,6 +105,20 @@ def town_groups(data: FramesDataset, branch_run_id: np.ndarray, root: Path, run:
     return {k: np.asarray(v, int) for k, v in groups.items()}
 
 
+def what_bags_record(tokens: np.ndarray, data: FramesDataset, groups: dict[str, np.ndarray], holdout: int,
+                     vocab_size: int) -> tuple[int, int]:
+    """(codes that every training run shows, codes the held-out guide's text shows that its run had not
+    shown before the text): how much of a bag is common to every run, and how much marks the talk."""
+    shown_by_all = np.ones(vocab_size, bool)
+    for run in range(data.num_runs):
+        if run != holdout:
+            shown_by_all &= np.isin(np.arange(vocab_size), tokens[data.run_indices(run)])
+    run_frames = data.run_indices(holdout)
+    text_starts = data.frame_index[groups["text"]].min()
+    before = tokens[run_frames[data.frame_index[run_frames] < text_starts]]
+    return int(shown_by_all.sum()), len(np.setdiff1d(tokens[groups["text"]], before))
+
+
 def train_head(args: Args, seed: int, embeddings, bags, data: FramesDataset, below: np.ndarray,
                train_idx: np.ndarray, train_branches: np.ndarray) -> np.ndarray:
     """Bradley-Terry training as train_reward.py does it; returns every frame's score."""
@@ -151,6 +164,7 @@ def main(args: Args) -> str:
     train_idx, eval_idx = np.flatnonzero(data.run_id != holdout), np.flatnonzero(data.run_id == holdout)
     train_branches, eval_branches = np.flatnonzero(branches.run_id != holdout), np.flatnonzero(branches.run_id == holdout)
     groups = town_groups(data, branches.run_id, args.speedruns, holdout)
+    shown_by_all, new_at_text = what_bags_record(tokens[:len(data)], data, groups, holdout, encoder.cfg.vocab_size)
     rows = []
     for seed in tqdm(args.seeds, desc="seeds"):
         for variant, memory in (("one frame (the main job)", no_bag), ("frame + bag of seen tokens", bags)):
@@ -166,11 +180,14 @@ def main(args: Args) -> str:
     table = "\n".join([
         f"# A reward head with a bag of seen tokens (`bench/history_reward.py`), {datetime.date.today()}",
         "",
-        f"{platform.node()}, {jax.default_backend()}. Speedruns `{args.speedruns}` ({data.num_runs} runs, "
+        f"{machine()}. Speedruns `{args.speedruns}` ({data.num_runs} runs, "
         f"{len(data)} frames, {len(branches)} branch frames), encoder `{args.encoder}`; held-out run "
         f"{data.run_names[holdout]}: {len(groups['before'])} town frames before the talk, {len(groups['text'])} "
         f"of the guide's text, {len(groups['after'])} after it, {len(groups['random before'])} of random play in town "
-        f"branching off before the talk. Gaps are in units of the held-out run's score range.",
+        f"branching off before the talk. Gaps are in units of the held-out run's score range. "
+        f"{shown_by_all} of the {encoder.cfg.vocab_size} codes appear in every training run, and the guide's "
+        f"text shows {new_at_text} that its run had not shown before it: a bag fills mostly with codes that every run "
+        f"shows sooner or later, and a few mark the talk.",
         "",
         "| seed | reward input | held-out pairwise | Spearman | held-out branches below | guide's text mean − best town before | text frames above the best town before | town after − town before (means) | random play in town before the talk above the text's mean |",
         "|---|---|---|---|---|---|---|---|---|",
