@@ -1,6 +1,6 @@
 """The main job: every phase of EmuRL on the embedded game, in one command.
 
-    uv run python pipeline.py            # 17.5-19 minutes on 2 CPU cores
+    uv run python pipeline.py            # 9-19 minutes on 2 CPU cores (9 on an Intel Xeon, 17-19 on an AMD EPYC)
     uv run python pipeline.py --quick    # 1-3 minutes, a smoke test
 
 speedruns -> tokenizer (1a) -> dynamics (1b) -> reward -> PPO -> evaluation, each phase
@@ -88,7 +88,7 @@ class Args:
     """Run every phase on the embedded game EmuQuest."""
 
     quick: bool = False
-    """Smoke-test sizes (1-3 minutes) instead of the full CPU run (17.5-19 minutes)."""
+    """Smoke-test sizes (1-3 minutes) instead of the full CPU run (9-19 minutes on 2 cores)."""
     out_dir: Path = Path("runs/pipeline")
     """Where speedruns, checkpoints, plots, the GIF and report.md go."""
     seed: int = 0
