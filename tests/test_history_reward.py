@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import train_reward
+from bench import history_reward
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,6 +37,14 @@ def test_bags_accumulate_along_runs_and_branches_start_from_the_run_at_their_sta
     seen = [set(np.flatnonzero(bag)) for bag in bags]
     assert seen == [{0}, {0, 1}, {5}, {0, 1, 2}, {0, 1, 3}, {0, 1, 3, 4}, {0, 5}]
     assert [set(np.flatnonzero(bag)) for bag in train_reward.seen_token_bags(tokens[:4], data, None, 6)] == seen[:4]
+
+
+def test_what_bags_record_counts_codes_every_training_run_shows_and_codes_new_at_the_text():
+    # Training run 0 shows {0, 1}, {1, 2}; held-out run 1 shows {0, 3}, {3, 4}, then the text {4, 5}.
+    data = Sized(run_id=np.array([0, 0, 1, 1, 1]), frame_index=np.array([0, 1, 0, 1, 2]), num_runs=2)
+    tokens = np.array([[0, 1], [1, 2], [0, 3], [3, 4], [4, 5]])[:, None, :]  # (N, rows, cols)
+    groups = {"text": np.array([4])}
+    assert history_reward.what_bags_record(tokens, data, groups, holdout=1, vocab_size=6) == (3, 1)
 
 
 def test_missing_speedruns_fail_in_one_line(tmp_path: Path):
