@@ -14,9 +14,10 @@ wandering pays as it goes, whether or not it leads anywhere. PPO with such a hea
 house (BENCHMARKS.md).
 
 Random play (uniform over the env's actions, PPO's env settings) from power-on, every env step
-scored (a bag reward keeps each episode's bag as PPO does). In the house after the intro, standing
-on the same tile facing the same way in the overworld shows the same screen (the game profile's RAM
-map says where; the reward models never see it), so per reward model this reports:
+scored by PPO's own ProgressReward (a bag reward keeps each episode's bag, from the reset frame on,
+as PPO does). In the house after the intro, standing on the same tile facing the same way in the
+overworld shows the same screen (the game profile's RAM map says where; the reward models never
+see it), so per reward model this reports:
 - revisits: the score of each such screen at its last showing minus its first, averaged, with how
   many steps apart those showings are;
 - the house's rise: its best score after the intro minus its first, per episode;
@@ -37,8 +38,8 @@ from bench.tables import machine, write_table
 from envs.games import EMUQUEST_ROM, EmuQuest
 from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
-from models.reward import load_reward, mark_seen
-from train_with_cnn_reward import LearnedProgress
+from models.reward import load_reward
+from train_with_cnn_reward import LearnedProgress, ProgressReward
 
 INTRO_DONE, LEFT_HOUSE = 1, 2  # EmuQuest's ordered milestone counts: in the house, then in town
 GAME = EmuQuest()
@@ -63,14 +64,15 @@ class Args:
     """Where the markdown table is written."""
 
 
-def play(args: Args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random play from power-on: frames (T, N, 144, 160, 3) uint8, milestones (T, N) and the house
-    screen each step shows, (T, N) int: y*40 + x*4 + facing while standing in the house's overworld
-    after the intro, else -1. Step t is what the env shows after its t-th action."""
+def play(args: Args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Random play from power-on: the reset frames (N, 144, 160, 3) uint8, then per step frames
+    (T, N, 144, 160, 3), milestones (T, N) and the house screen each step shows, (T, N) int:
+    y*40 + x*4 + facing while standing in the house's overworld after the intro, else -1. Step t
+    is what the env shows after its t-th action."""
     rng = np.random.default_rng(args.seed)
     with VecGameBoy(EMUQUEST_ROM, num_envs=args.episodes, num_workers=args.num_workers, max_steps=args.steps + 1,
                     profile=GAME) as env:
-        env.reset(seed=args.seed)
+        reset_frames = env.reset(seed=args.seed)[0].copy()  # the env overwrites its buffer on the next step
         frames = np.empty((args.steps, args.episodes, 144, 160, 3), np.uint8)
         milestones = np.empty((args.steps, args.episodes), np.int32)
         screens = np.empty((args.steps, args.episodes), np.int64)
@@ -80,22 +82,17 @@ def play(args: Args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             mode, x, y, facing = env.ram(RAM).astype(np.int64).T
             in_house = (milestones[t] == INTRO_DONE) & (mode == GAME.MODE_OVERWORLD)
             screens[t] = np.where(in_house, y * 40 + x * 4 + facing, -1)
-    return frames, milestones, screens
+    return reset_frames, frames, milestones, screens
 
 
-def scores_along(model: LearnedProgress, frames: np.ndarray) -> np.ndarray:
-    """(T, N) scores of every step; a seen-token model reads each episode's bag, which holds every
-    frame shown so far in the episode, the current one included."""
-    bags = np.zeros((frames.shape[1], model.bag_size), np.uint8)
-    scores = []
-    for step_frames in frames:
-        if model.bag_size:
-            tokens = model.tokens(step_frames)
-            mark_seen(bags, tokens)
-            scores.append(model.score_tokens(tokens, bags))
-        else:
-            scores.append(model.score(step_frames))
-    return np.stack(scores)
+def scores_along(model: LearnedProgress, reset_frames: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """(T, N) scores of every step, taken from PPO's own ProgressReward scoring every step: a
+    seen-token model reads each episode's bag, which holds every frame shown since the reset, the
+    reset frame and the current one included. No episode ends during the play."""
+    progress = ProgressReward(model, num_envs=frames.shape[1], interval=1, time_penalty=0.0)
+    progress.start(reset_frames)
+    never_done = np.zeros(frames.shape[1], bool)
+    return np.stack([progress(step_frames, never_done)[1] for step_frames in frames])
 
 
 def revisits(scores: np.ndarray, screens: np.ndarray) -> dict:
@@ -138,10 +135,10 @@ def main(args: Args) -> str:
         models = {path: LearnedProgress(load_reward(path)) for path in args.rewards}
     except CheckpointError as err:
         raise SystemExit(f"--rewards: {err} (train one with train_reward.py)") from None
-    frames, milestones, screens = play(args)
+    reset_frames, frames, milestones, screens = play(args)
     rows = []
     for path, model in models.items():
-        scores = scores_along(model, frames)
+        scores = scores_along(model, reset_frames, frames)
         again, house = revisits(scores, screens), house_and_leaving(scores, milestones)
         kind = "frame + bag of seen tokens" if model.bag_size else "one frame"
         rows.append(f"| `{path}` | {kind} | {again['screens']} | {again['steps_apart']:.0f} | {again['drift']:+.2f} "

@@ -42,10 +42,14 @@ class CountSeen:
 
 
 def test_bags_hold_every_frame_of_the_episode_so_far_including_the_current_one():
+    reset = np.zeros((2, 1, 1, 1), np.uint8)
+    reset[:, 0, 0, 0] = [1, 0]  # the reset frames show tokens already seen again below
     frames = np.zeros((4, 2, 1, 1, 1), np.uint8)
     frames[:, 0, 0, 0, 0] = [1, 1, 2, 3]  # episode 0 sees tokens 1, 1, 2, 3
     frames[:, 1, 0, 0, 0] = [0, 0, 0, 0]
-    assert scores_along(CountSeen(), frames).tolist() == [[1, 1], [1, 1], [2, 1], [3, 1]]
+    assert scores_along(CountSeen(), reset, frames).tolist() == [[1, 1], [1, 1], [2, 1], [3, 1]]
+    reset[1, 0, 0, 0] = 3  # a token seen only at episode 1's reset stays in its bag
+    assert scores_along(CountSeen(), reset, frames).tolist() == [[1, 2], [1, 2], [2, 2], [3, 2]]
 
 
 @pytest.mark.parametrize("problem", ["missing", "not a reward"])
@@ -60,7 +64,8 @@ def test_a_bad_reward_checkpoint_fails_in_one_line_before_any_play(tmp_path, pro
 
 
 def test_play_records_frames_milestones_and_no_house_screen_before_the_intro_ends():
-    frames, milestones, screens = play(Args(episodes=2, steps=4, num_workers=1))
+    reset_frames, frames, milestones, screens = play(Args(episodes=2, steps=4, num_workers=1))
+    assert reset_frames.shape == (2, 144, 160, 3) and reset_frames.dtype == np.uint8
     assert frames.shape == (4, 2, 144, 160, 3) and frames.dtype == np.uint8 and frames.any()
     assert milestones.shape == screens.shape == (4, 2)
     assert (milestones == 0).all() and (screens == -1).all()  # 4 random steps cannot finish the intro
