@@ -43,7 +43,9 @@ from tqdm import tqdm
 from bench.tables import machine, write_table
 from envs.games import EMUQUEST_ROM
 from envs.rom import RomError, check_rom
-from envs.vec_gameboy import ACTION_NAMES, PyBoy, VecGameBoy  # PyBoy, with its SDL import notice muted
+from envs.actions import ACTION_NAMES
+from envs.emulators import PyBoy  # PyBoy, with its SDL import notice muted
+from envs.vec_gameboy import VecGameBoy
 
 
 @dataclass

@@ -55,7 +55,7 @@ def random_agent(rom: Path, seed: int, frames: int, press_every: int, hold: int)
             status = GAME.status(pyboy.memory)
             best_milestones = max(best_milestones, status.milestones)
             left_title |= status.left_title
-        battles = pyboy.memory[0xC06F]
+        battles = pyboy.memory[GAME.BATTLES]
     finally:
         pyboy.stop(save=False)
     return {"milestones": best_milestones, "left_title": left_title, "battles": battles}

@@ -11,7 +11,7 @@ mean absolute pixel value by at most `identical_threshold` (0 = exactly equal fr
 
 When a run's metadata.json logs the buttons the speedrun bot pressed
 (data/make_speedruns.py), `buttons[g]` holds the button pressed between each frame of
-group g and the next, as an index into the env's actions (envs.vec_gameboy.ACTION_NAMES).
+group g and the next, as an index into the env's actions (envs.actions.ACTION_NAMES).
 It is ground truth for evaluating latent actions, never an input to training.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from data.frames import IMAGE_SUFFIXES, FramesDataset
-from envs.vec_gameboy import ACTION_NAMES
+from envs.actions import ACTION_NAMES
 
 NO_BUTTON = -1  # no log for this step (or no metadata)
 

@@ -13,7 +13,7 @@ import numpy as np
 import tyro
 from PIL import Image
 
-from data.make_speedruns import BATTLE_MENU, BATTLE_STATE, TOWN, WALK, Bot
+from data.speedrun_bot import Bot
 from envs.games import EMUQUEST_ROM, EmuQuest
 
 GAME = EmuQuest()
@@ -50,10 +50,11 @@ def capture(rom: Path, seed: int) -> list[np.ndarray]:
         bot.boot()
         grab("title")
         while len(shots) < 3 and m[GAME.MODE] != GAME.MODE_END:
-            if ("overworld" not in shots and m[GAME.MODE] == GAME.MODE_OVERWORLD and m[GAME.MAP_ID] == TOWN
-                    and m[GAME.MILESTONES] & 0b100 and m[WALK] == 0):
+            if ("overworld" not in shots and m[GAME.MODE] == GAME.MODE_OVERWORLD
+                    and m[GAME.MAP_ID] == GAME.TOWN and m[GAME.MILESTONES] & 0b100 and m[GAME.WALK] == 0):
                 grab("overworld")
-            if "battle" not in shots and m[GAME.MODE] == GAME.MODE_BATTLE and m[BATTLE_STATE] == BATTLE_MENU:
+            if ("battle" not in shots and m[GAME.MODE] == GAME.MODE_BATTLE
+                    and m[GAME.BATTLE_STATE] == GAME.BATTLE_MENU):
                 grab("battle")
             bot.advance()
     finally:

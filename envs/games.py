@@ -44,7 +44,9 @@ class EmuQuest:
     name: str = "emuquest"
     cart_title: str = "EMUQUEST"
 
-    # Fixed RAM block at 0xC000, written by the game every frame.
+    # Fixed RAM block at 0xC000, written by the game whenever a value changes. The progress
+    # addresses and mode values are dataclass fields; the rest of RAM.md (more addresses, tile
+    # kinds, maps, warps, NPCs) follows as ClassVars: constants of the game, not per profile.
     MODE: int = 0xC000  # 0 title, 1 dialogue, 2 overworld, 3 battle, 4 end
     MAP_ID: int = 0xC001
     X: int = 0xC002  # metatile (16x16 px) column, 0..9
@@ -60,6 +62,53 @@ class EmuQuest:
     MODE_OVERWORLD: int = 2
     MODE_BATTLE: int = 3
     MODE_END: int = 4
+
+    # The rest of the block, read by the scripted bot (data/speedrun_bot.py), tests and benchmarks.
+    WALK: ClassVar[int] = 0xC008  # frames left in the current step (16..1), 0 = standing
+    TEXT: ClassVar[int] = 0xC009  # 0 no text, 1 printing, 2 page done and waiting for A
+    TALK_ID: ClassVar[int] = 0xC00A  # who is talking: 0 none, 1 mom, 2 sign, 3 guide, 4 prof, 5 gate
+    BATTLE_STATE: ClassVar[int] = 0xC00B  # 0 none, 1 battle text, 2 FIGHT/RUN menu, 3 move menu
+    CURSOR: ClassVar[int] = 0xC00C  # menu cursor row, 0 = top item
+    BATTLES: ClassVar[int] = 0xC06F  # wild battles started so far
+    FACING_NAMES: ClassVar[tuple[str, ...]] = ("down", "up", "left", "right")  # by FACING value
+    TEXT_WAITING: ClassVar[int] = 2  # TEXT: the page is complete
+    BATTLE_MENU: ClassVar[int] = 2  # BATTLE_STATE values
+    BATTLE_MOVES: ClassVar[int] = 3
+
+    # Tile kinds in GRID ("Tile kinds" in RAM.md). Floor and grass are walkable, doors and
+    # exits are walkable and warp, the rest block.
+    FLOOR: ClassVar[int] = 0
+    WALL: ClassVar[int] = 1  # also everything off the map
+    GRASS: ClassVar[int] = 2  # each step onto it may start a wild battle
+    DOOR: ClassVar[int] = 3
+    EXIT: ClassVar[int] = 4  # a map edge
+    NPC: ClassVar[int] = 5
+    GATE: ClassVar[int] = 6  # becomes FLOOR when opened
+    SIGN: ClassVar[int] = 7
+
+    # Map ids (MAP_ID).
+    HOUSE: ClassVar[int] = 0
+    TOWN: ClassVar[int] = 1
+    LAB: ClassVar[int] = 2
+    ROUTE: ClassVar[int] = 3
+    FOREST: ClassVar[int] = 4
+    FINAL: ClassVar[int] = 5
+
+    # Warp tiles ("Maps and warps" in RAM.md): map -> {neighbouring map: (x, y) of the door
+    # or exit that leads there}. FINAL has none: entering it ends the game.
+    WARPS: ClassVar[dict[int, dict[int, tuple[int, int]]]] = {
+        HOUSE: {TOWN: (4, 8)},
+        TOWN: {HOUSE: (2, 4), LAB: (7, 4), ROUTE: (4, 0)},
+        LAB: {TOWN: (5, 8)},
+        ROUTE: {TOWN: (4, 8), FOREST: (5, 0)},
+        FOREST: {ROUTE: (5, 8), FINAL: (5, 1)},
+    }
+    # Tiles to face and press A at for milestones ("Milestones" in RAM.md): (map, x, y).
+    GUIDE: ClassVar[tuple[int, int, int]] = (TOWN, 5, 2)
+    PROF: ClassVar[tuple[int, int, int]] = (LAB, 4, 2)
+    GATE_TILE: ClassVar[tuple[int, int, int]] = (TOWN, 4, 1)
+    # Bystanders, who talk but give no milestone: map -> (tile kind to face, TALK_ID).
+    BYSTANDERS: ClassVar[dict[int, tuple[int, int]]] = {HOUSE: (NPC, 1), TOWN: (SIGN, 2)}
 
     milestone_names: tuple[str, ...] = (
         "intro_done",

@@ -7,7 +7,9 @@
 Layout (PufferLib style). Worker processes each own a contiguous block of envs and
 write observations and per-env results in place into one shared-memory buffer; the
 parent sends one small command per worker per step over a pipe. `backend="serial"`
-runs the same `_EnvGroup` code in-process, for tests and debugging.
+runs the same emulator code in-process, for tests and debugging. The emulators, the
+buffers and both backends live in envs/emulators.py; this module checks arguments,
+splits calls between workers and applies the curriculum.
 
 One env step = `frame_skip` emulator frames: a button is pressed for `press_frames`
 frames, released, and the rest of the frames run; only the last frame is rendered.
@@ -24,374 +26,16 @@ screen-only ROMs); training replaces it with a learned reward.
 
 from __future__ import annotations
 
-import ctypes
-import io
-import multiprocessing as mp
 import os
-import select
-import signal
-import time
-import traceback
-import warnings
-import weakref
-from dataclasses import dataclass, fields
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from envs.actions import ACTION_NAMES, FRAME_SKIP, PRESS_FRAMES
 from envs.curriculum import CurriculumPool
+from envs.emulators import EnvConfig, ProcessBackend, SerialBackend
 from envs.games import EMUQUEST_ROM, GameProfile, profile_for_rom
 from envs.rom import check_rom
-
-# pysdl2-dll announces itself on import in every worker; we never open a window.
-warnings.filterwarnings("ignore", message="Using SDL2 binaries")
-from pyboy import PyBoy  # noqa: E402
-
-OBS_SHAPE = (144, 160, 3)
-ACTION_NAMES = ("noop", "up", "down", "left", "right", "a", "b", "start", "select")
-FRAME_SKIP, PRESS_FRAMES = 30, 8  # defaults of one env step: 0.5 s, a button held for the first 8 frames
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    """What every emulator needs to know; sent once to each worker."""
-
-    rom: str
-    profile: GameProfile
-    frame_skip: int
-    press_frames: int
-    max_steps: int
-    start_state: bytes | None  # None: power-on
-
-
-@dataclass
-class _Buffers:
-    """Per-env results, first axis = global env id. Shared memory in the process backend."""
-
-    obs: np.ndarray  # uint8 (N, 144, 160, 3)
-    actions: np.ndarray  # int64 (N,)
-    reward: np.ndarray  # float32 (N,)
-    terminated: np.ndarray  # bool (N,)
-    truncated: np.ndarray  # bool (N,)
-    milestones: np.ndarray  # int32 (N,), -1 where the profile cannot know
-    map_id: np.ndarray  # int32 (N,)
-
-
-_BUFFER_LAYOUT = {
-    "obs": (np.uint8, OBS_SHAPE),
-    "actions": (np.int64, ()),
-    "reward": (np.float32, ()),
-    "terminated": (np.bool_, ()),
-    "truncated": (np.bool_, ()),
-    "milestones": (np.int32, ()),
-    "map_id": (np.int32, ()),
-}
-
-
-def _allocate_raw(num_envs: int, ctx=None) -> dict:
-    """Raw byte storage per buffer: multiprocessing RawArrays (which spawned workers
-    inherit without the shared_memory resource-tracker pitfalls) or plain bytearrays."""
-    raw = {}
-    for name, (dtype, shape) in _BUFFER_LAYOUT.items():
-        nbytes = num_envs * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        raw[name] = ctx.RawArray(ctypes.c_uint8, nbytes) if ctx is not None else bytearray(nbytes)
-    return raw
-
-
-def _buffers_from_raw(raw: dict, num_envs: int) -> _Buffers:
-    views = {
-        name: np.frombuffer(raw[name], dtype=dtype).reshape((num_envs, *shape))
-        for name, (dtype, shape) in _BUFFER_LAYOUT.items()
-    }
-    return _Buffers(**views)
-
-
-class _EnvGroup:
-    """Emulators for envs [first, first + count); reads actions from and writes results
-    into the global buffers. Runs inside a worker process, or in-process when serial."""
-
-    def __init__(self, config: EnvConfig, first: int, count: int, buffers: _Buffers):
-        self.config = config
-        self.first = first
-        local = slice(first, first + count)
-        self.buf = _Buffers(**{f.name: getattr(buffers, f.name)[local] for f in fields(_Buffers)})
-        self.pyboys = [PyBoy(config.rom, window="null", sound_emulated=False, log_level="ERROR") for _ in range(count)]
-        if config.start_state is None:
-            # Power-on: one rendered frame first, so a power-on reset shows the blank screen the
-            # game shows (and its speedruns start with), not PyBoy's never-rendered all-zero
-            # buffer, which a reward model has never seen and scores arbitrarily.
-            self.pyboys[0].tick(1, True)
-        self.start_state = config.start_state or self._save(self.pyboys[0])
-        # One persistent RGBA (144, 160, 4) view per emulator, updated by each rendered tick.
-        self.screens = [pyboy.screen.ndarray for pyboy in self.pyboys]
-        self.episode_steps = np.zeros(count, np.int64)
-        self.best_milestones = np.zeros(count, np.int64)
-        self.left_title = np.zeros(count, bool)
-        self.maps_visited: list[set[int]] = [set() for _ in range(count)]
-
-    @staticmethod
-    def _save(pyboy: PyBoy) -> bytes:
-        with io.BytesIO() as f:
-            pyboy.save_state(f)
-            return f.getvalue()
-
-    def _write_obs(self, i: int) -> None:
-        # OpenCV drops alpha straight into the shared buffer in ~10 us; a numpy copy from
-        # the strided RGB view takes ~200 us, 10% of a 30-frame step.
-        cv2.cvtColor(self.screens[i], cv2.COLOR_RGBA2RGB, dst=self.buf.obs[i])
-
-    def _begin_episode(self, i: int, state: bytes) -> None:
-        """Load a state (power-on, initial or curriculum) and start a fresh episode in env i."""
-        pyboy = self.pyboys[i]
-        pyboy.load_state(io.BytesIO(state))
-        self._write_obs(i)  # the state carries the last rendered frame
-        status = self.config.profile.status(pyboy.memory)
-        self.episode_steps[i] = 0
-        self.best_milestones[i] = status.milestones
-        self.left_title[i] = status.left_title
-        self.maps_visited[i] = {status.map_id} if status.left_title and status.map_id >= 0 else set()
-        self.buf.milestones[i] = status.milestones
-        self.buf.map_id[i] = status.map_id
-
-    def reset_all(self) -> None:
-        for i in range(len(self.pyboys)):
-            self._begin_episode(i, self.start_state)
-        self.buf.reward[:] = 0
-        self.buf.terminated[:] = False
-        self.buf.truncated[:] = False
-
-    def step(self) -> list[dict]:
-        """One env step for every env here; returns stats of the episodes that ended."""
-        cfg = self.config
-        release_frames = cfg.frame_skip - cfg.press_frames
-        ended = []
-        for i, pyboy in enumerate(self.pyboys):
-            action = int(self.buf.actions[i])
-            if action == 0:
-                pyboy.tick(cfg.frame_skip, True)
-            else:
-                button = ACTION_NAMES[action]
-                pyboy.button_press(button)
-                pyboy.tick(cfg.press_frames, False)
-                pyboy.button_release(button)
-                pyboy.tick(release_frames, True)
-            self._write_obs(i)
-
-            status = cfg.profile.status(pyboy.memory)
-            self.episode_steps[i] += 1
-            self.buf.reward[i] = max(0, status.milestones - self.best_milestones[i])
-            self.best_milestones[i] = max(self.best_milestones[i], status.milestones)
-            self.left_title[i] |= status.left_title
-            if status.left_title and status.map_id >= 0:  # the map byte means nothing on the title
-                self.maps_visited[i].add(status.map_id)
-            self.buf.milestones[i] = status.milestones
-            self.buf.map_id[i] = status.map_id
-
-            terminated = cfg.profile.finished(pyboy.memory)
-            truncated = not terminated and self.episode_steps[i] >= cfg.max_steps
-            self.buf.terminated[i] = terminated
-            self.buf.truncated[i] = truncated
-            if terminated or truncated:
-                ended.append(
-                    {
-                        "env_id": self.first + i,
-                        "length": int(self.episode_steps[i]),
-                        "milestones": int(self.best_milestones[i]),
-                        "maps_visited": len(self.maps_visited[i]),
-                        "left_title": bool(self.left_title[i]),
-                        "finished": bool(terminated),
-                    }
-                )
-                self._begin_episode(i, self.start_state)
-        return ended
-
-    def save(self, local_ids: list[int]) -> list[bytes]:
-        return [self._save(self.pyboys[i]) for i in local_ids]
-
-    def load(self, local_ids: list[int], states: list[bytes]) -> None:
-        for i, state in zip(local_ids, states):
-            self._begin_episode(i, state)
-
-    def ram(self, addresses: list[int]) -> np.ndarray:
-        """uint8 (count, len(addresses))."""
-        return np.array([[pyboy.memory[a] for a in addresses] for pyboy in self.pyboys], np.uint8)
-
-    def close(self) -> None:
-        for pyboy in self.pyboys:
-            pyboy.stop(save=False)  # never write .ram files next to the ROM
-
-
-def _worker_main(conn, config: EnvConfig, first: int, count: int, raw: dict, num_envs: int, cpu: int | None) -> None:
-    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)  # one worker per core already; no thread pool per worker
-    # SCHED_BATCH: a worker woken by the parent's command does not preempt the parent, so
-    # the parent finishes sending every worker its command first. Under the default policy
-    # the first worker woken took the parent's core and delayed the rest by ~0.5 ms a step.
-    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    if cpu is not None:
-        # A worker sleeps between steps and, unpinned, often wakes on the other core with
-        # cold caches for its emulators: pinned, it spent ~7% less CPU per env step here.
-        os.sched_setaffinity(0, {cpu})
-    try:
-        group = _EnvGroup(config, first, count, _buffers_from_raw(raw, num_envs))
-    except Exception:
-        conn.send(("error", traceback.format_exc()))
-        return
-    conn.send(("ok", os.getpid()))
-    while True:
-        try:
-            command, args = conn.recv()
-        except EOFError:  # the parent is gone
-            break
-        if command == "close":
-            break
-        try:
-            conn.send(("ok", getattr(group, command)(*args)))
-        except Exception:
-            conn.send(("error", traceback.format_exc()))
-    group.close()
-
-
-class _SerialBackend:
-    """All envs in this process: same code path as a worker, no IPC."""
-
-    def __init__(self, config: EnvConfig, num_envs: int):
-        self.bounds = [(0, num_envs)]
-        self.buffers = _buffers_from_raw(_allocate_raw(num_envs), num_envs)
-        self.group = _EnvGroup(config, 0, num_envs, self.buffers)
-
-    def call(self, command: str, args_by_worker: dict[int, tuple]) -> dict:
-        return {w: getattr(self.group, command)(*args) for w, args in args_by_worker.items()}
-
-    def close(self) -> None:
-        self.group.close()
-
-
-def _shutdown_workers(processes: list, conns: list) -> None:
-    """Ask each worker to stop, then make sure: no process may outlive the env."""
-    for conn in conns:
-        try:
-            conn.send(("close", ()))
-        except OSError:
-            pass  # already dead
-    deadline = time.monotonic() + 5.0
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-            process.join()
-    for conn in conns:
-        conn.close()
-
-
-class _ProcessBackend:
-    """Worker processes, each with a contiguous block of envs."""
-
-    def __init__(self, config: EnvConfig, num_envs: int, num_workers: int, timeout_s: float, pin: bool):
-        # Forkserver, not fork: forking a parent that runs JAX threads is unsafe. The server
-        # imports the main script (under its __main__ guard) and this module once, so each
-        # worker starts as a cheap fork of it instead of re-importing everything as spawn does.
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["__main__", __name__])
-        self.timeout_s = timeout_s
-        self.broken: str | None = None
-        sizes = [len(block) for block in np.array_split(np.arange(num_envs), num_workers)]
-        starts = np.cumsum([0, *sizes[:-1]])
-        self.bounds = [(int(s), int(s) + n) for s, n in zip(starts, sizes)]
-        raw = _allocate_raw(num_envs, ctx)
-        self.buffers = _buffers_from_raw(raw, num_envs)
-        cpus = sorted(os.sched_getaffinity(0))
-        self.processes, self.conns = [], []
-        for w, (start, stop) in enumerate(self.bounds):
-            parent_conn, child_conn = ctx.Pipe()
-            process = ctx.Process(
-                target=_worker_main,
-                args=(child_conn, config, start, stop - start, raw, num_envs, cpus[w % len(cpus)] if pin else None),
-                name=f"VecGameBoy-worker-{w}",
-                daemon=True,
-            )
-            process.start()
-            child_conn.close()  # so a dead worker reads as EOF, not as a silent pipe
-            self.processes.append(process)
-            self.conns.append(parent_conn)
-        self._finalizer = weakref.finalize(self, _shutdown_workers, self.processes, self.conns)
-        # One poll object over every pipe and process sentinel, built once: per step it
-        # costs a fraction of multiprocessing.connection.wait, which builds a selector per call.
-        self._poller = select.poll()
-        self._worker_of_pipe = {conn.fileno(): w for w, conn in enumerate(self.conns)}
-        self._worker_of_sentinel = {process.sentinel: w for w, process in enumerate(self.processes)}
-        for fd in (*self._worker_of_pipe, *self._worker_of_sentinel):
-            self._poller.register(fd, select.POLLIN)
-        try:
-            pids = self._gather(range(num_workers))
-        except BaseException:
-            self.close()
-            raise
-        self.pids = [pids[w] for w in range(num_workers)]
-
-    def _describe(self, w: int) -> str:
-        start, stop = self.bounds[w]
-        return f"VecGameBoy worker {w} (pid {self.processes[w].pid}, envs {start}..{stop - 1})"
-
-    def _died(self, w: int) -> RuntimeError:
-        process = self.processes[w]
-        process.join(1.0)
-        code = process.exitcode
-        how = f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-        self.broken = f"{self._describe(w)} died ({how}); close this VecGameBoy and make a new one"
-        return RuntimeError(self.broken)
-
-    def _gather(self, workers) -> dict:
-        """The reply of each of these workers. Any worker's death raises at once; a worker's
-        exception is raised after every reply is in, so the others stay in step."""
-        results, first_error, pending = {}, None, set(workers)
-        deadline = time.monotonic() + self.timeout_s
-        while pending:
-            events = self._poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
-            if not events:
-                stuck = ", ".join(self._describe(w) for w in sorted(pending))
-                self.broken = f"{stuck} did not answer within {self.timeout_s:.0f} s"
-                raise RuntimeError(self.broken)
-            for fd, _ in events:
-                if fd in self._worker_of_sentinel:
-                    raise self._died(self._worker_of_sentinel[fd])
-            for fd, _ in events:
-                w = self._worker_of_pipe[fd]
-                if w not in pending:
-                    continue
-                try:
-                    status, result = self.conns[w].recv()
-                except (EOFError, OSError):
-                    raise self._died(w) from None
-                pending.discard(w)
-                if status == "ok":
-                    results[w] = result
-                elif first_error is None:
-                    first_line = result.strip().splitlines()[-1]
-                    first_error = RuntimeError(f"{self._describe(w)} failed: {first_line}\n{result}")
-        if first_error:
-            raise first_error
-        return results
-
-    def call(self, command: str, args_by_worker: dict[int, tuple]) -> dict:
-        if self.broken:
-            raise RuntimeError(self.broken)
-        try:
-            for w, args in args_by_worker.items():
-                try:
-                    self.conns[w].send((command, args))
-                except OSError:
-                    raise self._died(w) from None
-            return self._gather(args_by_worker)
-        except KeyboardInterrupt:
-            # Replies may still be in flight: a later call would read the wrong ones.
-            self.broken = "VecGameBoy was interrupted during a call; close it and make a new one"
-            raise
-
-    def close(self) -> None:
-        self._finalizer()
 
 
 class VecGameBoy:
@@ -452,7 +96,9 @@ class VecGameBoy:
             raise ValueError(f"pool_prob must be in [0, 1], got {pool_prob}")
         if isinstance(initial_state, (str, Path)):
             if not Path(initial_state).is_file():
-                raise FileNotFoundError(f"initial state {initial_state} not found: pass a file saved by save_states")
+                raise FileNotFoundError(
+                    f"initial state {initial_state} not found: pass a file saved by save_states"
+                )
             initial_state = Path(initial_state).read_bytes()
 
         self.num_envs = num_envs
@@ -466,12 +112,12 @@ class VecGameBoy:
         self._needs_reset = True
         self._closed = False
         if backend == "serial":
-            self._backend = _SerialBackend(self.config, num_envs)
+            self._backend = SerialBackend(self.config, num_envs)
         else:
             cores = len(os.sched_getaffinity(0))
             num_workers = min(num_workers if num_workers is not None else cores, num_envs)
             pin = pin_workers if pin_workers is not None else num_workers == cores
-            self._backend = _ProcessBackend(self.config, num_envs, num_workers, worker_timeout_s, pin)
+            self._backend = ProcessBackend(self.config, num_envs, num_workers, worker_timeout_s, pin)
         self._buffers = self._backend.buffers
         self.num_workers = len(self._backend.bounds)
 
@@ -523,11 +169,15 @@ class VecGameBoy:
         by_worker = self._by_worker(env_ids)
         self._backend.call(
             "load",
-            {w: ([i for _, i in items], [bytes(states[p]) for p, _ in items]) for w, items in by_worker.items()},
+            {
+                w: ([i for _, i in items], [bytes(states[p]) for p, _ in items])
+                for w, items in by_worker.items()
+            },
         )
 
     def ram(self, addresses) -> np.ndarray:
-        """uint8 (num_envs, len(addresses)): memory bytes for metrics and bookkeeping (never for the policy)."""
+        """uint8 (num_envs, len(addresses)): memory bytes for metrics and bookkeeping, never for
+        the policy."""
         self._check_open()
         addresses = [int(a) for a in addresses]
         if any(not 0 <= a <= 0xFFFF for a in addresses):
@@ -563,8 +213,11 @@ class VecGameBoy:
         return chosen
 
     def _step_info(self, pool_starts: dict[int, int]) -> dict:
-        return {"milestones": self._buffers.milestones.copy(), "map_id": self._buffers.map_id.copy(),
-                "pool_starts": pool_starts}
+        return {
+            "milestones": self._buffers.milestones.copy(),
+            "map_id": self._buffers.map_id.copy(),
+            "pool_starts": pool_starts,
+        }
 
     def _check_open(self) -> None:
         if self._closed:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pyboy import PyBoy
 
-from data.make_speedruns import BATTLE_MENU, BATTLE_MOVES, BATTLE_STATE, CURSOR, GATE_TILE, PROF, ROUTE, TOWN, Bot
+from data.speedrun_bot import Bot
 from envs.games import EMUQUEST_ROM, EmuQuest, read_cart_title
 
 GAME = EmuQuest()
@@ -74,22 +74,22 @@ def test_gate_and_prof_respect_the_milestone_order():
     memory = bot.memory
     try:
         bot.boot()
-        run_until(bot, lambda: memory[GAME.MAP_ID] == TOWN and memory[0xC008] == 0)
+        run_until(bot, lambda: memory[GAME.MAP_ID] == GAME.TOWN and memory[GAME.WALK] == 0)
         assert memory[GAME.MILESTONES] == 0b11
         # Talk to the locked gate: a text opens, no milestone, the gate stays a gate.
-        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_DIALOGUE, goal=("talk", GATE_TILE))
-        gate_x, gate_y = GATE_TILE[1:]
-        assert memory[GAME.GRID + gate_y * 10 + gate_x] == 6
+        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_DIALOGUE, goal=("talk", GAME.GATE_TILE))
+        gate_x, gate_y = GAME.GATE_TILE[1:]
+        assert memory[GAME.GRID + gate_y * 10 + gate_x] == GAME.GATE
         run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_OVERWORLD)
         position = memory[GAME.X], memory[GAME.Y]
         assert position == (gate_x, gate_y + 1)
         for _ in range(40):  # walking into it only turns the player
             bot.step(("up",))
         bot.step()
-        assert (memory[GAME.X], memory[GAME.Y]) == position and memory[GAME.MAP_ID] == TOWN
+        assert (memory[GAME.X], memory[GAME.Y]) == position and memory[GAME.MAP_ID] == GAME.TOWN
         # The prof before the guide: a text, but no key.
-        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_DIALOGUE and memory[0xC00A] == 4,
-                  goal=("talk", PROF))
+        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_DIALOGUE and memory[GAME.TALK_ID] == 4,
+                  goal=("talk", GAME.PROF))
         run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_OVERWORLD)
         assert memory[GAME.MILESTONES] == 0b11
     finally:
@@ -102,22 +102,22 @@ def test_battle_menu_cursor_back_out_and_run():
     memory = bot.memory
     try:
         bot.boot()
-        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_BATTLE and memory[BATTLE_STATE] == BATTLE_MENU,
-                  max_frames=8000)
+        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_BATTLE
+                  and memory[GAME.BATTLE_STATE] == GAME.BATTLE_MENU, max_frames=8000)
         where = memory[GAME.MAP_ID], memory[GAME.X], memory[GAME.Y]
-        assert where[0] == ROUTE
+        assert where[0] == GAME.ROUTE
 
         def press(button: str) -> tuple[int, int]:
             bot.press(button)
             for _ in range(12):  # the menu redraws one tile row per frame
                 bot.step()
-            return memory[BATTLE_STATE], memory[CURSOR]
+            return memory[GAME.BATTLE_STATE], memory[GAME.CURSOR]
 
-        assert press("up") == (BATTLE_MENU, 0)  # already at the top
-        assert press("a") == (BATTLE_MOVES, 0)  # FIGHT opens the moves
-        assert press("down") == (BATTLE_MOVES, 1)
-        assert press("b") == (BATTLE_MENU, 0)  # B backs out to FIGHT / RUN
-        assert press("down") == (BATTLE_MENU, 1)
+        assert press("up") == (GAME.BATTLE_MENU, 0)  # already at the top
+        assert press("a") == (GAME.BATTLE_MOVES, 0)  # FIGHT opens the moves
+        assert press("down") == (GAME.BATTLE_MOVES, 1)
+        assert press("b") == (GAME.BATTLE_MENU, 0)  # B backs out to FIGHT / RUN
+        assert press("down") == (GAME.BATTLE_MENU, 1)
         press("a")  # RUN
         run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_OVERWORLD, max_frames=8000)
         assert (memory[GAME.MAP_ID], memory[GAME.X], memory[GAME.Y]) == where
@@ -130,7 +130,8 @@ def test_assets_match_their_generator(tmp_path):
                    check=True, capture_output=True)
     for name in ("assets.c", "assets.h"):
         generated = (tmp_path / name).read_text()
-        assert generated == (EMUQUEST_ROM.parent / name).read_text(), f"rerun make_assets.py and commit {name}"
+        expected = (EMUQUEST_ROM.parent / name).read_text()
+        assert generated == expected, f"rerun make_assets.py and commit {name}"
 
 
 @pytest.mark.skipif(shutil.which("sdcc") is None, reason="sdcc not installed (apt-get install -y sdcc)")

@@ -1,4 +1,7 @@
-"""Game profiles: detection by cartridge title and RAM reading on fake memory."""
+"""Game profiles: detection by cartridge title, RAM reading on fake memory, and EmuQuest's
+profile against its documented RAM map."""
+
+import re
 
 from envs.games import EMUQUEST_ROM, EmuQuest, PokemonRed, ScreenOnly, profile_for_rom, read_cart_title
 from envs.rom import header_checksum
@@ -45,3 +48,21 @@ def test_pokemon_red_profile_reads_map_position_events_badges_and_levels():
 
 def test_screen_only_profile_knows_nothing():
     assert ScreenOnly().status(FakeMemory({0xC000: 4})) == (-1, -1, -1, -1, False)
+
+
+def test_emuquest_profile_matches_its_ram_map():
+    """Addresses, map ids, tile kinds and warps in the profile agree with RAM.md."""
+    game, text = EmuQuest(), (EMUQUEST_ROM.parent / "RAM.md").read_text()
+    rows = re.findall(r"^\| (0xC0[0-9A-F]{2}) \| \d+ \| ([a-z ]+) \|", text, re.MULTILINE)
+    addresses = {name.upper().replace(" ", "_"): int(address, 16) for address, name in rows}
+    addresses["STEPS_LO"] = addresses.pop("STEPS")
+    named = ("MODE", "MAP_ID", "X", "Y", "FACING", "MILESTONES", "STEPS_LO", "WALK", "TEXT", "TALK_ID",
+             "BATTLE_STATE", "CURSOR", "GRID", "BATTLES")
+    assert {name: getattr(game, name) for name in named} == {name: addresses[name] for name in named}
+    maps = dict(re.findall(r"(\d) ([A-Z]+)", re.search(r"\| map id \|.*", text).group()))
+    assert {int(i): getattr(game, name) for i, name in maps.items()} == {i: i for i in range(6)}
+    kinds = re.findall(r"^\| (\d) \| ([a-z]+) \|", text, re.MULTILINE)
+    assert [getattr(game, kind.upper()) for _, kind in kinds] == [int(code) for code, _ in kinds]
+    warps = re.findall(r"([A-Z]+) [a-z ]+\((\d),(\d)\) -> ([A-Z]+)", text)
+    documented = {(getattr(game, src), getattr(game, dst)): (int(x), int(y)) for src, x, y, dst in warps}
+    assert documented == {(src, dst): tile for src, out in game.WARPS.items() for dst, tile in out.items()}

@@ -9,7 +9,7 @@ import pytest
 from data import make_speedruns
 from data.frames import FramesDataset
 from data.pairs import NO_BUTTON, FrameGroups, buttons_between_saved_frames, read_buttons, step_changes
-from envs.vec_gameboy import ACTION_NAMES
+from envs.actions import ACTION_NAMES
 
 
 def write_run(run_dir, frames, records=None):

@@ -7,7 +7,7 @@ import json
 import cv2
 import pytest
 
-from data.make_speedruns import HOUSE, TOWN, Args, main, run_speedrun
+from data.make_speedruns import Args, main, run_speedrun
 from envs.games import EmuQuest
 
 GAME = EmuQuest()
@@ -117,8 +117,8 @@ def test_bystander_talks_are_not_progress(run_seed0):
     records = run_seed0.metadata["frames"]
     mom = [r for r in records if r["talk"] == 1 and r["mode"] == GAME.MODE_DIALOGUE]
     sign = [r for r in records if r["talk"] == 2 and r["mode"] == GAME.MODE_DIALOGUE]
-    assert mom and {(r["map"], r["milestones"]) for r in mom} == {(HOUSE, 1)}
-    assert sign and {(r["map"], r["milestones"]) for r in sign} == {(TOWN, 2)}
+    assert mom and {(r["map"], r["milestones"]) for r in mom} == {(GAME.HOUSE, 1)}
+    assert sign and {(r["map"], r["milestones"]) for r in sign} == {(GAME.TOWN, 2)}
 
 
 def test_cli_writes_pngs_metadata_and_video(tmp_path):

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from envs.actions import ACTION_NAMES
 from envs.curriculum import CurriculumPool
 from envs.games import EMUQUEST_ROM, EmuQuest
 from envs.rom import RomError
-from envs.vec_gameboy import ACTION_NAMES, VecGameBoy
+from envs.vec_gameboy import VecGameBoy
 
 NOOP, UP, DOWN, LEFT, RIGHT, A, B, START = range(8)
 WALK = [DOWN, DOWN, LEFT, LEFT, UP, UP, RIGHT, RIGHT]  # a square in the first room
