@@ -25,11 +25,16 @@ from flax import nnx
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from envs.actions import FRAME_SKIP, PRESS_FRAMES
 from envs.games import EMUQUEST_ROM
 from envs.rom import RomError
 from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
-from train_with_cnn_reward import Args as TrainingArgs, ProgressReward, load_policy, load_progress
+from training.io import atomic_path, atomic_write
+from training.metrics import plot_curves, read_records
+from training.policy_io import load_policy
+from training.ppo import CURVES
+from training.progress import ProgressReward, ProgressSettings, load_progress
 
 
 @dataclass
@@ -155,41 +160,16 @@ def play(env: VecGameBoy, choose_actions, steps: int, progress: ProgressReward |
 
 
 def write_gif(path: Path, frames: list[Image.Image]):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0)
 
 
 def plot_training(metrics_path: Path, out_path: Path) -> Path | None:
-    """Milestones and title escape over training, from the run's metrics.jsonl."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    if not records:
+    """Milestones, title escape, entropy and return over training, from the run's metrics.jsonl."""
+    records = read_records(metrics_path)
+    if not any(r.get("stage") == "ppo" for r in records):
         return None
-    steps = [r["env_steps"] for r in records]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    top.plot(steps, [r["rollout/milestones_max"] for r in records], label="max milestones in rollout")
-    top.plot(steps, [r.get("episode/milestones", np.nan) for r in records], label="milestones per episode (last 100)")
-    top.set_ylabel("milestones")
-    top.legend()
-    bottom.plot(steps, [r.get("episode/title_escape_rate", np.nan) for r in records], label="title escape rate")
-    bottom.plot(steps, [r["policy/entropy_fraction"] for r in records], label="entropy / max entropy")
-    bottom.set_xlabel("env steps")
-    bottom.set_ylim(0, 1.05)
-    bottom.legend()
-    fig.suptitle(f"Training: {metrics_path}")
-    fig.tight_layout()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(out_path)
-    return out_path
+    return plot_curves(out_path, records, CURVES, title=f"Training: {metrics_path}")
 
 
 def policy_chooser(model, greedy: bool, seed: int):
@@ -226,10 +206,12 @@ def main(args: Args) -> dict:
         learned_progress = load_progress(reward_model)
     elif args.reward_model:
         raise SystemExit(f"--reward-model {args.reward_model} not found")
-    training_defaults = TrainingArgs()
+    defaults = {"frame_skip": FRAME_SKIP, "press_frames": PRESS_FRAMES, "reward_interval": ProgressSettings.interval,
+                "time_penalty": ProgressSettings.time_penalty, "reward_scale": ProgressSettings.scale,
+                "progress_baseline": ProgressSettings.baseline}
 
-    def trained(name: str):  # the policy's training setting, else train_with_cnn_reward.py's default
-        return trained_args.get(name, getattr(training_defaults, name))
+    def trained(name: str):  # the policy's training setting, else the training script's default
+        return trained_args.get(name, defaults[name])
 
     frame_skip = args.frame_skip or trained("frame_skip")
     press_frames = min(trained("press_frames"), frame_skip - 1)
@@ -253,8 +235,9 @@ def main(args: Args) -> dict:
     def make_progress():  # the training reward, as the trained run computed it
         if learned_progress is None:
             return None
-        return ProgressReward(learned_progress, env.num_envs, trained("reward_interval"), trained("time_penalty"),
-                              trained("reward_scale"), trained("progress_baseline"))
+        settings = ProgressSettings(trained("reward_interval"), trained("time_penalty"), trained("reward_scale"),
+                                    trained("progress_baseline"))
+        return ProgressReward(learned_progress, env.num_envs, settings)
 
     logs = {}
     with env:
@@ -269,8 +252,8 @@ def main(args: Args) -> dict:
     rows = [summarize(name, log) for name, log in logs.items()]
     table = markdown_table(rows)
     print(table)
-    (out_dir / "eval_table.md").write_text(table + "\n")
-    (out_dir / "eval.json").write_text(json.dumps(rows, indent=2) + "\n")
+    atomic_write(out_dir / "eval_table.md", table + "\n")
+    atomic_write(out_dir / "eval.json", json.dumps(rows, indent=2) + "\n")
 
     gif = None
     if args.gif:

@@ -6,11 +6,14 @@
 speedruns -> tokenizer (1a) -> dynamics (1b) -> reward -> PPO -> evaluation, each phase
 calling the same `main(Args)` as its standalone script, with sizes chosen for a CPU.
 Everything goes under --out-dir; report.md there holds the results table and the paths
-of the GIF and plots. Re-running skips nothing: each phase starts fresh.
+of the GIF and plots. Re-running skips nothing: each phase starts fresh. With --checkpoints
+it reuses an earlier run's Phase 1-2 checkpoints and runs only PPO and the evaluation, as
+bench/agent.py does for each of its seeds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -23,6 +26,9 @@ import pretrain_visual
 import train_reward
 import train_with_cnn_reward
 from data import make_speedruns
+from training.io import atomic_write
+from training.metrics import METRICS_FILE
+from training.paths import DYNAMICS_FILE, ENCODER_FILE, POLICY_FINAL_FILE, TOKENIZER_FILE, reward_file
 
 
 @dataclass(frozen=True)
@@ -48,15 +54,11 @@ class Budget:
     eval_steps: int
 
 
-# Learning rates, epochs and the tokenizer's batch of 16 (twice the updates for the same CPU) as tuned by
-# bench/phase12.py (BENCHMARKS.md). The tokenizer gets 8 epochs (held-out MSE 0.012): with the old
-# nearest-neighbour decoder it needed 12 (MSE 0.020) to draw sprites at all, and at 3 its
-# reconstructions had no sprites, so the reward and the policy could not see the player (BENCHMARKS.md).
-# The reward head trains 200 epochs: at 25 it was underfit (held-out 88.8%) and its score had no
-# direction inside a room; at 200 (91.2%) the house rises from the start tile to the door (BENCHMARKS.md).
-# Random-play branches (24 steps every 48 frames, ~6K frames, +0.5 min of speedruns and +0.7 of reward)
-# are ranked below the route, so screens off it no longer score whatever the head extrapolates: with
-# them, the seed that never left the house does (BENCHMARKS.md).
+# Sizes for a 2-core CPU, tuned with bench/phase12.py and bench/agent.py (BENCHMARKS.md): the tokenizer
+# trains 8 epochs at batch 16 (enough to draw sprites, which the reward and the policy must see), the
+# reward head 200 epochs on cached tokens (fewer leave its score without direction inside a room), and
+# random-play branches (24 steps every 48 frames) are ranked below the route so that screens off it do
+# not score whatever the head extrapolates.
 FULL = Budget(num_runs=5, frame_every=4, branch_every=48, branch_steps=24, size="small",
               tokenizer_epochs=8, tokenizer_lr=2e-3, tokenizer_batch_size=16, dynamics_epochs=10, dynamics_lr=1e-3,
               reward_epochs=200, reward_pairs_per_epoch=768,
@@ -65,22 +67,19 @@ QUICK = Budget(num_runs=3, frame_every=12, branch_every=400, branch_steps=4, siz
                tokenizer_epochs=2, tokenizer_lr=2e-3, tokenizer_batch_size=16, dynamics_epochs=2, dynamics_lr=1e-3,
                reward_epochs=2, reward_pairs_per_epoch=256,
                ppo_iterations=4, ppo_envs=8, ppo_steps=32, eval_episodes=4, eval_steps=100)
-# PPO settings for a CPU-sized run (train_with_cnn_reward.py's defaults are the seed's, for 12,000 GPU
-# iterations): a higher learning rate and lower entropy bonus move entropy off its maximum; 256-step
-# episodes restart each env about 10 times per run, where 2,048-step ones gave it two tries at the
-# intro; two epochs per rollout halve the update, which costs ~3x the rollout on a CPU. Progress is
-# counted from each episode's best score, so leaving a state the reward overrates costs nothing: with
-# plain deltas PPO learned to hold mom's text box open (BENCHMARKS.md).
+# PPO for a CPU-sized run (train_with_cnn_reward.py's defaults are the seed's, for 12,000 GPU iterations):
+# a higher learning rate and a lower entropy bonus move entropy off its maximum; 256-step episodes restart
+# each env about 10 times per run; two epochs per rollout halve the update, which costs ~3x the rollout on
+# a CPU; progress counted from each episode's best score makes leaving an overrated state free.
 PPO_OVERRIDES = dict(reward_interval=8, learning_rate=1e-3, ent_coef=0.003, curriculum_prob=0.25, return_filter=0.8,
                      max_episode_steps=256, update_epochs=2, progress_baseline="best")
 
 
-# Held-out evaluations draw the curves and change no weights. The tokenizer's costs ~15% of its
-# epoch and the reward head's a third of its, so the main job runs a few of each (always one
-# after the last epoch, which the report reads); the dynamics model's is cheap and runs every epoch.
+# Held-out evaluation changes no weights but costs ~15% of a tokenizer epoch and a third of a reward-head
+# epoch, so the main job runs a few (always one after the last epoch, which the report reads).
 TOKENIZER_EVAL_EVERY, REWARD_EVAL_EVERY = 4, 20
 
-REWARD_FILE = "reward_vq.pkl"  # the frozen-VQ reward head: a ResNet-34 costs ~40x more per epoch here
+REWARD_BACKBONE = "vq"  # the frozen-VQ reward head: a ResNet-34 costs ~40x more per epoch on a CPU
 
 
 @dataclass
@@ -95,6 +94,15 @@ class Args:
     """Seeds every phase."""
     num_workers: int | None = None
     """Emulator worker processes for PPO and evaluation (None: one per CPU core)."""
+    checkpoints: Path | None = None
+    """Reuse the Phase 1-2 checkpoints of an earlier run in this folder (pretrained_encoder.pkl,
+    pretrained_dynamics.pkl, reward_vq.pkl) and run only PPO and the evaluation."""
+    ppo_iterations: int | None = None
+    """PPO iterations (None: the preset's)."""
+    ppo_resume: Path | None = None
+    """Continue this PPO checkpoint to --ppo-iterations instead of training from scratch."""
+    reward_scale: float | None = None
+    """PPO's --reward-scale (None: the preset's)."""
 
 
 def timed(name: str, durations: dict, fn, *a, **kw):
@@ -106,79 +114,104 @@ def timed(name: str, durations: dict, fn, *a, **kw):
 
 
 def main(args: Args) -> dict:
+    """Returns {"durations", "budget", "ppo_args" (the PPO run's settings), "tokenizer", "dynamics",
+    "reward" (each phase's last metrics; None when reused), "history" (PPO's per-iteration records),
+    "evaluation"}."""
     budget = QUICK if args.quick else FULL
+    if args.ppo_iterations is not None:
+        if args.ppo_iterations < 1:
+            raise SystemExit("--ppo-iterations must be >= 1")
+        budget = dataclasses.replace(budget, ppo_iterations=args.ppo_iterations)
     out = args.out_dir
-    frames, ckpt, ppo_dir, eval_dir = out / "speedruns" / "frames", out / "checkpoints", out / "ppo", out / "eval"
+    ckpt, ppo_dir, eval_dir = args.checkpoints or out / "checkpoints", out / "ppo", out / "eval"
     durations: dict[str, float] = {}
+    tokenizer = dynamics = reward = None
+    if args.checkpoints is not None:
+        for name in (ENCODER_FILE, DYNAMICS_FILE, reward_file(REWARD_BACKBONE)):
+            if not (ckpt / name).is_file():
+                raise SystemExit(f"--checkpoints: {ckpt / name} not found; run pipeline.py without --checkpoints first")
+    else:
+        frames = out / "speedruns" / "frames"
+        timed("speedruns", durations, make_speedruns.main, make_speedruns.Args(
+            num_runs=budget.num_runs, seed=args.seed, frame_every=budget.frame_every, branch_every=budget.branch_every,
+            branch_steps=budget.branch_steps, out=out / "speedruns"))
+        phase1 = dict(data=frames, out_dir=ckpt, seed=args.seed, size=budget.size)
+        tokenizer = timed("tokenizer (1a)", durations, pretrain_visual.main, pretrain_visual.Args(
+            stage="1a", epochs=budget.tokenizer_epochs, lr=budget.tokenizer_lr, batch_size=budget.tokenizer_batch_size,
+            eval_every=TOKENIZER_EVAL_EVERY, **phase1))["1a"]
+        dynamics = timed("dynamics (1b)", durations, pretrain_visual.main, pretrain_visual.Args(
+            stage="1b", epochs=budget.dynamics_epochs, lr=budget.dynamics_lr, **phase1))["1b"]
+        # Log-uniform pair gaps: PPO reads score deltas over a few steps, so local order matters most.
+        reward = timed("reward", durations, train_reward.main, train_reward.Args(
+            backbone=REWARD_BACKBONE, epochs=budget.reward_epochs, pairs_per_epoch=budget.reward_pairs_per_epoch,
+            pair_gaps="log", eval_every=REWARD_EVAL_EVERY, branches=out / "speedruns" / "branches",
+            tokenizer=ckpt / TOKENIZER_FILE, data=frames, out_dir=ckpt, seed=args.seed))
+    ppo = ppo_args(budget, ckpt, ppo_dir, args)
+    history = timed("PPO", durations, train_with_cnn_reward.main, ppo)
+    if not history:
+        raise SystemExit(f"--ppo-resume: {args.ppo_resume} has already run {budget.ppo_iterations} iterations")
+    evaluation = timed("evaluation", durations, evaluate_policy.main, evaluate_policy.Args(
+        policy=str(ppo_dir / POLICY_FINAL_FILE), compare_random=True, episodes=budget.eval_episodes,
+        steps=budget.eval_steps, gif=str(eval_dir / "trained_agent.gif"), out_dir=str(eval_dir),
+        num_workers=args.num_workers, seed=args.seed))
 
-    timed("speedruns", durations, make_speedruns.main, make_speedruns.Args(
-        num_runs=budget.num_runs, seed=args.seed, frame_every=budget.frame_every, branch_every=budget.branch_every,
-        branch_steps=budget.branch_steps, out=out / "speedruns"))
-    phase1 = dict(data=frames, out_dir=ckpt, seed=args.seed, size=budget.size)
-    tokenizer = timed("tokenizer (1a)", durations, pretrain_visual.main, pretrain_visual.Args(
-        stage="1a", epochs=budget.tokenizer_epochs, lr=budget.tokenizer_lr, batch_size=budget.tokenizer_batch_size,
-        eval_every=TOKENIZER_EVAL_EVERY, **phase1))["1a"]
-    dynamics = timed("dynamics (1b)", durations, pretrain_visual.main, pretrain_visual.Args(
-        stage="1b", epochs=budget.dynamics_epochs, lr=budget.dynamics_lr, **phase1))["1b"]
-    # Log-uniform pair gaps: PPO reads score deltas over a few steps, so local order matters most.
-    reward = timed("reward", durations, train_reward.main, train_reward.Args(
-        backbone="vq", epochs=budget.reward_epochs, pairs_per_epoch=budget.reward_pairs_per_epoch, pair_gaps="log",
-        eval_every=REWARD_EVAL_EVERY,
-        branches=out / "speedruns" / "branches", tokenizer=ckpt / pretrain_visual.TOKENIZER_FILE, data=frames,
-        out_dir=ckpt, seed=args.seed))
-    history = timed("PPO", durations, train_with_cnn_reward.main, ppo_args(budget, ckpt, ppo_dir, args.seed, args.num_workers))
-    evaluation = timed("evaluation", durations, evaluate_policy.main,
-                       evaluation_args(budget, ppo_dir / "policy_final.pkl", eval_dir, args.seed, args.num_workers))
-
-    report = write_report(out, budget, durations, tokenizer, dynamics, reward, history, evaluation)
+    report = write_report(out, budget, durations, tokenizer, dynamics, reward, history, evaluation, ppo)
     print("\n" + report)
-    return {"durations": durations, "tokenizer": tokenizer, "dynamics": dynamics, "reward": reward,
-            "ppo": history[-1] if history else {}, "evaluation": evaluation}
+    return {"durations": durations, "budget": dataclasses.asdict(budget), "ppo_args": dataclasses.asdict(ppo),
+            "tokenizer": tokenizer, "dynamics": dynamics, "reward": reward, "history": history,
+            "evaluation": evaluation}
 
 
-def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, seed: int, num_workers: int | None):
-    """The main job's PPO run on the Phase 1-2 checkpoints in `checkpoints` (bench/agent.py runs the same)."""
+def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> train_with_cnn_reward.Args:
+    """The main job's PPO run on the Phase 1-2 checkpoints in `checkpoints`."""
+    overrides = dict(PPO_OVERRIDES)
+    if args.reward_scale is not None:
+        overrides["reward_scale"] = args.reward_scale
     return train_with_cnn_reward.Args(
-        reward_model=str(checkpoints / REWARD_FILE),
-        pretrained_tokenizer=str(checkpoints / pretrain_visual.ENCODER_FILE),
-        pretrained_dynamics=str(checkpoints / pretrain_visual.DYNAMICS_FILE),
+        reward_model=str(checkpoints / reward_file(REWARD_BACKBONE)),
+        pretrained_tokenizer=str(checkpoints / ENCODER_FILE),
+        pretrained_dynamics=str(checkpoints / DYNAMICS_FILE),
         iterations=budget.ppo_iterations,
         num_envs=budget.ppo_envs,
         num_steps=budget.ppo_steps,
-        num_workers=num_workers,
+        num_workers=args.num_workers,
         save_every=max(1, budget.ppo_iterations // 2),
         log_every=max(1, budget.ppo_iterations // 10),
         out_dir=str(out_dir),
-        seed=seed,
-        **PPO_OVERRIDES,
+        seed=args.seed,
+        resume=None if args.ppo_resume is None else str(args.ppo_resume),
+        **overrides,
     )
 
 
-def evaluation_args(budget: Budget, policy: Path, out_dir: Path, seed: int, num_workers: int | None):
-    """The main job's evaluation of `policy` against the random baseline."""
-    return evaluate_policy.Args(
-        policy=str(policy), compare_random=True, episodes=budget.eval_episodes, steps=budget.eval_steps,
-        gif=str(out_dir / "trained_agent.gif"), out_dir=str(out_dir), num_workers=num_workers, seed=seed)
-
-
-def write_report(out: Path, budget: Budget, durations, tokenizer, dynamics, reward, history, evaluation) -> str:
-    last = history[-1] if history else {}
+def write_report(out: Path, budget: Budget, durations, tokenizer, dynamics, reward, history, evaluation,
+                 ppo: train_with_cnn_reward.Args) -> str:
+    """report.md (and durations.json) in `out`; Phase 1-2 rows say where reused checkpoints came from."""
+    last = history[-1]
+    minutes = {name: f"{seconds / 60:.1f}" for name, seconds in durations.items()}
+    reused = f"reused from {Path(ppo.reward_model).parent}"
+    if tokenizer is None:
+        phase12 = [f"| speedruns, tokenizer, dynamics, reward | {reused} | - |"]
+    else:
+        phase12 = [
+            f"| speedruns | {budget.num_runs} runs, every {budget.frame_every}th frame | {minutes['speedruns']} |",
+            f"| tokenizer | codebook use {tokenizer['code_use']:.0%}, held-out recon MSE {tokenizer['eval_recon_mse']:.4f}"
+            f" | {minutes['tokenizer (1a)']} |",
+            f"| dynamics | next-token acc {dynamics['eval_accuracy']:.1%} vs copy baseline"
+            f" {dynamics['eval_copy_accuracy']:.1%} | {minutes['dynamics (1b)']} |",
+            f"| reward (frozen VQ + MLP) | held-out pairwise acc {reward['eval_pairwise_accuracy']:.1%},"
+            f" Spearman {reward['eval_spearman']:.3f}, branches below the run"
+            f" {reward.get('eval_branch_accuracy', float('nan')):.1%} | {minutes['reward']} |",
+        ]
     lines = [
         "# EmuRL pipeline report (embedded game EmuQuest)",
         "",
         "| phase | result | minutes |",
         "|---|---|---|",
-        f"| speedruns | {budget.num_runs} runs, every {budget.frame_every}th frame | {durations['speedruns'] / 60:.1f} |",
-        f"| tokenizer | codebook use {tokenizer['code_use']:.0%}, held-out recon MSE {tokenizer['eval_recon_mse']:.4f}"
-        f" | {durations['tokenizer (1a)'] / 60:.1f} |",
-        f"| dynamics | next-token acc {dynamics['eval_accuracy']:.1%} vs copy baseline {dynamics['eval_copy_accuracy']:.1%}"
-        f" | {durations['dynamics (1b)'] / 60:.1f} |",
-        f"| reward (frozen VQ + MLP) | held-out pairwise acc {reward['eval_pairwise_accuracy']:.1%},"
-        f" Spearman {reward['eval_spearman']:.3f}, branches below the run {reward.get('eval_branch_accuracy', float('nan')):.1%}"
-        f" | {durations['reward'] / 60:.1f} |",
+        *phase12,
         f"| PPO | {budget.ppo_iterations} iterations, {last.get('charts/sps', 0):.0f} SPS,"
-        f" entropy {last.get('policy/entropy_fraction', float('nan')):.1%} of max | {durations['PPO'] / 60:.1f} |",
-        f"| evaluation | see below | {durations['evaluation'] / 60:.1f} |",
+        f" entropy {last.get('policy/entropy_fraction', float('nan')):.1%} of max | {minutes['PPO']} |",
+        f"| evaluation | see below | {minutes['evaluation']} |",
         "",
         f"Total: {sum(durations.values()) / 60:.1f} minutes.",
         "",
@@ -188,12 +221,12 @@ def write_report(out: Path, budget: Budget, durations, tokenizer, dynamics, rewa
         "",
         f"- GIF of the trained agent: `{evaluation['gif']}`",
         f"- Milestones over training: `{evaluation['plot']}`",
-        f"- PPO metrics: `{out / 'ppo' / 'metrics.jsonl'}`",
-        f"- Tokenizer reconstructions: `{out / 'checkpoints' / 'recon_grid.png'}`",
+        f"- PPO metrics: `{Path(ppo.out_dir) / METRICS_FILE}`",
+        f"- Tokenizer reconstructions: `{Path(ppo.reward_model).parent / 'recon_grid.png'}`",
     ]
     report = "\n".join(lines) + "\n"
-    (out / "report.md").write_text(report)
-    (out / "durations.json").write_text(json.dumps(durations, indent=1))
+    atomic_write(out / "report.md", report)
+    atomic_write(out / "durations.json", json.dumps(durations, indent=1))
     return report
 
 

@@ -18,14 +18,11 @@ Each checkpoint carries its train_state after every epoch, so --resume continues
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,25 +33,34 @@ from tqdm import tqdm
 
 from data.frames import FramesDataset
 from models.build import abstract, build
-from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, restore_params, restore_tree, save_checkpoint
+from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, restore_params, save_checkpoint
+from models.presets import PHASE1_SIZES
 from models.quantizers import QuantizerConfig
-from models.sharding import compute_dtype, replicate, shard_batch
+from models.sharding import replicate, shard_batch
 from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
-from models.vqvae import VQVAE, VQVAEConfig, encoder_params, frames_to_float
+from models.vqvae import VQVAE, VQVAEConfig, encoder_params, frames_to_float, tokenizer_loss
+from training.cli import dtype_flag, fail
+from training.data import fit_batch_size, load_frames, map_batches, split_runs
+from training.metrics import Curves, MetricsLog, Panel
+from training.paths import DYNAMICS_FILE, ENCODER_FILE, TOKENIZER_FILE, find_checkpoint
+from training.pictures import save_recon_grid
+from training.steps import (
+    count_params,
+    is_eval_epoch,
+    make_optimizer,
+    make_restart_step,
+    make_train_step,
+    new_train_state,
+    resume_from,
+    train_state_to_save,
+)
 
-TOKENIZER_FILE = "pretrained_tokenizer.pkl"
-ENCODER_FILE = "pretrained_encoder.pkl"
-DYNAMICS_FILE = "pretrained_dynamics.pkl"
-
-# Size presets: "seed" is the compact seed config (~7M params per model), "small" fits a 2-core
-# CPU (the convs at the highest resolutions cost the most, so they get the fewest channels, and
-# there are no residual blocks), "tiny" is for tests.
-SIZES = {
-    "tiny": dict(embed_dim=16, encoder_channels=(8, 8, 16, 16), res_blocks=0, vocab_size=64, num_layers=1, num_heads=2),
-    "small": dict(embed_dim=64, encoder_channels=(8, 16, 32, 64), res_blocks=0, vocab_size=512, num_layers=2, num_heads=4),
-    "seed": dict(embed_dim=192, encoder_channels=(32, 64, 128, 192), res_blocks=1, vocab_size=512, num_layers=4, num_heads=4),
+CURVES = {
+    "1a": Curves("epoch", (Panel("recon MSE", ("train_recon_mse", "eval_recon_mse")), Panel("codebook use", ("code_use",)),
+                           Panel("perplexity", ("perplexity",)))),
+    "1b": Curves("epoch", (Panel("loss", ("train_loss", "eval_loss")),
+                           Panel("next-token accuracy", ("eval_accuracy", "eval_copy_accuracy", "eval_changed_accuracy")))),
 }
-
 
 @dataclass
 class Args:
@@ -107,196 +113,13 @@ class Args:
     evaluation costs ~15% of a small epoch on a CPU)."""
 
 
-# ---------------------------------------------------------------- shared helpers (also used by train_reward.py)
-
-
-def fail(message: str) -> SystemExit:
-    """A one-line CLI error: `raise fail(...)` exits non-zero without a traceback."""
-    return SystemExit(f"error: {message}")
-
-
-def load_frames(path: Path) -> FramesDataset:
-    try:
-        return FramesDataset(path)
-    except (FileNotFoundError, ValueError) as err:
-        raise fail(f"--data: {err}") from None
-
-
-def split_runs(data: FramesDataset, holdout_run: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """(train indices, eval indices, description of the eval split)."""
-    if holdout_run == "" or data.num_runs == 1:
-        everything = np.arange(len(data))
-        return everything, everything, "training runs (no held-out run)"
-    try:
-        run = data.resolve_run(holdout_run)
-    except ValueError as err:
-        raise fail(f"--holdout-run: {err}") from None
-    train, held_out = data.split_indices(run)
-    return train, held_out, f"held-out run {data.run_names[run]}"
-
-
-def fit_batch_size(batch_size: int, available: int, what: str) -> int:
-    """The largest usable batch: at most `available`, and a multiple of the device count."""
-    devices = jax.device_count()
-    fitted = min(batch_size, available) // devices * devices
-    if fitted == 0:
-        raise fail(f"{what}: only {available} examples, fewer than the {devices} devices")
-    if fitted != batch_size:
-        print(f"batch size {batch_size} -> {fitted} ({available} {what}, {devices} device(s))")
-    return fitted
-
-
-def make_restart_step(graphdef):
-    """Jitted `(state, inputs, key) -> (state, num_restarted)`: move codes unused since the last
-    restart onto encoder outputs of `inputs`, then start counting usage again."""
-
-    @partial(jax.jit, donate_argnums=0)
-    def restart_step(state, inputs, key):
-        model = nnx.merge(graphdef, state["trainable"], state["frozen"])
-        num_restarted = model.restart_dead_codes(state["usage"], inputs, key)
-        return {**state, "trainable": nnx.state(model, nnx.Param), "usage": jnp.zeros_like(state["usage"])}, num_restarted
-
-    return restart_step
-
-
-def make_optimizer(lr: float, total_steps: int) -> optax.GradientTransformation:
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, lr, warmup_steps=min(100, max(total_steps // 10, 1)), decay_steps=max(total_steps, 2), end_value=lr * 0.1
-    )
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
-
-
-def make_train_step(graphdef, optimizer, loss_fn):
-    """Jitted `train_step(state, batch, key) -> (state, metrics)` with the state donated.
-
-    state = {"trainable": params the optimizer updates, "frozen": every other variable,
-    "opt_state": ...}; `loss_fn(model, batch, key) -> (loss, metrics)` is a pure loss.
-    """
-
-    @partial(jax.jit, donate_argnums=0)
-    def train_step(state, batch, key):
-        def loss_of(trainable):
-            return loss_fn(nnx.merge(graphdef, trainable, state["frozen"]), batch, key)
-
-        (_, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["trainable"])
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["trainable"])
-        trainable = optax.apply_updates(state["trainable"], updates)
-        return {**state, "trainable": trainable, "opt_state": opt_state}, metrics
-
-    return train_step
-
-
-def map_batches(fn, arrays, batch_size: int) -> np.ndarray:
-    """Apply a jitted per-batch `fn` over `arrays` (an array, or a tuple of arrays sharing axis 0) in
-    fixed-size (padded, sharded) batches; one compile."""
-    outputs, total = [], len(jax.tree.leaves(arrays)[0])
-    for start in range(0, total, batch_size):
-        size = min(batch_size, total - start)
-        padded = jax.tree.map(lambda a: np.concatenate([a[start : start + size],
-                                                        np.zeros((batch_size - size, *a.shape[1:]), a.dtype)]), arrays)
-        outputs.append(np.asarray(fn(shard_batch(padded)))[:size])
-    return np.concatenate(outputs)
-
-
-def train_state_to_save(state, epoch: int, **extra) -> dict:
-    """Plain data for --resume: fp32 trainable params, the optimizer state's leaves in tree order
-    (rebuilt with `restore_tree` against a fresh optimizer state), epoch, extras."""
-    return {"params": nnx.to_pure_dict(state["trainable"]), "opt_state": jax.tree.leaves(state["opt_state"]),
-            "epoch": epoch, **extra}
-
-
-def resume_from(path: Path, kind: str, resume: bool) -> dict | None:
-    """The checkpoint to continue from, or None to start fresh."""
-    if not resume:
-        return None
-    if not path.is_file():
-        print(f"--resume: no {path} yet, starting {kind} training from scratch")
-        return None
-    try:
-        ckpt = load_checkpoint(path, kind)
-    except CheckpointError as err:
-        raise fail(str(err)) from None
-    if ckpt["train_state"] is None:
-        raise fail(f"--resume: {path} has no train_state (it was saved for inference only)")
-    return ckpt
-
-
-def evaluate_now(args, epoch: int) -> bool:
-    """Whether the epoch just finished (0-based) is evaluated: every --eval-every epochs and the last."""
-    return (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs
-
-
-class MetricsLog:
-    """Appends one JSON line per epoch to <out_dir>/metrics.jsonl and redraws training_curves.png
-    after the first epoch, then at most every `redraw_seconds`, and when the `with` block ends
-    (even on an interrupt). A figure costs ~0.5 s, more than a whole epoch of the reward head:
-    redrawn every epoch, it was a third of Phase 2's time."""
-
-    def __init__(self, out_dir: Path, redraw_seconds: float = 30.0):
-        self.path = out_dir / "metrics.jsonl"
-        self.started = time.strftime("%Y-%m-%dT%H:%M:%S")
-        self.redraw_seconds = redraw_seconds
-        self.last_drawn = -float("inf")
-        self.unplotted = False
-
-    def __enter__(self) -> "MetricsLog":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.unplotted:
-            self.plot()
-
-    def write(self, record: dict) -> None:
-        record = {"started": self.started, **record}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        self.unplotted = True
-        if time.monotonic() - self.last_drawn >= self.redraw_seconds:
-            self.plot()
-
-    def plot(self) -> None:
-        """One row of panels per stage, from this invocation's records (earlier runs stay in the jsonl)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-        records = [r for r in records if r.get("started") == self.started]
-        stages = sorted({r["stage"] for r in records})
-        panels = {
-            "1a": [("recon MSE", ("train_recon_mse", "eval_recon_mse")), ("codebook use", ("code_use",)), ("perplexity", ("perplexity",))],
-            "1b": [("loss", ("train_loss", "eval_loss")), ("next-token accuracy", ("eval_accuracy", "eval_copy_accuracy", "eval_changed_accuracy"))],
-            "reward": [("loss", ("train_loss",)), ("held-out ranking", ("eval_pairwise_accuracy", "eval_spearman"))],
-        }
-        fig, axes = plt.subplots(len(stages), 3, figsize=(12, 3 * len(stages)), squeeze=False)
-        for row, stage in zip(axes, stages):
-            stage_records = [r for r in records if r["stage"] == stage]
-            for ax in row:
-                ax.axis("off")
-            for ax, (title, keys) in zip(row, panels.get(stage, [])):
-                ax.axis("on")
-                for key in keys:
-                    points = [(r["epoch"], r[key]) for r in stage_records if key in r]
-                    if points:
-                        ax.plot(*zip(*points), marker=".", label=key)
-                ax.set_title(f"{stage}: {title}")
-                ax.set_xlabel("epoch")
-                if ax.lines:  # an eval panel has none before the first evaluation
-                    ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(self.path.with_name("training_curves.png"), dpi=80)
-        plt.close(fig)
-        self.last_drawn, self.unplotted = time.monotonic(), False
-
-
 # ---------------------------------------------------------------- stage 1a: tokenizer
 
 
 def model_sizes(args: Args) -> dict:
     """The --size preset with the single-size flags that were given laid over it."""
-    overrides = {name: getattr(args, name) for name in SIZES["seed"] if getattr(args, name) is not None}
-    return {**SIZES[args.size], **overrides}
+    overrides = {name: getattr(args, name) for name in PHASE1_SIZES["seed"] if getattr(args, name) is not None}
+    return {**PHASE1_SIZES[args.size], **overrides}
 
 
 def tokenizer_config(args: Args, dtype: jnp.dtype) -> VQVAEConfig:
@@ -309,23 +132,6 @@ def tokenizer_config(args: Args, dtype: jnp.dtype) -> VQVAEConfig:
         quantizer=quantizer,
         dtype=dtype.name,
     )
-
-
-def tokenizer_objective(model: VQVAE, frames: jax.Array, key: jax.Array):
-    """Reconstruction MSE + quantizer loss; metrics include the batch's code histogram for restarts."""
-    target = frames_to_float(frames)
-    recon, indices, aux = model(target, key)
-    recon_mse = jnp.mean((recon - target) ** 2)
-    loss = recon_mse + aux["loss"]
-    code_counts = jnp.bincount(indices.ravel(), length=model.cfg.vocab_size)
-    return loss, {"loss": loss, "recon_mse": recon_mse, "perplexity": aux["perplexity"], "code_counts": code_counts}
-
-
-def save_recon_grid(path: Path, originals: np.ndarray, recons: np.ndarray) -> None:
-    """Originals on the top row, reconstructions below, as one PNG."""
-    recons = np.clip(recons * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    grid = np.concatenate([np.concatenate(list(originals), axis=1), np.concatenate(list(recons), axis=1)], axis=0)
-    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
 
 def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: MetricsLog) -> dict:
@@ -342,23 +148,18 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
     total_steps = args.epochs * steps_per_epoch
     optimizer = make_optimizer(args.lr, total_steps)
 
-    graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
-    opt_state = optimizer.init(trainable)
-    start_epoch = 0
-    if resumed:
-        saved = resumed["train_state"]
-        restore_params(model, saved["params"], source=str(path))
-        _, trainable, frozen = nnx.split(model, nnx.Param, ...)
-        opt_state = restore_tree(opt_state, saved["opt_state"], source=f"{path} train_state")
-        start_epoch = saved["epoch"]
+    saved = resumed["train_state"] if resumed else None
+    graphdef, state = new_train_state(model, optimizer, saved, source=str(path),
+                                      usage=jnp.zeros(cfg.vocab_size, jnp.int32))
+    start_epoch = saved["epoch"] if saved else 0
+    if saved:
         print(f"resuming stage 1a from {path} after epoch {start_epoch}")
-    state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": opt_state, "usage": jnp.zeros(cfg.vocab_size, jnp.int32)})
+    log.start("1a", after=start_epoch if saved else None)
     print(f"stage 1a: tokenizer {cfg.embed_dim}-d x {cfg.vocab_size} codes ({cfg.quantizer.kind}), "
-          f"{sum(x.size for x in jax.tree.leaves(trainable)):,} params, {len(train_idx)} training frames, "
+          f"{count_params(state):,} params, {len(train_idx)} training frames, "
           f"eval on {eval_name}, {jax.device_count()} device(s), {dtype.name}")
 
-    train_step = make_train_step(graphdef, optimizer, tokenizer_objective)
-
+    train_step = make_train_step(graphdef, optimizer, tokenizer_loss)
     restart_step = make_restart_step(graphdef)
 
     @jax.jit
@@ -400,7 +201,7 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
             "frames_per_s": steps_per_epoch * batch_size / seconds,
         }
         held_out = ""
-        if evaluate_now(args, epoch):
+        if is_eval_epoch(epoch, args.eval_every, args.epochs):
             eval_mse, eval_used = evaluate_reconstruction(reconstruct, state, data.frames[eval_idx], batch_size, cfg.vocab_size)
             summary.update(eval_recon_mse=eval_mse, eval_code_use=eval_used / cfg.vocab_size)
             held_out = f"  held-out recon mse {eval_mse:.4f}, codebook use {summary['eval_code_use']:.0%}"
@@ -448,8 +249,7 @@ def save_tokenizer(out_dir: Path, cfg: VQVAEConfig, state, epoch: int, steps_per
 
 def load_frozen_tokenizer(path: Path, out_dir: Path, dtype: jnp.dtype) -> VQVAE:
     """The tokenizer from `path` (or out_dir/path when that is where it is), in this run's compute dtype."""
-    if not path.is_file() and (out_dir / path).is_file():
-        path = out_dir / path
+    path = find_checkpoint(path, out_dir)
     try:
         ckpt = load_checkpoint(path, "tokenizer")
         cfg = dataclasses.replace(config_from_dict(VQVAEConfig, ckpt["config"]), dtype=dtype.name)
@@ -498,18 +298,14 @@ def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metri
     optimizer = make_optimizer(args.lr, args.epochs * steps_per_epoch)
 
     model = build(lambda: TokenTransformer(cfg, rngs=nnx.Rngs(args.seed)))
-    graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
-    opt_state = optimizer.init(trainable)
-    start_epoch = 0
-    if resumed:
-        restore_params(model, resumed["train_state"]["params"], source=str(path))
-        _, trainable, frozen = nnx.split(model, nnx.Param, ...)
-        opt_state = restore_tree(opt_state, resumed["train_state"]["opt_state"], source=f"{path} train_state")
-        start_epoch = resumed["train_state"]["epoch"]
+    saved = resumed["train_state"] if resumed else None
+    graphdef, state = new_train_state(model, optimizer, saved, source=str(path))
+    start_epoch = saved["epoch"] if saved else 0
+    if saved:
         print(f"resuming stage 1b from {path} after epoch {start_epoch}")
-    state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": opt_state})
+    log.start("1b", after=start_epoch if saved else None)
     print(f"stage 1b: dynamics {cfg.num_layers} layers x {cfg.embed_dim}-d over {cfg.vocab_size} tokens, "
-          f"{sum(x.size for x in jax.tree.leaves(trainable)):,} params, {len(train_t)} training pairs, "
+          f"{count_params(state):,} params, {len(train_t)} training pairs, "
           f"eval on {eval_name} ({len(eval_t)} pairs)")
 
     def objective(model, batch, key):
@@ -561,7 +357,7 @@ def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metri
                    "train_accuracy": float(sums["accuracy"]) / steps_per_epoch,
                    "pairs_per_s": steps_per_epoch * batch_size / seconds}
         held_out = ""
-        if evaluate_now(args, epoch):
+        if is_eval_epoch(epoch, args.eval_every, args.epochs):
             summary.update(evaluate(state))
             held_out = (f"  held-out loss {summary['eval_loss']:.4f}, next-token acc {summary['eval_accuracy']:.1%}"
                         f" vs copy {summary['eval_copy_accuracy']:.1%}, on changed tokens {summary['eval_changed_accuracy']:.1%}")
@@ -579,14 +375,11 @@ def main(args: Args) -> dict:
     """Runs the requested stage(s); returns {"1a": last metrics, "1b": last metrics} for the stages run."""
     if min(args.epochs, args.batch_size, args.eval_every) < 1:
         raise fail("--epochs, --batch-size and --eval-every must be at least 1")
-    try:
-        dtype = compute_dtype(args.dtype)
-    except ValueError as err:
-        raise fail(f"--dtype: {err}") from None
+    dtype = dtype_flag(args.dtype)
     data = load_frames(args.data)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
-    with MetricsLog(args.out_dir) as log:
+    with MetricsLog(args.out_dir, CURVES) as log:
         if args.stage in ("1a", "all"):
             results["1a"] = train_tokenizer(args, data, dtype, log)
         if args.stage in ("1b", "all"):

@@ -39,16 +39,21 @@ from flax import nnx
 from tqdm import tqdm
 
 from data.pairs import NO_BUTTON, FrameGroups, read_buttons
-from envs.vec_gameboy import ACTION_NAMES
+from envs.actions import ACTION_NAMES
 from models.build import abstract, build
 from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, restore_params, save_checkpoint
 from models.lam import LAMConfig, LatentActionModel, lam_loss
 from models.quantizers import QuantizerConfig
-from models.sharding import compute_dtype, replicate, shard_batch
-from pretrain_visual import fail, fit_batch_size, load_frames, make_optimizer, make_train_step, split_runs
+from models.sharding import replicate, shard_batch
+from training.cli import dtype_flag, fail
+from training.data import fit_batch_size, load_frames, split_groups
+from training.lam_report import buttons_in_effect, code_button_report, no_action_report, report_markdown
+from training.metrics import Curves, MetricsLog, Panel
+from training.paths import LAM_FILE
+from training.steps import count_params, make_optimizer, make_train_step, new_train_state
 
-LAM_FILE = "lam.pkl"
-
+CURVES = {"lam": Curves("step", (Panel("loss", ("changed_mse", "unchanged_mse", "copy_changed_mse"), log_scale=True),
+                                 Panel("codes", ("interval_perplexity", "codes_used"))))}
 
 @dataclass
 class Args:
@@ -104,144 +109,6 @@ class Args:
     """Compute dtype: auto is bfloat16 on GPU, float32 on CPU. Weights stay float32."""
 
 
-# ---------------------------------------------------------------- codes versus buttons (report only)
-
-
-def contingency(codes: np.ndarray, labels: np.ndarray, num_codes: int, num_labels: int) -> np.ndarray:
-    """(num_codes, num_labels) counts of each (code, label)."""
-    table = np.zeros((num_codes, num_labels), np.int64)
-    np.add.at(table, (codes, labels), 1)
-    return table
-
-
-def purity(table: np.ndarray) -> float:
-    """Fraction of pairs whose label is their code's most common label."""
-    return float(table.max(axis=1).sum() / max(table.sum(), 1))
-
-
-def mutual_information(table: np.ndarray) -> float:
-    """I(code; label) in bits from a contingency table."""
-    joint = table / max(table.sum(), 1)
-    code_p, label_p = joint.sum(axis=1, keepdims=True), joint.sum(axis=0, keepdims=True)
-    nonzero = joint > 0
-    return float(np.sum(joint[nonzero] * np.log2(joint[nonzero] / (code_p @ label_p)[nonzero])))
-
-
-def entropy_bits(counts: np.ndarray) -> float:
-    p = counts[counts > 0] / counts.sum()
-    return float(-np.sum(p * np.log2(p)))
-
-
-def code_button_report(codes: np.ndarray, buttons: np.ndarray, num_codes: int, button_names: tuple[str, ...],
-                       seed: int = 0, shuffles: int = 200) -> dict:
-    """How much the latent codes (N,) say about the buttons (N,; NO_BUTTON where unknown), against chance.
-
-    Chance is the same codes shuffled over the pairs (`shuffles` times): it keeps the code
-    and button histograms, so it is the purity / MI that code use alone would give.
-    """
-    known = buttons != NO_BUTTON
-    table = contingency(codes[known], buttons[known], num_codes, len(button_names))
-    rng = np.random.default_rng(seed)
-    shuffled = [contingency(rng.permutation(codes[known]), buttons[known], num_codes, len(button_names))
-                for _ in range(shuffles)]
-    button_counts = table.sum(axis=0)
-    report = {
-        "pairs_with_buttons": int(known.sum()),
-        "purity": purity(table),
-        "purity_chance": float(np.mean([purity(t) for t in shuffled])),
-        "majority_button_fraction": float(button_counts.max() / max(button_counts.sum(), 1)),
-        "mutual_information_bits": mutual_information(table),
-        "mutual_information_chance_bits": float(np.mean([mutual_information(t) for t in shuffled])),
-        "button_entropy_bits": entropy_bits(button_counts),
-        "button_names": list(button_names),
-        "table": table.tolist(),
-    }
-    report["normalized_mutual_information"] = report["mutual_information_bits"] / max(report["button_entropy_bits"], 1e-12)
-    return report
-
-
-def no_action_report(codes: np.ndarray, identical: np.ndarray, num_codes: int) -> dict:
-    """Does one code take the identical pairs? The "no-action" code is the one most of them get."""
-    if not identical.any():
-        return {"identical_pairs": 0}
-    no_action = int(np.bincount(codes[identical], minlength=num_codes).argmax())
-    return {
-        "identical_pairs": int(identical.sum()),
-        "no_action_code": no_action,
-        # Share of identical pairs that get the no-action code...
-        "identical_to_no_action": float(np.mean(codes[identical] == no_action)),
-        # ...and share of changing pairs that get it too (low when the code means "nothing happened").
-        "changing_to_no_action": float(np.mean(codes[~identical] == no_action)) if (~identical).any() else 0.0,
-    }
-
-
-def buttons_in_effect(buttons: np.ndarray, groups: FrameGroups, window: int) -> np.ndarray:
-    """(G,) for each pair: the last button (not noop) logged in this step or the window - 1 steps
-    before it in the same run, else noop. A walking press lasts 2 saved frames but the walk
-    takes 4, so the logged button says noop while the player still moves; this label does not.
-    buttons (G,) are the pairs' logged buttons, in the order of groups.indices."""
-    noop = ACTION_NAMES.index("noop")
-    data = groups.dataset
-    first = groups.indices[:, 0]
-    # Dataset index of a frame -> its pair's button (pairs start at every frame that has a successor).
-    button_at = np.full(len(data), NO_BUTTON, np.int64)
-    button_at[first] = buttons
-    effect = buttons.copy()
-    for lag in range(1, window):
-        earlier = first - lag
-        valid = (earlier >= 0) & (data.run_id[np.maximum(earlier, 0)] == data.run_id[first]) & (
-            data.frame_index[np.maximum(earlier, 0)] == data.frame_index[first] - lag)
-        candidate = np.where(valid, button_at[np.maximum(earlier, 0)], NO_BUTTON)
-        fill = (effect == noop) & (candidate != NO_BUTTON) & (candidate != noop)
-        effect[fill] = candidate[fill]
-    return effect
-
-
-def report_markdown(report: dict, title: str) -> str:
-    lines = [
-        f"# {title}",
-        "",
-        f"{report['pairs']} held-out pairs, {report['codes_used']} of {report['vocab_size']} codes used "
-        f"(pairs per code: {report['code_counts']}).",
-        "",
-        "| held-out prediction of x_{t+1} (MSE, [0, 1] pixels) | all pixels | changed pixels |",
-        "|---|---|---|",
-        f"| LAM with its own action (the hard code) | {report['eval_mse']:.5f} | {report['eval_changed_mse']:.5f} |",
-        f"| LAM with its action as in training (NSVQ: code plus noise) | {report['eval_training_action_mse']:.5f} | "
-        f"{report['eval_training_action_changed_mse']:.5f} |",
-        f"| LAM with another pair's action | {report['eval_shuffled_action_mse']:.5f} | {report['eval_shuffled_action_changed_mse']:.5f} |",
-        f"| copy x_t | {report['eval_copy_mse']:.5f} | {report['eval_copy_changed_mse']:.5f} |",
-    ]
-    if "no_action_code" in report:
-        lines += [
-            "",
-            f"No-action code: code {report['no_action_code']} takes {report['identical_to_no_action']:.1%} of the "
-            f"{report['identical_pairs']} identical pairs and {report['changing_to_no_action']:.1%} of the changing ones.",
-        ]
-    for key, label in (("logged_button", "the button logged between the two frames"),
-                       ("button_in_effect", f"the button in effect (last press within {report['effect_window']} steps)")):
-        part = report[key]
-        names = part["button_names"]
-        lines += [
-            "",
-            f"## Codes versus {label}",
-            "",
-            f"{part['pairs_with_buttons']} pairs with a known button. Chance = the same codes shuffled over the pairs.",
-            "",
-            "| metric | latent codes | chance |",
-            "|---|---|---|",
-            f"| purity | {part['purity']:.3f} | {part['purity_chance']:.3f} (majority button {part['majority_button_fraction']:.3f}) |",
-            f"| mutual information (bits) | {part['mutual_information_bits']:.3f} | {part['mutual_information_chance_bits']:.3f} |",
-            f"| MI / H(button) | {part['normalized_mutual_information']:.3f} | "
-            f"{part['mutual_information_chance_bits'] / max(part['button_entropy_bits'], 1e-12):.3f} |",
-            "",
-            "| code | " + " | ".join(names) + " |",
-            "|---" * (len(names) + 1) + "|",
-        ]
-        lines += [f"| {code} | " + " | ".join(str(n) for n in row) + " |" for code, row in enumerate(part["table"]) if sum(row)]
-    return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------- training
 
 
@@ -252,26 +119,6 @@ def lam_config(args: Args, dtype: jnp.dtype) -> LAMConfig:
                          dtype=dtype.name)
     except ValueError as err:
         raise fail(f"--pool / --channels / --fsq-levels: {err}") from None
-
-
-def write_curves(path: Path, records: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("loss", ("changed_mse", "unchanged_mse", "copy_changed_mse")), ("codes", ("interval_perplexity", "codes_used"))]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
-    for ax, (title, keys) in zip(axes, panels):
-        for key in keys:
-            ax.plot([r["step"] for r in records], [r[key] for r in records], marker=".", label=key)
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.legend(fontsize=7)
-    axes[0].set_yscale("log")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def evaluate(model: LatentActionModel, groups: FrameGroups, eval_ids: np.ndarray, batch_size: int, args: Args) -> dict:
@@ -323,19 +170,11 @@ def evaluate(model: LatentActionModel, groups: FrameGroups, eval_ids: np.ndarray
     return {"codes": np.concatenate(codes), **metrics}
 
 
-def split_groups(groups: FrameGroups, holdout_run: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """(training group ids, held-out group ids, description): `split_runs`, by the run of each group's first frame."""
-    train_frames, eval_frames, description = split_runs(groups.dataset, holdout_run)
-    first = groups.indices[:, 0]
-    return np.flatnonzero(np.isin(first, train_frames)), np.flatnonzero(np.isin(first, eval_frames)), description
-
-
 def train(args: Args, train_groups: FrameGroups, train_ids: np.ndarray, cfg: LAMConfig, batch_size: int) -> LatentActionModel:
     model = build(lambda: LatentActionModel(cfg, rngs=nnx.Rngs(args.seed)))
     optimizer = make_optimizer(args.lr, args.steps)
-    graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
-    state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": optimizer.init(trainable)})
-    print(f"LAM: {cfg.quantizer.kind} with {cfg.vocab_size} actions, {sum(x.size for x in jax.tree.leaves(trainable)):,} params, "
+    graphdef, state = new_train_state(model, optimizer)
+    print(f"LAM: {cfg.quantizer.kind} with {cfg.vocab_size} actions, {count_params(state):,} params, "
           f"{len(train_ids)} training pairs at {cfg.model_hw[0]}x{cfg.model_hw[1]}, {jax.device_count()} device(s), {cfg.dtype}")
 
     objective = partial(lam_loss, change_weight=args.change_weight, change_threshold=args.change_threshold)
@@ -351,46 +190,42 @@ def train(args: Args, train_groups: FrameGroups, train_ids: np.ndarray, cfg: LAM
     train_key, replace_key = jax.random.split(jax.random.key(args.seed))
     rng = np.random.default_rng(args.seed)
     last_replace_step = int(args.replace_until * args.steps)
-    log_path = args.out_dir / "metrics.jsonl"
-    started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
-    records = []
     window_usage = jnp.zeros(cfg.vocab_size, jnp.int32)
     interval_usage = jnp.zeros(cfg.vocab_size, jnp.int32)
     sums, replaced, started = {}, 0, time.perf_counter()
-    for step in tqdm(range(args.steps), desc="LAM", leave=False):
-        x_t, x_t1 = train_groups.pairs(rng.choice(train_ids, size=batch_size, replace=False))
-        state, metrics = train_step(state, shard_batch((x_t, x_t1)), jax.random.fold_in(train_key, step))
-        counts = metrics.pop("code_counts")
-        window_usage, interval_usage = window_usage + counts, interval_usage + counts
-        sums = {k: sums.get(k, 0.0) + v for k, v in metrics.items()}  # stays on device: no sync per step
-        if args.replace_every and (step + 1) % args.replace_every == 0:
-            if step < last_replace_step:
-                state, num = replace_step(state, window_usage, jax.random.fold_in(replace_key, step))
-                replaced += int(num)
-            window_usage = jnp.zeros_like(window_usage)
-        if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
-            steps_done = (step % args.log_every) + 1
-            usage = np.asarray(interval_usage)
-            code_share = usage / max(usage.sum(), 1)
-            record = {"started": started_at, "step": step + 1,
-                      **{k: float(v) / steps_done for k, v in sums.items()},
-                      "code_share": code_share.round(4).tolist(), "codes_used": int(np.sum(usage > 0)),
-                      "interval_perplexity": float(np.exp(-np.sum(code_share[code_share > 0] * np.log(code_share[code_share > 0])))),
-                      "codes_replaced": replaced, "pairs_per_s": steps_done * batch_size / (time.perf_counter() - started)}
-            records.append(record)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            write_curves(args.out_dir / "training_curves.png", records)
-            tqdm.write(
-                f"step {step + 1}/{args.steps}  loss {record['loss']:.5f}  changed-pixel mse {record['changed_mse']:.5f}"
-                f" (copy {record['copy_changed_mse']:.5f})  unchanged {record['unchanged_mse']:.6f}"
-                f"  perplexity {record['interval_perplexity']:.2f}  code use {' '.join(f'{s:.0%}' for s in code_share)}"
-                f"  replaced {replaced}  {record['pairs_per_s']:.0f} pairs/s"
-            )
-            save_checkpoint(args.out_dir / LAM_FILE, kind="lam", config=cfg, params=nnx.to_pure_dict(state["trainable"]),
-                            step=step + 1)
-            sums, replaced, started = {}, 0, time.perf_counter()
-            interval_usage = jnp.zeros_like(interval_usage)
+    with MetricsLog(args.out_dir, CURVES) as log:
+        log.start("lam")
+        for step in tqdm(range(args.steps), desc="LAM", leave=False):
+            x_t, x_t1 = train_groups.pairs(rng.choice(train_ids, size=batch_size, replace=False))
+            state, metrics = train_step(state, shard_batch((x_t, x_t1)), jax.random.fold_in(train_key, step))
+            counts = metrics.pop("code_counts")
+            window_usage, interval_usage = window_usage + counts, interval_usage + counts
+            sums = {k: sums.get(k, 0.0) + v for k, v in metrics.items()}  # stays on device: no sync per step
+            if args.replace_every and (step + 1) % args.replace_every == 0:
+                if step < last_replace_step:
+                    state, num = replace_step(state, window_usage, jax.random.fold_in(replace_key, step))
+                    replaced += int(num)
+                window_usage = jnp.zeros_like(window_usage)
+            if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
+                steps_done = (step % args.log_every) + 1
+                usage = np.asarray(interval_usage)
+                code_share = usage / max(usage.sum(), 1)
+                record = {"stage": "lam", "step": step + 1,
+                          **{k: float(v) / steps_done for k, v in sums.items()},
+                          "code_share": code_share.round(4).tolist(), "codes_used": int(np.sum(usage > 0)),
+                          "interval_perplexity": float(np.exp(-np.sum(code_share[code_share > 0] * np.log(code_share[code_share > 0])))),
+                          "codes_replaced": replaced, "pairs_per_s": steps_done * batch_size / (time.perf_counter() - started)}
+                log.write(record)
+                tqdm.write(
+                    f"step {step + 1}/{args.steps}  loss {record['loss']:.5f}  changed-pixel mse {record['changed_mse']:.5f}"
+                    f" (copy {record['copy_changed_mse']:.5f})  unchanged {record['unchanged_mse']:.6f}"
+                    f"  perplexity {record['interval_perplexity']:.2f}  code use {' '.join(f'{s:.0%}' for s in code_share)}"
+                    f"  replaced {replaced}  {record['pairs_per_s']:.0f} pairs/s"
+                )
+                save_checkpoint(args.out_dir / LAM_FILE, kind="lam", config=cfg, params=nnx.to_pure_dict(state["trainable"]),
+                                step=step + 1)
+                sums, replaced, started = {}, 0, time.perf_counter()
+                interval_usage = jnp.zeros_like(interval_usage)
     return nnx.merge(graphdef, state["trainable"], state["frozen"])
 
 
@@ -409,10 +244,7 @@ def main(args: Args) -> dict:
         raise fail("--steps, --batch-size and --log-every must be at least 1")
     if not 0.0 <= args.keep_identical_fraction <= 1.0:
         raise fail(f"--keep-identical-fraction must be in [0, 1], got {args.keep_identical_fraction}")
-    try:
-        dtype = compute_dtype(args.dtype)
-    except ValueError as err:
-        raise fail(f"--dtype: {err}") from None
+    dtype = dtype_flag(args.dtype)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     cfg = lam_config(args, dtype)
     data = load_frames(args.data)

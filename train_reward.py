@@ -41,22 +41,22 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
-from data.frames import Branches, FramesDataset, load_branches
+from data.frames import load_branches
 from models.build import build
 from models.checkpoint import CheckpointError, params_of, restore_params, save_checkpoint
-from models.resnet import ResNetConfig
-from models.reward import RewardConfig, RewardModel, mark_seen, reward_loss
-from models.sharding import compute_dtype, replicate, shard_batch
+from models.presets import RESNET_SIZES
+from models.reward import RewardConfig, RewardModel, reward_loss
+from models.sharding import shard_batch
 from models.vqvae import load_encoder
-from pretrain_visual import (TOKENIZER_FILE, MetricsLog, evaluate_now, fail, fit_batch_size, load_frames, make_optimizer,
-                             make_train_step, map_batches)
+from training.cli import dtype_flag, fail
+from training.data import fit_batch_size, load_frames, map_batches
+from training.metrics import Curves, MetricsLog, Panel
+from training.paths import TOKENIZER_FILE, find_checkpoint, reward_file
+from training.ranking import mix_in_branches, ranking_metrics, seen_token_bags
+from training.steps import count_params, is_eval_epoch, make_optimizer, make_train_step, new_train_state
 
-# ResNet sizes: "seed" is the real ResNet-34; "small" keeps its depth at 1/4 width (fits a CPU); "tiny" is for tests.
-RESNET_SIZES = {
-    "tiny": ResNetConfig(stage_sizes=(1, 1, 1, 1), widths=(8, 8, 16, 16), stem_width=8, norm_groups=4),
-    "small": ResNetConfig(widths=(16, 32, 64, 128), stem_width=16, norm_groups=8),
-    "seed": ResNetConfig(),
-}
+CURVES = {"reward": Curves("epoch", (Panel("loss", ("train_loss",)),
+                                     Panel("held-out ranking", ("eval_pairwise_accuracy", "eval_spearman"))))}
 
 
 @dataclass
@@ -107,66 +107,11 @@ class Args:
     the vq head that costs about a third as much as its epoch)."""
 
 
-def spearman(scores: np.ndarray, order: np.ndarray) -> float:
-    """Spearman rank correlation: Pearson correlation of the ranks (ties get their mean rank)."""
-
-    def ranks(x: np.ndarray) -> np.ndarray:
-        sorter = np.argsort(x, kind="stable")
-        ranked = np.empty(len(x))
-        ranked[sorter] = np.arange(len(x))
-        _, group, counts = np.unique(x, return_inverse=True, return_counts=True)
-        sums = np.bincount(group, weights=ranked)
-        return sums[group] / counts[group]
-
-    a, b = ranks(np.asarray(scores, np.float64)), ranks(np.asarray(order, np.float64))
-    a, b = a - a.mean(), b - b.mean()
-    denominator = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
-
-
-def ranking_metrics(scores: np.ndarray, frame_index: np.ndarray, min_gap: int) -> dict:
-    """Pairwise accuracy over every pair of one run at least min_gap apart, and Spearman vs frame index."""
-    later = frame_index[None, :] - frame_index[:, None] >= min_gap  # [i, j]: frame j comes min_gap after frame i
-    correct = scores[None, :] > scores[:, None]
-    return {"pairwise_accuracy": float(correct[later].mean()), "spearman": spearman(scores, frame_index), "pairs": int(later.sum())}
-
-
-def mix_in_branches(earlier: np.ndarray, later: np.ndarray, branch: np.ndarray, below: np.ndarray,
-                    offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """Appends (branch frame, run frame) pairs to every batch of (earlier, later) order pairs.
-
-    earlier, later: (steps * k,) observation indices of order pairs, batch after batch.
-    branch: (steps, m) branch numbers for each batch; branch b is observation offset + b and
-    ranks below observation below[b]. Returns (steps * (k + m),) arrays: each batch is its k
-    order pairs, then its m branch pairs."""
-    steps = len(branch)
-    return (np.concatenate([earlier.reshape(steps, -1), offset + branch], axis=1).ravel(),
-            np.concatenate([later.reshape(steps, -1), below[branch]], axis=1).ravel())
-
-
-def seen_token_bags(tokens: np.ndarray, data: FramesDataset, branches: Branches | None, vocab_size: int) -> np.ndarray:
-    """(N, vocab) uint8 bags of seen tokens for `tokens` (N, 9, 10): the run frames, then the
-    branch frames. A run frame's bag holds every token of its run up to and including it; a
-    branch frame's, its run's bag when the branch left plus the branch's frames so far."""
-    bags = np.zeros((len(tokens), vocab_size), np.uint8)
-    mark_seen(bags, tokens)
-    for run in range(data.num_runs):
-        in_order = data.run_indices(run)
-        bags[in_order] = np.maximum.accumulate(bags[in_order], axis=0)
-    if branches is not None:
-        for b in range(len(branches)):  # a branch's frames are consecutive, steps 1, 2, ...
-            before = len(data) + b - 1 if branches.step[b] > 1 else branches.start[b]
-            bags[len(data) + b] |= bags[before]
-    return bags
-
-
 def build_model(args: Args, dtype) -> RewardModel:
     if args.backbone == "resnet34":
         cfg = RewardConfig(backbone="resnet34", resnet=dataclasses.replace(RESNET_SIZES[args.size], dtype=dtype.name))
         return build(lambda: RewardModel(cfg, rngs=nnx.Rngs(args.seed)))
-    path = args.tokenizer or args.out_dir / TOKENIZER_FILE
-    if not path.is_file() and (args.out_dir / path).is_file():
-        path = args.out_dir / path
+    path = find_checkpoint(args.tokenizer or args.out_dir / TOKENIZER_FILE, args.out_dir)
     try:
         encoder = load_encoder(path)
     except CheckpointError as err:
@@ -189,10 +134,7 @@ def main(args: Args) -> dict:
         raise fail("--seen-tokens needs --backbone vq: the bag is made of the tokenizer's tokens")
     if not 0 < args.branch_fraction < 1:
         raise fail(f"--branch-fraction must lie in (0, 1), got {args.branch_fraction}")
-    try:
-        dtype = compute_dtype(args.dtype)
-    except ValueError as err:
-        raise fail(f"--dtype: {err}") from None
+    dtype = dtype_flag(args.dtype)
     data = load_frames(args.data)
     if data.num_runs < 2:
         raise fail(f"--data: {args.data} holds one run; the reward needs a second run to hold out for evaluation")
@@ -222,7 +164,6 @@ def main(args: Args) -> dict:
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_model(args, dtype)
-    graphdef, trainable, frozen = nnx.split(model, model.trainable_filter(), ...)
     pairs_per_epoch = args.pairs_per_epoch or len(train_idx)
     batch_size = fit_batch_size(args.batch_size, pairs_per_epoch, "pairs per epoch")
     steps_per_epoch = pairs_per_epoch // batch_size
@@ -231,7 +172,7 @@ def main(args: Args) -> dict:
         raise fail(f"--branch-fraction {args.branch_fraction} of a batch of {batch_size} pairs leaves "
                    f"{branch_pairs} branch pairs; it needs at least one of each kind")
     optimizer = make_optimizer(args.lr, args.epochs * steps_per_epoch)
-    state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": optimizer.init(trainable)})
+    graphdef, state = new_train_state(model, optimizer, trainable=model.trainable_filter())
     train_step = make_train_step(graphdef, optimizer, lambda model, batch, key: reward_loss(model, *batch))
 
     @jax.jit
@@ -253,8 +194,8 @@ def main(args: Args) -> dict:
         observations = (observations, seen_token_bags(observations, data, branches, model.cfg.bag_size))
     take = lambda indices: jax.tree.map(lambda x: x[indices], observations)  # noqa: E731
 
-    out_path = args.out_dir / f"reward_{args.backbone}.pkl"
-    print(f"reward ({args.backbone}): {sum(x.size for x in jax.tree.leaves(trainable)):,} trainable params, "
+    out_path = args.out_dir / reward_file(args.backbone)
+    print(f"reward ({args.backbone}): {count_params(state):,} trainable params, "
           f"{len(train_idx)} training frames, held-out run {data.run_names[holdout]} ({len(eval_idx)} frames), "
           f"min gap {args.min_gap}, {jax.device_count()} device(s), {dtype.name}")
     if branches is not None:
@@ -262,7 +203,8 @@ def main(args: Args) -> dict:
               f"{branch_pairs} of every {batch_size} pairs")
     base_key = jax.random.key(args.seed)
     summary = {}
-    with MetricsLog(args.out_dir) as log:  # redraws training_curves.png on the way out, interrupted or not
+    with MetricsLog(args.out_dir, CURVES) as log:  # redraws training_curves.png on the way out, interrupted or not
+        log.start("reward")
         for epoch in range(args.epochs):
             rng = np.random.default_rng([args.seed, epoch])
             earlier, later = data.order_pair_indices((batch_size - branch_pairs) * steps_per_epoch, rng, args.min_gap,
@@ -286,7 +228,7 @@ def main(args: Args) -> dict:
                 "frames_per_s": 2 * steps_per_epoch * batch_size / seconds,
             }
             held_out = ""
-            if evaluate_now(args, epoch):
+            if is_eval_epoch(epoch, args.eval_every, args.epochs):
                 scores = map_batches(lambda batch: score(state, batch), take(eval_idx), batch_size)
                 ranking = ranking_metrics(scores, data.frame_index[eval_idx], args.min_gap)
                 summary.update(eval_pairwise_accuracy=ranking["pairwise_accuracy"], eval_spearman=ranking["spearman"],

@@ -13,7 +13,6 @@ clip), metrics.jsonl, recon_grid.png (a held-out clip over its reconstruction).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,23 +28,21 @@ from tqdm import tqdm
 from data.pairs import FrameGroups
 from models.build import build
 from models.checkpoint import save_checkpoint
+from models.presets import PHASE1_SIZES
 from models.quantizers import QuantizerConfig
-from models.sharding import compute_dtype, replicate, shard_batch
+from models.sharding import shard_batch
 from models.video_tokenizer import VideoTokenizer, VideoTokenizerConfig, video_tokenizer_loss
 from models.vqvae import VQVAEConfig, frames_to_float
-from pretrain_visual import (
-    SIZES,
-    fail,
-    fit_batch_size,
-    load_frames,
-    make_optimizer,
-    make_restart_step,
-    make_train_step,
-    save_recon_grid,
-)
+from training.cli import dtype_flag, fail
+from training.data import fit_batch_size, load_frames, split_groups
+from training.metrics import Curves, MetricsLog, Panel
+from training.paths import VIDEO_TOKENIZER_FILE
+from training.pictures import save_recon_grid
+from training.steps import count_params, make_optimizer, make_restart_step, make_train_step, new_train_state
 
-VIDEO_TOKENIZER_FILE = "video_tokenizer.pkl"
-
+CURVES = {"video_tokenizer": Curves("epoch", (Panel("recon MSE", ("train_recon_mse", "eval_recon_mse")),
+                                              Panel("codebook use", ("code_use",)),
+                                              Panel("perplexity", ("train_perplexity",))))}
 
 @dataclass
 class Args:
@@ -86,7 +83,7 @@ class Args:
 
 
 def tokenizer_config(args: Args, dtype: jnp.dtype) -> VideoTokenizerConfig:
-    size = SIZES[args.size]
+    size = PHASE1_SIZES[args.size]
     quantizer = QuantizerConfig(kind=args.quantizer, codebook_size=args.vocab_size or size["vocab_size"], levels=args.fsq_levels)
     frame = VQVAEConfig(embed_dim=size["embed_dim"], encoder_channels=tuple(size["encoder_channels"]),
                         res_blocks=size["res_blocks"], quantizer=quantizer, dtype=dtype.name)
@@ -98,26 +95,17 @@ def main(args: Args) -> dict:
     if args.num_images_in_video < 1 or args.epochs < 1 or args.batch_size < 1:
         raise fail("--num-images-in-video, --epochs and --batch-size must be at least 1")
     stride = args.clip_stride or args.num_images_in_video
+    dtype = dtype_flag(args.dtype)
     try:
-        dtype = compute_dtype(args.dtype)
         cfg = tokenizer_config(args, dtype)
     except ValueError as err:
         raise fail(str(err)) from None
     data = load_frames(args.data)
     # FrameGroups needs at least a pair; a 1-frame clip is the first frame of a pair.
     groups = FrameGroups(data, group_size=max(args.num_images_in_video, 2))
-    first = groups.indices[:, 0]
-    starts = np.flatnonzero(data.frame_index[first] % stride == 0)
-    run_of_clip = data.run_id[first[starts]]
-    if args.holdout_run == "" or data.num_runs == 1:
-        train_clips, eval_clips, eval_name = starts, starts, "training runs (no held-out run)"
-    else:
-        try:
-            run = data.resolve_run(args.holdout_run)
-        except ValueError as err:
-            raise fail(f"--holdout-run: {err}") from None
-        train_clips, eval_clips = starts[run_of_clip != run], starts[run_of_clip == run]
-        eval_name = f"held-out run {data.run_names[run]}"
+    train_ids, eval_ids, eval_name = split_groups(groups, args.holdout_run)
+    starts = np.flatnonzero(data.frame_index[groups.indices[:, 0]] % stride == 0)
+    train_clips, eval_clips = starts[np.isin(starts, train_ids)], starts[np.isin(starts, eval_ids)]
     if len(train_clips) == 0 or len(eval_clips) == 0:
         raise fail(f"--data: no clips of {args.num_images_in_video} consecutive frames to train and evaluate on in {args.data}")
 
@@ -130,15 +118,12 @@ def main(args: Args) -> dict:
     total_steps = args.epochs * steps_per_epoch
     optimizer = make_optimizer(args.lr, total_steps)
     model = build(lambda: VideoTokenizer(cfg, rngs=nnx.Rngs(args.seed)))
-    graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
-    state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": optimizer.init(trainable),
-                       "usage": jnp.zeros(cfg.vocab_size, jnp.int32)})
+    graphdef, state = new_train_state(model, optimizer, usage=jnp.zeros(cfg.vocab_size, jnp.int32))
     print(f"video tokenizer: clips of {cfg.num_frames} frames -> tokens {cfg.token_shape}, {cfg.vocab_size} codes "
-          f"({cfg.frame.quantizer.kind}), {sum(x.size for x in jax.tree.leaves(trainable)):,} params, "
+          f"({cfg.frame.quantizer.kind}), {count_params(state):,} params, "
           f"{len(train_clips)} training clips, eval on {eval_name}")
 
     train_step = make_train_step(graphdef, optimizer, video_tokenizer_loss)
-
     restart_step = make_restart_step(graphdef)
 
     @jax.jit
@@ -159,37 +144,38 @@ def main(args: Args) -> dict:
     last_restart_step = int(args.restart_until * total_steps)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     summary = {}
-    for epoch in range(args.epochs):
-        rng = np.random.default_rng([args.seed, epoch])
-        order = rng.permutation(train_clips)
-        epoch_counts = jnp.zeros(cfg.vocab_size, jnp.int32)
-        sums, restarted, started = {"loss": 0.0, "recon_mse": 0.0, "perplexity": 0.0}, 0, time.perf_counter()
-        for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", leave=False):
-            step = epoch * steps_per_epoch + i
-            clips = shard_batch(clips_of(order[i * batch_size : (i + 1) * batch_size]))
-            state, metrics = train_step(state, clips, jax.random.fold_in(train_key, step))
-            counts = metrics.pop("code_counts")
-            state["usage"] = state["usage"] + counts
-            epoch_counts = epoch_counts + counts
-            sums = {k: sums[k] + metrics[k] for k in sums}
-            if args.restart_every and (step + 1) % args.restart_every == 0 and step < last_restart_step:
-                state, num = restart_step(state, clips, jax.random.fold_in(restart_key, step))
-                restarted += int(num)
-        used = int(jnp.sum(epoch_counts > 0))
-        summary = {"epoch": epoch + 1, **{f"train_{k}": float(v) / steps_per_epoch for k, v in sums.items()},
-                   "eval_recon_mse": eval_mse(), "code_use": used / cfg.vocab_size, "codes_restarted": restarted,
-                   "clips_per_s": steps_per_epoch * batch_size / (time.perf_counter() - started)}
-        with open(args.out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(summary) + "\n")
-        tqdm.write(f"epoch {epoch + 1}/{args.epochs}  recon mse {summary['train_recon_mse']:.4f} (eval {summary['eval_recon_mse']:.4f})"
-                   f"  codebook use {used}/{cfg.vocab_size}  restarted {restarted}  {summary['clips_per_s']:.1f} clips/s")
-        save_checkpoint(args.out_dir / VIDEO_TOKENIZER_FILE, kind="video_tokenizer", config=cfg,
-                        params=nnx.to_pure_dict(state["trainable"]), step=(epoch + 1) * steps_per_epoch)
+    with MetricsLog(args.out_dir, CURVES) as log:
+        log.start("video_tokenizer")
+        for epoch in range(args.epochs):
+            rng = np.random.default_rng([args.seed, epoch])
+            order = rng.permutation(train_clips)
+            epoch_counts = jnp.zeros(cfg.vocab_size, jnp.int32)
+            sums, restarted, started = {"loss": 0.0, "recon_mse": 0.0, "perplexity": 0.0}, 0, time.perf_counter()
+            for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", leave=False):
+                step = epoch * steps_per_epoch + i
+                clips = shard_batch(clips_of(order[i * batch_size : (i + 1) * batch_size]))
+                state, metrics = train_step(state, clips, jax.random.fold_in(train_key, step))
+                counts = metrics.pop("code_counts")
+                state["usage"] = state["usage"] + counts
+                epoch_counts = epoch_counts + counts
+                sums = {k: sums[k] + metrics[k] for k in sums}
+                if args.restart_every and (step + 1) % args.restart_every == 0 and step < last_restart_step:
+                    state, num = restart_step(state, clips, jax.random.fold_in(restart_key, step))
+                    restarted += int(num)
+            used = int(jnp.sum(epoch_counts > 0))
+            summary = {"stage": "video_tokenizer", "epoch": epoch + 1, **{f"train_{k}": float(v) / steps_per_epoch for k, v in sums.items()},
+                       "eval_recon_mse": eval_mse(), "code_use": used / cfg.vocab_size, "codes_restarted": restarted,
+                       "clips_per_s": steps_per_epoch * batch_size / (time.perf_counter() - started)}
+            log.write(summary)
+            tqdm.write(f"epoch {epoch + 1}/{args.epochs}  recon mse {summary['train_recon_mse']:.4f} (eval {summary['eval_recon_mse']:.4f})"
+                       f"  codebook use {used}/{cfg.vocab_size}  restarted {restarted}  {summary['clips_per_s']:.1f} clips/s")
+            save_checkpoint(args.out_dir / VIDEO_TOKENIZER_FILE, kind="video_tokenizer", config=cfg,
+                            params=nnx.to_pure_dict(state["trainable"]), step=(epoch + 1) * steps_per_epoch)
 
     shown = clips_of(eval_clips[:eval_batch])
     recon = np.asarray(reconstruct(state, shard_batch(shown)))[0]
     save_recon_grid(args.out_dir / "recon_grid.png", shown[0], recon)
-    print(f"outputs in {args.out_dir}: {VIDEO_TOKENIZER_FILE}, metrics.jsonl, recon_grid.png")
+    print(f"outputs in {args.out_dir}: {VIDEO_TOKENIZER_FILE}, metrics.jsonl, training_curves.png, recon_grid.png")
     return summary
 
 

@@ -3,36 +3,33 @@
     uv run python pipeline.py                      # once: speedruns, tokenizer, dynamics, reward
     uv run python bench/agent.py --checkpoints runs/pipeline/checkpoints
 
-For each seed it trains PPO exactly as the main job does (pipeline.ppo_args: pipeline.FULL
-sizes and PPO_OVERRIDES) from the Phase 1-2 checkpoints, then evaluates the trained policy
-and the random baseline on the same episodes. It also times the envs alone (random actions,
-PPO's own env settings and workers) in the same process, so PPO's end-to-end steps/s can be
-compared with the env's.
+For each seed it runs the main job's PPO and evaluation (`pipeline.py --checkpoints`: the same
+sizes and settings) on the shared Phase 1-2 checkpoints, then times the envs alone (random actions,
+PPO's own env settings and workers) in the same process, so PPO's end-to-end steps/s can be compared
+with the env's.
 
-Reported per seed: title-screen escape rate (trained, random), milestones per episode
-(trained, random, ratio), the final entropy as a fraction of its maximum, and PPO SPS vs
-env-only SPS. Targets (issue 5): escape >= 95%, milestones >= 3x random, SPS ratio >= 0.5.
-Prints a markdown table and writes it to --output (atomically).
+Reported per seed: title-screen escape rate (trained, random), milestones per episode (trained,
+random, ratio), the final entropy as a fraction of its maximum, and PPO SPS vs env-only SPS.
+Targets: escape >= 95%, milestones >= 3x random, SPS ratio >= 0.5. Prints a markdown table and
+writes it to --output (atomically).
 """
 
 from __future__ import annotations
 
 import datetime
 import shutil
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tyro
 
-import evaluate_policy
 import pipeline
-import pretrain_visual
-import train_with_cnn_reward
-from bench.tables import machine, write_table
+from bench.tables import machine
+from training.io import atomic_write
 from envs.games import EMUQUEST_ROM
-from envs.vec_gameboy import VecGameBoy
+from training.paths import POLICY_FINAL_FILE
+from training.rollout import env_only_sps
 
 
 @dataclass
@@ -44,7 +41,7 @@ class Args:
     seeds: tuple[int, ...] = (0, 1, 2)
     """PPO seeds (the Phase 1-2 checkpoints are shared)."""
     quick: bool = False
-    """Use pipeline.QUICK sizes (a smoke test) instead of pipeline.FULL."""
+    """Use the main job's --quick sizes (a smoke test)."""
     ppo_iterations: int | None = None
     """PPO iterations per seed (None: the main job's). With --resume-from, the total to continue to."""
     resume_from: Path | None = None
@@ -62,40 +59,20 @@ class Args:
     """PPO's --reward-scale (None: the main job's). A seen-token head's scores span ~20x a one-frame head's."""
 
 
-def env_only_sps(ppo: train_with_cnn_reward.Args, steps: int) -> float:
-    """Env steps/s of VecGameBoy alone, random actions, with the env settings of the PPO run `ppo`."""
-    rng = np.random.default_rng(0)
-    with VecGameBoy(EMUQUEST_ROM, num_envs=ppo.num_envs, num_workers=ppo.num_workers, frame_skip=ppo.frame_skip,
-                    press_frames=ppo.press_frames, max_steps=ppo.max_episode_steps) as env:
-        env.reset(seed=0)
-        actions = rng.integers(0, env.num_actions, (steps, env.num_envs))
-        started = time.perf_counter()
-        for step_actions in actions:
-            env.step(step_actions)
-        return steps * env.num_envs / (time.perf_counter() - started)
-
-
-def ppo_args(args: Args, budget: pipeline.Budget, out_dir: Path, seed: int) -> train_with_cnn_reward.Args:
-    """The main job's PPO run, with --reward-scale if given."""
-    ppo = pipeline.ppo_args(budget, args.checkpoints, out_dir, seed, args.num_workers)
-    return ppo if args.reward_scale is None else replace(ppo, reward_scale=args.reward_scale)
-
-
-def run_seed(args: Args, budget: pipeline.Budget, seed: int) -> dict:
+def run_seed(args: Args, seed: int) -> dict:
+    """pipeline.py --checkpoints for one seed: its PPO run, evaluation and settings."""
     run_dir = args.out_dir / f"seed_{seed}"
-    ppo = ppo_args(args, budget, run_dir / "ppo", seed)
+    resume = None
     if args.resume_from is not None:
         shutil.rmtree(run_dir / "ppo", ignore_errors=True)
         shutil.copytree(args.resume_from / f"seed_{seed}" / "ppo", run_dir / "ppo")
-        ppo = replace(ppo, resume=str(run_dir / "ppo" / "policy_final.pkl"))
-    started = time.perf_counter()
-    history = train_with_cnn_reward.main(ppo)
-    if not history:
-        raise SystemExit(f"--ppo-iterations {budget.ppo_iterations}: seed {seed}'s run in --resume-from is already there")
-    ppo_seconds = time.perf_counter() - started
-    evaluation = evaluate_policy.main(
-        pipeline.evaluation_args(budget, run_dir / "ppo" / "policy_final.pkl", run_dir / "eval", seed, args.num_workers))
-    trained, random = (next(r for r in evaluation["rows"] if r["agent"] == name) for name in ("trained", "random"))
+        resume = run_dir / "ppo" / POLICY_FINAL_FILE
+    result = pipeline.main(pipeline.Args(
+        quick=args.quick, out_dir=run_dir, seed=seed, num_workers=args.num_workers, checkpoints=args.checkpoints,
+        ppo_iterations=args.ppo_iterations, ppo_resume=resume, reward_scale=args.reward_scale))
+    history, ppo = result["history"], result["ppo_args"]
+    rows = result["evaluation"]["rows"]
+    trained, random = (next(r for r in rows if r["agent"] == name) for name in ("trained", "random"))
     steady = history[1:] or history  # the first iteration includes compilation
     return {
         "seed": seed,
@@ -105,17 +82,19 @@ def run_seed(args: Args, budget: pipeline.Budget, seed: int) -> dict:
         "random_milestones": random["milestones_mean"],
         "entropy_fraction": history[-1]["policy/entropy_fraction"],
         "ppo_sps": float(np.mean([r["charts/sps"] for r in steady])),
-        "ppo_sps_wall": len(history) * budget.ppo_envs * budget.ppo_steps / ppo_seconds,
-        "gif": evaluation["gif"],
+        "ppo_sps_wall": len(history) * ppo["num_envs"] * ppo["num_steps"] / result["durations"]["PPO"],
+        "gif": result["evaluation"]["gif"],
+        "ppo_args": ppo,
+        "budget": result["budget"],
     }
 
 
-def markdown(rows: list[dict], env_sps: float, budget: pipeline.Budget, args: Args) -> str:
-    reward_scale = ppo_args(args, budget, args.out_dir, 0).reward_scale
+def markdown(rows: list[dict], env_sps: float, args: Args) -> str:
+    ppo, budget = rows[0]["ppo_args"], rows[0]["budget"]
     lines = [
-        f"Agent benchmark, {datetime.date.today()}, {machine()}; PPO {budget.ppo_iterations} iterations x "
-        f"{budget.ppo_envs} envs x {budget.ppo_steps} steps, reward scale {reward_scale:g}; evaluation "
-        f"{budget.eval_episodes} episodes x {budget.eval_steps} steps; checkpoints {args.checkpoints}"
+        f"Agent benchmark, {datetime.date.today()}, {machine()}; PPO {ppo['iterations']} iterations x "
+        f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, reward scale {ppo['reward_scale']:g}; evaluation "
+        f"{budget['eval_episodes']} episodes x {budget['eval_steps']} steps; checkpoints {args.checkpoints}"
         + (f"; continued from {args.resume_from}." if args.resume_from else "."),
         "",
         "| seed | left title (trained / random) | milestones (trained / random) | ratio | final entropy / max "
@@ -133,29 +112,27 @@ def markdown(rows: list[dict], env_sps: float, budget: pipeline.Budget, args: Ar
 
 
 def main(args: Args) -> str:
-    budget = pipeline.QUICK if args.quick else pipeline.FULL
-    if args.ppo_iterations is not None:
-        if args.ppo_iterations < 1:
-            raise SystemExit("--ppo-iterations must be >= 1")
-        budget = replace(budget, ppo_iterations=args.ppo_iterations)
-    for name in (pretrain_visual.ENCODER_FILE, pretrain_visual.DYNAMICS_FILE, pipeline.REWARD_FILE):
-        if not (args.checkpoints / name).is_file():
-            raise SystemExit(f"--checkpoints: {args.checkpoints / name} not found; run pipeline.py first")
-    # Checked before any seed trains, so a missing run does not surface an hour in.
+    if args.ppo_iterations is not None and args.ppo_iterations < 1:
+        raise SystemExit("--ppo-iterations must be >= 1")
+    # Checked before any seed trains, so a missing run does not surface an hour in (pipeline.py checks
+    # --checkpoints before the first seed trains).
     if args.resume_from is not None:
         if args.resume_from.resolve() == args.out_dir.resolve():
             raise SystemExit("--resume-from is --out-dir: each seed's run would be deleted before it is copied; "
                              "give a new --out-dir")
         for seed in args.seeds:
-            earlier = args.resume_from / f"seed_{seed}" / "ppo" / "policy_final.pkl"
+            earlier = args.resume_from / f"seed_{seed}" / "ppo" / POLICY_FINAL_FILE
             if not earlier.is_file():
                 raise SystemExit(f"--resume-from: {earlier} not found; run this bench with --out-dir "
                                  f"{args.resume_from} first")
-    env_sps = env_only_sps(ppo_args(args, budget, args.out_dir, args.seeds[0]), args.env_only_steps)
-    rows = [run_seed(args, budget, seed) for seed in args.seeds]
-    table = markdown(rows, env_sps, budget, args)
+    rows = [run_seed(args, seed) for seed in args.seeds]
+    ppo = rows[0]["ppo_args"]
+    env_sps = env_only_sps(str(EMUQUEST_ROM), num_envs=ppo["num_envs"], num_workers=ppo["num_workers"],
+                           frame_skip=ppo["frame_skip"], press_frames=ppo["press_frames"],
+                           max_episode_steps=ppo["max_episode_steps"], steps=args.env_only_steps)
+    table = markdown(rows, env_sps, args)
     print(table)
-    write_table(args.output, table)
+    atomic_write(args.output, table)
     return table
 
 

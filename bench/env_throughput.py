@@ -40,10 +40,11 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from bench.tables import machine, write_table
+from bench.tables import machine
+from training.io import atomic_write
+from envs.actions import ACTION_NAMES
 from envs.games import EMUQUEST_ROM
 from envs.rom import RomError, check_rom
-from envs.actions import ACTION_NAMES
 from envs.emulators import PyBoy  # PyBoy, with its SDL import notice muted
 from envs.vec_gameboy import VecGameBoy
 
@@ -213,7 +214,7 @@ def main(args: Args) -> str:
     table = "\n".join(lines) + "\n"
 
     print(table)
-    write_table(args.output, table)
+    atomic_write(args.output, table)
     return table
 
 

@@ -25,13 +25,15 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
-from bench.tables import write_table
+from training.io import atomic_write
 from data.frames import FramesDataset
 from models.build import build
 from models.quantizers import QuantizerConfig
-from models.sharding import replicate, shard_batch
-from models.vqvae import VQVAE, VQVAEConfig, frames_to_float
-from pretrain_visual import fail, fit_batch_size, make_optimizer, make_train_step, map_batches, split_runs, tokenizer_objective
+from models.sharding import shard_batch
+from models.vqvae import VQVAE, VQVAEConfig, frames_to_float, tokenizer_loss
+from training.cli import fail
+from training.data import fit_batch_size, map_batches, split_runs
+from training.steps import make_optimizer, make_train_step, new_train_state
 
 SETTINGS = (
     ("FSQ 2 2 2 2", QuantizerConfig(kind="fsq", levels=(2, 2, 2, 2))),
@@ -74,9 +76,8 @@ def run_setting(args: Args, data: FramesDataset, train_idx: np.ndarray, eval_idx
     quantized = quantizer.kind != "none"
     model = build(lambda: VQVAE(cfg, rngs=nnx.Rngs(args.seed)))
     optimizer = make_optimizer(args.lr, args.steps)
-    graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
-    state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": optimizer.init(trainable)})
-    train_step = make_train_step(graphdef, optimizer, tokenizer_objective)
+    graphdef, state = new_train_state(model, optimizer)
+    train_step = make_train_step(graphdef, optimizer, tokenizer_loss)
     batch_size = fit_batch_size(args.batch_size, len(train_idx), "training frames")
 
     @jax.jit
@@ -175,7 +176,7 @@ def main(args: Args) -> list[tuple[str, dict]]:
         "100 epochs), so read the ordering, not the absolute MSE.",
         "",
     ]
-    write_table(args.table, "\n".join(lines))
+    atomic_write(args.table, "\n".join(lines))
     write_plot(args.plot, rows)
     print(f"wrote {args.table} and {args.plot}")
     return rows

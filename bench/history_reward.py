@@ -34,14 +34,16 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
-from bench.tables import machine, write_table
+from bench.tables import machine
+from training.io import atomic_write
 from data.frames import FramesDataset, load_branches
 from models.build import build
 from models.checkpoint import CheckpointError
 from models.reward import VQRewardHead, bradley_terry_loss
 from models.vqvae import load_encoder
-from pretrain_visual import make_optimizer, map_batches
-from train_reward import mix_in_branches, ranking_metrics, seen_token_bags
+from training.data import map_batches
+from training.ranking import mix_in_branches, ranking_metrics, seen_token_bags
+from training.steps import make_optimizer
 
 GUIDE_TALK, TOWN, OVERWORLD, TEXT = 3, 1, 2, 1  # RAM values in metadata.json: talk id, map id, mode
 
@@ -195,7 +197,7 @@ def main(args: Args) -> str:
         "",
     ])
     print(table)
-    write_table(args.output, table)
+    atomic_write(args.output, table)
     return table
 
 

@@ -20,7 +20,7 @@ from typing import Literal
 import tyro
 
 import train_lam
-from bench.tables import write_table
+from training.io import atomic_write
 
 
 @dataclass
@@ -101,7 +101,7 @@ def main(args: Args) -> dict:
     lines += ["", f"Full reports (per-code button tables): `{args.out_dir}/<quantizer>/lam_report.md`.", ""]
     for kind in reports:
         lines += [f"## {kind}: codes per button", "", *(args.out_dir / kind / "lam_report.md").read_text().split("\n")[1:]]
-    write_table(args.table, "\n".join(lines))
+    atomic_write(args.table, "\n".join(lines))
     print(f"wrote {args.table}")
     return reports
 

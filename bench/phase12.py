@@ -26,9 +26,11 @@ import tyro
 
 import pretrain_visual
 import train_reward
-from bench.tables import machine, write_table
+from bench.tables import machine
+from training.io import atomic_write
 from data.make_speedruns import Args as SpeedrunArgs
 from data.make_speedruns import main as make_speedruns
+from training.paths import TOKENIZER_FILE
 
 
 @dataclass
@@ -92,7 +94,7 @@ def main(args: Args) -> None:
     t, c = time.time(), time.process_time()
     dynamics = pretrain_visual.main(pretrain_visual.Args(
         stage="1b", epochs=args.dynamics_epochs, lr=args.dynamics_lr, size="small", embed_dim=args.embed_dim, num_layers=args.num_layers,
-        tokenizer=args.out_dir / pretrain_visual.TOKENIZER_FILE, **common))["1b"]
+        tokenizer=args.out_dir / TOKENIZER_FILE, **common))["1b"]
     timings["1b"], cpu_seconds["1b"] = time.time() - t, time.process_time() - c
 
     rewards = {}
@@ -102,7 +104,7 @@ def main(args: Args) -> None:
             backbone=backbone, epochs=args.resnet_epochs if backbone == "resnet34" else args.vq_epochs, lr=args.reward_lr,
             size=args.reward_size, min_gap=args.min_gap,
             pairs_per_epoch=args.reward_pairs_per_epoch,
-            tokenizer=args.out_dir / pretrain_visual.TOKENIZER_FILE, **common))
+            tokenizer=args.out_dir / TOKENIZER_FILE, **common))
         timings[backbone], cpu_seconds[backbone] = time.time() - t, time.process_time() - c
     total = time.time() - started
 
@@ -148,7 +150,7 @@ def main(args: Args) -> None:
         f"| reward vq | {rewards['vq']['frames_per_s']:.0f} frames/s |",
         "",
     ]
-    write_table(args.results, "\n".join(lines))
+    atomic_write(args.results, "\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {args.results}")
 

@@ -1,10 +1,9 @@
-"""What every bench's results file needs: the machine it ran on, and an atomic write."""
+"""The machine a bench ran on, for the header of its results file."""
 
 from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 
 import jax
 
@@ -19,11 +18,3 @@ def machine() -> str:
     devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
     return (f"{cpu}, {len(os.sched_getaffinity(0))} cores, jax {jax.__version__} on {jax.default_backend()} "
             f"({len(jax.devices())} x {devices})")
-
-
-def write_table(path: Path, text: str) -> None:
-    """Write `text` to `path` (creating its folder) through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -34,12 +34,13 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from bench.tables import machine, write_table
+from bench.tables import machine
+from training.io import atomic_write
 from envs.games import EMUQUEST_ROM, EmuQuest
 from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
 from models.reward import load_reward
-from train_with_cnn_reward import LearnedProgress, ProgressReward
+from training.progress import LearnedProgress, ProgressReward, ProgressSettings
 
 INTRO_DONE, LEFT_HOUSE = 1, 2  # EmuQuest's ordered milestone counts: in the house, then in town
 GAME = EmuQuest()
@@ -89,7 +90,7 @@ def scores_along(model: LearnedProgress, reset_frames: np.ndarray, frames: np.nd
     """(T, N) scores of every step, taken from PPO's own ProgressReward scoring every step: a
     seen-token model reads each episode's bag, which holds every frame shown since the reset, the
     reset frame and the current one included. No episode ends during the play."""
-    progress = ProgressReward(model, num_envs=frames.shape[1], interval=1, time_penalty=0.0)
+    progress = ProgressReward(model, num_envs=frames.shape[1], settings=ProgressSettings(interval=1, time_penalty=0.0))
     progress.start(reset_frames)
     never_done = np.zeros(frames.shape[1], bool)
     return np.stack([progress(step_frames, never_done)[1] for step_frames in frames])
@@ -159,7 +160,7 @@ def main(args: Args) -> str:
         "",
     ])
     print(table)
-    write_table(args.output, table)
+    atomic_write(args.output, table)
     return table
 
 

@@ -194,14 +194,14 @@ class VQVAE(VQEncoder):
 
 
 def tokenizer_loss(model: VQVAE, frames: jax.Array, key: jax.Array | None):
-    """Reconstruction MSE plus the quantizer's own loss. Returns (loss, metrics of scalars)."""
+    """Reconstruction MSE plus the quantizer's own loss. Returns (loss, metrics); metrics["code_counts"]
+    (vocab,) is the batch's token histogram, for dead-code restarts and codebook use."""
     target = frames_to_float(frames)
-    recon, _, aux = model(target, key)
+    recon, indices, aux = model(target, key)
     recon_mse = jnp.mean((recon - target) ** 2)
     loss = recon_mse + aux["loss"]
-    metrics = {"loss": loss, "recon_mse": recon_mse}
-    metrics.update({f"quantizer/{name}": value for name, value in aux.items() if name != "loss"})
-    return loss, metrics
+    code_counts = jnp.bincount(indices.ravel(), length=model.cfg.vocab_size)
+    return loss, {"loss": loss, "recon_mse": recon_mse, "perplexity": aux["perplexity"], "code_counts": code_counts}
 
 
 def load_tokenizer(path) -> VQVAE:

@@ -11,7 +11,6 @@ import optax
 import pytest
 from flax import nnx
 
-import train_reward
 from models.checkpoint import (
     CheckpointError,
     config_from_dict,
@@ -22,7 +21,7 @@ from models.checkpoint import (
     save_checkpoint,
 )
 from models.quantizers import QuantizerConfig
-from models.reward import load_reward
+from models.reward import RewardConfig, RewardModel, load_reward
 from models.transformer import TokenTransformer, TransformerConfig, load_dynamics
 from models.vqvae import VQVAE, VQVAEConfig, encoder_params, load_encoder, load_tokenizer
 
@@ -148,7 +147,9 @@ def test_failed_save_keeps_the_previous_file(tokenizer, tmp_path):
 def test_reward_checkpoint_rebuilds_nested_config(tokenizer, tmp_path):
     """A "vq" reward model takes its encoder from a tokenizer file and round-trips with nested configs."""
     tok_path = save_checkpoint(tmp_path / "tok.pkl", kind="tokenizer", config=TINY, params=params_of(tokenizer), step=0)
-    model = train_reward.build_model(train_reward.Args(backbone="vq", tokenizer=tok_path, head_hidden=8), jnp.dtype("float32"))
+    encoder = load_encoder(tok_path)
+    model = RewardModel(RewardConfig(backbone="vq", tokenizer=encoder.cfg, head_hidden=8), rngs=nnx.Rngs(0))
+    restore_params(model.encoder, params_of(encoder), source=str(tok_path))
     expected_encoder = encoder_params(params_of(tokenizer))
     for got, want in zip(jax.tree.leaves(params_of(model.encoder)), jax.tree.leaves(expected_encoder)):
         np.testing.assert_array_equal(got, np.asarray(want).astype(ml_dtypes.bfloat16).astype(np.float32))

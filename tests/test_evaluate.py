@@ -8,6 +8,8 @@ from PIL import Image
 import evaluate_policy
 import train_with_cnn_reward as ppo
 from test_ppo import reward_path, tiny_args  # noqa: F401  (reward_path is a fixture)
+from training.policy_io import load_policy
+from training.progress import ProgressReward
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def test_the_return_column_is_the_trained_runs_reward(trained_run, tmp_path, mon
         return model, cfg, ckpt
 
     def recording_progress(*args, **kwargs):
-        progress = ppo.ProgressReward(*args, **kwargs)
+        progress = ProgressReward(*args, **kwargs)
         built.append(progress)
         return progress
 
@@ -59,7 +61,7 @@ def test_the_return_column_is_the_trained_runs_reward(trained_run, tmp_path, mon
     monkeypatch.setattr(evaluate_policy, "ProgressReward", recording_progress)
     out = evaluate_policy.main(evaluate_policy.Args(
         policy=str(trained_run / "policy_final.pkl"), steps=6, episodes=2, num_workers=0, out_dir=str(tmp_path)))
-    trained = ppo.load_policy(trained_run / "policy_final.pkl")[2]["config"]["args"]
+    trained = load_policy(trained_run / "policy_final.pkl")[2]["config"]["args"]
     assert len(built) == 1 and built[0].from_best and built[0].scale == 2.0
     assert (built[0].interval, built[0].time_penalty) == (trained["reward_interval"], trained["time_penalty"])
     # With the best-so-far baseline no step earns less than the time penalty.

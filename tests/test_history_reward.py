@@ -1,4 +1,4 @@
-"""The bag of seen tokens (train_reward.seen_token_bags, read by bench/history_reward.py): what each run
+"""The bag of seen tokens (training/ranking.py's seen_token_bags, read by bench/history_reward.py): what each run
 and branch frame has seen so far."""
 
 import json
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-import train_reward
+from training.ranking import seen_token_bags
 from bench import history_reward
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,11 +32,11 @@ def test_bags_accumulate_along_runs_and_branches_start_from_the_run_at_their_sta
     branches = Sized(run_id=np.zeros(3), start=np.array([1, 1, 0]), step=np.array([1, 2, 1]))
     tokens = np.array([0, 1, 5, 2, 3, 4, 5])[:, None, None] * np.ones((1, 2, 2), int)  # (N, rows, cols)
 
-    bags = train_reward.seen_token_bags(tokens, data, branches, vocab_size=6)
+    bags = seen_token_bags(tokens, data, branches, vocab_size=6)
     assert bags.dtype == np.uint8 and bags.shape == (7, 6)
     seen = [set(np.flatnonzero(bag)) for bag in bags]
     assert seen == [{0}, {0, 1}, {5}, {0, 1, 2}, {0, 1, 3}, {0, 1, 3, 4}, {0, 5}]
-    assert [set(np.flatnonzero(bag)) for bag in train_reward.seen_token_bags(tokens[:4], data, None, 6)] == seen[:4]
+    assert [set(np.flatnonzero(bag)) for bag in seen_token_bags(tokens[:4], data, None, 6)] == seen[:4]
 
 
 def test_what_bags_record_counts_codes_every_training_run_shows_and_codes_new_at_the_text():

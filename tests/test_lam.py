@@ -12,10 +12,11 @@ import pytest
 from flax import nnx
 
 import train_lam
-from envs.vec_gameboy import ACTION_NAMES
+from envs.actions import ACTION_NAMES
 from models.checkpoint import load_checkpoint
 from models.lam import LAMConfig, LatentActionModel, change_weighted_loss, lam_loss, load_lam
 from models.quantizers import QuantizerConfig, make_quantizer, replace_unused_codes
+from training.lam_report import buttons_in_effect, code_button_report, no_action_report
 
 TINY = dict(channels=(8, 16), action_dim=8, pool=4)
 MOVES = {"noop": (0, 0), "up": (-16, 0), "down": (16, 0), "left": (0, -16), "right": (0, 16)}
@@ -146,23 +147,23 @@ def test_two_level_fsq_splits_inputs_around_zero():
 
 def test_code_button_report_on_a_perfect_and_a_useless_code():
     buttons = np.array([0, 0, 1, 1, 2, 2, 0, 0])
-    perfect = train_lam.code_button_report(buttons.copy(), buttons, 8, ACTION_NAMES)
+    perfect = code_button_report(buttons.copy(), buttons, 8, ACTION_NAMES)
     assert perfect["purity"] == 1.0
     np.testing.assert_allclose(perfect["mutual_information_bits"], perfect["button_entropy_bits"])
     np.testing.assert_allclose(perfect["button_entropy_bits"], -(0.5 * np.log2(0.5) + 2 * 0.25 * np.log2(0.25)))
     assert perfect["purity_chance"] < perfect["purity"]
-    one_code = train_lam.code_button_report(np.zeros(8, np.int64), buttons, 8, ACTION_NAMES)
+    one_code = code_button_report(np.zeros(8, np.int64), buttons, 8, ACTION_NAMES)
     assert one_code["purity"] == 0.5 == one_code["majority_button_fraction"] == one_code["purity_chance"]
     assert one_code["mutual_information_bits"] == 0.0
     # Unknown buttons are left out.
-    partial = train_lam.code_button_report(buttons.copy(), np.where(buttons == 2, -1, buttons), 8, ACTION_NAMES)
+    partial = code_button_report(buttons.copy(), np.where(buttons == 2, -1, buttons), 8, ACTION_NAMES)
     assert partial["pairs_with_buttons"] == 6 and partial["purity"] == 1.0
 
 
 def test_no_action_code():
     codes = np.array([3, 3, 3, 1, 3, 2, 2, 5])
     identical = np.array([True, True, True, True, False, False, False, False])
-    report = train_lam.no_action_report(codes, identical, 8)
+    report = no_action_report(codes, identical, 8)
     assert report["no_action_code"] == 3 and report["identical_to_no_action"] == 0.75
     assert report["changing_to_no_action"] == 0.25 and report["identical_pairs"] == 4
 
@@ -175,7 +176,7 @@ def test_buttons_in_effect_carry_a_press_over_the_next_steps(tmp_path):
         write_walk_run(tmp_path / f"run_{run:02d}", logged, seed=run)
     groups = FrameGroups.from_root(tmp_path, show_progress=False)
     assert [ACTION_NAMES[b] for b in groups.buttons[:7, 0]] == logged
-    effect = train_lam.buttons_in_effect(groups.buttons[:, 0], groups, window=3)
+    effect = buttons_in_effect(groups.buttons[:, 0], groups, window=3)
     expected = ["up", "up", "up", "noop", "noop", "left", "left"]
     # The second run starts over: run 0's last press does not leak into it.
     assert [ACTION_NAMES[b] for b in effect] == expected * 2

@@ -27,6 +27,7 @@ from models.checkpoint import load_checkpoint  # noqa: E402
 from models.reward import load_reward  # noqa: E402
 from models.transformer import load_dynamics  # noqa: E402
 from models.vqvae import load_encoder, load_tokenizer  # noqa: E402
+from training.ranking import mix_in_branches, ranking_metrics, seen_token_bags, spearman  # noqa: E402
 
 TINY = dict(size="tiny", batch_size=16, seed=0)
 
@@ -103,7 +104,7 @@ def test_reward_from_phase1_tokenizer(phase1, speedrun_frames, backbone):
     data = FramesDataset(speedrun_frames, show_progress=False)
     held_out = data.run_indices(data.num_runs - 1)
     scores = np.asarray(model.score(data.frames[held_out]))
-    again = train_reward.ranking_metrics(scores, data.frame_index[held_out], 4)
+    again = ranking_metrics(scores, data.frame_index[held_out], 4)
     assert again["pairs"] == summary["eval_pairs"]
     assert abs(again["pairwise_accuracy"] - summary["eval_pairwise_accuracy"]) < 0.05
 
@@ -136,9 +137,9 @@ def test_seen_token_reward_trains_on_bags_and_scores_them_standalone(phase1, spe
     data = FramesDataset(speedrun_frames, show_progress=False)
     held_out = data.run_indices(data.num_runs - 1)
     tokens = np.asarray(model.observe(data.frames))
-    bags = train_reward.seen_token_bags(tokens, data, None, model.cfg.bag_size)
+    bags = seen_token_bags(tokens, data, None, model.cfg.bag_size)
     scores = np.asarray(model.score_observations(tokens[held_out], bags[held_out]))
-    again = train_reward.ranking_metrics(scores, data.frame_index[held_out], 4)
+    again = ranking_metrics(scores, data.frame_index[held_out], 4)
     assert abs(again["pairwise_accuracy"] - summary["eval_pairwise_accuracy"]) < 0.05
     with pytest.raises(ValueError, match="reads a bag"):
         model.score(data.frames[:2])
@@ -157,8 +158,6 @@ def test_eval_every_evaluates_at_its_epochs_and_the_last_and_changes_no_weights(
     weights = [load_checkpoint(out / f"eval_every_{n}" / "reward_vq.pkl", "reward")["params"] for n in (1, 2)]
     for mine, theirs in zip(jax.tree.leaves(weights[0]), jax.tree.leaves(weights[1])):
         np.testing.assert_array_equal(mine, theirs)
-    assert [pretrain_visual.evaluate_now(pretrain_visual.Args(epochs=5, eval_every=2), epoch) for epoch in range(5)] == [
-        False, True, False, True, True]
     with pytest.raises(SystemExit, match="--eval-every"):
         train_reward.main(dataclasses.replace(args, eval_every=0))
 
@@ -167,41 +166,20 @@ def test_mix_in_branches_puts_the_branch_frame_first():
     # 2 batches of 2 order pairs, then 1 branch pair each; branch b is observation 10 + b.
     earlier, later = np.array([0, 1, 2, 3]), np.array([5, 6, 7, 8])
     below = np.array([4, 9, 2])
-    mixed_earlier, mixed_later = train_reward.mix_in_branches(earlier, later, np.array([[2], [0]]), below, offset=10)
+    mixed_earlier, mixed_later = mix_in_branches(earlier, later, np.array([[2], [0]]), below, offset=10)
     np.testing.assert_array_equal(mixed_earlier, [0, 1, 12, 2, 3, 10])
     np.testing.assert_array_equal(mixed_later, [5, 6, 2, 7, 8, 4])
-
-
-def test_metrics_log_redraws_first_then_throttled_and_on_exit(tmp_path):
-    """Every record reaches metrics.jsonl at once; the curves are drawn after the first epoch,
-    not again within redraw_seconds, and once more when the block ends, even on an error."""
-    drawn = []
-    with pytest.raises(KeyboardInterrupt):
-        with pretrain_visual.MetricsLog(tmp_path, redraw_seconds=3600) as log:
-            real_plot = log.plot
-            log.plot = lambda: (drawn.append(len(log.path.read_text().splitlines())), real_plot())
-            for epoch in range(1, 6):
-                log.write({"stage": "reward", "epoch": epoch, "train_loss": 1.0 / epoch})
-            assert drawn == [1] and len(log.path.read_text().splitlines()) == 5
-            raise KeyboardInterrupt
-    assert drawn == [1, 5]
-    assert (tmp_path / "training_curves.png").stat().st_size > 0
-    with pretrain_visual.MetricsLog(tmp_path, redraw_seconds=0) as log:
-        log.plot = lambda: (drawn.append("every"), pretrain_visual.MetricsLog.plot(log))
-        log.write({"stage": "reward", "epoch": 1, "train_loss": 1.0})
-        log.write({"stage": "reward", "epoch": 2, "train_loss": 0.5})
-    assert drawn[2:] == ["every", "every"]  # nothing left to draw on exit
 
 
 def test_ranking_metrics_by_hand():
     # Scores 0, 2, 1, 3 for frames 0..3: pairs with gap >= 1 are (0,1) (0,2) (0,3) (1,2) (1,3) (2,3);
     # only (1,2) is out of order.
-    metrics = train_reward.ranking_metrics(np.array([0.0, 2.0, 1.0, 3.0]), np.arange(4), min_gap=1)
+    metrics = ranking_metrics(np.array([0.0, 2.0, 1.0, 3.0]), np.arange(4), min_gap=1)
     assert metrics["pairs"] == 6 and metrics["pairwise_accuracy"] == pytest.approx(5 / 6)
     # Spearman = 1 - 6 * sum(d^2) / (n (n^2 - 1)) with rank differences (0, 1, -1, 0): 1 - 12/60.
     assert metrics["spearman"] == pytest.approx(0.8)
-    assert train_reward.spearman(np.array([1.0, 1.0, 2.0]), np.arange(3)) == pytest.approx(np.sqrt(3) / 2)
-    assert train_reward.ranking_metrics(np.arange(4.0), np.arange(4), min_gap=3)["pairs"] == 1
+    assert spearman(np.array([1.0, 1.0, 2.0]), np.arange(3)) == pytest.approx(np.sqrt(3) / 2)
+    assert ranking_metrics(np.arange(4.0), np.arange(4), min_gap=3)["pairs"] == 1
 
 
 def test_clear_errors_for_bad_input(phase1, speedrun_frames, tmp_path):
@@ -230,13 +208,13 @@ import jax, numpy as np
 from flax import nnx
 from models.sharding import data_mesh, replicate, shard_batch
 from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
-import pretrain_visual as pv
+from training.steps import make_optimizer, make_train_step
 
 model = TokenTransformer(TransformerConfig(vocab_size=32, embed_dim=16, num_layers=1, num_heads=2), rngs=nnx.Rngs(0))
 graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
 trainable = jax.tree.map(np.asarray, trainable)  # host copies: each run below donates its own device buffers
-optimizer = pv.make_optimizer(1e-3, 10)
-step = pv.make_train_step(graphdef, optimizer, lambda model, batch, key: dynamics_loss(model, *batch))
+optimizer = make_optimizer(1e-3, 10)
+step = make_train_step(graphdef, optimizer, lambda model, batch, key: dynamics_loss(model, *batch))
 tokens = np.random.default_rng(0).integers(0, 32, (2, 8, 9, 10), dtype=np.int32)
 results = []
 for devices in (jax.devices()[:1], jax.devices()):

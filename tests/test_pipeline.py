@@ -25,7 +25,7 @@ def test_quick_pipeline_runs_every_phase_and_writes_its_report(quick_run):
         assert f"| {phase}" in report
     assert "| trained |" in report and "| random |" in report
     assert Path(result["evaluation"]["gif"]).is_file() and Path(result["evaluation"]["plot"]).is_file()
-    assert result["ppo"]["iteration"] == pipeline.QUICK.ppo_iterations
+    assert result["history"][-1]["iteration"] == result["budget"]["ppo_iterations"]
 
 
 def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path):
@@ -43,5 +43,5 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path)
 
 
 def test_agent_bench_refuses_missing_checkpoints(tmp_path):
-    with pytest.raises(SystemExit, match="run pipeline.py first"):
-        agent.main(agent.Args(checkpoints=tmp_path, quick=True))
+    with pytest.raises(SystemExit, match="pretrained_encoder.pkl not found; run pipeline.py without --checkpoints"):
+        agent.main(agent.Args(checkpoints=tmp_path, quick=True, out_dir=tmp_path / "runs"))

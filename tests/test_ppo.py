@@ -1,4 +1,4 @@
-"""Phase 3 (train_with_cnn_reward.py): PPO pieces, reward, curriculum and exact resume.
+"""Phase 3 (train_with_cnn_reward.py and training/): PPO pieces, reward, curriculum and exact resume.
 
 Everything runs at tiny sizes on the embedded game with the serial VecGameBoy backend."""
 
@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 
 import train_with_cnn_reward as ppo
+from training.entropy_watch import EntropyWatch
+from training.ppo import PPOState, compute_gae, make_update, return_filter_mask
+from training.progress import LearnedProgress, ProgressReward, ProgressSettings, load_progress
+from training.rollout import EnvGroup, Runner
 
 
 def python_gae(rewards, values, dones, last_value, gamma, lam):
@@ -33,7 +37,7 @@ def test_gae_matches_python_loop():
     dones = (rng.random((37, 5)) < 0.1).astype(np.float32)
     last_value = rng.normal(size=5).astype(np.float32)
     expected_adv, expected_ret = python_gae(rewards, values, dones, last_value, 0.99, 0.95)
-    adv, ret = ppo.compute_gae(
+    adv, ret = compute_gae(
         jnp.asarray(rewards), jnp.asarray(values), jnp.asarray(dones), jnp.asarray(last_value), 0.99, 0.95
     )
     np.testing.assert_allclose(adv, expected_adv, rtol=1e-5, atol=1e-5)
@@ -52,7 +56,7 @@ def test_return_filter_keeps_exactly_the_top_fraction(keep_fraction):
     assert len(segments) == 8
     returns = np.array([rewards[a:b, env].sum() for env, a, b in segments])
 
-    mask, kept, total = ppo.return_filter_mask(jnp.asarray(rewards), jnp.asarray(dones), keep_fraction)
+    mask, kept, total = return_filter_mask(jnp.asarray(rewards), jnp.asarray(dones), keep_fraction)
     mask = np.asarray(mask)
     num_keep = round(keep_fraction * 8)
     assert int(total) == 8 and int(kept) == num_keep
@@ -63,7 +67,7 @@ def test_return_filter_keeps_exactly_the_top_fraction(keep_fraction):
 
 
 def test_entropy_watch_warns_after_a_streak_above_99_percent():
-    watch = ppo.EntropyWatch(num_actions=8, patience=3)
+    watch = EntropyWatch(num_actions=8, patience=3)
     max_entropy = np.log(8)
     fractions, warnings = zip(*(watch(f * max_entropy) for f in (0.995, 0.999, 0.98, 0.995, 0.996, 0.999, 0.999)))
     np.testing.assert_allclose(fractions, (0.995, 0.999, 0.98, 0.995, 0.996, 0.999, 0.999))
@@ -102,11 +106,11 @@ def test_update_makes_advantaged_actions_likelier_and_skips_masked_steps():
         "mask": jnp.ones(32),
     }
     tx = optax.adam(1e-2)
-    update = ppo.make_update(graphdef, frozen, tx, num_minibatches=2, update_epochs=2,
+    update = make_update(graphdef, frozen, tx, num_minibatches=2, update_epochs=2,
                              clip_coef=0.2, vf_coef=0.5, ent_coef=0.0)
 
     def probability_of_action_2_after(batch):
-        state = ppo.PPOState(jax.tree.map(jnp.copy, params), tx.init(params))
+        state = PPOState(jax.tree.map(jnp.copy, params), tx.init(params))
         state, metrics = update(state, batch, jax.random.PRNGKey(0))
         assert np.isfinite(metrics["losses/policy"])
         new_logits, _ = nnx.merge(graphdef, state.params, frozen)(tokens)
@@ -171,7 +175,7 @@ def reward_path(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def learned(reward_path):
-    return ppo.load_progress(str(reward_path))
+    return load_progress(str(reward_path))
 
 
 class ScoreOfFrame:
@@ -192,7 +196,7 @@ def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(learned):
     rng = np.random.default_rng(0)
     with tiny_env(max_steps=10) as env:
         obs, _ = env.reset(seed=0)
-        progress = ppo.ProgressReward(learned, env.num_envs, interval, penalty)
+        progress = ProgressReward(learned, env.num_envs, ProgressSettings(interval, penalty))
         progress.start(obs)
         baseline_frames = [None] * env.num_envs  # each env's last scored frame in this episode
         deltas = []
@@ -229,8 +233,8 @@ def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(learned):
 def test_progress_baseline_last_or_episode_best(baseline, expected):
     """One env whose 'frames' carry their score. The first scored frame of each episode
     (after start, and after the reset at score 5) is only a baseline."""
-    progress = ppo.ProgressReward(ScoreOfFrame(lambda frames: frames[:, 0].astype(np.float32)), 1, interval=1,
-                                  time_penalty=0.5, baseline=baseline)
+    progress = ProgressReward(ScoreOfFrame(lambda frames: frames[:, 0].astype(np.float32)), 1,
+                              ProgressSettings(interval=1, time_penalty=0.5, baseline=baseline))
     progress.start(np.zeros((1, 1), np.float32))
     rewards = []
     for score, done in [(2, False), (1, False), (3, False), (3, False), (5, True), (4, False), (6, False)]:
@@ -242,8 +246,8 @@ def test_progress_baseline_last_or_episode_best(baseline, expected):
 
 def test_a_reset_frame_sets_no_baseline():
     """A power-on frame the model scores high (9) must not hide the progress after it (-7 -> -5)."""
-    progress = ppo.ProgressReward(ScoreOfFrame(lambda frames: frames[:, 0].astype(np.float32)), 1, interval=1,
-                                  time_penalty=0.0, baseline="best")
+    progress = ProgressReward(ScoreOfFrame(lambda frames: frames[:, 0].astype(np.float32)), 1,
+                              ProgressSettings(interval=1, time_penalty=0.0, baseline="best"))
     progress.start(np.zeros((1, 1), np.float32))
     steps = [(-7, False), (-5, False), (9, True), (-7, False), (-5, False)]
     rewards = [float(progress(np.array([[s]], np.float32), np.array([d]))[0][0]) for s, d in steps]
@@ -263,7 +267,7 @@ class TokensAreFrames:
 
 
 def test_bags_see_every_step_restart_on_done_and_start_from_curriculum_bags():
-    progress = ppo.ProgressReward(TokensAreFrames(), 2, interval=2, time_penalty=0.0)
+    progress = ProgressReward(TokensAreFrames(), 2, ProgressSettings(interval=2, time_penalty=0.0))
     progress.start(np.array([[0], [0]]))
     seen = lambda: [set(np.flatnonzero(bag)) for bag in progress.bags]  # noqa: E731
     no = np.array([False, False])
@@ -281,17 +285,17 @@ def test_bags_see_every_step_restart_on_done_and_start_from_curriculum_bags():
     bag = progress.bag(0)
     bag[:] = 0
     assert seen()[0] == {0, 1, 2, 4, 7}  # bag() is a copy
-    again = ppo.ProgressReward(TokensAreFrames(), 2, interval=2, time_penalty=0.0)
+    again = ProgressReward(TokensAreFrames(), 2, ProgressSettings(interval=2, time_penalty=0.0))
     again.load_state_dict(progress.state_dict())
     np.testing.assert_array_equal(again.bags, progress.bags)
-    assert ppo.ProgressReward(ScoreOfFrame(lambda f: f), 2, 1, 0.0).bag(0) is None  # one-frame rewards keep none
+    assert ProgressReward(ScoreOfFrame(lambda f: f), 2, ProgressSettings(1, 0.0)).bag(0) is None  # one-frame rewards keep none
 
 
 def test_curriculum_saves_new_highs_and_resets_from_them(learned):
     pool = CurriculumPool(capacity=4)
     with tiny_env(max_steps=1000, curriculum=pool, pool_prob=1.0) as env:
-        group = ppo.EnvGroup(env, 0, ppo.ProgressReward(learned, env.num_envs, 1, 0.0))
-        runner = ppo.Runner([group], pool, seed=0)
+        group = EnvGroup(env, 0, ProgressReward(learned, env.num_envs, ProgressSettings(1, 0.0)))
+        runner = Runner([group], pool, seed=0)
         runner.restart(0)
         assert len(pool) == 0
         # Step by hand so we know each frame.
@@ -318,7 +322,7 @@ def test_a_reset_frame_is_never_a_curriculum_state():
                                                     frames.reshape(len(frames), -1).mean(axis=1)).astype(np.float32))
     pool = CurriculumPool(capacity=16)
     with tiny_env(max_steps=2, curriculum=pool, pool_prob=0.0) as env:
-        runner = ppo.Runner([ppo.EnvGroup(env, 0, ppo.ProgressReward(score_fn, env.num_envs, 1, 0.0))], pool, seed=0)
+        runner = Runner([EnvGroup(env, 0, ProgressReward(score_fn, env.num_envs, ProgressSettings(1, 0.0)))], pool, seed=0)
         runner.restart(0)
         assert score_fn.score(runner.obs).min() == first_frame_score  # power-on frames are blank: the top score
         policy_step = lambda frames, key: (frames, np.full(len(frames), 7), np.zeros(len(frames)), np.zeros(len(frames)))  # noqa: E731
@@ -398,7 +402,7 @@ def test_a_seen_token_reward_reads_the_policys_tokens_and_resumes_exactly(bag_re
     gives the same run. The bags and the curriculum states' bags are in the checkpoint, and a
     resume from it continues exactly."""
     encoder, reward, tokenizer = bag_reward
-    learned = ppo.load_progress(str(reward))
+    learned = load_progress(str(reward))
     assert learned.bag_size == 16
     other = make_policy(PolicyConfig(encoder=tokenizer, transformer=TransformerConfig(
         vocab_size=16, embed_dim=16, num_layers=1, num_heads=2)), nnx.Rngs(9))
@@ -416,7 +420,7 @@ def test_a_seen_token_reward_reads_the_policys_tokens_and_resumes_exactly(bag_re
     assert payloads and all(bag.shape == (16,) and bag.sum() > 0 for bag in payloads)
 
     with monkeypatch.context() as patch:
-        patch.setattr(ppo.LearnedProgress, "reads_tokens_of", lambda self, policy: False)
+        patch.setattr(LearnedProgress, "reads_tokens_of", lambda self, policy: False)
         own = run(tmp_path / "own")
     assert "the reward's own encoder" in capsys.readouterr().out
     assert deterministic(own) == deterministic(shared)

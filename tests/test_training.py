@@ -1,0 +1,83 @@
+"""The shared training package: atomic writes, the metrics log and its stages, eval epochs."""
+
+import json
+import os
+import warnings
+
+import pytest
+
+from training.io import atomic_path, atomic_write
+from training.metrics import Curves, MetricsLog, Panel, read_records
+from training.steps import is_eval_epoch
+
+CURVES = {"1a": Curves("epoch", (Panel("loss", ("train_loss",)),)),
+          "reward": Curves("epoch", (Panel("loss", ("train_loss",)), Panel("ranking", ("eval_spearman",))))}
+
+
+def test_atomic_write_replaces_whole_files_and_leaves_nothing_on_error(tmp_path):
+    path = tmp_path / "sub" / "table.md"
+    atomic_write(path, "first")
+    atomic_write(path, b"second")
+    assert path.read_text() == "second"
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            tmp.write_text("half")
+            assert tmp.suffix == ".md" and tmp.parent == path.parent
+            raise RuntimeError("interrupted")
+    assert path.read_text() == "second" and os.listdir(path.parent) == ["table.md"]
+
+
+def test_metrics_log_redraws_first_then_throttled_and_on_exit(tmp_path):
+    """Every record reaches metrics.jsonl at once; the curves are drawn after the first epoch,
+    not again within redraw_seconds, and once more when the block ends, even on an error."""
+    drawn = []
+    with pytest.raises(KeyboardInterrupt):
+        with MetricsLog(tmp_path, CURVES, redraw_seconds=3600) as log:
+            real_plot = log.plot
+            log.plot = lambda: (drawn.append(len(log.path.read_text().splitlines())), real_plot())
+            log.start("reward")
+            for epoch in range(1, 6):
+                log.write({"stage": "reward", "epoch": epoch, "train_loss": 1.0 / epoch})
+            assert drawn == [1] and len(log.path.read_text().splitlines()) == 5
+            raise KeyboardInterrupt
+    assert drawn == [1, 5]
+    assert (tmp_path / "training_curves.png").stat().st_size > 0
+    with MetricsLog(tmp_path, CURVES, redraw_seconds=0) as log:
+        log.plot = lambda: (drawn.append("every"), MetricsLog.plot(log))
+        log.start("reward")
+        log.write({"stage": "reward", "epoch": 1, "train_loss": 1.0})
+        log.write({"stage": "reward", "epoch": 2, "train_loss": 0.5})
+    assert drawn[2:] == ["every", "every"]  # nothing left to draw on exit
+
+
+def test_starting_a_stage_keeps_the_other_stages_records(tmp_path):
+    """A fresh run of one stage drops only its own earlier records; a resumed one drops those past
+    its checkpoint, which it logs again."""
+    with MetricsLog(tmp_path, CURVES) as log:
+        log.start("1a")
+        log.start("reward")
+        for epoch in (1, 2, 3):
+            log.write({"stage": "1a", "epoch": epoch, "train_loss": 1.0})
+            log.write({"stage": "reward", "epoch": epoch, "train_loss": 2.0})
+    with MetricsLog(tmp_path, CURVES) as log:
+        log.start("reward", after=2)
+        assert [(r["stage"], r["epoch"]) for r in read_records(log.path)] == [
+            ("1a", 1), ("reward", 1), ("1a", 2), ("reward", 2), ("1a", 3)]
+        log.start("1a")
+        assert [(r["stage"], r["epoch"]) for r in read_records(log.path)] == [("reward", 1), ("reward", 2)]
+        with pytest.raises(ValueError, match="before MetricsLog.start"):
+            log.write({"stage": "ppo", "epoch": 1})
+
+
+def test_a_truncated_last_line_is_skipped_with_a_warning(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"stage": "1a", "epoch": 1}) + "\n" + '{"stage": "1a", "ep')
+    with pytest.warns(UserWarning, match="cut short"):
+        assert read_records(path) == [{"stage": "1a", "epoch": 1}]
+    path.write_text('{"bad\n' + json.dumps({"stage": "1a", "epoch": 1}) + "\n")
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="line 1 is not JSON"):
+        read_records(path)
+
+
+def test_eval_epochs_are_every_n_and_the_last():
+    assert [is_eval_epoch(epoch, 2, 5) for epoch in range(5)] == [False, True, False, True, True]

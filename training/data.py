@@ -1,0 +1,66 @@
+"""Frames for the trainers: loading with one-line errors, held-out run splits, batch sizes that
+fit the devices, and batched inference over a whole array."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from data.frames import FramesDataset
+from data.pairs import FrameGroups
+from models.sharding import shard_batch
+from training.cli import fail
+
+
+def load_frames(path: Path) -> FramesDataset:
+    try:
+        return FramesDataset(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(f"--data: {err}") from None
+
+
+def split_runs(data: FramesDataset, holdout_run: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(train indices, eval indices, description of the eval split). An empty `holdout_run`, or a
+    dataset of one run, evaluates on the training runs."""
+    if holdout_run == "" or data.num_runs == 1:
+        everything = np.arange(len(data))
+        return everything, everything, "training runs (no held-out run)"
+    try:
+        run = data.resolve_run(holdout_run)
+    except ValueError as err:
+        raise fail(f"--holdout-run: {err}") from None
+    train, held_out = data.split_indices(run)
+    return train, held_out, f"held-out run {data.run_names[run]}"
+
+
+def fit_batch_size(batch_size: int, available: int, what: str) -> int:
+    """The largest usable batch: at most `available`, and a multiple of the device count."""
+    devices = jax.device_count()
+    fitted = min(batch_size, available) // devices * devices
+    if fitted == 0:
+        raise fail(f"{what}: only {available} examples, fewer than the {devices} devices")
+    if fitted != batch_size:
+        print(f"batch size {batch_size} -> {fitted} ({available} {what}, {devices} device(s))")
+    return fitted
+
+
+def map_batches(fn, arrays, batch_size: int) -> np.ndarray:
+    """Apply a jitted per-batch `fn` over `arrays` (an array, or a tuple of arrays sharing axis 0) in
+    fixed-size (padded, sharded) batches; one compile."""
+    outputs, total = [], len(jax.tree.leaves(arrays)[0])
+    for start in range(0, total, batch_size):
+        size = min(batch_size, total - start)
+        padded = jax.tree.map(lambda a: np.concatenate([a[start : start + size],
+                                                        np.zeros((batch_size - size, *a.shape[1:]), a.dtype)]), arrays)
+        outputs.append(np.asarray(fn(shard_batch(padded)))[:size])
+    return np.concatenate(outputs)
+
+
+def split_groups(groups: FrameGroups, holdout_run: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(training group ids, held-out group ids, description): `split_runs`, by the run of each group's
+    first frame."""
+    train_frames, eval_frames, description = split_runs(groups.dataset, holdout_run)
+    first = groups.indices[:, 0]
+    return np.flatnonzero(np.isin(first, train_frames)), np.flatnonzero(np.isin(first, eval_frames)), description

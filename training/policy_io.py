@@ -1,0 +1,121 @@
+"""Policies from and to checkpoints: a fresh policy with pretrained parts copied in, the resumable
+policy checkpoint, and loading one back."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from models.build import abstract
+from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, params_of, restore_params, save_checkpoint
+from models.policy import PolicyConfig, make_policy
+from models.quantizers import QuantizerConfig
+from models.transformer import TransformerConfig, load_dynamics
+from models.vqvae import VQVAEConfig, load_encoder
+from training.ppo import PPOState
+
+
+def load_or_exit(loader, path: str, flag: str):
+    """`loader(path)`, or exit with one line naming the flag."""
+    try:
+        return loader(path)
+    except CheckpointError as err:
+        raise SystemExit(f"{flag}: {err}") from None
+
+
+def policy_config(kind: str, num_actions: int, dtype: str, *, pretrained_tokenizer: str | None,
+                  pretrained_dynamics: str | None, finetune_encoder: bool, embed_dim: int, num_layers: int,
+                  num_heads: int, encoder_channels: tuple[int, ...], codebook_size: int):
+    """PolicyConfig plus the pretrained modules to copy in: (config, encoder or None, dynamics
+    transformer or None). Pretrained checkpoints fix their parts' sizes; the size arguments fill in
+    the rest."""
+    encoder = dynamics = None
+    if pretrained_tokenizer and kind == "vit":
+        print("note: --pretrained-tokenizer is not used by the ViT policy (it reads pixels)")
+    if pretrained_tokenizer and kind == "vq":
+        encoder = load_or_exit(load_encoder, pretrained_tokenizer, "--pretrained-tokenizer")
+        encoder_cfg = dataclasses.replace(encoder.cfg, dtype=dtype)
+    else:
+        encoder_cfg = VQVAEConfig(
+            embed_dim=embed_dim,
+            encoder_channels=tuple(encoder_channels),
+            quantizer=QuantizerConfig(codebook_size=codebook_size),
+            dtype=dtype,
+        )
+    if pretrained_dynamics:
+        dynamics = load_or_exit(load_dynamics, pretrained_dynamics, "--pretrained-dynamics")
+        transformer_cfg = dataclasses.replace(dynamics.cfg, dtype=dtype)
+        if kind == "vq" and transformer_cfg.vocab_size != encoder_cfg.vocab_size:
+            raise SystemExit(
+                f"--pretrained-dynamics: {pretrained_dynamics} reads {transformer_cfg.vocab_size} tokens "
+                f"but the tokenizer has {encoder_cfg.vocab_size} codes: pass the dynamics model trained "
+                f"on this tokenizer (pretrain_visual.py --stage 1b --tokenizer ...)"
+            )
+    else:
+        transformer_cfg = TransformerConfig(
+            vocab_size=encoder_cfg.vocab_size,
+            embed_dim=embed_dim,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            dtype=dtype,
+        )
+    cfg = PolicyConfig(
+        kind=kind,
+        num_actions=num_actions,
+        encoder=encoder_cfg,
+        transformer=transformer_cfg,
+        finetune_encoder=finetune_encoder,
+    )
+    return cfg, encoder, dynamics
+
+
+def copy_params(target: nnx.Module, source: nnx.Module, source_name: str):
+    """Copy every parameter of `source` into the same path of `target` (which may hold more,
+    e.g. an input projection the pretrained model lacks); shapes are checked."""
+    state = nnx.state(target, nnx.Param)
+    merged = nnx.to_pure_dict(state)
+
+    def overlay(into: dict, values: dict, where: str):
+        for name, value in values.items():
+            if name not in into:
+                raise SystemExit(f"{source_name}: parameter {where}/{name} does not exist in the policy")
+            if isinstance(value, dict):
+                overlay(into[name], value, f"{where}/{name}")
+            elif into[name].shape != value.shape:
+                raise SystemExit(f"{source_name}: {where}/{name} has shape {value.shape}, policy has {into[name].shape}")
+            else:
+                into[name] = value
+
+    overlay(merged, params_of(source), "")
+    nnx.replace_by_pure_dict(state, merged)
+    nnx.update(target, state)
+
+
+def save_policy(path: Path, *, model, policy_cfg: PolicyConfig, run_args: dict, state: PPOState, key, iteration: int,
+                runner_state: dict, entropy_streak: int):
+    """Atomic policy checkpoint: bf16 params for evaluation, plus the fp32 train_state that
+    --resume needs (all params, optimizer, RNG, counters, curriculum pool, episode window).
+    `run_args` are the training script's settings, stored so evaluation and resume can read them."""
+    train_state = {
+        "params": params_of(model),
+        "opt_state": jax.tree.leaves(state.opt_state),  # rebuilt with restore_tree
+        "key": np.asarray(key),
+        "iteration": iteration,
+        "entropy_streak": entropy_streak,
+        "runner": runner_state,
+    }
+    config = {"policy": dataclasses.asdict(policy_cfg), "args": run_args}
+    save_checkpoint(path, kind="policy", config=config, params=params_of(model), step=iteration, train_state=train_state)
+
+
+def load_policy(path) -> tuple[nnx.Module, PolicyConfig, dict]:
+    """(policy with its fp32 weights, its config, the checkpoint) from a 'policy' checkpoint."""
+    ckpt = load_checkpoint(path, "policy")
+    cfg = config_from_dict(PolicyConfig, ckpt["config"]["policy"])
+    model = abstract(lambda: make_policy(cfg, nnx.Rngs(0)))
+    weights = ckpt["params"] if ckpt["train_state"] is None else ckpt["train_state"]["params"]
+    return restore_params(model, weights, source=str(path)), cfg, ckpt

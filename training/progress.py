@@ -1,0 +1,162 @@
+"""The learned reward PPO trains on: progress deltas of a Phase 2 score, `progress_delta - time_penalty`.
+
+Every `interval` env steps the reward model scores every env's current frame and the env is
+credited with the progress made since the last scored frame; every step costs `time_penalty`.
+Steps between two scored frames get only the time penalty, and the whole delta lands on the scored
+step (GAE carries it back to the actions that earned it), which keeps the reward model off the hot
+path: one batched, jitted call per interval. With baseline "best" only gains over the episode's
+best score so far are credited, so leaving a state the reward model overrates costs nothing, where
+the plain delta would charge the drop and make that state a trap.
+
+An episode's first scored frame is its baseline and earns nothing, so neither a reset (or a
+curriculum jump) nor the power-on frame is credited as progress. RAM milestones are logged, never
+rewarded.
+
+A reward model trained with --seen-tokens also reads each episode's bag of seen tokens. Each env's
+bag is updated every env step (a text box may be up for fewer steps than the interval), from the
+policy's own tokens when the policy sees frames through the reward's encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+from flax import nnx
+
+from models.checkpoint import CheckpointError, params_of
+from models.reward import RewardModel, load_reward, mark_seen
+
+
+@dataclass(frozen=True)
+class ProgressSettings:
+    """How scores become rewards; PPO's flags of the same names default to these."""
+
+    interval: int = 64
+    """Score frames every this many env steps."""
+    time_penalty: float = 0.001
+    """Subtracted from the reward at every env step."""
+    scale: float = 1.0
+    """Multiplies the progress delta (the reward model's scores have no fixed unit)."""
+    baseline: str = "last"
+    """"last": R(now) - R(last scored frame); "best": gains over the episode's best score so far."""
+
+
+class LearnedProgress:
+    """A 'reward' checkpoint as jitted host functions on numpy arrays (frames uint8 (N, 144, 160, 3)):
+    `score(frames) -> (N,)` for a one-frame model; for a model that reads seen-token bags
+    (`bag_size` > 0), `tokens(frames) -> (N, 9, 10)` and `score_tokens(tokens, bags) -> (N,)`."""
+
+    def __init__(self, model: RewardModel):
+        self.cfg = model.cfg
+        self.bag_size = model.cfg.bag_size
+        self._encoder_params = params_of(model.encoder) if model.cfg.backbone == "vq" else None
+        graphdef, self._state = nnx.split(model)
+        self._score = jax.jit(lambda state, frames: nnx.merge(graphdef, state).score(frames))
+        self._tokens = jax.jit(lambda state, frames: nnx.merge(graphdef, state).observe(frames))
+        self._score_tokens = jax.jit(lambda state, tokens, bags: nnx.merge(graphdef, state).score_observations(tokens, bags))
+
+    def score(self, frames) -> np.ndarray:
+        return np.asarray(self._score(self._state, frames), np.float32)
+
+    def tokens(self, frames) -> np.ndarray:
+        return np.asarray(self._tokens(self._state, frames))
+
+    def score_tokens(self, tokens, bags) -> np.ndarray:
+        return np.asarray(self._score_tokens(self._state, tokens, bags), np.float32)
+
+    def reads_tokens_of(self, policy: nnx.Module) -> bool:
+        """Whether the policy's observations are this model's tokens (a frozen VQ policy with the
+        same encoder and config), so the bags can take them instead of encoding frames twice."""
+        cfg = policy.cfg
+        if self._encoder_params is None or cfg.kind != "vq" or cfg.stores_frames or cfg.encoder != self.cfg.tokenizer:
+            return False
+        mine, theirs = self._encoder_params, params_of(policy.vq)
+        return (jax.tree.structure(mine) == jax.tree.structure(theirs)
+                and all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs))))
+
+
+class ProgressReward:
+    """Per-step rewards from frames: `scale * (R(now) - baseline) - time_penalty` on every
+    `interval`-th env step, `-time_penalty` on the steps between (`settings`). The baseline is R of
+    the last scored frame ("last"), or the episode's best R so far with gains clipped at 0 ("best").
+
+    `model` is a LearnedProgress (or anything with its `bag_size` and `score`, and for bags
+    `tokens` and `score_tokens`). With bags, each env's bag of seen tokens takes every frame.
+    Each episode's first scored frame sets its env's baseline and earns nothing; the reset frame
+    itself never does, since after power-on it is a blank screen the reward model has barely seen
+    and scores arbitrarily. Its state is plain data for checkpoints."""
+
+    def __init__(self, model, num_envs: int, settings: ProgressSettings = ProgressSettings()):
+        if settings.baseline not in ("last", "best"):
+            raise ValueError(f'progress baseline must be "last" or "best", got {settings.baseline!r}')
+        self.model = model
+        self.from_best = settings.baseline == "best"
+        self.interval = settings.interval
+        self.time_penalty = settings.time_penalty
+        self.scale = settings.scale
+        self.baseline = np.full(num_envs, np.nan, np.float32)  # per env: last scored R, or episode best; NaN: none yet
+        self.steps = 0  # env steps taken since training started
+        self.bags = np.zeros((num_envs, model.bag_size), np.uint8)  # per env: tokens seen this episode
+
+    def start(self, obs, start_bags: dict[int, np.ndarray] | None = None):
+        """New episodes in every env (after `env.reset`), showing `obs`: forget every baseline (the
+        next scored frame sets it) and bag; `start_bags` {env: bag} for envs on curriculum states."""
+        self.baseline = np.full_like(self.baseline, np.nan)
+        self.bags[:] = 0
+        self._see(obs, None, np.ones(len(self.bags), bool), start_bags or {})
+
+    def _see(self, obs, tokens, restarted, start_bags):
+        """Adds the frames' tokens to the bags (restarted envs start from empty or `start_bags`)."""
+        if not self.model.bag_size:
+            return None
+        self.bags[restarted] = 0
+        for env, bag in start_bags.items():
+            if bag is not None:
+                self.bags[env] = bag
+        tokens = self.model.tokens(obs) if tokens is None else np.asarray(tokens)
+        mark_seen(self.bags, tokens)
+        return tokens
+
+    def bag(self, env: int) -> np.ndarray | None:
+        """A copy of env's bag of seen tokens (None when the model reads one frame)."""
+        return self.bags[env].copy() if self.model.bag_size else None
+
+    def __call__(self, obs, dones, tokens=None, start_bags: dict[int, np.ndarray] | None = None):
+        """Reward for the step that produced `obs` (with `dones` true where an episode
+        ended and `obs` is already the next episode's first frame). `tokens`: the frames' tokens
+        if the caller has them (bags only); `start_bags` {env: bag} for done envs that restarted
+        on a curriculum state. Returns (rewards (N,), scores (N,) on scored steps else None)."""
+        self.steps += 1
+        tokens = self._see(obs, tokens, dones, start_bags or {})
+        rewards = np.full(dones.shape, -self.time_penalty, np.float32)
+        if self.steps % self.interval:
+            self.baseline[dones] = np.nan
+            return rewards, None
+        scores = self.model.score_tokens(tokens, self.bags) if self.model.bag_size else self.model.score(obs)
+        known = ~np.isnan(self.baseline) & ~dones
+        gain = np.where(known, scores - self.baseline, 0.0)
+        if self.from_best:
+            gain = np.maximum(gain, 0.0)
+        kept = np.fmax(self.baseline, scores) if self.from_best else scores  # fmax: a NaN baseline yields the score
+        self.baseline = np.where(dones, np.nan, kept).astype(np.float32)
+        rewards += self.scale * gain
+        return rewards, scores
+
+    def state_dict(self) -> dict:
+        return {"baseline": self.baseline.copy(), "steps": self.steps, "bags": self.bags.copy()}
+
+    def load_state_dict(self, state: dict):
+        self.baseline = np.asarray(state["baseline"], np.float32).copy()
+        self.steps = int(state["steps"])
+        if state.get("bags") is not None:
+            self.bags = np.asarray(state["bags"], np.uint8).copy()
+
+
+def load_progress(path: str) -> LearnedProgress:
+    """The reward model of a 'reward' checkpoint; a file of another kind exits with one line."""
+    try:
+        return LearnedProgress(load_reward(path))
+    except CheckpointError as err:
+        raise SystemExit(f"--reward-model: {err} (train one with train_reward.py)") from None

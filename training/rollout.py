@@ -1,0 +1,254 @@
+"""The host side of PPO: env groups stepping VecGameBoy in threads while the policy runs, the
+progress reward, curriculum candidates and episode statistics, all resumable as plain data."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from envs.curriculum import CurriculumPool
+from envs.rom import RomError
+from envs.vec_gameboy import VecGameBoy
+from training.progress import LearnedProgress, ProgressReward, ProgressSettings
+
+EPISODE_WINDOW = 100  # recent episodes averaged for the episode/* metrics
+
+
+class EnvGroup:
+    """One VecGameBoy and what the rollout tracks for its envs. Several groups let one
+    group's emulators step (in a thread, waiting on its worker processes) while the policy
+    runs on another group's frames."""
+
+    def __init__(self, env, first_env: int, progress: ProgressReward):
+        self.env = env
+        self.first_env = first_env  # global id of this group's env 0
+        self.progress = progress
+        self.obs = None  # (n, 144, 160, 3) uint8, our own copy of the latest frames
+        self.episode_return = np.zeros(env.num_envs, np.float32)
+
+
+class Runner:
+    """The host side of training: the env groups, the reward, the curriculum and episode
+    stats. Everything it carries across iterations is in `state_dict()`; resume points are
+    episode boundaries (`restart`), so no emulator state has to be saved."""
+
+    def __init__(self, groups: list[EnvGroup], pool, seed: int):
+        self.groups = groups
+        self.num_envs = sum(group.env.num_envs for group in groups)
+        self.pool = pool  # CurriculumPool shared by every group, or None
+        self.seed = seed
+        self.best_score = -np.inf  # highest learned score any env reached
+        self.episodes: list[dict] = []  # the last EPISODE_WINDOW episodes' stats
+        self.stepper = ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="env-group")
+
+    @property
+    def obs(self) -> np.ndarray:
+        return np.concatenate([group.obs for group in self.groups])
+
+    def restart(self, iteration: int):
+        """Start every env on a fresh episode (power-on or a curriculum state): at the start of
+        training, after each checkpoint and on --resume, so both runs continue identically."""
+        for g, group in enumerate(self.groups):
+            obs, info = group.env.reset(seed=(self.seed * 1_000_003 + iteration) * len(self.groups) + g)
+            group.obs = obs.copy()  # the env overwrites its buffer in place on the next step
+            group.progress.start(group.obs, self._start_bags(info))
+            group.episode_return[:] = 0
+
+    def _start_bags(self, info) -> dict[int, np.ndarray]:
+        """{env: bag of seen tokens} of the envs that just restarted on a curriculum state."""
+        return {env: self.pool.payloads[index] for env, index in info["pool_starts"].items()}
+
+    def rollout(self, policy_step, key, num_steps: int, share_tokens: bool = False):
+        """Step every env num_steps times. `policy_step(frames, key) -> (observation, action,
+        log_prob, value)` is the jitted policy. Returns (batch of (T, N, ...) arrays, the value
+        (N,) of the frames after the last step, stats). With `share_tokens` the reward's bags of
+        seen tokens take the policy's observations of each frame (its VQ tokens).
+
+        Groups are pipelined: group g's env step is submitted to a thread, and the policy
+        runs on group g+1 while it steps. Results are consumed in a fixed order, so the
+        outcome does not depend on timing."""
+        num_groups = len(self.groups)
+        columns = [{name: [] for name in ("obs", "actions", "log_probs", "values", "rewards", "dones")}
+                   for _ in self.groups]
+        milestones_max = np.zeros(self.num_envs, np.int32)
+        new_states, ended, last_values = [], [], [None] * num_groups
+        seconds = {"policy": 0.0, "env_wait": 0.0, "reward": 0.0}  # where the rollout's time goes
+        pending = [None] * num_groups  # each group's env step in flight
+
+        def collect(g):
+            """Group g's step result, once its emulators are done; its frames become group.obs."""
+            clock = time.perf_counter()
+            obs, _, terminated, truncated, info = pending[g].result()
+            self.groups[g].obs = obs.copy()
+            seconds["env_wait"] += time.perf_counter() - clock
+            return terminated | truncated, info
+
+        def finish_step(g, done, info, observation):
+            """Group g's step after the policy has seen its new frames (`observation`): rewards,
+            episode stats, curriculum candidates."""
+            group = self.groups[g]
+            clock = time.perf_counter()
+            reward, scores = group.progress(group.obs, done, observation if share_tokens else None, self._start_bags(info))
+            seconds["reward"] += time.perf_counter() - clock
+            columns[g]["rewards"].append(reward)
+            columns[g]["dones"].append(done.astype(np.float32))
+            span = slice(group.first_env, group.first_env + group.env.num_envs)
+            milestones_max[span] = np.maximum(milestones_max[span], info["milestones"])
+            group.episode_return += reward
+            for episode in info["episodes"]:
+                local = episode["env_id"]
+                ended.append({**episode, "env_id": group.first_env + local,
+                              "return": float(group.episode_return[local])})
+            group.episode_return[done] = 0
+            if scores is not None and self.pool is not None:
+                # A done env shows its next episode's first frame: a reset, not a state it reached.
+                new_states.extend(self._new_high(group, np.where(done, -np.inf, scores)))
+
+        for t in range(num_steps + 1):  # the last pass only reads the value after the last step
+            for g, group in enumerate(self.groups):
+                step = collect(g) if pending[g] is not None else None
+                clock = time.perf_counter()
+                observation, action, log_prob, value = policy_step(
+                    group.obs, jax.random.fold_in(key, t * num_groups + g)
+                )
+                action = np.asarray(action)  # waits for the policy
+                seconds["policy"] += time.perf_counter() - clock
+                if step is not None:
+                    finish_step(g, *step, observation)
+                if t == num_steps:
+                    last_values[g] = value
+                    continue
+                for name, value_ in (("obs", observation), ("actions", action), ("log_probs", log_prob), ("values", value)):
+                    columns[g][name].append(value_)
+                pending[g] = self.stepper.submit(group.env.step, action)
+        # Pool additions wait until no group is stepping: resets read the pool.
+        for state, score, bag in new_states:
+            self.pool.add(state, score, payload=bag)
+        self.episodes = (self.episodes + ended)[-EPISODE_WINDOW:]
+
+        def stack(name):  # (T, N, ...) with the groups side by side along the env axis
+            return jnp.concatenate([jnp.stack([jnp.asarray(x) for x in column[name]]) for column in columns], axis=1)
+
+        batch = {name: stack(name) for name in columns[0]}
+        last_value = jnp.concatenate([jnp.asarray(value) for value in last_values])
+        stats = {
+            "rollout/reward_mean": float(batch["rewards"].mean()),
+            "rollout/episodes_ended": len(ended),
+            "rollout/milestones_max": int(milestones_max.max()),
+            "rollout/milestones_mean": float(milestones_max.mean()),
+            "curriculum/saved_states": len(new_states),
+            **{f"charts/{name}_seconds": value for name, value in seconds.items()},
+        }
+        return batch, last_value, stats
+
+    def _new_high(self, group: EnvGroup, scores) -> list[tuple[bytes, float, np.ndarray | None]]:
+        """The state of the group's best env when it beats every score seen so far (states
+        cost 20 ms each, so only new highs are kept), as [(state, score, its bag of seen
+        tokens or None)] or []."""
+        best_env = int(np.argmax(scores))
+        if scores[best_env] <= self.best_score:
+            return []
+        self.best_score = float(scores[best_env])
+        [state] = group.env.save_states([best_env])
+        return [(state, self.best_score, group.progress.bag(best_env))]
+
+    def episode_stats(self) -> dict:
+        """Means over the recent-episode window (title escape rate, milestones, ...)."""
+        if not self.episodes:
+            return {}
+        mean = lambda name: float(np.mean([e[name] for e in self.episodes]))  # noqa: E731
+        return {
+            "episode/return": mean("return"),
+            "episode/length": mean("length"),
+            "episode/milestones": mean("milestones"),
+            "episode/maps_visited": mean("maps_visited"),
+            "episode/title_escape_rate": mean("left_title"),
+            "episode/count": len(self.episodes),
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "best_score": float(self.best_score),
+            "episodes": [dict(e) for e in self.episodes],
+            "progress": [group.progress.state_dict() for group in self.groups],
+            "pool": None if self.pool is None else self._pool_as_arrays(),
+        }
+
+    def _pool_as_arrays(self) -> dict:
+        """The pool as plain data a checkpoint accepts: each state's bytes as a uint8 array."""
+        pool = self.pool.to_dict()
+        pool["states"] = [np.frombuffer(state, np.uint8) for state in pool["states"]]
+        return pool  # payloads: bags (uint8 arrays) or None
+
+    def load_state_dict(self, state: dict):
+        self.best_score = float(state["best_score"])
+        self.episodes = [dict(e) for e in state["episodes"]]
+        if len(state["progress"]) != len(self.groups):
+            raise SystemExit(f"--resume: the checkpoint has {len(state['progress'])} env groups, --env-groups is {len(self.groups)}")
+        for group, progress in zip(self.groups, state["progress"]):
+            group.progress.load_state_dict(progress)
+        if self.pool is not None and state["pool"] is not None:
+            pool = {**state["pool"], "states": [np.asarray(s, np.uint8).tobytes() for s in state["pool"]["states"]]}
+            restored = CurriculumPool.from_dict(pool)
+            self.pool.states, self.pool.scores, self.pool.payloads = restored.states, restored.scores, restored.payloads
+
+    def close(self):
+        self.stepper.shutdown(wait=True)
+        for group in self.groups:
+            group.env.close()
+
+
+def make_runner(rom: str, progress: LearnedProgress, settings: ProgressSettings, *, num_envs: int,
+                num_workers: int | None, env_groups: int, frame_skip: int, press_frames: int, max_episode_steps: int,
+                curriculum_prob: float, curriculum_capacity: int, seed: int) -> Runner:
+    """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
+    its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. A bad ROM or
+    env setting exits with one line."""
+    pool = CurriculumPool(curriculum_capacity) if curriculum_prob > 0 else None
+    serial = num_workers == 0
+    num_workers = num_workers or len(os.sched_getaffinity(0))
+    num_groups = min(env_groups, num_envs)
+    env_sizes = [len(part) for part in np.array_split(np.arange(num_envs), num_groups)]
+    worker_counts = [len(part) for part in np.array_split(np.arange(max(num_workers, num_groups)), num_groups)]
+    groups, first_env = [], 0
+    try:
+        for size, workers in zip(env_sizes, worker_counts):
+            env = VecGameBoy(
+                rom,
+                num_envs=size,
+                num_workers=workers,
+                frame_skip=frame_skip,
+                press_frames=press_frames,
+                max_steps=max_episode_steps,
+                backend="serial" if serial else "process",
+                curriculum=pool,
+                pool_prob=curriculum_prob,
+            )
+            groups.append(EnvGroup(env, first_env, ProgressReward(progress, size, settings)))
+            first_env += size
+    except (RomError, ValueError) as err:
+        for group in groups:
+            group.env.close()
+        raise SystemExit(f"--rom / env settings: {err}") from None
+    return Runner(groups, pool, seed)
+
+
+def env_only_sps(rom: str, *, num_envs: int, num_workers: int | None, frame_skip: int, press_frames: int,
+                 max_episode_steps: int, steps: int, seed: int = 0) -> float:
+    """Env steps/s of VecGameBoy alone, with uniformly random actions and PPO's env settings: the
+    ceiling PPO's end-to-end steps/s is compared with."""
+    rng = np.random.default_rng(seed)
+    with VecGameBoy(rom, num_envs=num_envs, num_workers=num_workers or None, frame_skip=frame_skip,
+                    press_frames=press_frames, max_steps=max_episode_steps,
+                    backend="serial" if num_workers == 0 else "process") as env:
+        env.reset(seed=seed)
+        actions = rng.integers(0, env.num_actions, (steps, env.num_envs))
+        started = time.perf_counter()
+        for step_actions in actions:
+            env.step(step_actions)
+        return steps * env.num_envs / (time.perf_counter() - started)
