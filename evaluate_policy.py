@@ -121,7 +121,9 @@ def annotate(frame: np.ndarray, text: str) -> Image.Image:
     return canvas
 
 
-def play(env: VecGameBoy, choose_actions, steps: int, progress: ProgressReward | None, gif_frames: int, desc: str):
+def play(
+    env: VecGameBoy, choose_actions, steps: int, progress: ProgressReward | None, gif_frames: int, desc: str
+):
     """Run every env until its first episode ends (at most `steps` steps). choose_actions(obs,
     t) -> int actions (N,). Returns an EpisodeLog with env 0 drawn into the GIF frames."""
     obs, _ = env.reset(seed=0)
@@ -206,9 +208,14 @@ def main(args: Args) -> dict:
         learned_progress = load_progress(reward_model)
     elif args.reward_model:
         raise SystemExit(f"--reward-model {args.reward_model} not found")
-    defaults = {"frame_skip": FRAME_SKIP, "press_frames": PRESS_FRAMES, "reward_interval": ProgressSettings.interval,
-                "time_penalty": ProgressSettings.time_penalty, "reward_scale": ProgressSettings.scale,
-                "progress_baseline": ProgressSettings.baseline}
+    defaults = {
+        "frame_skip": FRAME_SKIP,
+        "press_frames": PRESS_FRAMES,
+        "reward_interval": ProgressSettings.interval,
+        "time_penalty": ProgressSettings.time_penalty,
+        "reward_scale": ProgressSettings.scale,
+        "progress_baseline": ProgressSettings.baseline,
+    }
 
     def trained(name: str):  # the policy's training setting, else the training script's default
         return trained_args.get(name, defaults[name])
@@ -235,15 +242,25 @@ def main(args: Args) -> dict:
     def make_progress():  # the training reward, as the trained run computed it
         if learned_progress is None:
             return None
-        settings = ProgressSettings(trained("reward_interval"), trained("time_penalty"), trained("reward_scale"),
-                                    trained("progress_baseline"))
+        settings = ProgressSettings(
+            trained("reward_interval"),
+            trained("time_penalty"),
+            trained("reward_scale"),
+            trained("progress_baseline"),
+        )
         return ProgressReward(learned_progress, env.num_envs, settings)
 
     logs = {}
     with env:
         if use_policy:
-            logs["trained"] = play(env, policy_chooser(model, args.greedy, args.seed), args.steps, make_progress(),
-                                   args.gif_frames, "policy")
+            logs["trained"] = play(
+                env,
+                policy_chooser(model, args.greedy, args.seed),
+                args.steps,
+                make_progress(),
+                args.gif_frames,
+                "policy",
+            )
         if args.random or args.compare_random:
             logs["random"] = play(env, random_actions, args.steps, make_progress(), args.gif_frames, "random")
 
@@ -260,14 +277,23 @@ def main(args: Args) -> dict:
         gif = Path(args.gif)
         write_gif(gif, next(iter(logs.values())).gif_frames)
         print(f"GIF: {gif}")
-    metrics = Path(args.metrics) if args.metrics else (Path(args.policy).parent / "metrics.jsonl" if use_policy else None)
+    metrics = (
+        Path(args.metrics)
+        if args.metrics
+        else (Path(args.policy).parent / "metrics.jsonl" if use_policy else None)
+    )
     plot = None
     if metrics is not None and metrics.is_file():
         plot = plot_training(metrics, out_dir / "training_milestones.png")
         print(f"training plot: {plot}")
     elif args.metrics:
         raise SystemExit(f"--metrics {args.metrics} not found")
-    return {"rows": rows, "table": table, "gif": str(gif) if gif else None, "plot": str(plot) if plot else None}
+    return {
+        "rows": rows,
+        "table": table,
+        "gif": str(gif) if gif else None,
+        "plot": str(plot) if plot else None,
+    }
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The main job: every phase of EmuRL on the embedded game, in one command.
 
-    uv run python pipeline.py            # 9-19 minutes on 2 CPU cores (9 on an Intel Xeon, 17-19 on an AMD EPYC)
+    uv run python pipeline.py            # 9-19 minutes on 2 CPU cores
+                                         # (9 on an Intel Xeon, 17-19 on an AMD EPYC)
     uv run python pipeline.py --quick    # 1-3 minutes, a smoke test
 
 speedruns -> tokenizer (1a) -> dynamics (1b) -> reward -> PPO -> evaluation, each phase
@@ -59,20 +60,58 @@ class Budget:
 # reward head 200 epochs on cached tokens (fewer leave its score without direction inside a room), and
 # random-play branches (24 steps every 48 frames) are ranked below the route so that screens off it do
 # not score whatever the head extrapolates.
-FULL = Budget(num_runs=5, frame_every=4, branch_every=48, branch_steps=24, size="small",
-              tokenizer_epochs=8, tokenizer_lr=2e-3, tokenizer_batch_size=16, dynamics_epochs=10, dynamics_lr=1e-3,
-              reward_epochs=200, reward_pairs_per_epoch=768,
-              ppo_iterations=40, ppo_envs=16, ppo_steps=128, eval_episodes=8, eval_steps=400)
-QUICK = Budget(num_runs=3, frame_every=12, branch_every=400, branch_steps=4, size="tiny",
-               tokenizer_epochs=2, tokenizer_lr=2e-3, tokenizer_batch_size=16, dynamics_epochs=2, dynamics_lr=1e-3,
-               reward_epochs=2, reward_pairs_per_epoch=256,
-               ppo_iterations=4, ppo_envs=8, ppo_steps=32, eval_episodes=4, eval_steps=100)
+FULL = Budget(
+    num_runs=5,
+    frame_every=4,
+    branch_every=48,
+    branch_steps=24,
+    size="small",
+    tokenizer_epochs=8,
+    tokenizer_lr=2e-3,
+    tokenizer_batch_size=16,
+    dynamics_epochs=10,
+    dynamics_lr=1e-3,
+    reward_epochs=200,
+    reward_pairs_per_epoch=768,
+    ppo_iterations=40,
+    ppo_envs=16,
+    ppo_steps=128,
+    eval_episodes=8,
+    eval_steps=400,
+)
+QUICK = Budget(
+    num_runs=3,
+    frame_every=12,
+    branch_every=400,
+    branch_steps=4,
+    size="tiny",
+    tokenizer_epochs=2,
+    tokenizer_lr=2e-3,
+    tokenizer_batch_size=16,
+    dynamics_epochs=2,
+    dynamics_lr=1e-3,
+    reward_epochs=2,
+    reward_pairs_per_epoch=256,
+    ppo_iterations=4,
+    ppo_envs=8,
+    ppo_steps=32,
+    eval_episodes=4,
+    eval_steps=100,
+)
 # PPO for a CPU-sized run (train_with_cnn_reward.py's defaults are the seed's, for 12,000 GPU iterations):
 # a higher learning rate and a lower entropy bonus move entropy off its maximum; 256-step episodes restart
 # each env about 10 times per run; two epochs per rollout halve the update, which costs ~3x the rollout on
 # a CPU; progress counted from each episode's best score makes leaving an overrated state free.
-PPO_OVERRIDES = dict(reward_interval=8, learning_rate=1e-3, ent_coef=0.003, curriculum_prob=0.25, return_filter=0.8,
-                     max_episode_steps=256, update_epochs=2, progress_baseline="best")
+PPO_OVERRIDES = dict(
+    reward_interval=8,
+    learning_rate=1e-3,
+    ent_coef=0.003,
+    curriculum_prob=0.25,
+    return_filter=0.8,
+    max_episode_steps=256,
+    update_epochs=2,
+    progress_baseline="best",
+)
 
 
 # Held-out evaluation changes no weights but costs ~15% of a tokenizer epoch and a third of a reward-head
@@ -129,37 +168,96 @@ def main(args: Args) -> dict:
     if args.checkpoints is not None:
         for name in (ENCODER_FILE, DYNAMICS_FILE, reward_file(REWARD_BACKBONE)):
             if not (ckpt / name).is_file():
-                raise SystemExit(f"--checkpoints: {ckpt / name} not found; run pipeline.py without --checkpoints first")
+                raise SystemExit(
+                    f"--checkpoints: {ckpt / name} not found; run pipeline.py without --checkpoints first"
+                )
     else:
         frames = out / "speedruns" / "frames"
-        timed("speedruns", durations, make_speedruns.main, make_speedruns.Args(
-            num_runs=budget.num_runs, seed=args.seed, frame_every=budget.frame_every, branch_every=budget.branch_every,
-            branch_steps=budget.branch_steps, out=out / "speedruns"))
+        timed(
+            "speedruns",
+            durations,
+            make_speedruns.main,
+            make_speedruns.Args(
+                num_runs=budget.num_runs,
+                seed=args.seed,
+                frame_every=budget.frame_every,
+                branch_every=budget.branch_every,
+                branch_steps=budget.branch_steps,
+                out=out / "speedruns",
+            ),
+        )
         phase1 = dict(data=frames, out_dir=ckpt, seed=args.seed, size=budget.size)
-        tokenizer = timed("tokenizer (1a)", durations, pretrain_visual.main, pretrain_visual.Args(
-            stage="1a", epochs=budget.tokenizer_epochs, lr=budget.tokenizer_lr, batch_size=budget.tokenizer_batch_size,
-            eval_every=TOKENIZER_EVAL_EVERY, **phase1))["1a"]
-        dynamics = timed("dynamics (1b)", durations, pretrain_visual.main, pretrain_visual.Args(
-            stage="1b", epochs=budget.dynamics_epochs, lr=budget.dynamics_lr, **phase1))["1b"]
+        tokenizer = timed(
+            "tokenizer (1a)",
+            durations,
+            pretrain_visual.main,
+            pretrain_visual.Args(
+                stage="1a",
+                epochs=budget.tokenizer_epochs,
+                lr=budget.tokenizer_lr,
+                batch_size=budget.tokenizer_batch_size,
+                eval_every=TOKENIZER_EVAL_EVERY,
+                **phase1,
+            ),
+        )["1a"]
+        dynamics = timed(
+            "dynamics (1b)",
+            durations,
+            pretrain_visual.main,
+            pretrain_visual.Args(stage="1b", epochs=budget.dynamics_epochs, lr=budget.dynamics_lr, **phase1),
+        )["1b"]
         # Log-uniform pair gaps: PPO reads score deltas over a few steps, so local order matters most.
-        reward = timed("reward", durations, train_reward.main, train_reward.Args(
-            backbone=REWARD_BACKBONE, epochs=budget.reward_epochs, pairs_per_epoch=budget.reward_pairs_per_epoch,
-            pair_gaps="log", eval_every=REWARD_EVAL_EVERY, branches=out / "speedruns" / "branches",
-            tokenizer=ckpt / TOKENIZER_FILE, data=frames, out_dir=ckpt, seed=args.seed))
+        reward = timed(
+            "reward",
+            durations,
+            train_reward.main,
+            train_reward.Args(
+                backbone=REWARD_BACKBONE,
+                epochs=budget.reward_epochs,
+                pairs_per_epoch=budget.reward_pairs_per_epoch,
+                pair_gaps="log",
+                eval_every=REWARD_EVAL_EVERY,
+                branches=out / "speedruns" / "branches",
+                tokenizer=ckpt / TOKENIZER_FILE,
+                data=frames,
+                out_dir=ckpt,
+                seed=args.seed,
+            ),
+        )
     ppo = ppo_args(budget, ckpt, ppo_dir, args)
     history = timed("PPO", durations, train_with_cnn_reward.main, ppo)
     if not history:
-        raise SystemExit(f"--ppo-resume: {args.ppo_resume} has already run {budget.ppo_iterations} iterations")
-    evaluation = timed("evaluation", durations, evaluate_policy.main, evaluate_policy.Args(
-        policy=str(ppo_dir / POLICY_FINAL_FILE), compare_random=True, episodes=budget.eval_episodes,
-        steps=budget.eval_steps, gif=str(eval_dir / "trained_agent.gif"), out_dir=str(eval_dir),
-        num_workers=args.num_workers, seed=args.seed))
+        raise SystemExit(
+            f"--ppo-resume: {args.ppo_resume} has already run {budget.ppo_iterations} iterations"
+        )
+    evaluation = timed(
+        "evaluation",
+        durations,
+        evaluate_policy.main,
+        evaluate_policy.Args(
+            policy=str(ppo_dir / POLICY_FINAL_FILE),
+            compare_random=True,
+            episodes=budget.eval_episodes,
+            steps=budget.eval_steps,
+            gif=str(eval_dir / "trained_agent.gif"),
+            out_dir=str(eval_dir),
+            num_workers=args.num_workers,
+            seed=args.seed,
+        ),
+    )
 
     report = write_report(out, budget, durations, tokenizer, dynamics, reward, history, evaluation, ppo)
     print("\n" + report)
-    return {"durations": durations, "budget": dataclasses.asdict(budget), "ppo_args": dataclasses.asdict(ppo),
-            "tokenizer": tokenizer, "dynamics": dynamics, "reward": reward, "history": history,
-            "evaluation": evaluation}
+    return {
+        "durations": durations,
+        "budget": dataclasses.asdict(budget),
+        "ppo_args": dataclasses.asdict(ppo),
+        "tokenizer": tokenizer,
+        "dynamics": dynamics,
+        "reward": reward,
+        "history": history,
+        "evaluation": evaluation,
+    }
 
 
 def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> train_with_cnn_reward.Args:
@@ -184,8 +282,17 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
     )
 
 
-def write_report(out: Path, budget: Budget, durations, tokenizer, dynamics, reward, history, evaluation,
-                 ppo: train_with_cnn_reward.Args) -> str:
+def write_report(
+    out: Path,
+    budget: Budget,
+    durations,
+    tokenizer,
+    dynamics,
+    reward,
+    history,
+    evaluation,
+    ppo: train_with_cnn_reward.Args,
+) -> str:
     """report.md (and durations.json) in `out`; Phase 1-2 rows say where reused checkpoints came from."""
     last = history[-1]
     minutes = {name: f"{seconds / 60:.1f}" for name, seconds in durations.items()}
@@ -194,8 +301,10 @@ def write_report(out: Path, budget: Budget, durations, tokenizer, dynamics, rewa
         phase12 = [f"| speedruns, tokenizer, dynamics, reward | {reused} | - |"]
     else:
         phase12 = [
-            f"| speedruns | {budget.num_runs} runs, every {budget.frame_every}th frame | {minutes['speedruns']} |",
-            f"| tokenizer | codebook use {tokenizer['code_use']:.0%}, held-out recon MSE {tokenizer['eval_recon_mse']:.4f}"
+            f"| speedruns | {budget.num_runs} runs, every {budget.frame_every}th frame "
+            f"| {minutes['speedruns']} |",
+            f"| tokenizer | codebook use {tokenizer['code_use']:.0%}, "
+            f"held-out recon MSE {tokenizer['eval_recon_mse']:.4f}"
             f" | {minutes['tokenizer (1a)']} |",
             f"| dynamics | next-token acc {dynamics['eval_accuracy']:.1%} vs copy baseline"
             f" {dynamics['eval_copy_accuracy']:.1%} | {minutes['dynamics (1b)']} |",

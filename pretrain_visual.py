@@ -33,7 +33,13 @@ from tqdm import tqdm
 
 from data.frames import FramesDataset
 from models.build import abstract, build
-from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, restore_params, save_checkpoint
+from models.checkpoint import (
+    CheckpointError,
+    config_from_dict,
+    load_checkpoint,
+    restore_params,
+    save_checkpoint,
+)
 from models.presets import PHASE1_SIZES
 from models.quantizers import QuantizerConfig
 from models.sharding import replicate, shard_batch
@@ -56,11 +62,23 @@ from training.steps import (
 )
 
 CURVES = {
-    "1a": Curves("epoch", (Panel("recon MSE", ("train_recon_mse", "eval_recon_mse")), Panel("codebook use", ("code_use",)),
-                           Panel("perplexity", ("perplexity",)))),
-    "1b": Curves("epoch", (Panel("loss", ("train_loss", "eval_loss")),
-                           Panel("next-token accuracy", ("eval_accuracy", "eval_copy_accuracy", "eval_changed_accuracy")))),
+    "1a": Curves(
+        "epoch",
+        (
+            Panel("recon MSE", ("train_recon_mse", "eval_recon_mse")),
+            Panel("codebook use", ("code_use",)),
+            Panel("perplexity", ("perplexity",)),
+        ),
+    ),
+    "1b": Curves(
+        "epoch",
+        (
+            Panel("loss", ("train_loss", "eval_loss")),
+            Panel("next-token accuracy", ("eval_accuracy", "eval_copy_accuracy", "eval_changed_accuracy")),
+        ),
+    ),
 }
+
 
 @dataclass
 class Args:
@@ -85,7 +103,8 @@ class Args:
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Compute dtype: auto is bfloat16 on GPU, float32 on CPU. Weights stay float32."""
     holdout_run: str = "-1"
-    """Run kept out of training for evaluation (name or index; -1 = last). Empty: evaluate on training runs."""
+    """Run kept out of training for evaluation (name or index; -1 = last). Empty: evaluate on training
+    runs."""
     size: Literal["tiny", "small", "seed"] = "seed"
     """Size preset; the flags below override single sizes."""
     embed_dim: int | None = None
@@ -107,7 +126,8 @@ class Args:
     restart_every: int = 50
     """Stage 1a: restart codes unused in the last this-many steps onto encoder outputs (0: never)."""
     restart_until: float = 0.8
-    """Stage 1a: stop restarting after this fraction of training, so the decoder settles on the final codes."""
+    """Stage 1a: stop restarting after this fraction of training, so the decoder settles on the final
+    codes."""
     eval_every: int = 1
     """Evaluate on the held-out run every this many epochs, and after the last (a tokenizer
     evaluation costs ~15% of a small epoch on a CPU)."""
@@ -118,7 +138,9 @@ class Args:
 
 def model_sizes(args: Args) -> dict:
     """The --size preset with the single-size flags that were given laid over it."""
-    overrides = {name: getattr(args, name) for name in PHASE1_SIZES["seed"] if getattr(args, name) is not None}
+    overrides = {
+        name: getattr(args, name) for name in PHASE1_SIZES["seed"] if getattr(args, name) is not None
+    }
     return {**PHASE1_SIZES[args.size], **overrides}
 
 
@@ -149,22 +171,27 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
     optimizer = make_optimizer(args.lr, total_steps)
 
     saved = resumed["train_state"] if resumed else None
-    graphdef, state = new_train_state(model, optimizer, saved, source=str(path),
-                                      usage=jnp.zeros(cfg.vocab_size, jnp.int32))
+    graphdef, state = new_train_state(
+        model, optimizer, saved, source=str(path), usage=jnp.zeros(cfg.vocab_size, jnp.int32)
+    )
     start_epoch = saved["epoch"] if saved else 0
     if saved:
         print(f"resuming stage 1a from {path} after epoch {start_epoch}")
     log.start("1a", after=start_epoch if saved else None)
-    print(f"stage 1a: tokenizer {cfg.embed_dim}-d x {cfg.vocab_size} codes ({cfg.quantizer.kind}), "
-          f"{count_params(state):,} params, {len(train_idx)} training frames, "
-          f"eval on {eval_name}, {jax.device_count()} device(s), {dtype.name}")
+    print(
+        f"stage 1a: tokenizer {cfg.embed_dim}-d x {cfg.vocab_size} codes ({cfg.quantizer.kind}), "
+        f"{count_params(state):,} params, {len(train_idx)} training frames, "
+        f"eval on {eval_name}, {jax.device_count()} device(s), {dtype.name}"
+    )
 
     train_step = make_train_step(graphdef, optimizer, tokenizer_loss)
     restart_step = make_restart_step(graphdef)
 
     @jax.jit
     def reconstruct(state, frames):
-        recon, indices, _ = nnx.merge(graphdef, state["trainable"], state["frozen"])(frames_to_float(frames), None)
+        recon, indices, _ = nnx.merge(graphdef, state["trainable"], state["frozen"])(
+            frames_to_float(frames), None
+        )
         return recon, indices
 
     train_key, restart_key = jax.random.split(jax.random.key(args.seed))
@@ -175,7 +202,12 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
         sums = {"loss": 0.0, "recon_mse": 0.0, "perplexity": 0.0}
         restarted, started = 0, time.perf_counter()
         rng = np.random.default_rng([args.seed, epoch])
-        bar = tqdm(data.batches(batch_size, rng, train_idx), total=steps_per_epoch, desc=f"1a epoch {epoch + 1}/{args.epochs}", leave=False)
+        bar = tqdm(
+            data.batches(batch_size, rng, train_idx),
+            total=steps_per_epoch,
+            desc=f"1a epoch {epoch + 1}/{args.epochs}",
+            leave=False,
+        )
         for i, frames in enumerate(bar):
             step = epoch * steps_per_epoch + i
             frames = shard_batch(frames)
@@ -202,14 +234,18 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
         }
         held_out = ""
         if is_eval_epoch(epoch, args.eval_every, args.epochs):
-            eval_mse, eval_used = evaluate_reconstruction(reconstruct, state, data.frames[eval_idx], batch_size, cfg.vocab_size)
+            eval_mse, eval_used = evaluate_reconstruction(
+                reconstruct, state, data.frames[eval_idx], batch_size, cfg.vocab_size
+            )
             summary.update(eval_recon_mse=eval_mse, eval_code_use=eval_used / cfg.vocab_size)
             held_out = f"  held-out recon mse {eval_mse:.4f}, codebook use {summary['eval_code_use']:.0%}"
         log.write(summary)
         tqdm.write(
-            f"1a epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}  recon mse {summary['train_recon_mse']:.4f}"
+            f"1a epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}  "
+            f"recon mse {summary['train_recon_mse']:.4f}"
             f"  codebook use {used}/{cfg.vocab_size} = {summary['code_use']:.0%}"
-            f"  perplexity {summary['perplexity']:.0f}  restarted {restarted}  {summary['frames_per_s']:.0f} frames/s{held_out}"
+            f"  perplexity {summary['perplexity']:.0f}  restarted {restarted}  "
+            f"{summary['frames_per_s']:.0f} frames/s{held_out}"
         )
         save_tokenizer(args.out_dir, cfg, state, epoch + 1, steps_per_epoch)
 
@@ -221,7 +257,9 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
     return summary
 
 
-def evaluate_reconstruction(reconstruct, state, frames: np.ndarray, batch_size: int, vocab_size: int) -> tuple[float, int]:
+def evaluate_reconstruction(
+    reconstruct, state, frames: np.ndarray, batch_size: int, vocab_size: int
+) -> tuple[float, int]:
     """(mean squared error on [0, 1] pixels of the deterministic reconstruction of `frames`,
     how many distinct codes their tokens use)."""
     recons, tokens = [], []
@@ -239,9 +277,17 @@ def save_tokenizer(out_dir: Path, cfg: VQVAEConfig, state, epoch: int, steps_per
     """pretrained_tokenizer.pkl (with train_state) and pretrained_encoder.pkl (no decoder, for RL)."""
     params = nnx.to_pure_dict(state["trainable"])
     step = epoch * steps_per_epoch
-    save_checkpoint(out_dir / TOKENIZER_FILE, kind="tokenizer", config=cfg, params=params, step=step,
-                    train_state=train_state_to_save(state, epoch))
-    save_checkpoint(out_dir / ENCODER_FILE, kind="encoder", config=cfg, params=encoder_params(params), step=step)
+    save_checkpoint(
+        out_dir / TOKENIZER_FILE,
+        kind="tokenizer",
+        config=cfg,
+        params=params,
+        step=step,
+        train_state=train_state_to_save(state, epoch),
+    )
+    save_checkpoint(
+        out_dir / ENCODER_FILE, kind="encoder", config=cfg, params=encoder_params(params), step=step
+    )
 
 
 # ---------------------------------------------------------------- stage 1b: dynamics
@@ -253,11 +299,16 @@ def load_frozen_tokenizer(path: Path, out_dir: Path, dtype: jnp.dtype) -> VQVAE:
     try:
         ckpt = load_checkpoint(path, "tokenizer")
         cfg = dataclasses.replace(config_from_dict(VQVAEConfig, ckpt["config"]), dtype=dtype.name)
-        model = restore_params(abstract(lambda: VQVAE(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))
+        model = restore_params(
+            abstract(lambda: VQVAE(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path)
+        )
     except CheckpointError as err:
         raise fail(f"--tokenizer: {err}") from None
     if cfg.quantizer.kind == "none":
-        raise fail(f"--tokenizer: {path} uses quantizer 'none', which has no tokens; train one with --quantizer vq|fsq|nsvq")
+        raise fail(
+            f"--tokenizer: {path} uses quantizer 'none', which has no tokens; "
+            "train one with --quantizer vq|fsq|nsvq"
+        )
     return model
 
 
@@ -280,18 +331,28 @@ def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metri
     path = args.out_dir / DYNAMICS_FILE
     resumed = resume_from(path, "dynamics", args.resume)
     size = model_sizes(args)
-    cfg = TransformerConfig(vocab_size=vq_cfg.vocab_size, embed_dim=size["embed_dim"], num_layers=size["num_layers"],
-                            num_heads=size["num_heads"], grid=vq_cfg.grid, dtype=dtype.name)
+    cfg = TransformerConfig(
+        vocab_size=vq_cfg.vocab_size,
+        embed_dim=size["embed_dim"],
+        num_layers=size["num_layers"],
+        num_heads=size["num_heads"],
+        grid=vq_cfg.grid,
+        dtype=dtype.name,
+    )
     if resumed:
         cfg = dataclasses.replace(config_from_dict(TransformerConfig, resumed["config"]), dtype=dtype.name)
     if cfg.vocab_size != vq_cfg.vocab_size:
-        raise fail(f"--resume: {path} predicts {cfg.vocab_size} tokens but the tokenizer has {vq_cfg.vocab_size}")
+        raise fail(
+            f"--resume: {path} predicts {cfg.vocab_size} tokens but the tokenizer has {vq_cfg.vocab_size}"
+        )
 
     train_idx, eval_idx, eval_name = split_runs(data, args.holdout_run)
     train_t, train_t1 = data.next_frame_pairs(train_idx)
     eval_t, eval_t1 = data.next_frame_pairs(eval_idx)
     if len(train_t) == 0 or len(eval_t) == 0:
-        raise fail(f"--data: no consecutive frame pairs to train or evaluate the dynamics model on in {args.data}")
+        raise fail(
+            f"--data: no consecutive frame pairs to train or evaluate the dynamics model on in {args.data}"
+        )
     tokens = encode_all(tokenizer, data.frames, fit_batch_size(args.batch_size, len(data), "frames"))
     batch_size = fit_batch_size(args.batch_size, len(train_t), "training pairs")
     steps_per_epoch = len(train_t) // batch_size
@@ -304,9 +365,11 @@ def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metri
     if saved:
         print(f"resuming stage 1b from {path} after epoch {start_epoch}")
     log.start("1b", after=start_epoch if saved else None)
-    print(f"stage 1b: dynamics {cfg.num_layers} layers x {cfg.embed_dim}-d over {cfg.vocab_size} tokens, "
-          f"{count_params(state):,} params, {len(train_t)} training pairs, "
-          f"eval on {eval_name} ({len(eval_t)} pairs)")
+    print(
+        f"stage 1b: dynamics {cfg.num_layers} layers x {cfg.embed_dim}-d over {cfg.vocab_size} tokens, "
+        f"{count_params(state):,} params, {len(train_t)} training pairs, "
+        f"eval on {eval_name} ({len(eval_t)} pairs)"
+    )
 
     def objective(model, batch, key):
         return dynamics_loss(model, *batch)
@@ -321,8 +384,13 @@ def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metri
         correct = (jnp.argmax(logits, axis=-1) == tokens_t1) * cell_weight
         changed = (tokens_t != tokens_t1) * cell_weight
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, tokens_t1) * cell_weight
-        return {"loss": loss.sum(), "correct": correct.sum(), "cells": cell_weight.sum(),
-                "changed": changed.sum(), "changed_correct": (correct * changed).sum()}
+        return {
+            "loss": loss.sum(),
+            "correct": correct.sum(),
+            "cells": cell_weight.sum(),
+            "changed": changed.sum(),
+            "changed_correct": (correct * changed).sum(),
+        }
 
     def evaluate(state) -> dict:
         """Held-out metrics over every pair (the last batch is padded, with zero weight)."""
@@ -336,10 +404,13 @@ def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metri
             totals = {k: totals.get(k, 0.0) + v for k, v in sums.items()}
         totals = {k: float(v) for k, v in totals.items()}
         cells = totals["cells"]
-        return {"eval_loss": totals["loss"] / cells, "eval_accuracy": totals["correct"] / cells,
-                "eval_copy_accuracy": 1.0 - totals["changed"] / cells,
-                "eval_changed_accuracy": totals["changed_correct"] / max(totals["changed"], 1.0),
-                "eval_changed_fraction": totals["changed"] / cells}
+        return {
+            "eval_loss": totals["loss"] / cells,
+            "eval_accuracy": totals["correct"] / cells,
+            "eval_copy_accuracy": 1.0 - totals["changed"] / cells,
+            "eval_changed_accuracy": totals["changed_correct"] / max(totals["changed"], 1.0),
+            "eval_changed_fraction": totals["changed"] / cells,
+        }
 
     base_key = jax.random.key(args.seed)
     summary = {}
@@ -350,22 +421,39 @@ def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metri
         for i in tqdm(range(steps_per_epoch), desc=f"1b epoch {epoch + 1}/{args.epochs}", leave=False):
             chosen = order[i * batch_size : (i + 1) * batch_size]
             batch = shard_batch((tokens[train_t[chosen]], tokens[train_t1[chosen]]))
-            state, metrics = train_step(state, batch, jax.random.fold_in(base_key, epoch * steps_per_epoch + i))
+            state, metrics = train_step(
+                state, batch, jax.random.fold_in(base_key, epoch * steps_per_epoch + i)
+            )
             sums = {k: sums[k] + metrics[k] for k in sums}
         seconds = time.perf_counter() - started
-        summary = {"stage": "1b", "epoch": epoch + 1, "train_loss": float(sums["loss"]) / steps_per_epoch,
-                   "train_accuracy": float(sums["accuracy"]) / steps_per_epoch,
-                   "pairs_per_s": steps_per_epoch * batch_size / seconds}
+        summary = {
+            "stage": "1b",
+            "epoch": epoch + 1,
+            "train_loss": float(sums["loss"]) / steps_per_epoch,
+            "train_accuracy": float(sums["accuracy"]) / steps_per_epoch,
+            "pairs_per_s": steps_per_epoch * batch_size / seconds,
+        }
         held_out = ""
         if is_eval_epoch(epoch, args.eval_every, args.epochs):
             summary.update(evaluate(state))
-            held_out = (f"  held-out loss {summary['eval_loss']:.4f}, next-token acc {summary['eval_accuracy']:.1%}"
-                        f" vs copy {summary['eval_copy_accuracy']:.1%}, on changed tokens {summary['eval_changed_accuracy']:.1%}")
+            held_out = (
+                f"  held-out loss {summary['eval_loss']:.4f}, next-token acc {summary['eval_accuracy']:.1%}"
+                f" vs copy {summary['eval_copy_accuracy']:.1%}, "
+                f"on changed tokens {summary['eval_changed_accuracy']:.1%}"
+            )
         log.write(summary)
-        tqdm.write(f"1b epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
-                   f"  {summary['pairs_per_s']:.0f} pairs/s{held_out}")
-        save_checkpoint(path, kind="dynamics", config=cfg, params=nnx.to_pure_dict(state["trainable"]),
-                        step=(epoch + 1) * steps_per_epoch, train_state=train_state_to_save(state, epoch + 1))
+        tqdm.write(
+            f"1b epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
+            f"  {summary['pairs_per_s']:.0f} pairs/s{held_out}"
+        )
+        save_checkpoint(
+            path,
+            kind="dynamics",
+            config=cfg,
+            params=nnx.to_pure_dict(state["trainable"]),
+            step=(epoch + 1) * steps_per_epoch,
+            train_state=train_state_to_save(state, epoch + 1),
+        )
     if not summary:
         print(f"stage 1b: {path} already has {start_epoch} epochs (--epochs {args.epochs}); nothing to train")
     return summary
@@ -384,7 +472,10 @@ def main(args: Args) -> dict:
             results["1a"] = train_tokenizer(args, data, dtype, log)
         if args.stage in ("1b", "all"):
             results["1b"] = train_dynamics(args, data, dtype, log)
-    print(f"outputs in {args.out_dir}: {TOKENIZER_FILE}, {ENCODER_FILE}, {DYNAMICS_FILE}, recon_grid.png, metrics.jsonl, training_curves.png")
+    print(
+        f"outputs in {args.out_dir}: {TOKENIZER_FILE}, {ENCODER_FILE}, {DYNAMICS_FILE}, recon_grid.png, "
+        "metrics.jsonl, training_curves.png"
+    )
     return results
 
 

@@ -41,7 +41,13 @@ from tqdm import tqdm
 from data.pairs import NO_BUTTON, FrameGroups, read_buttons
 from envs.actions import ACTION_NAMES
 from models.build import abstract, build
-from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, restore_params, save_checkpoint
+from models.checkpoint import (
+    CheckpointError,
+    config_from_dict,
+    load_checkpoint,
+    restore_params,
+    save_checkpoint,
+)
 from models.lam import LAMConfig, LatentActionModel, lam_loss
 from models.quantizers import QuantizerConfig
 from models.sharding import replicate, shard_batch
@@ -52,8 +58,16 @@ from training.metrics import Curves, MetricsLog, Panel
 from training.paths import LAM_FILE
 from training.steps import count_params, make_optimizer, make_train_step, new_train_state
 
-CURVES = {"lam": Curves("step", (Panel("loss", ("changed_mse", "unchanged_mse", "copy_changed_mse"), log_scale=True),
-                                 Panel("codes", ("interval_perplexity", "codes_used"))))}
+CURVES = {
+    "lam": Curves(
+        "step",
+        (
+            Panel("loss", ("changed_mse", "unchanged_mse", "copy_changed_mse"), log_scale=True),
+            Panel("codes", ("interval_perplexity", "codes_used")),
+        ),
+    )
+}
+
 
 @dataclass
 class Args:
@@ -78,7 +92,8 @@ class Args:
     channels: tuple[int, ...] = (32, 64, 128)
     """Conv widths of the IDM and the forward U-Net, one stride-2 stage each."""
     pool: int = 2
-    """Average-pool frames by this factor before the model (1: full 144x160; 2 keeps CPU training affordable)."""
+    """Average-pool frames by this factor before the model (1: full 144x160; 2 keeps CPU training
+    affordable)."""
     change_weight: float = 10.0
     """lambda in the loss weight 1 + lambda * [pixel changed]; 0 is plain MSE."""
     change_threshold: float = 0.01
@@ -92,11 +107,13 @@ class Args:
     replace_min_fraction: float = 0.02
     """tau: a code picked by fewer than this fraction of the window's pairs is replaced by a used one."""
     replace_until: float = 0.6
-    """Stop replacing codes after this fraction of training, so the forward model settles on the final codes."""
+    """Stop replacing codes after this fraction of training, so the forward model settles on the final
+    codes."""
     holdout_run: str = "-1"
     """Run kept out of training for the report (name or index; -1 = last)."""
     effect_window: int = 4
-    """Report: a press stays "in effect" for this many saved frames (4 x 4 emulator frames = one walking step)."""
+    """Report: a press stays "in effect" for this many saved frames (4 x 4 emulator frames = one walking
+    step)."""
     log_every: int = 250
     """Steps between log lines, metrics.jsonl records and checkpoint saves."""
     eval_only: bool = False
@@ -115,13 +132,20 @@ class Args:
 def lam_config(args: Args, dtype: jnp.dtype) -> LAMConfig:
     quantizer = QuantizerConfig(kind=args.quantizer, codebook_size=args.codebook_size, levels=args.fsq_levels)
     try:
-        return LAMConfig(channels=args.channels, action_dim=args.action_dim, quantizer=quantizer, pool=args.pool,
-                         dtype=dtype.name)
+        return LAMConfig(
+            channels=args.channels,
+            action_dim=args.action_dim,
+            quantizer=quantizer,
+            pool=args.pool,
+            dtype=dtype.name,
+        )
     except ValueError as err:
         raise fail(f"--pool / --channels / --fsq-levels: {err}") from None
 
 
-def evaluate(model: LatentActionModel, groups: FrameGroups, eval_ids: np.ndarray, batch_size: int, args: Args) -> dict:
+def evaluate(
+    model: LatentActionModel, groups: FrameGroups, eval_ids: np.ndarray, batch_size: int, args: Args
+) -> dict:
     """Hard codes of every held-out pair, and the held-out prediction error with its own action,
     with actions shuffled across the batch (does the action matter?), and of copying x_t."""
     graphdef, variables = nnx.split(model)
@@ -136,7 +160,9 @@ def evaluate(model: LatentActionModel, groups: FrameGroups, eval_ids: np.ndarray
         # continuous IDM output; for FSQ / VQ the code itself.
         training_action, _, _ = model.encode_action(x_t, x_t1, key)
         prev, target = model.prepare(x_t), model.prepare(x_t1)
-        changed = (jnp.max(jnp.abs(target - prev), axis=-1) > args.change_threshold).astype(jnp.float32)  # (B, h, w)
+        changed = (jnp.max(jnp.abs(target - prev), axis=-1) > args.change_threshold).astype(
+            jnp.float32
+        )  # (B, h, w)
         pixel_weight = weight[:, None, None] * changed
         predictions = {
             "": model.predict(x_t, action),
@@ -159,7 +185,9 @@ def evaluate(model: LatentActionModel, groups: FrameGroups, eval_ids: np.ndarray
         padded = np.concatenate([chosen, np.repeat(chosen[:1], pad)])
         x_t, x_t1 = groups.pairs(padded)
         weight = np.concatenate([np.ones(len(chosen), np.float32), np.zeros(pad, np.float32)])
-        batch_codes, sums = eval_step(*shard_batch((x_t, x_t1, weight)), jax.random.fold_in(jax.random.key(args.seed), start))
+        batch_codes, sums = eval_step(
+            *shard_batch((x_t, x_t1, weight)), jax.random.fold_in(jax.random.key(args.seed), start)
+        )
         codes.append(np.asarray(batch_codes)[: len(chosen)])
         totals = {k: totals.get(k, 0.0) + float(v) for k, v in sums.items()}
     pixels = max(totals["changed_pixels"], 1.0)
@@ -170,12 +198,17 @@ def evaluate(model: LatentActionModel, groups: FrameGroups, eval_ids: np.ndarray
     return {"codes": np.concatenate(codes), **metrics}
 
 
-def train(args: Args, train_groups: FrameGroups, train_ids: np.ndarray, cfg: LAMConfig, batch_size: int) -> LatentActionModel:
+def train(
+    args: Args, train_groups: FrameGroups, train_ids: np.ndarray, cfg: LAMConfig, batch_size: int
+) -> LatentActionModel:
     model = build(lambda: LatentActionModel(cfg, rngs=nnx.Rngs(args.seed)))
     optimizer = make_optimizer(args.lr, args.steps)
     graphdef, state = new_train_state(model, optimizer)
-    print(f"LAM: {cfg.quantizer.kind} with {cfg.vocab_size} actions, {count_params(state):,} params, "
-          f"{len(train_ids)} training pairs at {cfg.model_hw[0]}x{cfg.model_hw[1]}, {jax.device_count()} device(s), {cfg.dtype}")
+    print(
+        f"LAM: {cfg.quantizer.kind} with {cfg.vocab_size} actions, {count_params(state):,} params, "
+        f"{len(train_ids)} training pairs at {cfg.model_hw[0]}x{cfg.model_hw[1]}, "
+        f"{jax.device_count()} device(s), {cfg.dtype}"
+    )
 
     objective = partial(lam_loss, change_weight=args.change_weight, change_threshold=args.change_threshold)
     train_step = make_train_step(graphdef, optimizer, objective)
@@ -210,20 +243,34 @@ def train(args: Args, train_groups: FrameGroups, train_ids: np.ndarray, cfg: LAM
                 steps_done = (step % args.log_every) + 1
                 usage = np.asarray(interval_usage)
                 code_share = usage / max(usage.sum(), 1)
-                record = {"stage": "lam", "step": step + 1,
-                          **{k: float(v) / steps_done for k, v in sums.items()},
-                          "code_share": code_share.round(4).tolist(), "codes_used": int(np.sum(usage > 0)),
-                          "interval_perplexity": float(np.exp(-np.sum(code_share[code_share > 0] * np.log(code_share[code_share > 0])))),
-                          "codes_replaced": replaced, "pairs_per_s": steps_done * batch_size / (time.perf_counter() - started)}
+                record = {
+                    "stage": "lam",
+                    "step": step + 1,
+                    **{k: float(v) / steps_done for k, v in sums.items()},
+                    "code_share": code_share.round(4).tolist(),
+                    "codes_used": int(np.sum(usage > 0)),
+                    "interval_perplexity": float(
+                        np.exp(-np.sum(code_share[code_share > 0] * np.log(code_share[code_share > 0])))
+                    ),
+                    "codes_replaced": replaced,
+                    "pairs_per_s": steps_done * batch_size / (time.perf_counter() - started),
+                }
                 log.write(record)
                 tqdm.write(
-                    f"step {step + 1}/{args.steps}  loss {record['loss']:.5f}  changed-pixel mse {record['changed_mse']:.5f}"
+                    f"step {step + 1}/{args.steps}  loss {record['loss']:.5f}  "
+                    f"changed-pixel mse {record['changed_mse']:.5f}"
                     f" (copy {record['copy_changed_mse']:.5f})  unchanged {record['unchanged_mse']:.6f}"
-                    f"  perplexity {record['interval_perplexity']:.2f}  code use {' '.join(f'{s:.0%}' for s in code_share)}"
+                    f"  perplexity {record['interval_perplexity']:.2f}  "
+                    f"code use {' '.join(f'{s:.0%}' for s in code_share)}"
                     f"  replaced {replaced}  {record['pairs_per_s']:.0f} pairs/s"
                 )
-                save_checkpoint(args.out_dir / LAM_FILE, kind="lam", config=cfg, params=nnx.to_pure_dict(state["trainable"]),
-                                step=step + 1)
+                save_checkpoint(
+                    args.out_dir / LAM_FILE,
+                    kind="lam",
+                    config=cfg,
+                    params=nnx.to_pure_dict(state["trainable"]),
+                    step=step + 1,
+                )
                 sums, replaced, started = {}, 0, time.perf_counter()
                 interval_usage = jnp.zeros_like(interval_usage)
     return nnx.merge(graphdef, state["trainable"], state["frozen"])
@@ -233,7 +280,9 @@ def load_for_eval(path: Path, dtype: jnp.dtype) -> LatentActionModel:
     try:
         ckpt = load_checkpoint(path, "lam")
         cfg = config_from_dict(LAMConfig, {**ckpt["config"], "dtype": dtype.name})
-        return restore_params(abstract(lambda: LatentActionModel(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))
+        return restore_params(
+            abstract(lambda: LatentActionModel(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path)
+        )
     except CheckpointError as err:
         raise fail(f"--checkpoint: {err}") from None
 
@@ -255,8 +304,12 @@ def main(args: Args) -> dict:
         model = load_for_eval(args.checkpoint or args.out_dir / LAM_FILE, dtype)
         cfg = model.cfg
     else:
-        train_groups = FrameGroups(data, identical_threshold=args.identical_threshold,
-                                   keep_identical_fraction=args.keep_identical_fraction, seed=args.seed)
+        train_groups = FrameGroups(
+            data,
+            identical_threshold=args.identical_threshold,
+            keep_identical_fraction=args.keep_identical_fraction,
+            seed=args.seed,
+        )
         train_ids, _, _ = split_groups(train_groups, args.holdout_run)
         if len(train_ids) == 0:
             raise fail(f"--data: no frame pairs to train on in {args.data}")
@@ -265,37 +318,61 @@ def main(args: Args) -> dict:
     if len(eval_ids) == 0:
         raise fail(f"--holdout-run: {eval_name} has no frame pairs to evaluate on")
 
-    evaluation = evaluate(model, every_pair, eval_ids, fit_batch_size(args.batch_size, len(eval_ids), "held-out pairs"), args)
+    evaluation = evaluate(
+        model, every_pair, eval_ids, fit_batch_size(args.batch_size, len(eval_ids), "held-out pairs"), args
+    )
     codes = evaluation.pop("codes")
     if every_pair.buttons is None:
-        print(f"note: no run in {args.data} logs its buttons (metadata.json 'presses'); purity is not measurable")
+        print(
+            f"note: no run in {args.data} logs its buttons (metadata.json 'presses'); "
+            "purity is not measurable"
+        )
         pair_buttons = np.full(len(every_pair), NO_BUTTON)
     else:
         pair_buttons = every_pair.buttons[:, 0]
     in_effect = buttons_in_effect(pair_buttons, every_pair, args.effect_window)
     report = {
-        "eval_on": eval_name, "quantizer": cfg.quantizer.kind, "vocab_size": cfg.vocab_size, "pairs": len(eval_ids),
+        "eval_on": eval_name,
+        "quantizer": cfg.quantizer.kind,
+        "vocab_size": cfg.vocab_size,
+        "pairs": len(eval_ids),
         "code_counts": np.bincount(codes, minlength=cfg.vocab_size).tolist(),
         "codes_used": int(np.sum(np.bincount(codes, minlength=cfg.vocab_size) > 0)),
         **evaluation,
         **no_action_report(codes, every_pair.identical[eval_ids], cfg.vocab_size),
         "effect_window": args.effect_window,
-        "logged_button": code_button_report(codes, pair_buttons[eval_ids], cfg.vocab_size, ACTION_NAMES, args.seed),
-        "button_in_effect": code_button_report(codes, in_effect[eval_ids], cfg.vocab_size, ACTION_NAMES, args.seed),
+        "logged_button": code_button_report(
+            codes, pair_buttons[eval_ids], cfg.vocab_size, ACTION_NAMES, args.seed
+        ),
+        "button_in_effect": code_button_report(
+            codes, in_effect[eval_ids], cfg.vocab_size, ACTION_NAMES, args.seed
+        ),
     }
     title = f"Latent actions ({cfg.quantizer.kind}, {cfg.vocab_size} codes) versus buttons on the {eval_name}"
     (args.out_dir / "lam_report.json").write_text(json.dumps(report, indent=1))
     (args.out_dir / "lam_report.md").write_text(report_markdown(report, title))
-    print(f"{eval_name}: changed-pixel mse {report['eval_changed_mse']:.5f} (another pair's action "
-          f"{report['eval_shuffled_action_changed_mse']:.5f}, copy {report['eval_copy_changed_mse']:.5f})")
+    print(
+        f"{eval_name}: changed-pixel mse {report['eval_changed_mse']:.5f} (another pair's action "
+        f"{report['eval_shuffled_action_changed_mse']:.5f}, copy {report['eval_copy_changed_mse']:.5f})"
+    )
     for key in ("logged_button", "button_in_effect"):
         part = report[key]
-        print(f"codes vs {key.replace('_', ' ')}: purity {part['purity']:.3f} (chance {part['purity_chance']:.3f}), "
-              f"MI {part['mutual_information_bits']:.3f} bits (chance {part['mutual_information_chance_bits']:.3f})")
+        print(
+            f"codes vs {key.replace('_', ' ')}: purity {part['purity']:.3f} "
+            f"(chance {part['purity_chance']:.3f}), "
+            f"MI {part['mutual_information_bits']:.3f} bits "
+            f"(chance {part['mutual_information_chance_bits']:.3f})"
+        )
     if "no_action_code" in report:
-        print(f"no-action code {report['no_action_code']}: {report['identical_to_no_action']:.0%} of identical pairs, "
-              f"{report['changing_to_no_action']:.0%} of changing pairs")
-    print(f"outputs in {args.out_dir}: {LAM_FILE}, metrics.jsonl, training_curves.png, lam_report.json, lam_report.md")
+        print(
+            f"no-action code {report['no_action_code']}: "
+            f"{report['identical_to_no_action']:.0%} of identical pairs, "
+            f"{report['changing_to_no_action']:.0%} of changing pairs"
+        )
+    print(
+        f"outputs in {args.out_dir}: {LAM_FILE}, metrics.jsonl, training_curves.png, lam_report.json, "
+        "lam_report.md"
+    )
     return report
 
 

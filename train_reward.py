@@ -55,8 +55,15 @@ from training.paths import TOKENIZER_FILE, find_checkpoint, reward_file
 from training.ranking import mix_in_branches, ranking_metrics, seen_token_bags
 from training.steps import count_params, is_eval_epoch, make_optimizer, make_train_step, new_train_state
 
-CURVES = {"reward": Curves("epoch", (Panel("loss", ("train_loss",)),
-                                     Panel("held-out ranking", ("eval_pairwise_accuracy", "eval_spearman"))))}
+CURVES = {
+    "reward": Curves(
+        "epoch",
+        (
+            Panel("loss", ("train_loss",)),
+            Panel("held-out ranking", ("eval_pairwise_accuracy", "eval_spearman")),
+        ),
+    )
+}
 
 
 @dataclass
@@ -109,7 +116,9 @@ class Args:
 
 def build_model(args: Args, dtype) -> RewardModel:
     if args.backbone == "resnet34":
-        cfg = RewardConfig(backbone="resnet34", resnet=dataclasses.replace(RESNET_SIZES[args.size], dtype=dtype.name))
+        cfg = RewardConfig(
+            backbone="resnet34", resnet=dataclasses.replace(RESNET_SIZES[args.size], dtype=dtype.name)
+        )
         return build(lambda: RewardModel(cfg, rngs=nnx.Rngs(args.seed)))
     path = find_checkpoint(args.tokenizer or args.out_dir / TOKENIZER_FILE, args.out_dir)
     try:
@@ -118,8 +127,12 @@ def build_model(args: Args, dtype) -> RewardModel:
         raise fail(f"--tokenizer: {err}") from None
     if encoder.cfg.quantizer.kind == "none":
         raise fail(f"--tokenizer: {path} uses quantizer 'none'; the vq reward needs a quantized tokenizer")
-    cfg = RewardConfig(backbone="vq", tokenizer=dataclasses.replace(encoder.cfg, dtype=dtype.name), head_hidden=args.head_hidden,
-                       seen_tokens=args.seen_tokens)
+    cfg = RewardConfig(
+        backbone="vq",
+        tokenizer=dataclasses.replace(encoder.cfg, dtype=dtype.name),
+        head_hidden=args.head_hidden,
+        seen_tokens=args.seen_tokens,
+    )
     model = build(lambda: RewardModel(cfg, rngs=nnx.Rngs(args.seed)))
     restore_params(model.encoder, params_of(encoder), source=str(path))
     print(f"vq backbone: frozen encoder from {path}")
@@ -137,7 +150,9 @@ def main(args: Args) -> dict:
     dtype = dtype_flag(args.dtype)
     data = load_frames(args.data)
     if data.num_runs < 2:
-        raise fail(f"--data: {args.data} holds one run; the reward needs a second run to hold out for evaluation")
+        raise fail(
+            f"--data: {args.data} holds one run; the reward needs a second run to hold out for evaluation"
+        )
     try:
         holdout = data.resolve_run(args.holdout_run)
     except ValueError as err:
@@ -145,7 +160,10 @@ def main(args: Args) -> dict:
     train_idx, eval_idx = data.split_indices(holdout)
     eval_idx = eval_idx[np.argsort(data.frame_index[eval_idx])]
     if len(eval_idx) <= args.min_gap:
-        raise fail(f"--min-gap {args.min_gap}: held-out run {data.run_names[holdout]} has only {len(eval_idx)} frames")
+        raise fail(
+            f"--min-gap {args.min_gap}: held-out run {data.run_names[holdout]} "
+            f"has only {len(eval_idx)} frames"
+        )
     branches = None
     if args.branches is not None:
         try:
@@ -157,10 +175,16 @@ def main(args: Args) -> dict:
         eval_position = np.full(len(data), -1)  # dataset index -> position in eval_idx
         eval_position[eval_idx] = np.arange(len(eval_idx))
         if not len(train_branches):
-            raise fail(f"--branches: {args.branches} has branches only for the held-out run {data.run_names[holdout]}")
+            raise fail(
+                f"--branches: {args.branches} has branches only for the held-out run "
+                f"{data.run_names[holdout]}"
+            )
         if args.seen_tokens and ((branches.start < 0) | (branches.step < 1)).any():
-            raise fail(f"--branches: {args.branches} does not say where its branches left the runs (no 'start' or 'step' "
-                       "in metadata.json), which --seen-tokens needs: re-make them with data/make_speedruns.py")
+            raise fail(
+                f"--branches: {args.branches} does not say where its branches left the runs "
+                "(no 'start' or 'step' in metadata.json), which --seen-tokens needs: "
+                "re-make them with data/make_speedruns.py"
+            )
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_model(args, dtype)
@@ -169,8 +193,10 @@ def main(args: Args) -> dict:
     steps_per_epoch = pairs_per_epoch // batch_size
     branch_pairs = 0 if branches is None else round(args.branch_fraction * batch_size)  # per batch
     if branches is not None and not 0 < branch_pairs < batch_size:
-        raise fail(f"--branch-fraction {args.branch_fraction} of a batch of {batch_size} pairs leaves "
-                   f"{branch_pairs} branch pairs; it needs at least one of each kind")
+        raise fail(
+            f"--branch-fraction {args.branch_fraction} of a batch of {batch_size} pairs leaves "
+            f"{branch_pairs} branch pairs; it needs at least one of each kind"
+        )
     optimizer = make_optimizer(args.lr, args.epochs * steps_per_epoch)
     graphdef, state = new_train_state(model, optimizer, trainable=model.trainable_filter())
     train_step = make_train_step(graphdef, optimizer, lambda model, batch, key: reward_loss(model, *batch))
@@ -182,41 +208,59 @@ def main(args: Args) -> dict:
     @jax.jit
     def score(state, observations):
         model = nnx.merge(graphdef, state["trainable"], state["frozen"])
-        return model.score_observations(*observations) if args.seen_tokens else model.score_observations(observations)
+        return (
+            model.score_observations(*observations)
+            if args.seen_tokens
+            else model.score_observations(observations)
+        )
 
     # The frozen VQ encoder sees every frame once: its token ids are what the head trains on
     # (with --seen-tokens, with their bags: observations are (tokens, bags) tuples).
     # Branch frames follow the run frames, so branch b is observation len(data) + b.
     frames = data.frames if branches is None else np.concatenate([data.frames, branches.frames])
-    observations = frames if args.backbone == "resnet34" else map_batches(
-        lambda frames: observe(state, frames), frames, batch_size)
+    observations = (
+        frames
+        if args.backbone == "resnet34"
+        else map_batches(lambda frames: observe(state, frames), frames, batch_size)
+    )
     if args.seen_tokens:
         observations = (observations, seen_token_bags(observations, data, branches, model.cfg.bag_size))
     take = lambda indices: jax.tree.map(lambda x: x[indices], observations)  # noqa: E731
 
     out_path = args.out_dir / reward_file(args.backbone)
-    print(f"reward ({args.backbone}): {count_params(state):,} trainable params, "
-          f"{len(train_idx)} training frames, held-out run {data.run_names[holdout]} ({len(eval_idx)} frames), "
-          f"min gap {args.min_gap}, {jax.device_count()} device(s), {dtype.name}")
+    print(
+        f"reward ({args.backbone}): {count_params(state):,} trainable params, "
+        f"{len(train_idx)} training frames, held-out run {data.run_names[holdout]} ({len(eval_idx)} frames), "
+        f"min gap {args.min_gap}, {jax.device_count()} device(s), {dtype.name}"
+    )
     if branches is not None:
-        print(f"branches: {len(train_branches)} for training, {len(eval_branches)} held out, "
-              f"{branch_pairs} of every {batch_size} pairs")
+        print(
+            f"branches: {len(train_branches)} for training, {len(eval_branches)} held out, "
+            f"{branch_pairs} of every {batch_size} pairs"
+        )
     base_key = jax.random.key(args.seed)
     summary = {}
-    with MetricsLog(args.out_dir, CURVES) as log:  # redraws training_curves.png on the way out, interrupted or not
+    with MetricsLog(
+        args.out_dir, CURVES
+    ) as log:  # redraws training_curves.png on the way out, interrupted or not
         log.start("reward")
         for epoch in range(args.epochs):
             rng = np.random.default_rng([args.seed, epoch])
-            earlier, later = data.order_pair_indices((batch_size - branch_pairs) * steps_per_epoch, rng, args.min_gap,
-                                                     train_idx, args.pair_gaps)
+            earlier, later = data.order_pair_indices(
+                (batch_size - branch_pairs) * steps_per_epoch, rng, args.min_gap, train_idx, args.pair_gaps
+            )
             if branches is not None:
                 branch = rng.choice(train_branches, size=(steps_per_epoch, branch_pairs))
                 earlier, later = mix_in_branches(earlier, later, branch, branches.below, len(data))
             sums, started = {"loss": 0.0, "pairwise_accuracy": 0.0}, time.perf_counter()
-            for i in tqdm(range(steps_per_epoch), desc=f"reward epoch {epoch + 1}/{args.epochs}", leave=False):
+            for i in tqdm(
+                range(steps_per_epoch), desc=f"reward epoch {epoch + 1}/{args.epochs}", leave=False
+            ):
                 batch = slice(i * batch_size, (i + 1) * batch_size)
                 pair = (take(earlier[batch]), take(later[batch]))
-                state, metrics = train_step(state, shard_batch(pair), jax.random.fold_in(base_key, epoch * steps_per_epoch + i))
+                state, metrics = train_step(
+                    state, shard_batch(pair), jax.random.fold_in(base_key, epoch * steps_per_epoch + i)
+                )
                 sums = {k: sums[k] + metrics[k] for k in sums}
             seconds = time.perf_counter() - started
             summary = {
@@ -229,24 +273,39 @@ def main(args: Args) -> dict:
             }
             held_out = ""
             if is_eval_epoch(epoch, args.eval_every, args.epochs):
-                scores = map_batches(lambda batch: score(state, batch), take(eval_idx), batch_size)
+                scores = map_batches(
+                    lambda batch, state=state: score(state, batch), take(eval_idx), batch_size
+                )
                 ranking = ranking_metrics(scores, data.frame_index[eval_idx], args.min_gap)
-                summary.update(eval_pairwise_accuracy=ranking["pairwise_accuracy"], eval_spearman=ranking["spearman"],
-                               eval_pairs=ranking["pairs"])
-                held_out = f"  held-out pair acc {ranking['pairwise_accuracy']:.1%}  spearman {ranking['spearman']:.3f}"
+                summary.update(
+                    eval_pairwise_accuracy=ranking["pairwise_accuracy"],
+                    eval_spearman=ranking["spearman"],
+                    eval_pairs=ranking["pairs"],
+                )
+                held_out = (
+                    f"  held-out pair acc {ranking['pairwise_accuracy']:.1%}  "
+                    f"spearman {ranking['spearman']:.3f}"
+                )
                 if branches is not None and len(eval_branches):
                     # Held-out branches rank below held-out run frames, which `scores` already holds.
-                    branch_scores = map_batches(lambda batch: score(state, batch), take(len(data) + eval_branches), batch_size)
+                    branch_scores = map_batches(
+                        lambda batch, state=state: score(state, batch),
+                        take(len(data) + eval_branches),
+                        batch_size,
+                    )
                     run_scores = scores[eval_position[branches.below[eval_branches]]]
                     summary["eval_branch_accuracy"] = float((branch_scores < run_scores).mean())
                     held_out += f"  held-out branches below {summary['eval_branch_accuracy']:.1%}"
             log.write(summary)
             tqdm.write(
                 f"reward epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
-                f"  train pair acc {summary['train_pairwise_accuracy']:.1%}{held_out}  {summary['frames_per_s']:.0f} frames/s"
+                f"  train pair acc {summary['train_pairwise_accuracy']:.1%}{held_out}  "
+                f"{summary['frames_per_s']:.0f} frames/s"
             )
             params = params_of(nnx.merge(graphdef, state["trainable"], state["frozen"]))
-            save_checkpoint(out_path, kind="reward", config=model.cfg, params=params, step=(epoch + 1) * steps_per_epoch)
+            save_checkpoint(
+                out_path, kind="reward", config=model.cfg, params=params, step=(epoch + 1) * steps_per_epoch
+            )
     print(f"wrote {out_path}")
     return summary
 

@@ -40,9 +40,17 @@ from training.paths import VIDEO_TOKENIZER_FILE
 from training.pictures import save_recon_grid
 from training.steps import count_params, make_optimizer, make_restart_step, make_train_step, new_train_state
 
-CURVES = {"video_tokenizer": Curves("epoch", (Panel("recon MSE", ("train_recon_mse", "eval_recon_mse")),
-                                              Panel("codebook use", ("code_use",)),
-                                              Panel("perplexity", ("train_perplexity",))))}
+CURVES = {
+    "video_tokenizer": Curves(
+        "epoch",
+        (
+            Panel("recon MSE", ("train_recon_mse", "eval_recon_mse")),
+            Panel("codebook use", ("code_use",)),
+            Panel("perplexity", ("train_perplexity",)),
+        ),
+    )
+}
+
 
 @dataclass
 class Args:
@@ -75,7 +83,8 @@ class Args:
     restart_until: float = 0.8
     """Stop restarting after this fraction of training."""
     holdout_run: str = "-1"
-    """Run kept out of training for evaluation (name or index; -1 = last; empty: evaluate on training runs)."""
+    """Run kept out of training for evaluation (name or index; -1 = last; empty: evaluate on training
+    runs)."""
     seed: int = 0
     """Seeds the init, the clip order and the quantizer noise."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
@@ -84,10 +93,19 @@ class Args:
 
 def tokenizer_config(args: Args, dtype: jnp.dtype) -> VideoTokenizerConfig:
     size = PHASE1_SIZES[args.size]
-    quantizer = QuantizerConfig(kind=args.quantizer, codebook_size=args.vocab_size or size["vocab_size"], levels=args.fsq_levels)
-    frame = VQVAEConfig(embed_dim=size["embed_dim"], encoder_channels=tuple(size["encoder_channels"]),
-                        res_blocks=size["res_blocks"], quantizer=quantizer, dtype=dtype.name)
-    return VideoTokenizerConfig(frame=frame, num_frames=args.num_images_in_video, temporal_kernel=args.temporal_kernel)
+    quantizer = QuantizerConfig(
+        kind=args.quantizer, codebook_size=args.vocab_size or size["vocab_size"], levels=args.fsq_levels
+    )
+    frame = VQVAEConfig(
+        embed_dim=size["embed_dim"],
+        encoder_channels=tuple(size["encoder_channels"]),
+        res_blocks=size["res_blocks"],
+        quantizer=quantizer,
+        dtype=dtype.name,
+    )
+    return VideoTokenizerConfig(
+        frame=frame, num_frames=args.num_images_in_video, temporal_kernel=args.temporal_kernel
+    )
 
 
 def main(args: Args) -> dict:
@@ -107,7 +125,10 @@ def main(args: Args) -> dict:
     starts = np.flatnonzero(data.frame_index[groups.indices[:, 0]] % stride == 0)
     train_clips, eval_clips = starts[np.isin(starts, train_ids)], starts[np.isin(starts, eval_ids)]
     if len(train_clips) == 0 or len(eval_clips) == 0:
-        raise fail(f"--data: no clips of {args.num_images_in_video} consecutive frames to train and evaluate on in {args.data}")
+        raise fail(
+            f"--data: no clips of {args.num_images_in_video} consecutive frames to train and evaluate on "
+            f"in {args.data}"
+        )
 
     def clips_of(ids: np.ndarray) -> np.ndarray:
         return groups.frames(ids)[:, : args.num_images_in_video]
@@ -119,9 +140,12 @@ def main(args: Args) -> dict:
     optimizer = make_optimizer(args.lr, total_steps)
     model = build(lambda: VideoTokenizer(cfg, rngs=nnx.Rngs(args.seed)))
     graphdef, state = new_train_state(model, optimizer, usage=jnp.zeros(cfg.vocab_size, jnp.int32))
-    print(f"video tokenizer: clips of {cfg.num_frames} frames -> tokens {cfg.token_shape}, {cfg.vocab_size} codes "
-          f"({cfg.frame.quantizer.kind}), {count_params(state):,} params, "
-          f"{len(train_clips)} training clips, eval on {eval_name}")
+    print(
+        f"video tokenizer: clips of {cfg.num_frames} frames -> tokens {cfg.token_shape}, "
+        f"{cfg.vocab_size} codes "
+        f"({cfg.frame.quantizer.kind}), {count_params(state):,} params, "
+        f"{len(train_clips)} training clips, eval on {eval_name}"
+    )
 
     train_step = make_train_step(graphdef, optimizer, video_tokenizer_loss)
     restart_step = make_restart_step(graphdef)
@@ -150,7 +174,11 @@ def main(args: Args) -> dict:
             rng = np.random.default_rng([args.seed, epoch])
             order = rng.permutation(train_clips)
             epoch_counts = jnp.zeros(cfg.vocab_size, jnp.int32)
-            sums, restarted, started = {"loss": 0.0, "recon_mse": 0.0, "perplexity": 0.0}, 0, time.perf_counter()
+            sums, restarted, started = (
+                {"loss": 0.0, "recon_mse": 0.0, "perplexity": 0.0},
+                0,
+                time.perf_counter(),
+            )
             for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", leave=False):
                 step = epoch * steps_per_epoch + i
                 clips = shard_batch(clips_of(order[i * batch_size : (i + 1) * batch_size]))
@@ -163,19 +191,37 @@ def main(args: Args) -> dict:
                     state, num = restart_step(state, clips, jax.random.fold_in(restart_key, step))
                     restarted += int(num)
             used = int(jnp.sum(epoch_counts > 0))
-            summary = {"stage": "video_tokenizer", "epoch": epoch + 1, **{f"train_{k}": float(v) / steps_per_epoch for k, v in sums.items()},
-                       "eval_recon_mse": eval_mse(), "code_use": used / cfg.vocab_size, "codes_restarted": restarted,
-                       "clips_per_s": steps_per_epoch * batch_size / (time.perf_counter() - started)}
+            summary = {
+                "stage": "video_tokenizer",
+                "epoch": epoch + 1,
+                **{f"train_{k}": float(v) / steps_per_epoch for k, v in sums.items()},
+                "eval_recon_mse": eval_mse(),
+                "code_use": used / cfg.vocab_size,
+                "codes_restarted": restarted,
+                "clips_per_s": steps_per_epoch * batch_size / (time.perf_counter() - started),
+            }
             log.write(summary)
-            tqdm.write(f"epoch {epoch + 1}/{args.epochs}  recon mse {summary['train_recon_mse']:.4f} (eval {summary['eval_recon_mse']:.4f})"
-                       f"  codebook use {used}/{cfg.vocab_size}  restarted {restarted}  {summary['clips_per_s']:.1f} clips/s")
-            save_checkpoint(args.out_dir / VIDEO_TOKENIZER_FILE, kind="video_tokenizer", config=cfg,
-                            params=nnx.to_pure_dict(state["trainable"]), step=(epoch + 1) * steps_per_epoch)
+            tqdm.write(
+                f"epoch {epoch + 1}/{args.epochs}  recon mse {summary['train_recon_mse']:.4f} "
+                f"(eval {summary['eval_recon_mse']:.4f})"
+                f"  codebook use {used}/{cfg.vocab_size}  restarted {restarted}  "
+                f"{summary['clips_per_s']:.1f} clips/s"
+            )
+            save_checkpoint(
+                args.out_dir / VIDEO_TOKENIZER_FILE,
+                kind="video_tokenizer",
+                config=cfg,
+                params=nnx.to_pure_dict(state["trainable"]),
+                step=(epoch + 1) * steps_per_epoch,
+            )
 
     shown = clips_of(eval_clips[:eval_batch])
     recon = np.asarray(reconstruct(state, shard_batch(shown)))[0]
     save_recon_grid(args.out_dir / "recon_grid.png", shown[0], recon)
-    print(f"outputs in {args.out_dir}: {VIDEO_TOKENIZER_FILE}, metrics.jsonl, training_curves.png, recon_grid.png")
+    print(
+        f"outputs in {args.out_dir}: {VIDEO_TOKENIZER_FILE}, metrics.jsonl, training_curves.png, "
+        "recon_grid.png"
+    )
     return summary
 
 

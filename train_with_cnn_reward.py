@@ -37,9 +37,9 @@ from models.policy import make_policy, trainable_filter
 from models.sharding import compute_dtype
 from training.entropy_watch import EntropyWatch
 from training.metrics import MetricsLog
+from training.paths import POLICY_FINAL_FILE
 from training.policy_io import copy_params, load_policy, policy_config, save_policy
 from training.ppo import CURVES, PPOState, make_policy_step, make_prepare_batch, make_update
-from training.paths import POLICY_FINAL_FILE
 from training.progress import ProgressSettings, load_progress
 from training.rollout import Runner, make_runner
 
@@ -164,12 +164,23 @@ def main(args: Args) -> list[dict]:
     """Train; returns the per-iteration metrics of this invocation (also in metrics.jsonl)."""
     check_args(args)
     progress = load_progress(args.reward_model)
-    settings = ProgressSettings(args.reward_interval, args.time_penalty, args.reward_scale, args.progress_baseline)
+    settings = ProgressSettings(
+        args.reward_interval, args.time_penalty, args.reward_scale, args.progress_baseline
+    )
     runner = make_runner(
-        args.rom or str(EMUQUEST_ROM), progress, settings, num_envs=args.num_envs, num_workers=args.num_workers,
-        env_groups=args.env_groups, frame_skip=args.frame_skip, press_frames=args.press_frames,
-        max_episode_steps=args.max_episode_steps, curriculum_prob=args.curriculum_prob,
-        curriculum_capacity=args.curriculum_capacity, seed=args.seed)
+        args.rom or str(EMUQUEST_ROM),
+        progress,
+        settings,
+        num_envs=args.num_envs,
+        num_workers=args.num_workers,
+        env_groups=args.env_groups,
+        frame_skip=args.frame_skip,
+        press_frames=args.press_frames,
+        max_episode_steps=args.max_episode_steps,
+        curriculum_prob=args.curriculum_prob,
+        curriculum_capacity=args.curriculum_capacity,
+        seed=args.seed,
+    )
     try:
         return train(args, runner, jax.random.PRNGKey(args.seed), Path(args.out_dir))
     finally:
@@ -179,10 +190,18 @@ def main(args: Args) -> list[dict]:
 def build_policy(args: Args, num_actions: int, key):
     """A fresh policy with the pretrained encoder and dynamics copied in: (model, config, key)."""
     policy_cfg, encoder, dynamics = policy_config(
-        args.policy, num_actions, str(compute_dtype(args.dtype)), pretrained_tokenizer=args.pretrained_tokenizer,
-        pretrained_dynamics=args.pretrained_dynamics, finetune_encoder=args.finetune_encoder,
-        embed_dim=args.embed_dim, num_layers=args.num_layers, num_heads=args.num_heads,
-        encoder_channels=args.encoder_channels, codebook_size=args.codebook_size)
+        args.policy,
+        num_actions,
+        str(compute_dtype(args.dtype)),
+        pretrained_tokenizer=args.pretrained_tokenizer,
+        pretrained_dynamics=args.pretrained_dynamics,
+        finetune_encoder=args.finetune_encoder,
+        embed_dim=args.embed_dim,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        encoder_channels=args.encoder_channels,
+        codebook_size=args.codebook_size,
+    )
     key, init_key = jax.random.split(key)
     model = build(lambda: make_policy(policy_cfg, nnx.Rngs(init_key)))
     if encoder is not None:
@@ -203,7 +222,9 @@ def train(args: Args, runner: Runner, key, out_dir: Path) -> list[dict]:
         if ckpt["train_state"] is None:
             raise SystemExit(f"--resume: {args.resume} holds no train_state to continue from")
         if policy_cfg.num_actions != num_actions:
-            raise SystemExit(f"--resume: {args.resume} has {policy_cfg.num_actions} actions, the env {num_actions}")
+            raise SystemExit(
+                f"--resume: {args.resume} has {policy_cfg.num_actions} actions, the env {num_actions}"
+            )
     else:
         model, policy_cfg, key = build_policy(args, num_actions, key)
 
@@ -214,7 +235,9 @@ def train(args: Args, runner: Runner, key, out_dir: Path) -> list[dict]:
     start_iteration = 0
     if args.resume:
         ts = ckpt["train_state"]
-        state = PPOState(params, restore_tree(state.opt_state, ts["opt_state"], source=f"{args.resume} optimizer"))
+        state = PPOState(
+            params, restore_tree(state.opt_state, ts["opt_state"], source=f"{args.resume} optimizer")
+        )
         key = jnp.asarray(ts["key"], jnp.uint32)
         start_iteration = int(ts["iteration"])
         watch.streak = int(ts["entropy_streak"])
@@ -223,25 +246,47 @@ def train(args: Args, runner: Runner, key, out_dir: Path) -> list[dict]:
     progress = runner.groups[0].progress.model
     share_tokens = progress.bag_size > 0 and progress.reads_tokens_of(model)
     if progress.bag_size:
-        print("reward: bags of seen tokens from " + ("the policy's tokens (same encoder)" if share_tokens else
-                                                     "the reward's own encoder, once per env step"))
+        print(
+            "reward: bags of seen tokens from "
+            + (
+                "the policy's tokens (same encoder)"
+                if share_tokens
+                else "the reward's own encoder, once per env step"
+            )
+        )
 
     policy_step = make_policy_step(graphdef)
     prepare_batch = make_prepare_batch(args.gamma, args.gae_lambda, args.return_filter)
     update = make_update(
-        graphdef, frozen, tx,
-        num_minibatches=args.num_minibatches, update_epochs=args.update_epochs,
-        clip_coef=args.clip_coef, vf_coef=args.vf_coef, ent_coef=args.ent_coef,
+        graphdef,
+        frozen,
+        tx,
+        num_minibatches=args.num_minibatches,
+        update_epochs=args.update_epochs,
+        clip_coef=args.clip_coef,
+        vf_coef=args.vf_coef,
+        ent_coef=args.ent_coef,
     )
 
     def save(path: Path, iteration: int):
         nnx.update(model, state.params)
-        save_policy(path, model=model, policy_cfg=policy_cfg, run_args=dataclasses.asdict(args), state=state,
-                    key=key, iteration=iteration, runner_state=runner.state_dict(), entropy_streak=watch.streak)
+        save_policy(
+            path,
+            model=model,
+            policy_cfg=policy_cfg,
+            run_args=dataclasses.asdict(args),
+            state=state,
+            key=key,
+            iteration=iteration,
+            runner_state=runner.state_dict(),
+            entropy_streak=watch.streak,
+        )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     history = []
-    bar = tqdm(range(start_iteration, args.iterations), initial=start_iteration, total=args.iterations, desc="PPO")
+    bar = tqdm(
+        range(start_iteration, args.iterations), initial=start_iteration, total=args.iterations, desc="PPO"
+    )
     with MetricsLog(out_dir, CURVES) as log:
         log.start("ppo", after=start_iteration if args.resume else None, key="iteration")
         try:
@@ -252,8 +297,11 @@ def train(args: Args, runner: Runner, key, out_dir: Path) -> list[dict]:
                 # A checkpoint is a resume point, so its rollout ends every episode.
                 checkpoint_now = iteration % args.save_every == 0
                 batch, last_value, rollout_stats = runner.rollout(
-                    lambda frames, k: policy_step(state.params, frozen, frames, k), rollout_key, args.num_steps,
-                    share_tokens)
+                    lambda frames, k, state=state: policy_step(state.params, frozen, frames, k),
+                    rollout_key,
+                    args.num_steps,
+                    share_tokens,
+                )
                 rollout_seconds = time.perf_counter() - started
                 flat, filter_stats = prepare_batch(batch, last_value, checkpoint_now)
                 state, losses = update(state, flat, update_key)
@@ -287,7 +335,9 @@ def train(args: Args, runner: Runner, key, out_dir: Path) -> list[dict]:
                     save(out_dir / f"policy_{iteration}.pkl", iteration)
                     runner.restart(iteration)
         except KeyboardInterrupt:
-            raise SystemExit(f"interrupted; metrics are in {log.path}, the last checkpoint in {out_dir}") from None
+            raise SystemExit(
+                f"interrupted; metrics are in {log.path}, the last checkpoint in {out_dir}"
+            ) from None
     save(out_dir / POLICY_FINAL_FILE, max(start_iteration, args.iterations))
     return history
 

@@ -26,8 +26,8 @@ import tyro
 
 import pipeline
 from bench.tables import machine
-from training.io import atomic_write
 from envs.games import EMUQUEST_ROM
+from training.io import atomic_write
 from training.paths import POLICY_FINAL_FILE
 from training.rollout import env_only_sps
 
@@ -37,7 +37,8 @@ class Args:
     """PPO vs random on EmuQuest, several seeds, with the main job's sizes."""
 
     checkpoints: Path = Path("runs/pipeline/checkpoints")
-    """Phase 1-2 outputs of pipeline.py: pretrained_encoder.pkl, pretrained_dynamics.pkl, reward_<backbone>.pkl."""
+    """Phase 1-2 outputs of pipeline.py: pretrained_encoder.pkl, pretrained_dynamics.pkl,
+    reward_<backbone>.pkl."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """PPO seeds (the Phase 1-2 checkpoints are shared)."""
     quick: bool = False
@@ -56,7 +57,8 @@ class Args:
     output: Path = Path("bench/results/agent.md")
     """Where the markdown table is written."""
     reward_scale: float | None = None
-    """PPO's --reward-scale (None: the main job's). A seen-token head's scores span ~20x a one-frame head's."""
+    """PPO's --reward-scale (None: the main job's). A seen-token head's scores span ~20x a one-frame
+    head's."""
 
 
 def run_seed(args: Args, seed: int) -> dict:
@@ -67,9 +69,18 @@ def run_seed(args: Args, seed: int) -> dict:
         shutil.rmtree(run_dir / "ppo", ignore_errors=True)
         shutil.copytree(args.resume_from / f"seed_{seed}" / "ppo", run_dir / "ppo")
         resume = run_dir / "ppo" / POLICY_FINAL_FILE
-    result = pipeline.main(pipeline.Args(
-        quick=args.quick, out_dir=run_dir, seed=seed, num_workers=args.num_workers, checkpoints=args.checkpoints,
-        ppo_iterations=args.ppo_iterations, ppo_resume=resume, reward_scale=args.reward_scale))
+    result = pipeline.main(
+        pipeline.Args(
+            quick=args.quick,
+            out_dir=run_dir,
+            seed=seed,
+            num_workers=args.num_workers,
+            checkpoints=args.checkpoints,
+            ppo_iterations=args.ppo_iterations,
+            ppo_resume=resume,
+            reward_scale=args.reward_scale,
+        )
+    )
     history, ppo = result["history"], result["ppo_args"]
     rows = result["evaluation"]["rows"]
     trained, random = (next(r for r in rows if r["agent"] == name) for name in ("trained", "random"))
@@ -93,11 +104,13 @@ def markdown(rows: list[dict], env_sps: float, args: Args) -> str:
     ppo, budget = rows[0]["ppo_args"], rows[0]["budget"]
     lines = [
         f"Agent benchmark, {datetime.date.today()}, {machine()}; PPO {ppo['iterations']} iterations x "
-        f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, reward scale {ppo['reward_scale']:g}; evaluation "
-        f"{budget['eval_episodes']} episodes x {budget['eval_steps']} steps; checkpoints {args.checkpoints}"
+        f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, reward scale {ppo['reward_scale']:g}; "
+        f"evaluation {budget['eval_episodes']} episodes x {budget['eval_steps']} steps; "
+        f"checkpoints {args.checkpoints}"
         + (f"; continued from {args.resume_from}." if args.resume_from else "."),
         "",
-        "| seed | left title (trained / random) | milestones (trained / random) | ratio | final entropy / max "
+        "| seed | left title (trained / random) | milestones (trained / random) | ratio "
+        "| final entropy / max "
         "| PPO SPS (steady / wall) | env-only SPS | PPO / env |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -105,7 +118,8 @@ def markdown(rows: list[dict], env_sps: float, args: Args) -> str:
         ratio = r["trained_milestones"] / r["random_milestones"] if r["random_milestones"] else float("inf")
         lines.append(
             f"| {r['seed']} | {r['trained_escape']:.0%} / {r['random_escape']:.0%} | "
-            f"{r['trained_milestones']:.2f} / {r['random_milestones']:.2f} | {ratio:.2f}x | {r['entropy_fraction']:.1%} | "
+            f"{r['trained_milestones']:.2f} / {r['random_milestones']:.2f} | {ratio:.2f}x | "
+            f"{r['entropy_fraction']:.1%} | "
             f"{r['ppo_sps']:.0f} / {r['ppo_sps_wall']:.0f} | {env_sps:.0f} | {r['ppo_sps'] / env_sps:.2f} |"
         )
     return "\n".join(lines) + "\n"
@@ -118,18 +132,28 @@ def main(args: Args) -> str:
     # --checkpoints before the first seed trains).
     if args.resume_from is not None:
         if args.resume_from.resolve() == args.out_dir.resolve():
-            raise SystemExit("--resume-from is --out-dir: each seed's run would be deleted before it is copied; "
-                             "give a new --out-dir")
+            raise SystemExit(
+                "--resume-from is --out-dir: each seed's run would be deleted before it is copied; "
+                "give a new --out-dir"
+            )
         for seed in args.seeds:
             earlier = args.resume_from / f"seed_{seed}" / "ppo" / POLICY_FINAL_FILE
             if not earlier.is_file():
-                raise SystemExit(f"--resume-from: {earlier} not found; run this bench with --out-dir "
-                                 f"{args.resume_from} first")
+                raise SystemExit(
+                    f"--resume-from: {earlier} not found; run this bench with --out-dir "
+                    f"{args.resume_from} first"
+                )
     rows = [run_seed(args, seed) for seed in args.seeds]
     ppo = rows[0]["ppo_args"]
-    env_sps = env_only_sps(str(EMUQUEST_ROM), num_envs=ppo["num_envs"], num_workers=ppo["num_workers"],
-                           frame_skip=ppo["frame_skip"], press_frames=ppo["press_frames"],
-                           max_episode_steps=ppo["max_episode_steps"], steps=args.env_only_steps)
+    env_sps = env_only_sps(
+        str(EMUQUEST_ROM),
+        num_envs=ppo["num_envs"],
+        num_workers=ppo["num_workers"],
+        frame_skip=ppo["frame_skip"],
+        press_frames=ppo["press_frames"],
+        max_episode_steps=ppo["max_episode_steps"],
+        steps=args.env_only_steps,
+    )
     table = markdown(rows, env_sps, args)
     print(table)
     atomic_write(args.output, table)

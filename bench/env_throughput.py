@@ -41,12 +41,12 @@ import tyro
 from tqdm import tqdm
 
 from bench.tables import machine
-from training.io import atomic_write
 from envs.actions import ACTION_NAMES
+from envs.emulators import PyBoy  # PyBoy, with its SDL import notice muted
 from envs.games import EMUQUEST_ROM
 from envs.rom import RomError, check_rom
-from envs.emulators import PyBoy  # PyBoy, with its SDL import notice muted
 from envs.vec_gameboy import VecGameBoy
+from training.io import atomic_write
 
 
 @dataclass
@@ -113,7 +113,9 @@ def bench_raw(args: Args, num_envs: int, cores: int) -> tuple[float, float]:
     ctx = mp.get_context("spawn")
     start, results = ctx.Barrier(cores), ctx.Queue()
     blocks = np.array_split(np.arange(num_envs), cores)
-    processes = [ctx.Process(target=raw_process, args=(args, block.tolist(), start, results)) for block in blocks]
+    processes = [
+        ctx.Process(target=raw_process, args=(args, block.tolist(), start, results)) for block in blocks
+    ]
     for process in processes:
         process.start()
     wall, cpu = zip(*[results.get() for _ in processes])
@@ -147,8 +149,11 @@ def bench_vec(args: Args, num_envs: int, num_workers: int) -> tuple[float, float
     return total_steps / wall, cpu / total_steps
 
 
-def measure(args: Args, num_envs: int, worker_counts: list[int], cores: int, bar: tqdm) -> tuple[list[str], str]:
-    """(table rows, summary line) for one env count: raw and every worker count, interleaved, best of repeats."""
+def measure(
+    args: Args, num_envs: int, worker_counts: list[int], cores: int, bar: tqdm
+) -> tuple[list[str], str]:
+    """(table rows, summary line) for one env count: raw and every worker count, interleaved, best of
+    repeats."""
     configurations = ["raw", *worker_counts]
     best_rate = dict.fromkeys(configurations, 0.0)
     best_cpu = dict.fromkeys(configurations, float("inf"))
@@ -173,7 +178,13 @@ def measure(args: Args, num_envs: int, worker_counts: list[int], cores: int, bar
         )
     wall_ratio = best_rate[cores] / best_rate["raw"]
     cpu_ratio = best_cpu["raw"] / best_cpu[cores]
-    verdict = "met" if min(wall_ratio, cpu_ratio) >= 0.9 else "met by CPU cost only" if cpu_ratio >= 0.9 else "missed"
+    verdict = (
+        "met"
+        if min(wall_ratio, cpu_ratio) >= 0.9
+        else "met by CPU cost only"
+        if cpu_ratio >= 0.9
+        else "missed"
+    )
     summary = (
         f"{num_envs} envs, VecGameBoy at workers = cores ({cores}): {wall_ratio:.2f} x raw env steps/s, "
         f"{cpu_ratio:.2f} x raw by CPU cost per step (target 0.9: {verdict})."
@@ -200,12 +211,14 @@ def main(args: Args) -> str:
 
     lines = [
         f"Env throughput, {datetime.date.today().isoformat()}: {machine()}, "
-        f"Python {platform.python_version()}, PyBoy {version('pyboy')}, load average {load_before:.1f} at start.",
+        f"Python {platform.python_version()}, PyBoy {version('pyboy')}, "
+        f"load average {load_before:.1f} at start.",
         f"ROM {args.rom.name}, frame_skip {args.frame_skip}, press_frames {args.press_frames}, "
         f"render last frame only, {args.steps} timed steps per env after {args.warmup_steps} warm-up, "
         f"best of {args.repeats} interleaved runs.",
         "",
-        "| envs | backend | parallelism | env steps/s | frames/s | vs raw | CPU us per env step | raw CPU / CPU |",
+        "| envs | backend | parallelism | env steps/s | frames/s | vs raw | CPU us per env step "
+        "| raw CPU / CPU |",
         "|---:|---|---|---:|---:|---:|---:|---:|",
         *rows,
         "",

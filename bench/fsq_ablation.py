@@ -25,7 +25,6 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
-from training.io import atomic_write
 from data.frames import FramesDataset
 from models.build import build
 from models.quantizers import QuantizerConfig
@@ -33,6 +32,7 @@ from models.sharding import shard_batch
 from models.vqvae import VQVAE, VQVAEConfig, frames_to_float, tokenizer_loss
 from training.cli import fail
 from training.data import fit_batch_size, map_batches, split_runs
+from training.io import atomic_write
 from training.steps import make_optimizer, make_train_step, new_train_state
 
 SETTINGS = (
@@ -54,7 +54,8 @@ class Args:
     lr: float = 1e-3
     """Peak learning rate (linear warmup, then cosine decay to 10%)."""
     image_hw: tuple[int, int] = (72, 80)
-    """Frames are resized to this; with len(encoder_channels) stride-2 stages it must give a 9x10 grid or any grid."""
+    """Frames are resized to this; with len(encoder_channels) stride-2 stages it must give a 9x10 grid or
+    any grid."""
     embed_dim: int = 32
     """Latent width of each token."""
     encoder_channels: tuple[int, ...] = (16, 32, 64)
@@ -69,10 +70,17 @@ class Args:
     """Plot to write."""
 
 
-def run_setting(args: Args, data: FramesDataset, train_idx: np.ndarray, eval_idx: np.ndarray, quantizer: QuantizerConfig) -> dict:
+def run_setting(
+    args: Args, data: FramesDataset, train_idx: np.ndarray, eval_idx: np.ndarray, quantizer: QuantizerConfig
+) -> dict:
     """Train one tokenizer for args.steps steps; its train / held-out MSE and held-out code use."""
-    cfg = VQVAEConfig(embed_dim=args.embed_dim, encoder_channels=args.encoder_channels, res_blocks=0,
-                      quantizer=quantizer, image_hw=args.image_hw)
+    cfg = VQVAEConfig(
+        embed_dim=args.embed_dim,
+        encoder_channels=args.encoder_channels,
+        res_blocks=0,
+        quantizer=quantizer,
+        image_hw=args.image_hw,
+    )
     quantized = quantizer.kind != "none"
     model = build(lambda: VQVAE(cfg, rngs=nnx.Rngs(args.seed)))
     optimizer = make_optimizer(args.lr, args.steps)
@@ -82,14 +90,18 @@ def run_setting(args: Args, data: FramesDataset, train_idx: np.ndarray, eval_idx
 
     @jax.jit
     def reconstruct(state, frames):
-        recon, indices, _ = nnx.merge(graphdef, state["trainable"], state["frozen"])(frames_to_float(frames), None)
+        recon, indices, _ = nnx.merge(graphdef, state["trainable"], state["frozen"])(
+            frames_to_float(frames), None
+        )
         return recon, indices
 
     rng = np.random.default_rng(args.seed)
     key = jax.random.key(args.seed)
     started = time.perf_counter()
     train_mse = []
-    for step in tqdm(range(args.steps), desc=f"{quantizer.kind} {quantizer.levels if quantized else ''}", leave=False):
+    for step in tqdm(
+        range(args.steps), desc=f"{quantizer.kind} {quantizer.levels if quantized else ''}", leave=False
+    ):
         frames = data.frames[rng.choice(train_idx, size=batch_size, replace=False)]
         state, metrics = train_step(state, shard_batch(frames), jax.random.fold_in(key, step))
         if step >= args.steps - 50:
@@ -147,18 +159,27 @@ def main(args: Args) -> list[tuple[str, dict]]:
     for label, quantizer in SETTINGS:
         result = run_setting(args, data, train_idx, eval_idx, quantizer)
         rows.append((label, result))
-        print(f"{label}: held-out MSE {result['eval_mse']:.5f}  train {result['train_mse']:.5f}  ({result['seconds']:.0f} s)")
+        print(
+            f"{label}: held-out MSE {result['eval_mse']:.5f}  train {result['train_mse']:.5f}  "
+            f"({result['seconds']:.0f} s)"
+        )
 
-    grid = (args.image_hw[0] // 2 ** len(args.encoder_channels), args.image_hw[1] // 2 ** len(args.encoder_channels))
+    grid = (
+        args.image_hw[0] // 2 ** len(args.encoder_channels),
+        args.image_hw[1] // 2 ** len(args.encoder_channels),
+    )
     lines = [
         "# FSQ ablation: reconstruction against quantization",
         "",
-        f"`uv run python bench/fsq_ablation.py --steps {args.steps} --batch-size {args.batch_size}`: {len(train_idx)} "
-        f"training frames of the speedruns, held-out MSE on the {len(eval_idx)} frames of the {eval_name}. Frames at {args.image_hw[0]}x{args.image_hw[1]}, "
+        f"`uv run python bench/fsq_ablation.py --steps {args.steps} --batch-size {args.batch_size}`: "
+        f"{len(train_idx)} training frames of the speedruns, held-out MSE on the {len(eval_idx)} frames of "
+        f"the {eval_name}. Frames at {args.image_hw[0]}x{args.image_hw[1]}, "
         f"token grid {grid[0]}x{grid[1]}, embed_dim {args.embed_dim}, encoder {args.encoder_channels}, "
-        f"the same {args.steps} steps x {args.batch_size} frames for every setting, {jax.devices()[0].platform}.",
+        f"the same {args.steps} steps x {args.batch_size} frames for every setting, "
+        f"{jax.devices()[0].platform}.",
         "",
-        "| quantizer | vocabulary | bits / token | train MSE (last 50 steps) | held-out MSE | held-out codes used | held-out perplexity | train time |",
+        "| quantizer | vocabulary | bits / token | train MSE (last 50 steps) | held-out MSE "
+        "| held-out codes used | held-out perplexity | train time |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for label, r in rows:
@@ -166,14 +187,17 @@ def main(args: Args) -> list[tuple[str, dict]]:
         bits = f"{r['bits_per_token']:.1f}" if r["bits_per_token"] else "-"
         used = f"{r['codes_used']:,} ({r['codes_used'] / r['vocab']:.0%})" if r["vocab"] else "-"
         perplexity = f"{r['perplexity']:.0f}" if r["perplexity"] else "-"
-        lines.append(f"| {label} | {vocab} | {bits} | {r['train_mse']:.5f} | {r['eval_mse']:.5f} | {used} | {perplexity} | {r['seconds']:.0f} s |")
+        lines.append(
+            f"| {label} | {vocab} | {bits} | {r['train_mse']:.5f} | {r['eval_mse']:.5f} | {used} | "
+            f"{perplexity} | {r['seconds']:.0f} s |"
+        )
     lines += [
         "",
         f"Plot: `{args.plot}`.",
         "",
-        "FSQ 16 12 12 12 has a vocabulary of 16 x 12 x 12 x 12 = 27,648 (the 36,864 quoted for it is 16 x 16 x 12 x 12); "
-        "the levels are run as named. At this CPU budget no model is near convergence (the seed reached 0.007 after "
-        "100 epochs), so read the ordering, not the absolute MSE.",
+        "FSQ 16 12 12 12 has a vocabulary of 16 x 12 x 12 x 12 = 27,648 (the 36,864 quoted for it is "
+        "16 x 16 x 12 x 12); the levels are run as named. At this CPU budget no model is near convergence "
+        "(the seed reached 0.007 after 100 epochs), so read the ordering, not the absolute MSE.",
         "",
     ]
     atomic_write(args.table, "\n".join(lines))

@@ -35,13 +35,13 @@ from flax import nnx
 from tqdm import tqdm
 
 from bench.tables import machine
-from training.io import atomic_write
 from data.frames import FramesDataset, load_branches
 from models.build import build
 from models.checkpoint import CheckpointError
 from models.reward import VQRewardHead, bradley_terry_loss
 from models.vqvae import load_encoder
 from training.data import map_batches
+from training.io import atomic_write
 from training.ranking import mix_in_branches, ranking_metrics, seen_token_bags
 from training.steps import make_optimizer
 
@@ -81,13 +81,17 @@ def run_records(data: FramesDataset, root: Path, run: int) -> tuple[np.ndarray, 
     return indices[np.argsort(data.frame_index[indices])], records
 
 
-def town_groups(data: FramesDataset, branch_run_id: np.ndarray, root: Path, run: int) -> dict[str, np.ndarray]:
+def town_groups(
+    data: FramesDataset, branch_run_id: np.ndarray, root: Path, run: int
+) -> dict[str, np.ndarray]:
     """Indices (run frames, then branch frames after them) of the run's town frames: before the
     talk, the guide's text, after the talk, and random walking in town from branches that left
     before the talk, up to the first text box or menu (what PPO could do instead of talking)."""
     indices, frames = run_records(data, root, run)
     groups = {"before": [], "text": [], "after": [], "random before": []}
-    talk_start = min((r["frame"] for r in frames if r["mode"] == TEXT and r["talk"] == GUIDE_TALK), default=-1)
+    talk_start = min(
+        (r["frame"] for r in frames if r["mode"] == TEXT and r["talk"] == GUIDE_TALK), default=-1
+    )
     for i, r in zip(indices, frames):
         if r["map"] != TOWN:
             continue
@@ -107,8 +111,9 @@ def town_groups(data: FramesDataset, branch_run_id: np.ndarray, root: Path, run:
     return {k: np.asarray(v, int) for k, v in groups.items()}
 
 
-def what_bags_record(tokens: np.ndarray, data: FramesDataset, groups: dict[str, np.ndarray], holdout: int,
-                     vocab_size: int) -> tuple[int, int]:
+def what_bags_record(
+    tokens: np.ndarray, data: FramesDataset, groups: dict[str, np.ndarray], holdout: int, vocab_size: int
+) -> tuple[int, int]:
     """(codes that every training run shows, codes the held-out guide's text shows that its run had not
     shown before the text): how much of a bag is common to every run, and how much marks the talk."""
     shown_by_all = np.ones(vocab_size, bool)
@@ -121,17 +126,31 @@ def what_bags_record(tokens: np.ndarray, data: FramesDataset, groups: dict[str, 
     return int(shown_by_all.sum()), len(np.setdiff1d(tokens[groups["text"]], before))
 
 
-def train_head(args: Args, seed: int, embeddings, bags, data: FramesDataset, below: np.ndarray,
-               train_idx: np.ndarray, train_branches: np.ndarray) -> np.ndarray:
+def train_head(
+    args: Args,
+    seed: int,
+    embeddings,
+    bags,
+    data: FramesDataset,
+    below: np.ndarray,
+    train_idx: np.ndarray,
+    train_branches: np.ndarray,
+) -> np.ndarray:
     """Bradley-Terry training as train_reward.py does it; returns every frame's score."""
     steps = args.pairs_per_epoch // args.batch_size
-    model = build(lambda: VQRewardHead(embeddings.shape[-1], embeddings.shape[1:3], 16, 256, bags.shape[1], nnx.Rngs(seed)))
+    model = build(
+        lambda: VQRewardHead(
+            embeddings.shape[-1], embeddings.shape[1:3], 16, 256, bags.shape[1], nnx.Rngs(seed)
+        )
+    )
     optimizer = nnx.Optimizer(model, make_optimizer(args.lr, args.epochs * steps), wrt=nnx.Param)
 
     @nnx.jit
     def train_step(model, optimizer, earlier, later):
         def loss_of(model):
-            return bradley_terry_loss(model(embeddings[earlier], bags[earlier]), model(embeddings[later], bags[later]))
+            return bradley_terry_loss(
+                model(embeddings[earlier], bags[earlier]), model(embeddings[later], bags[later])
+            )
 
         loss, grads = nnx.value_and_grad(loss_of)(model)
         optimizer.update(model, grads)
@@ -139,15 +158,22 @@ def train_head(args: Args, seed: int, embeddings, bags, data: FramesDataset, bel
 
     for epoch in range(args.epochs):
         rng = np.random.default_rng([seed, epoch])
-        earlier, later = data.order_pair_indices((args.batch_size - args.branch_pairs) * steps, rng, args.min_gap,
-                                                 train_idx, "log")
+        earlier, later = data.order_pair_indices(
+            (args.batch_size - args.branch_pairs) * steps, rng, args.min_gap, train_idx, "log"
+        )
         branch = rng.choice(train_branches, size=(steps, args.branch_pairs))
-        earlier, later = (pairs.reshape(steps, -1) for pairs in mix_in_branches(earlier, later, branch, below, len(data)))
+        earlier, later = (
+            pairs.reshape(steps, -1) for pairs in mix_in_branches(earlier, later, branch, below, len(data))
+        )
         for step in range(steps):
             train_step(model, optimizer, jnp.asarray(earlier[step]), jnp.asarray(later[step]))
     score = nnx.jit(lambda model, e, b: model(e, b))
-    return np.concatenate([np.asarray(score(model, embeddings[i:i + 1024], bags[i:i + 1024]))
-                           for i in range(0, len(bags), 1024)])
+    return np.concatenate(
+        [
+            np.asarray(score(model, embeddings[i : i + 1024], bags[i : i + 1024]))
+            for i in range(0, len(bags), 1024)
+        ]
+    )
 
 
 def main(args: Args) -> str:
@@ -156,46 +182,69 @@ def main(args: Args) -> str:
         branches = load_branches(args.speedruns / "branches", data)
         encoder = load_encoder(args.encoder)
     except (FileNotFoundError, ValueError, CheckpointError) as err:
-        raise SystemExit(f"history_reward.py: {err}\n(run `uv run python pipeline.py` first, or pass --speedruns and --encoder)") from None
-    tokens = map_batches(jax.jit(lambda frames: encoder.encode(frames)[1]), np.concatenate([data.frames, branches.frames]), 64)
+        raise SystemExit(
+            f"history_reward.py: {err}\n"
+            "(run `uv run python pipeline.py` first, or pass --speedruns and --encoder)"
+        ) from None
+    tokens = map_batches(
+        jax.jit(lambda frames: encoder.encode(frames)[1]), np.concatenate([data.frames, branches.frames]), 64
+    )
     embeddings = encoder.embed_indices(jnp.asarray(tokens))  # (N, 9, 10, D), as the reward head sees them
     bags = jnp.asarray(seen_token_bags(tokens, data, branches, encoder.cfg.vocab_size))
     no_bag = jnp.zeros((len(bags), 0), jnp.float32)
 
     holdout = data.num_runs - 1
     train_idx, eval_idx = np.flatnonzero(data.run_id != holdout), np.flatnonzero(data.run_id == holdout)
-    train_branches, eval_branches = np.flatnonzero(branches.run_id != holdout), np.flatnonzero(branches.run_id == holdout)
+    train_branches, eval_branches = (
+        np.flatnonzero(branches.run_id != holdout),
+        np.flatnonzero(branches.run_id == holdout),
+    )
     groups = town_groups(data, branches.run_id, args.speedruns, holdout)
-    shown_by_all, new_at_text = what_bags_record(tokens[:len(data)], data, groups, holdout, encoder.cfg.vocab_size)
+    shown_by_all, new_at_text = what_bags_record(
+        tokens[: len(data)], data, groups, holdout, encoder.cfg.vocab_size
+    )
     rows = []
     for seed in tqdm(args.seeds, desc="seeds"):
         for variant, memory in (("one frame (the main job)", no_bag), ("frame + bag of seen tokens", bags)):
-            scores = train_head(args, seed, embeddings, memory, data, branches.below, train_idx, train_branches)
+            scores = train_head(
+                args, seed, embeddings, memory, data, branches.below, train_idx, train_branches
+            )
             ranking = ranking_metrics(scores[eval_idx], data.frame_index[eval_idx], args.min_gap)
             branch_below = np.mean(scores[len(data) + eval_branches] < scores[branches.below[eval_branches]])
-            before, text, after, wander = (scores[groups[k]] for k in ("before", "text", "after", "random before"))
-            spread = np.ptp(scores[eval_idx])  # scores have no unit: gaps are given as a share of the run's range
+            before, text, after, wander = (
+                scores[groups[k]] for k in ("before", "text", "after", "random before")
+            )
+            # scores have no unit: gaps are given as a share of the run's range
+            spread = np.ptp(scores[eval_idx])
             rows.append(
-                f"| {seed} | {variant} | {ranking['pairwise_accuracy']:.1%} | {ranking['spearman']:.3f} | {branch_below:.1%} "
+                f"| {seed} | {variant} | {ranking['pairwise_accuracy']:.1%} | {ranking['spearman']:.3f} "
+                f"| {branch_below:.1%} "
                 f"| {(text.mean() - before.max()) / spread:+.3f} | {np.mean(text > before.max()):.0%} "
-                f"| {(after.mean() - before.mean()) / spread:+.3f} | {np.mean(wander > text.mean()):.0%} |")
-    table = "\n".join([
-        f"# A reward head with a bag of seen tokens (`bench/history_reward.py`), {datetime.date.today()}",
-        "",
-        f"{machine()}. Speedruns `{args.speedruns}` ({data.num_runs} runs, "
-        f"{len(data)} frames, {len(branches)} branch frames), encoder `{args.encoder}`; held-out run "
-        f"{data.run_names[holdout]}: {len(groups['before'])} town frames before the talk, {len(groups['text'])} "
-        f"of the guide's text, {len(groups['after'])} after it, {len(groups['random before'])} of random play in town "
-        f"branching off before the talk. Gaps are in units of the held-out run's score range. "
-        f"{shown_by_all} of the {encoder.cfg.vocab_size} codes appear in every training run, and the guide's "
-        f"text shows {new_at_text} that its run had not shown before it: a bag fills mostly with codes that every run "
-        f"shows sooner or later, and a few mark the talk.",
-        "",
-        "| seed | reward input | held-out pairwise | Spearman | held-out branches below | guide's text mean − best town before | text frames above the best town before | town after − town before (means) | random play in town before the talk above the text's mean |",
-        "|---|---|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-    ])
+                f"| {(after.mean() - before.mean()) / spread:+.3f} | {np.mean(wander > text.mean()):.0%} |"
+            )
+    table = "\n".join(
+        [
+            f"# A reward head with a bag of seen tokens (`bench/history_reward.py`), {datetime.date.today()}",
+            "",
+            f"{machine()}. Speedruns `{args.speedruns}` ({data.num_runs} runs, "
+            f"{len(data)} frames, {len(branches)} branch frames), encoder `{args.encoder}`; held-out run "
+            f"{data.run_names[holdout]}: {len(groups['before'])} town frames before the talk, "
+            f"{len(groups['text'])} of the guide's text, {len(groups['after'])} after it, "
+            f"{len(groups['random before'])} of random play in town "
+            f"branching off before the talk. Gaps are in units of the held-out run's score range. "
+            f"{shown_by_all} of the {encoder.cfg.vocab_size} codes appear in every training run, and the "
+            f"guide's text shows {new_at_text} that its run had not shown before it: a bag fills mostly with "
+            f"codes that every run shows sooner or later, and a few mark the talk.",
+            "",
+            "| seed | reward input | held-out pairwise | Spearman | held-out branches below "
+            "| guide's text mean − best town before | text frames above the best town before "
+            "| town after − town before (means) "
+            "| random play in town before the talk above the text's mean |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
     print(table)
     atomic_write(args.output, table)
     return table

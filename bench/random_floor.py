@@ -71,14 +71,20 @@ def main(args: Args) -> None:
     for seed in tqdm(range(args.seeds), desc="random agents", unit="seed"):
         result = random_agent(args.rom, seed, args.frames, args.press_every, args.hold)
         results.append(result)
-        tqdm.write(f"seed {seed}: milestones {result['milestones']}/{GAME.num_milestones}, "
-                   f"left title {result['left_title']}, battles {result['battles']}")
+        tqdm.write(
+            f"seed {seed}: milestones {result['milestones']}/{GAME.num_milestones}, "
+            f"left title {result['left_title']}, battles {result['battles']}"
+        )
     elapsed = time.perf_counter() - start
     milestones = np.array([r["milestones"] for r in results])
-    print(f"random floor over {args.seeds} seeds x {args.frames} frames "
-          f"({args.frames / 3600:.0f} min of game time each):")
-    print(f"  milestones mean {milestones.mean():.2f}, max {milestones.max()} "
-          f"(scripted speedrun: {GAME.num_milestones})")
+    print(
+        f"random floor over {args.seeds} seeds x {args.frames} frames "
+        f"({args.frames / 3600:.0f} min of game time each):"
+    )
+    print(
+        f"  milestones mean {milestones.mean():.2f}, max {milestones.max()} "
+        f"(scripted speedrun: {GAME.num_milestones})"
+    )
     print(f"  left the title screen: {sum(r['left_title'] for r in results)}/{args.seeds}")
     print(f"  emulator speed: {args.seeds * args.frames / elapsed:,.0f} frames/s (no rendering, 1 process)")
 

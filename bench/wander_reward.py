@@ -1,10 +1,12 @@
 """Does a reward model pay for wandering? The same screen, scored again later in an episode.
 
     uv run python pipeline.py        # once: the main job's checkpoints
-    uv run python train_reward.py --backbone vq --seen-tokens --tokenizer runs/pipeline/checkpoints/pretrained_tokenizer.pkl \
+    uv run python train_reward.py --backbone vq --seen-tokens \
+        --tokenizer runs/pipeline/checkpoints/pretrained_tokenizer.pkl \
         --data runs/pipeline/speedruns/frames --branches runs/pipeline/speedruns/branches --epochs 200 \
         --pairs-per-epoch 768 --pair-gaps log --out-dir runs/seen_tokens
-    uv run python bench/wander_reward.py --rewards runs/pipeline/checkpoints/reward_vq.pkl runs/seen_tokens/reward_vq.pkl
+    uv run python bench/wander_reward.py \
+        --rewards runs/pipeline/checkpoints/reward_vq.pkl runs/seen_tokens/reward_vq.pkl
 
 PPO with `--progress-baseline best` (the main job's) is paid each episode's rise over its best
 score so far. A one-frame reward gives a screen the same score whenever it shows, so walking in
@@ -35,11 +37,11 @@ import tyro
 from tqdm import tqdm
 
 from bench.tables import machine
-from training.io import atomic_write
 from envs.games import EMUQUEST_ROM, EmuQuest
 from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
 from models.reward import load_reward
+from training.io import atomic_write
 from training.progress import LearnedProgress, ProgressReward, ProgressSettings
 
 INTRO_DONE, LEFT_HOUSE = 1, 2  # EmuQuest's ordered milestone counts: in the house, then in town
@@ -71,8 +73,13 @@ def play(args: Args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     y*40 + x*4 + facing while standing in the house's overworld after the intro, else -1. Step t
     is what the env shows after its t-th action."""
     rng = np.random.default_rng(args.seed)
-    with VecGameBoy(EMUQUEST_ROM, num_envs=args.episodes, num_workers=args.num_workers, max_steps=args.steps + 1,
-                    profile=GAME) as env:
+    with VecGameBoy(
+        EMUQUEST_ROM,
+        num_envs=args.episodes,
+        num_workers=args.num_workers,
+        max_steps=args.steps + 1,
+        profile=GAME,
+    ) as env:
         reset_frames = env.reset(seed=args.seed)[0].copy()  # the env overwrites its buffer on the next step
         frames = np.empty((args.steps, args.episodes, 144, 160, 3), np.uint8)
         milestones = np.empty((args.steps, args.episodes), np.int32)
@@ -90,7 +97,9 @@ def scores_along(model: LearnedProgress, reset_frames: np.ndarray, frames: np.nd
     """(T, N) scores of every step, taken from PPO's own ProgressReward scoring every step: a
     seen-token model reads each episode's bag, which holds every frame shown since the reset, the
     reset frame and the current one included. No episode ends during the play."""
-    progress = ProgressReward(model, num_envs=frames.shape[1], settings=ProgressSettings(interval=1, time_penalty=0.0))
+    progress = ProgressReward(
+        model, num_envs=frames.shape[1], settings=ProgressSettings(interval=1, time_penalty=0.0)
+    )
     progress.start(reset_frames)
     never_done = np.zeros(frames.shape[1], bool)
     return np.stack([progress(step_frames, never_done)[1] for step_frames in frames])
@@ -125,8 +134,12 @@ def house_and_leaving(scores: np.ndarray, milestones: np.ndarray) -> dict:
         left = np.flatnonzero(reached >= LEFT_HOUSE)
         if len(left):
             leaving.append(column[left[0]] - house_best)
-    return {"in_house": len(rises), "left": len(leaving), "rise": float(np.mean(rises)) if rises else float("nan"),
-            "leaving": float(np.mean(leaving)) if leaving else float("nan")}
+    return {
+        "in_house": len(rises),
+        "left": len(leaving),
+        "rise": float(np.mean(rises)) if rises else float("nan"),
+        "leaving": float(np.mean(leaving)) if leaving else float("nan"),
+    }
 
 
 def main(args: Args) -> str:
@@ -142,23 +155,31 @@ def main(args: Args) -> str:
         scores = scores_along(model, reset_frames, frames)
         again, house = revisits(scores, screens), house_and_leaving(scores, milestones)
         kind = "frame + bag of seen tokens" if model.bag_size else "one frame"
-        rows.append(f"| `{path}` | {kind} | {again['screens']} | {again['steps_apart']:.0f} | {again['drift']:+.2f} "
-                    f"| {house['in_house']} / {house['left']} | {house['rise']:+.2f} | {house['leaving']:+.2f} "
-                    f"| {again['drift'] / house['leaving']:+.2f} |")
-    table = "\n".join([
-        f"# Does the reward pay for wandering? (`bench/wander_reward.py`), {datetime.date.today()}, {machine()}",
-        "",
-        f"{args.episodes} episodes of random play from power-on, {args.steps} steps each, seed {args.seed}; the same "
-        "play for every reward model. A revisited screen: the house after the intro, standing on one tile facing "
-        "one way, shown at two steps or more of an episode. Scores have no unit, so compare within a row.",
-        "",
-        "| reward model | input | revisited screens | steps apart (mean) | last − first score of a revisited screen "
-        "| episodes in the house / that left | house's rise (best − first) | leaving (first town − house's best) "
-        "| revisit gain / leaving |",
-        "|---|---|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-    ])
+        rows.append(
+            f"| `{path}` | {kind} | {again['screens']} | {again['steps_apart']:.0f} | {again['drift']:+.2f} "
+            f"| {house['in_house']} / {house['left']} | {house['rise']:+.2f} | {house['leaving']:+.2f} "
+            f"| {again['drift'] / house['leaving']:+.2f} |"
+        )
+    table = "\n".join(
+        [
+            f"# Does the reward pay for wandering? (`bench/wander_reward.py`), {datetime.date.today()}, "
+            f"{machine()}",
+            "",
+            f"{args.episodes} episodes of random play from power-on, {args.steps} steps each, "
+            f"seed {args.seed}; the same play for every reward model. "
+            "A revisited screen: the house after the intro, standing on one tile facing one way, "
+            "shown at two steps or more of an episode. Scores have no unit, so compare within a row.",
+            "",
+            "| reward model | input | revisited screens | steps apart (mean) "
+            "| last − first score of a revisited screen "
+            "| episodes in the house / that left | house's rise (best − first) "
+            "| leaving (first town − house's best) "
+            "| revisit gain / leaving |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
     print(table)
     atomic_write(args.output, table)
     return table

@@ -80,7 +80,9 @@ def parse_crop(text: str) -> Crop:
     try:
         x, y, w, h = (int(part) for part in parts)
     except ValueError:
-        raise ValueError(f"--crop {text!r} must be four integers 'x,y,w,h', e.g. --crop 80,0,480,432") from None
+        raise ValueError(
+            f"--crop {text!r} must be four integers 'x,y,w,h', e.g. --crop 80,0,480,432"
+        ) from None
     if x < 0 or y < 0 or w <= 0 or h <= 0:
         raise ValueError(f"--crop {text!r}: x and y must be >= 0, w and h > 0")
     return Crop(x, y, w, h)
@@ -193,7 +195,9 @@ def extract_video(video: Path, out_root: Path, args: Args) -> int:
         if args.crop is not None:
             crop, crop_source = parse_crop(args.crop), "manual"
             if crop.x + crop.w > info.width or crop.y + crop.h > info.height:
-                raise ValueError(f"--crop {args.crop} falls outside {video.name} ({info.width}x{info.height})")
+                raise ValueError(
+                    f"--crop {args.crop} falls outside {video.name} ({info.width}x{info.height})"
+                )
         else:
             crop, crop_source = detect_screen(sample_frames(capture, info, args.detect_samples)), "auto"
 
@@ -275,17 +279,28 @@ def main(args: Args) -> int:
             raise ValueError("--out is empty; pass an output folder, e.g. --out data/frames")
         if args.fps is not None and args.jump_seconds is not None:
             raise ValueError("pass either --fps or --jump-seconds, not both")
-        if (args.fps is not None and args.fps <= 0) or (args.jump_seconds is not None and args.jump_seconds <= 0):
+        if (args.fps is not None and args.fps <= 0) or (
+            args.jump_seconds is not None and args.jump_seconds <= 0
+        ):
             raise ValueError("--fps and --jump-seconds must be positive")
         if args.crop is not None:
             parse_crop(args.crop)
         if args.detect_samples < 2:
-            raise ValueError("--detect-samples must be at least 2: the screen is found by what changes between frames")
+            raise ValueError(
+                "--detect-samples must be at least 2: the screen is found by what changes between frames"
+            )
         if args.labels is not None and not args.labels.is_dir():
-            raise ValueError(f"--labels {args.labels} is not a folder (expected labeled_frames/ from data/labeler.py)")
+            raise ValueError(
+                f"--labels {args.labels} is not a folder (expected labeled_frames/ from data/labeler.py)"
+            )
         videos = list_videos(args.video)
-        if args.labels is not None and not any(load_labels(args.labels, video) is not None for video in videos):
-            raise ValueError(f"--labels {args.labels} has no label file for {', '.join(v.name for v in videos)}; save one with data/labeler.py")
+        if args.labels is not None and not any(
+            load_labels(args.labels, video) is not None for video in videos
+        ):
+            raise ValueError(
+                f"--labels {args.labels} has no label file for {', '.join(v.name for v in videos)}; "
+                "save one with data/labeler.py"
+            )
         out_root = Path(args.out)
         return sum(extract_video(video, out_root, args) for video in videos)
     except (ValueError, OSError) as error:

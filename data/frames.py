@@ -69,10 +69,15 @@ class FramesDataset:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(
-                f"frames directory {root} does not exist; make it with `uv run python data/make_speedruns.py` "
+                f"frames directory {root} does not exist; "
+                "make it with `uv run python data/make_speedruns.py` "
                 "or pass --data <dir with run_XX/*.png>"
             )
-        runs = {d.name: _image_files(d) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+        runs = {
+            d.name: _image_files(d)
+            for d in sorted(root.iterdir())
+            if d.is_dir() and not d.name.startswith(".")
+        }
         runs = {name: files for name, files in runs.items() if files}
         if not runs and _image_files(root):
             runs = {root.name: _image_files(root)}
@@ -149,7 +154,9 @@ class FramesDataset:
         )
         return t[same_run], t1[same_run]
 
-    def batches(self, batch_size: int, rng: np.random.Generator, indices: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    def batches(
+        self, batch_size: int, rng: np.random.Generator, indices: np.ndarray | None = None
+    ) -> Iterator[np.ndarray]:
         """One shuffled epoch of (batch_size, H, W, 3) uint8 frames; the last partial batch is dropped
         so every step has the same shape (one compile)."""
         indices = np.arange(len(self)) if indices is None else indices
@@ -157,7 +164,9 @@ class FramesDataset:
         for start in range(0, len(order) - batch_size + 1, batch_size):
             yield self.frames[np.sort(order[start : start + batch_size])]
 
-    def pairs(self, batch_size: int, rng: np.random.Generator, indices: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def pairs(
+        self, batch_size: int, rng: np.random.Generator, indices: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One shuffled epoch of consecutive-frame pairs (frames t, frames t+1), each (B, H, W, 3)."""
         t, t1 = self.next_frame_pairs(indices)
         order = rng.permutation(len(t))
@@ -165,8 +174,14 @@ class FramesDataset:
             chosen = order[start : start + batch_size]
             yield self.frames[t[chosen]], self.frames[t1[chosen]]
 
-    def order_pair_indices(self, count: int, rng: np.random.Generator, min_gap: int, indices: np.ndarray | None = None,
-                           gaps: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
+    def order_pair_indices(
+        self,
+        count: int,
+        rng: np.random.Generator,
+        min_gap: int,
+        indices: np.ndarray | None = None,
+        gaps: str = "uniform",
+    ) -> tuple[np.ndarray, np.ndarray]:
         """`count` random (earlier, later) dataset index pairs from the same run, at least
         `min_gap` frames apart (gaps counted in the frames of `indices`).
 
@@ -181,7 +196,9 @@ class FramesDataset:
         # Sort by (run, frame): each run is then a contiguous block and `rank` counts within it.
         indices = indices[np.lexsort((self.frame_index[indices], self.run_id[indices]))]
         runs, run_start, run_length = np.unique(self.run_id[indices], return_index=True, return_counts=True)
-        if not (run_length > min_gap).any():  # a frame has a partner exactly when its run is longer than min_gap
+        if not (
+            run_length > min_gap
+        ).any():  # a frame has a partner exactly when its run is longer than min_gap
             raise ValueError(f"no run has two frames at least min_gap={min_gap} apart; lower --min-gap")
         if gaps == "log":
             runs_with_pairs = np.flatnonzero(run_length > min_gap)
@@ -216,7 +233,8 @@ class Branches:
             the frame it should score below.
         start: (B,) int64, dataset index of the run's last frame before the branch left it
             (-1 when metadata.json predates the field).
-        step: (B,) int32, the frame's step inside its branch (1, 2, ...; 0 when metadata.json predates the field).
+        step: (B,) int32, the frame's step inside its branch (1, 2, ...; 0 when metadata.json predates the
+            field).
     """
 
     frames: np.ndarray
@@ -233,8 +251,10 @@ def load_branches(root: str | Path, dataset: FramesDataset, image_hw: tuple[int,
     """Reads `<root>/<run>/metadata.json` and its PNGs for every run of `dataset` that has branches."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"branches directory {root} does not exist; make it with "
-                                "`uv run python data/make_speedruns.py --branch-every 48 --branch-steps 24`")
+        raise FileNotFoundError(
+            f"branches directory {root} does not exist; make it with "
+            "`uv run python data/make_speedruns.py --branch-every 48 --branch-steps 24`"
+        )
     index_of = {(run, name): i for i, (run, name) in enumerate(zip(dataset.run_id, dataset.file_names))}
     frames, run_id, below, start, step = [], [], [], [], []
     for run, name in enumerate(dataset.run_names):
@@ -243,8 +263,10 @@ def load_branches(root: str | Path, dataset: FramesDataset, image_hw: tuple[int,
             continue
         for record in json.loads(metadata.read_text())["branches"]:
             if (run, record["below"]) not in index_of:
-                raise ValueError(f"{metadata}: branch {record['file']} ranks below {record['below']}, "
-                                 f"which is not a frame of run {name} in the frames directory")
+                raise ValueError(
+                    f"{metadata}: branch {record['file']} ranks below {record['below']}, "
+                    f"which is not a frame of run {name} in the frames directory"
+                )
             image = _read_rgb(root / name / record["file"], image_hw)
             if image is None:
                 raise ValueError(f"{root / name / record['file']}: missing or unreadable branch frame")
@@ -255,5 +277,10 @@ def load_branches(root: str | Path, dataset: FramesDataset, image_hw: tuple[int,
             step.append(record.get("step", 0))  # 0: metadata.json predates the field
     if not frames:
         raise FileNotFoundError(f"no branches in {root} for the runs {dataset.run_names}")
-    return Branches(np.stack(frames), np.asarray(run_id, np.int32), np.asarray(below, np.int64),
-                    np.asarray(start, np.int64), np.asarray(step, np.int32))
+    return Branches(
+        np.stack(frames),
+        np.asarray(run_id, np.int32),
+        np.asarray(below, np.int64),
+        np.asarray(start, np.int64),
+        np.asarray(step, np.int32),
+    )

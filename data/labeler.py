@@ -47,7 +47,9 @@ def video_facts(path: str, modified: float) -> tuple[int, float]:
 
 
 @st.cache_data(max_entries=16)
-def window_thumbnails(path: str, modified: float, start: int, length: int, step: int) -> tuple[list[int], list[np.ndarray]]:
+def window_thumbnails(
+    path: str, modified: float, start: int, length: int, step: int
+) -> tuple[list[int], list[np.ndarray]]:
     return read_window(Path(path), start, length, step=step, thumb_width=THUMB_WIDTH)
 
 
@@ -86,7 +88,11 @@ st.title("EmuRL labeler: valid frame spans")
 
 with st.sidebar:
     folder = st.text_input("Video folder", DEFAULT_FOLDER, key="folder")
-    in_folder = sorted(p.name for p in Path(folder).glob("*") if p.suffix.lower() in VIDEO_SUFFIXES) if Path(folder).is_dir() else []
+    in_folder = (
+        sorted(p.name for p in Path(folder).glob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+        if Path(folder).is_dir()
+        else []
+    )
     picked = st.selectbox("Video in folder", in_folder, index=0 if in_folder else None, key="picked")
     typed = st.text_input("…or a video path", video_from_command_line(), key="video_path")
     labels_dir = Path(st.text_input("Labels folder", "labeled_frames", key="labels_dir"))
@@ -118,11 +124,25 @@ if st.session_state.get("spans_of") != (str(video), str(labels_dir)):
 window_frames = int(round(window_seconds * fps))
 last_window = max(0, (frame_count - 1) // window_frames)
 st.session_state.window = min(st.session_state.get("window", 0), last_window)
-st.caption(f"{video} · {frame_count} frames · {fps:.2f} fps · {frame_count / fps:.1f} s · window {window_seconds} s")
+st.caption(
+    f"{video} · {frame_count} frames · {fps:.2f} fps · {frame_count / fps:.1f} s · window {window_seconds} s"
+)
 
 previous, slider, following = st.columns([1, 8, 1], vertical_alignment="bottom")
-previous.button("◀ prev", key="prev_window", on_click=change_window, args=(-1, last_window), disabled=st.session_state.window == 0)
-following.button("next ▶", key="next_window", on_click=change_window, args=(1, last_window), disabled=st.session_state.window == last_window)
+previous.button(
+    "◀ prev",
+    key="prev_window",
+    on_click=change_window,
+    args=(-1, last_window),
+    disabled=st.session_state.window == 0,
+)
+following.button(
+    "next ▶",
+    key="next_window",
+    on_click=change_window,
+    args=(1, last_window),
+    disabled=st.session_state.window == last_window,
+)
 if last_window > 0:
     slider.slider("Window", 0, last_window, key="window")
 
@@ -131,12 +151,28 @@ step = max(1, round(fps / THUMBS_PER_SECOND))
 indices, thumbs = window_thumbnails(str(video), video.stat().st_mtime, start, window_frames, step)
 spans = st.session_state.spans
 for row in range(0, len(indices), THUMBS_PER_ROW):
-    for column, index, thumb in zip(st.columns(THUMBS_PER_ROW), indices[row : row + THUMBS_PER_ROW], thumbs[row : row + THUMBS_PER_ROW]):
+    for column, index, thumb in zip(
+        st.columns(THUMBS_PER_ROW), indices[row : row + THUMBS_PER_ROW], thumbs[row : row + THUMBS_PER_ROW]
+    ):
         inside = any(low <= index <= high for low, high in spans)
         column.image(outlined(thumb) if inside else thumb, caption=f"#{index} · {index / fps:.1f}s")
         mark_start, mark_end = column.columns(2, gap=None)
-        mark_start.button("start", key=f"start_{index}", on_click=set_value, args=("span_start", index), type="tertiary", help=f"Span starts at frame {index}")
-        mark_end.button("end", key=f"end_{index}", on_click=set_value, args=("span_end", index), type="tertiary", help=f"Span ends at frame {index}")
+        mark_start.button(
+            "start",
+            key=f"start_{index}",
+            on_click=set_value,
+            args=("span_start", index),
+            type="tertiary",
+            help=f"Span starts at frame {index}",
+        )
+        mark_end.button(
+            "end",
+            key=f"end_{index}",
+            on_click=set_value,
+            args=("span_end", index),
+            type="tertiary",
+            help=f"Span ends at frame {index}",
+        )
 
 with st.sidebar:
     st.subheader("Spans")
@@ -152,6 +188,6 @@ with st.sidebar:
         st.write("No spans yet.")
     if st.button("Save", key="save", type="primary", width="stretch"):
         saved = save_labels(labels_dir, video, spans)
-        st.success(f"Saved {len(spans)} span(s), {sum(h - l + 1 for l, h in spans)} frames, to {saved}")
+        st.success(f"Saved {len(spans)} span(s), {sum(h - lo + 1 for lo, h in spans)} frames, to {saved}")
     elif label_path(labels_dir, video).is_file():
         st.caption(f"Saved labels: {label_path(labels_dir, video)}")

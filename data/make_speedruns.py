@@ -90,12 +90,21 @@ class Speedrun:
     branch_frames: np.ndarray | None = None  # (num_branch_frames, 144, 160, 3) uint8
 
 
-def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, detour_prob: float = 0.05,
-                 idle_prob: float = 0.03, max_idle_frames: int = 60, extra_battles: int = 0,
-                 chat_prob: float = 0.5, max_frames: int = 30_000,
-                 on_frame: Callable[[int, np.ndarray], None] | None = None,
-                 branch_every: int = 0, branch_steps: int = 8,
-                 branch_pairing: BranchPairing = "same-moment") -> Speedrun:
+def run_speedrun(
+    seed: int,
+    rom: Path = EMUQUEST_ROM,
+    frame_every: int = 4,
+    detour_prob: float = 0.05,
+    idle_prob: float = 0.03,
+    max_idle_frames: int = 60,
+    extra_battles: int = 0,
+    chat_prob: float = 0.5,
+    max_frames: int = 30_000,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
+    branch_every: int = 0,
+    branch_steps: int = 8,
+    branch_pairing: BranchPairing = "same-moment",
+) -> Speedrun:
     """Play one run from power-on to the end screen.
 
     Returns the saved frames (every `frame_every`-th), their metadata, and the branch frames
@@ -111,14 +120,32 @@ def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, deto
         if on_frame is not None:
             on_frame(frame, rgb)
         if frame % frame_every == 0:
-            records.append({"file": f"{len(saved):06d}.png", "frame": frame,
-                            "milestones": bot.milestones(), "mode": bot.memory[GAME.MODE],
-                            "map": bot.memory[GAME.MAP_ID], "talk": bot.memory[GAME.TALK_ID],
-                            "buttons": list(buttons)})
+            records.append(
+                {
+                    "file": f"{len(saved):06d}.png",
+                    "frame": frame,
+                    "milestones": bot.milestones(),
+                    "mode": bot.memory[GAME.MODE],
+                    "map": bot.memory[GAME.MAP_ID],
+                    "talk": bot.memory[GAME.TALK_ID],
+                    "buttons": list(buttons),
+                }
+            )
             saved.append(rgb.copy())
 
-    bot = Bot(rom, seed, detour_prob, idle_prob, max_idle_frames, extra_battles, max_frames, keep, chat_prob,
-              branch_every, branch_steps)
+    bot = Bot(
+        rom,
+        seed,
+        detour_prob,
+        idle_prob,
+        max_idle_frames,
+        extra_battles,
+        max_frames,
+        keep,
+        chat_prob,
+        branch_every,
+        branch_steps,
+    )
     try:
         bot.play()
     finally:
@@ -143,8 +170,11 @@ def run_speedrun(seed: int, rom: Path = EMUQUEST_ROM, frame_every: int = 4, deto
             ahead = FRAME_SKIP
         moment = -(-(record["start_frame"] + ahead) // frame_every)
         # start: the run's last saved frame before the branch left it (what it has seen so far).
-        record.update(file=f"{number:06d}.png", below=records[min(moment, len(records) - 1)]["file"],
-                      start=records[min(record["start_frame"] // frame_every, len(records) - 1)]["file"])
+        record.update(
+            file=f"{number:06d}.png",
+            below=records[min(moment, len(records) - 1)]["file"],
+            start=records[min(record["start_frame"] // frame_every, len(records) - 1)]["file"],
+        )
     branch_frames = np.stack(bot.branch_frames) if bot.branch_frames else None
     return Speedrun(np.stack(saved), metadata, bot.branches, branch_frames)
 
@@ -175,10 +205,21 @@ def write_run(args: Args, index: int, pool: ThreadPoolExecutor) -> dict:
             png_count += 1
 
     try:
-        run = run_speedrun(args.seed + index, args.rom, args.frame_every, args.detour_prob,
-                           args.idle_prob, args.max_idle_frames, args.extra_battles,
-                           args.chat_prob, args.max_frames, on_frame, args.branch_every, args.branch_steps,
-                           args.branch_pairing)
+        run = run_speedrun(
+            args.seed + index,
+            args.rom,
+            args.frame_every,
+            args.detour_prob,
+            args.idle_prob,
+            args.max_idle_frames,
+            args.extra_battles,
+            args.chat_prob,
+            args.max_frames,
+            on_frame,
+            args.branch_every,
+            args.branch_steps,
+            args.branch_pairing,
+        )
     finally:
         video.release()
     (tmp_dir / "metadata.json").write_text(json.dumps(run.metadata, indent=1))
@@ -188,8 +229,14 @@ def write_run(args: Args, index: int, pool: ThreadPoolExecutor) -> dict:
         tmp_branches.mkdir(parents=True)
         for record, rgb in zip(run.branches, run.branch_frames):
             path = tmp_branches / record["file"]
-            pending.append(pool.submit(cv2.imwrite, str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                                       [cv2.IMWRITE_PNG_COMPRESSION, 1]))
+            pending.append(
+                pool.submit(
+                    cv2.imwrite,
+                    str(path),
+                    cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_PNG_COMPRESSION, 1],
+                )
+            )
         branch_meta = {"run": name, "branches": run.branches}
         (tmp_branches / "metadata.json").write_text(json.dumps(branch_meta, indent=1))
     if not all(f.result() for f in pending):
@@ -204,12 +251,15 @@ def write_run(args: Args, index: int, pool: ThreadPoolExecutor) -> dict:
 
 def main(args: Args) -> None:
     if not args.rom.is_file():
-        raise SystemExit(f"make_speedruns.py: --rom {args.rom} does not exist; build it with "
-                         "envs/roms/emuquest/build.sh")
+        raise SystemExit(
+            f"make_speedruns.py: --rom {args.rom} does not exist; build it with envs/roms/emuquest/build.sh"
+        )
     title = read_cart_title(args.rom.read_bytes())
     if title != GAME.cart_title:
-        raise SystemExit(f"make_speedruns.py: --rom {args.rom} is {title!r}, not {GAME.cart_title}; "
-                         "the bot only knows EmuQuest")
+        raise SystemExit(
+            f"make_speedruns.py: --rom {args.rom} is {title!r}, not {GAME.cart_title}; "
+            "the bot only knows EmuQuest"
+        )
     if args.num_runs < 1 or args.frame_every < 1 or args.max_idle_frames < 1:
         raise SystemExit("make_speedruns.py: --num-runs, --frame-every and --max-idle-frames must be >= 1")
     if args.branch_every < 0 or args.branch_steps < 1:
@@ -224,10 +274,12 @@ def main(args: Args) -> None:
             except RuntimeError as error:
                 raise SystemExit(f"make_speedruns.py: {error}") from None
             bar.set_postfix(frames=meta["num_frames"], battles=meta["battles"])
-            tqdm.write(f"run_{index:02d}: {meta['num_frames']} frames "
-                       f"({meta['num_frames'] / 60:.1f} s), {meta['steps']} steps, "
-                       f"{meta['battles']} battles, {meta['num_branch_frames']} branch frames, "
-                       f"milestones {meta['milestones']}/{GAME.num_milestones}")
+            tqdm.write(
+                f"run_{index:02d}: {meta['num_frames']} frames "
+                f"({meta['num_frames'] / 60:.1f} s), {meta['steps']} steps, "
+                f"{meta['battles']} battles, {meta['num_branch_frames']} branch frames, "
+                f"milestones {meta['milestones']}/{GAME.num_milestones}"
+            )
 
 
 if __name__ == "__main__":

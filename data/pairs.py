@@ -52,19 +52,29 @@ def buttons_between_saved_frames(metadata: dict) -> dict[str, str]:
     records = metadata.get("frames", [])
     # (first frame held, last frame held, button); a press never released lasts to the end.
     presses = [
-        (p["frame"], p["frame"] + p["frames_held"] - 1 if p["frames_held"] is not None else float("inf"), p["button"])
+        (
+            p["frame"],
+            p["frame"] + p["frames_held"] - 1 if p["frames_held"] is not None else float("inf"),
+            p["button"],
+        )
         for p in metadata.get("presses", [])
     ]
     between = {}
     for record, following in zip(records, records[1:]):
         start, stop = record["frame"], following["frame"]
-        candidates = [(max(first, start + 1), button) for first, last, button in presses if first <= stop and last > start]
+        candidates = [
+            (max(first, start + 1), button)
+            for first, last, button in presses
+            if first <= stop and last > start
+        ]
         candidates += [(stop, button) for button in following["buttons"]]
         between[record["file"]] = min(candidates)[1] if candidates else "noop"
     return between
 
 
-def read_buttons(root: Path, dataset: FramesDataset, button_names: tuple[str, ...] = ACTION_NAMES) -> np.ndarray | None:
+def read_buttons(
+    root: Path, dataset: FramesDataset, button_names: tuple[str, ...] = ACTION_NAMES
+) -> np.ndarray | None:
     """(N,) button pressed between each dataset frame and the next saved frame of its run, as
     an index into button_names (NO_BUTTON where unknown), from runs whose metadata.json was
     written by data/make_speedruns.py. None if no run logs buttons. Runs with unreadable
@@ -151,7 +161,13 @@ class FrameGroups:
         self.buttons = None if buttons is None else buttons[starts[:, None] + offsets]
 
     @classmethod
-    def from_root(cls, root: str | Path, button_names: tuple[str, ...] = ACTION_NAMES, show_progress: bool = True, **options) -> FrameGroups:
+    def from_root(
+        cls,
+        root: str | Path,
+        button_names: tuple[str, ...] = ACTION_NAMES,
+        show_progress: bool = True,
+        **options,
+    ) -> FrameGroups:
         """Read `<root>/<run>/*.png` and build the groups, with the logged buttons (as indices
         into button_names, the env's action order by default) where the runs have them."""
         dataset = FramesDataset(root, show_progress=show_progress)

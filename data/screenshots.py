@@ -36,8 +36,16 @@ def capture(rom: Path, seed: int) -> list[np.ndarray]:
 
     The bot plays; when a wanted screen comes up it waits a few idle frames (so queued
     tile writes finish) and grabs the screen."""
-    bot = Bot(rom, seed, detour_prob=0.0, idle_prob=0.0, max_idle_frames=60, extra_battles=1,
-              max_frames=20_000, on_frame=lambda frame, rgb, buttons: None)
+    bot = Bot(
+        rom,
+        seed,
+        detour_prob=0.0,
+        idle_prob=0.0,
+        max_idle_frames=60,
+        extra_battles=1,
+        max_frames=20_000,
+        on_frame=lambda frame, rgb, buttons: None,
+    )
     m = bot.memory
     shots: dict[str, np.ndarray] = {}
 
@@ -50,11 +58,19 @@ def capture(rom: Path, seed: int) -> list[np.ndarray]:
         bot.boot()
         grab("title")
         while len(shots) < 3 and m[GAME.MODE] != GAME.MODE_END:
-            if ("overworld" not in shots and m[GAME.MODE] == GAME.MODE_OVERWORLD
-                    and m[GAME.MAP_ID] == GAME.TOWN and m[GAME.MILESTONES] & 0b100 and m[GAME.WALK] == 0):
+            if (
+                "overworld" not in shots
+                and m[GAME.MODE] == GAME.MODE_OVERWORLD
+                and m[GAME.MAP_ID] == GAME.TOWN
+                and m[GAME.MILESTONES] & 0b100
+                and m[GAME.WALK] == 0
+            ):
                 grab("overworld")
-            if ("battle" not in shots and m[GAME.MODE] == GAME.MODE_BATTLE
-                    and m[GAME.BATTLE_STATE] == GAME.BATTLE_MENU):
+            if (
+                "battle" not in shots
+                and m[GAME.MODE] == GAME.MODE_BATTLE
+                and m[GAME.BATTLE_STATE] == GAME.BATTLE_MENU
+            ):
                 grab("battle")
             bot.advance()
     finally:

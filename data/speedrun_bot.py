@@ -38,10 +38,20 @@ END_SCREEN_FRAMES = 90  # frames kept after the end screen appears
 class Bot:
     """Plays EmuQuest frame by frame. `step` ticks one frame with the given buttons held."""
 
-    def __init__(self, rom: Path, seed: int, detour_prob: float, idle_prob: float,
-                 max_idle_frames: int, extra_battles: int, max_frames: int,
-                 on_frame: Callable[[int, np.ndarray, tuple[str, ...]], None], chat_prob: float = 0.0,
-                 branch_every: int = 0, branch_steps: int = 8):
+    def __init__(
+        self,
+        rom: Path,
+        seed: int,
+        detour_prob: float,
+        idle_prob: float,
+        max_idle_frames: int,
+        extra_battles: int,
+        max_frames: int,
+        on_frame: Callable[[int, np.ndarray, tuple[str, ...]], None],
+        chat_prob: float = 0.0,
+        branch_every: int = 0,
+        branch_steps: int = 8,
+    ):
         self.pyboy = PyBoy(str(rom), window="null", sound_emulated=False)
         self.memory = self.pyboy.memory
         self.rng = np.random.default_rng(seed)
@@ -71,8 +81,10 @@ class Bot:
     # -- emulator ---------------------------------------------------------------------
     def step(self, buttons: tuple[str, ...] = ()) -> None:
         if self.frame >= self.max_frames:
-            raise RuntimeError(f"speedrun seed {self.seed}: no end screen after {self.max_frames} "
-                               f"frames (milestones {self.milestones()}); raise --max-frames")
+            raise RuntimeError(
+                f"speedrun seed {self.seed}: no end screen after {self.max_frames} "
+                f"frames (milestones {self.milestones()}); raise --max-frames"
+            )
         for name in self.held:
             if name not in buttons:
                 self.pyboy.button_release(name)
@@ -185,10 +197,17 @@ class Bot:
             if self.detour:
                 return self.detour.pop()
         kind, target = goal
-        if (kind == "row" and here == GAME.ROUTE and m[GAME.BATTLES] < self.extra_battles
-                and grid[y, x] == GAME.GRASS):
-            grass = [n for n, (dx, dy) in DIRECTIONS.items()
-                     if 0 <= x + dx < 10 and 0 <= y + dy < 9 and grid[y + dy, x + dx] == GAME.GRASS]
+        if (
+            kind == "row"
+            and here == GAME.ROUTE
+            and m[GAME.BATTLES] < self.extra_battles
+            and grid[y, x] == GAME.GRASS
+        ):
+            grass = [
+                n
+                for n, (dx, dy) in DIRECTIONS.items()
+                if 0 <= x + dx < 10 and 0 <= y + dy < 9 and grid[y + dy, x + dx] == GAME.GRASS
+            ]
             if grass:
                 return str(self.rng.choice(grass))
         target_map = target[0]
@@ -203,8 +222,9 @@ class Bot:
                 # Face the target (a blocked step only turns), then press A.
                 toward = next(n for n, d in DIRECTIONS.items() if d == (tx - x, ty - y))
                 return "a" if GAME.FACING_NAMES[m[GAME.FACING]] == toward else toward
-            goals = {(gx, gy) for gx, gy in adjacent
-                     if 0 <= gx < 10 and 0 <= gy < 9 and grid[gy, gx] in WALKABLE}
+            goals = {
+                (gx, gy) for gx, gy in adjacent if 0 <= gx < 10 and 0 <= gy < 9 and grid[gy, gx] in WALKABLE
+            }
         path = self.bfs(grid, (x, y), goals)
         if not path:
             raise RuntimeError(f"speedrun seed {self.seed}: no path on map {here} from {(x, y)} to {goals}")
@@ -214,8 +234,11 @@ class Bot:
         """A few random steps on plain floor or grass, returned reversed (popped from the end)."""
         walk = []
         for _ in range(steps):
-            options = [(n, x + dx, y + dy) for n, (dx, dy) in DIRECTIONS.items()
-                       if 0 <= x + dx < 10 and 0 <= y + dy < 9 and grid[y + dy, x + dx] in WALKABLE]
+            options = [
+                (n, x + dx, y + dy)
+                for n, (dx, dy) in DIRECTIONS.items()
+                if 0 <= x + dx < 10 and 0 <= y + dy < 9 and grid[y + dy, x + dx] in WALKABLE
+            ]
             if not options:
                 break
             name, x, y = options[int(self.rng.integers(len(options)))]
@@ -255,9 +278,19 @@ class Bot:
             if name != "noop":
                 self.pyboy.button_release(name)
             self.pyboy.tick(FRAME_SKIP - PRESS_FRAMES, True)
-            self.branches.append({"start_frame": self.frame, "start_mode": start_mode, "step": step,
-                                  "action": name, "emulator_frames": step * FRAME_SKIP, "mode": m[GAME.MODE],
-                                  "map": m[GAME.MAP_ID], "x": m[GAME.X], "y": m[GAME.Y]})
+            self.branches.append(
+                {
+                    "start_frame": self.frame,
+                    "start_mode": start_mode,
+                    "step": step,
+                    "action": name,
+                    "emulator_frames": step * FRAME_SKIP,
+                    "mode": m[GAME.MODE],
+                    "map": m[GAME.MAP_ID],
+                    "x": m[GAME.X],
+                    "y": m[GAME.Y],
+                }
+            )
             self.branch_frames.append(self.pyboy.screen.ndarray[:, :, :3].copy())
         saved.seek(0)
         self.pyboy.load_state(saved)

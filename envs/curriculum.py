@@ -42,7 +42,8 @@ class CurriculumPool:
         return len(self.states)
 
     def add(self, state: bytes, score: float, payload=None) -> bool:
-        """Store a state (and its payload); returns False when the pool is full and every state scores higher."""
+        """Store a state (and its payload); returns False when the pool is full and every state scores
+        higher."""
         if len(self.states) < self.capacity:
             self.states.append(bytes(state))
             self.scores.append(float(score))
@@ -92,8 +93,14 @@ class CurriculumPool:
     def from_dict(cls, data: dict) -> CurriculumPool:
         pool = cls(capacity=int(data["capacity"]), temperature=float(data["temperature"]))
         payloads = data.get("payloads", data["states"])
-        if not len(data["states"]) == len(data["scores"]) == len(payloads) or len(data["states"]) > pool.capacity:
-            raise ValueError("CurriculumPool.from_dict: states, scores and payloads disagree with each other or the capacity")
+        if (
+            not len(data["states"]) == len(data["scores"]) == len(payloads)
+            or len(data["states"]) > pool.capacity
+        ):
+            raise ValueError(
+                "CurriculumPool.from_dict: states, scores and payloads disagree with each other "
+                "or the capacity"
+            )
         pool.states = [bytes(s) for s in data["states"]]
         pool.scores = [float(s) for s in data["scores"]]
         pool.payloads = list(data.get("payloads", [None] * len(pool.states)))

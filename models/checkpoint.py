@@ -1,6 +1,7 @@
 """Checkpoints: one pickled plain dict, safe to load by construction.
 
-    {"format": 1, "kind": "tokenizer" | "encoder" | "dynamics" | "reward" | "policy" | "lam" | "video_tokenizer",
+    {"format": 1,
+     "kind": "tokenizer" | "encoder" | "dynamics" | "reward" | "policy" | "lam" | "video_tokenizer",
      "config": {...}, "params": nested dict of numpy bfloat16 arrays, "step": int,
      "train_state": None or plain containers of numpy arrays (fp32 params, optimizer state, rng, ...)}
 
@@ -84,7 +85,9 @@ def load_checkpoint(path: str | os.PathLike, kind: str | tuple[str, ...]) -> dic
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
     except Exception as err:  # truncated, not a pickle, ...: all mean "not a checkpoint"
-        raise CheckpointError(f"{path}: not a readable EmuRL checkpoint ({type(err).__name__}: {err})") from None
+        raise CheckpointError(
+            f"{path}: not a readable EmuRL checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an EmuRL checkpoint (expected a dict with format={FORMAT})")
     missing = {"kind", "config", "params", "step"} - payload.keys()
@@ -179,7 +182,9 @@ def _check_same_tree(expected, found, where: str, source: str):
     """Raise CheckpointError at the first path where `found` disagrees with `expected` in keys or shapes."""
     if isinstance(expected, Mapping):
         if not isinstance(found, Mapping):
-            raise CheckpointError(f"{source}: {where or 'params'} should be a dict, found {type(found).__name__}")
+            raise CheckpointError(
+                f"{source}: {where or 'params'} should be a dict, found {type(found).__name__}"
+            )
         missing = [k for k in expected if k not in found]
         if missing:
             raise CheckpointError(f"{source}: parameter {where}/{missing[0]} is missing")
@@ -206,12 +211,16 @@ def restore_params(model: nnx.Module, params: dict, source: str = "checkpoint") 
     state = nnx.state(model, nnx.Param)
     expected = nnx.to_pure_dict(state)
     _check_same_tree(expected, params, "", source)
-    cast = jax.tree.map(lambda e, p: jnp.asarray(np.asarray(p, dtype=np.float32), dtype=e.dtype), expected, params)
+    cast = jax.tree.map(
+        lambda e, p: jnp.asarray(np.asarray(p, dtype=np.float32), dtype=e.dtype), expected, params
+    )
     nnx.replace_by_pure_dict(state, cast)
     nnx.update(model, state)
     if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(nnx.state(model))):
-        raise ValueError(f"{type(model).__name__} holds state that is not a parameter: build it, not abstract(), "
-                         "before restoring")
+        raise ValueError(
+            f"{type(model).__name__} holds state that is not a parameter: build it, not abstract(), "
+            "before restoring"
+        )
     return model
 
 

@@ -86,7 +86,9 @@ def pool_frames(frames: jax.Array, pool: int) -> jax.Array:
     return frames.reshape(b, h // pool, pool, w // pool, pool, c).mean(axis=(2, 4))
 
 
-def change_weighted_loss(pred: jax.Array, target: jax.Array, prev: jax.Array, change_weight: float, threshold: float):
+def change_weighted_loss(
+    pred: jax.Array, target: jax.Array, prev: jax.Array, change_weight: float, threshold: float
+):
     """Squared error weighted toward the pixels that change from `prev` to `target`.
 
     A pixel has changed when any channel of |target - prev| exceeds `threshold`. Its weight
@@ -107,7 +109,8 @@ def change_weighted_loss(pred: jax.Array, target: jax.Array, prev: jax.Array, ch
     num_unchanged = changed.size - num_changed
     metrics = {
         "changed_mse": jnp.sum(changed * squared_error) / (channels * jnp.maximum(num_changed, 1.0)),
-        "unchanged_mse": jnp.sum((1.0 - changed) * squared_error) / (channels * jnp.maximum(num_unchanged, 1.0)),
+        "unchanged_mse": jnp.sum((1.0 - changed) * squared_error)
+        / (channels * jnp.maximum(num_unchanged, 1.0)),
         "changed_fraction": num_changed / changed.size,
     }
     return loss, metrics
@@ -131,7 +134,9 @@ class InverseDynamics(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x_t, x_t1):
-        x = jnp.concatenate([x_t * 2.0 - 1.0, x_t1 * 2.0 - 1.0, (x_t1 - x_t) * 4.0], axis=-1).astype(self.dtype)
+        x = jnp.concatenate([x_t * 2.0 - 1.0, x_t1 * 2.0 - 1.0, (x_t1 - x_t) * 4.0], axis=-1).astype(
+            self.dtype
+        )
         for down in self.downs:
             x = nnx.silu(down(x))
         x = nnx.silu(self.mix(x)).astype(jnp.float32)
@@ -227,7 +232,9 @@ class LatentActionModel(nnx.Module):
         return self.predict(x_t, action), code, aux
 
 
-def lam_loss(model: LatentActionModel, batch, key: jax.Array | None, change_weight: float, change_threshold: float):
+def lam_loss(
+    model: LatentActionModel, batch, key: jax.Array | None, change_weight: float, change_threshold: float
+):
     """Change-weighted reconstruction of x_{t+1} plus the quantizer's loss. batch = (x_t, x_t1) uint8.
 
     Returns (loss, metrics); metrics["code_counts"] (vocab,) is the batch's code histogram.
@@ -255,4 +262,6 @@ def load_lam(path) -> LatentActionModel:
     """A LatentActionModel rebuilt from a 'lam' checkpoint (its config and weights)."""
     ckpt = load_checkpoint(path, "lam")
     cfg = config_from_dict(LAMConfig, ckpt["config"])
-    return restore_params(abstract(lambda: LatentActionModel(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))
+    return restore_params(
+        abstract(lambda: LatentActionModel(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path)
+    )

@@ -51,7 +51,9 @@ class PolicyConfig:
             raise ValueError(f'policy kind must be "vq" or "vit", got {self.kind!r}')
         if self.kind == "vq":
             if tuple(self.encoder.grid) != tuple(self.transformer.grid):
-                raise ValueError(f"encoder grid {self.encoder.grid} differs from transformer grid {self.transformer.grid}")
+                raise ValueError(
+                    f"encoder grid {self.encoder.grid} differs from transformer grid {self.transformer.grid}"
+                )
             if self.encoder.vocab_size != self.transformer.vocab_size:
                 raise ValueError(
                     f"the tokenizer has {self.encoder.vocab_size} codes but the transformer reads "

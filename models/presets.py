@@ -8,10 +8,25 @@ from models.resnet import ResNetConfig
 # The tokenizer and the dynamics model. On "small" the convolutions at the highest resolutions cost
 # the most, so they get the fewest channels, and there are no residual blocks.
 PHASE1_SIZES = {
-    "tiny": dict(embed_dim=16, encoder_channels=(8, 8, 16, 16), res_blocks=0, vocab_size=64, num_layers=1, num_heads=2),
-    "small": dict(embed_dim=64, encoder_channels=(8, 16, 32, 64), res_blocks=0, vocab_size=512, num_layers=2, num_heads=4),
-    "seed": dict(embed_dim=192, encoder_channels=(32, 64, 128, 192), res_blocks=1, vocab_size=512, num_layers=4,
-                 num_heads=4),
+    "tiny": dict(
+        embed_dim=16, encoder_channels=(8, 8, 16, 16), res_blocks=0, vocab_size=64, num_layers=1, num_heads=2
+    ),
+    "small": dict(
+        embed_dim=64,
+        encoder_channels=(8, 16, 32, 64),
+        res_blocks=0,
+        vocab_size=512,
+        num_layers=2,
+        num_heads=4,
+    ),
+    "seed": dict(
+        embed_dim=192,
+        encoder_channels=(32, 64, 128, 192),
+        res_blocks=1,
+        vocab_size=512,
+        num_layers=4,
+        num_heads=4,
+    ),
 }
 
 # The reward's ResNet: "seed" is the real ResNet-34, "small" keeps its depth at 1/4 width.

@@ -104,7 +104,11 @@ def revive_codes(
 
 
 def replace_unused_codes(
-    codebook: jax.Array, usage_counts: jax.Array, key: jax.Array, min_fraction: float, noise_scale: float = 0.01
+    codebook: jax.Array,
+    usage_counts: jax.Array,
+    key: jax.Array,
+    min_fraction: float,
+    noise_scale: float = 0.01,
 ) -> tuple[jax.Array, jax.Array]:
     """NSVQ-style replacement: every code picked by fewer than `min_fraction` of the inputs
     counted in `usage_counts` becomes a copy of a used code (drawn in proportion to its use)
@@ -156,9 +160,14 @@ class VectorQuantizer(nnx.Module):
         return z_q, indices, aux
 
     def restart_dead_codes(self, usage_counts: jax.Array, z_samples: jax.Array, key: jax.Array) -> jax.Array:
-        """Replace codes with usage below cfg.restart_threshold by rows of z_samples (N, D); returns how many."""
+        """Replace codes with usage below cfg.restart_threshold by rows of z_samples (N, D); returns how
+        many."""
         new_codebook, num_dead = revive_codes(
-            self.codebook[...], usage_counts, z_samples.reshape(-1, self.cfg.dim), key, self.cfg.restart_threshold
+            self.codebook[...],
+            usage_counts,
+            z_samples.reshape(-1, self.cfg.dim),
+            key,
+            self.cfg.restart_threshold,
         )
         self.codebook[...] = new_codebook
         return num_dead
@@ -261,7 +270,9 @@ class IdentityQuantizer(nnx.Module):
         self.codebook_size = 1
 
     def lookup(self, indices: jax.Array) -> jax.Array:
-        raise ValueError("quantizer kind 'none' has no codebook to look tokens up in; use 'vq', 'fsq' or 'nsvq'")
+        raise ValueError(
+            "quantizer kind 'none' has no codebook to look tokens up in; use 'vq', 'fsq' or 'nsvq'"
+        )
 
     def __call__(self, z: jax.Array, key: jax.Array | None = None):
         z = z.astype(jnp.float32)
@@ -278,7 +289,9 @@ class IdentityQuantizer(nnx.Module):
 
 def make_quantizer(cfg: QuantizerConfig, rngs: nnx.Rngs) -> nnx.Module:
     if cfg.dim is None:
-        raise ValueError("QuantizerConfig.dim is None: set it to the latent width before building the quantizer")
+        raise ValueError(
+            "QuantizerConfig.dim is None: set it to the latent width before building the quantizer"
+        )
     quantizer_class = {
         "vq": VectorQuantizer,
         "nsvq": NoiseSubstitutionVQ,

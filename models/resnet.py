@@ -52,7 +52,9 @@ class BasicBlock(nnx.Module):
         self.conv2 = nnx.Conv(c_out, c_out, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
         self.norm2 = group_norm(c_out, cfg, rngs, zero_init=True)
         if stride != 1 or c_in != c_out:
-            self.shortcut_conv = nnx.Conv(c_in, c_out, (1, 1), strides=stride, use_bias=False, dtype=dtype, rngs=rngs)
+            self.shortcut_conv = nnx.Conv(
+                c_in, c_out, (1, 1), strides=stride, use_bias=False, dtype=dtype, rngs=rngs
+            )
             self.shortcut_norm = group_norm(c_out, cfg, rngs)
         else:
             self.shortcut_conv = self.shortcut_norm = None

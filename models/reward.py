@@ -75,8 +75,15 @@ class VQRewardHead(nnx.Module):
     """Token embeddings (B, rows, cols, D) and a bag (B, bag_size) -> score (B,). Flattening keeps
     where things are on screen; the bag joins the flattened grid (bag_size 0: no bag)."""
 
-    def __init__(self, feature_dim: int, grid: tuple[int, int], reduce_dim: int, hidden: int, bag_size: int,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        feature_dim: int,
+        grid: tuple[int, int],
+        reduce_dim: int,
+        hidden: int,
+        bag_size: int,
+        rngs: nnx.Rngs,
+    ):
         self.reduce = nnx.Linear(feature_dim, reduce_dim, rngs=rngs)
         self.hidden = nnx.Linear(grid[0] * grid[1] * reduce_dim + bag_size, hidden, rngs=rngs)
         self.out = nnx.Linear(hidden, 1, rngs=rngs)
@@ -97,7 +104,9 @@ class RewardModel(nnx.Module):
         else:
             tok = cfg.tokenizer
             self.encoder = VQEncoder(tok, rngs=rngs)
-            self.head = VQRewardHead(tok.embed_dim, tok.grid, cfg.head_reduce_dim, cfg.head_hidden, cfg.bag_size, rngs)
+            self.head = VQRewardHead(
+                tok.embed_dim, tok.grid, cfg.head_reduce_dim, cfg.head_hidden, cfg.bag_size, rngs
+            )
 
     def trainable_filter(self):
         """Which params the optimizer updates: all for ResNet, only the head for "vq"."""
@@ -116,8 +125,11 @@ class RewardModel(nnx.Module):
     def score_observations(self, observations: jax.Array, bags: jax.Array | None = None) -> jax.Array:
         """Scores (B,) of `observe`'s output; `bags` (B, bag_size) 0/1 when cfg.seen_tokens, else None."""
         if (bags is not None) != self.cfg.seen_tokens:
-            raise ValueError("this reward model reads a bag of seen tokens" if self.cfg.seen_tokens
-                             else "this reward model reads one frame: it takes no bag of seen tokens")
+            raise ValueError(
+                "this reward model reads a bag of seen tokens"
+                if self.cfg.seen_tokens
+                else "this reward model reads one frame: it takes no bag of seen tokens"
+            )
         if self.cfg.backbone == "resnet34":
             return self.resnet(observations).astype(jnp.float32)
         if bags is None:
@@ -142,7 +154,9 @@ def reward_loss(model: RewardModel, earlier, later):
     """Bradley-Terry loss on a batch of (earlier, later) pairs of observations: `model.observe` of
     the frames, or (observations, bags) tuples when the model reads seen-token bags. Returns
     (loss, metrics)."""
-    score = (lambda pair: model.score_observations(*pair)) if model.cfg.seen_tokens else model.score_observations
+    score = (
+        (lambda pair: model.score_observations(*pair)) if model.cfg.seen_tokens else model.score_observations
+    )
     s_earlier, s_later = score(earlier), score(later)
     loss = bradley_terry_loss(s_earlier, s_later)
     return loss, {"loss": loss, "pairwise_accuracy": pairwise_accuracy(s_earlier, s_later)}
@@ -152,4 +166,6 @@ def load_reward(path) -> RewardModel:
     """A RewardModel rebuilt from a 'reward' checkpoint (either backbone)."""
     ckpt = load_checkpoint(path, "reward")
     cfg = config_from_dict(RewardConfig, ckpt["config"])
-    return restore_params(abstract(lambda: RewardModel(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))
+    return restore_params(
+        abstract(lambda: RewardModel(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path)
+    )

@@ -68,14 +68,17 @@ class TokenTransformer(nnx.Module):
         self.row_embed = nnx.Param(init(rngs.params(), (rows, 1, cfg.embed_dim)))
         self.col_embed = nnx.Param(init(rngs.params(), (1, cols, cfg.embed_dim)))
         self.input_proj = (
-            nnx.Linear(cfg.input_dim, cfg.embed_dim, dtype=dtype, rngs=rngs) if cfg.input_dim is not None else None
+            nnx.Linear(cfg.input_dim, cfg.embed_dim, dtype=dtype, rngs=rngs)
+            if cfg.input_dim is not None
+            else None
         )
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
         self.norm = nnx.LayerNorm(cfg.embed_dim, dtype=dtype, rngs=rngs)
         self.head = nnx.Linear(cfg.embed_dim, cfg.vocab_size, dtype=dtype, rngs=rngs)
 
     def features(self, tokens_or_embeddings: jax.Array) -> jax.Array:
-        """Token ids (B, rows, cols) or embeddings (B, rows, cols, input_dim) -> hidden states (B, rows*cols, D)."""
+        """Token ids (B, rows, cols) or embeddings (B, rows, cols, input_dim) -> hidden states
+        (B, rows*cols, D)."""
         x = tokens_or_embeddings
         expected = tuple(self.cfg.grid)
         if tuple(x.shape[1:3]) != expected:
@@ -121,4 +124,6 @@ def load_dynamics(path) -> TokenTransformer:
     """A TokenTransformer rebuilt from a 'dynamics' checkpoint."""
     ckpt = load_checkpoint(path, "dynamics")
     cfg = config_from_dict(TransformerConfig, ckpt["config"])
-    return restore_params(abstract(lambda: TokenTransformer(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))
+    return restore_params(
+        abstract(lambda: TokenTransformer(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path)
+    )

@@ -37,7 +37,9 @@ class VideoTokenizerConfig:
 
     def __post_init__(self):
         if self.num_frames < 1 or self.temporal_kernel < 1:
-            raise ValueError(f"num_frames {self.num_frames} and temporal_kernel {self.temporal_kernel} must be >= 1")
+            raise ValueError(
+                f"num_frames {self.num_frames} and temporal_kernel {self.temporal_kernel} must be >= 1"
+            )
 
     @property
     def vocab_size(self) -> int:
@@ -74,11 +76,17 @@ class VideoTokenizer(nnx.Module):
         dtype = jnp.dtype(frame_cfg.dtype)
         self.encoder = Encoder(frame_cfg, rngs)
         self.temporal_in = nnx.List(
-            [CausalTemporalBlock(frame_cfg.embed_dim, cfg.temporal_kernel, dtype, rngs) for _ in range(cfg.temporal_blocks)]
+            [
+                CausalTemporalBlock(frame_cfg.embed_dim, cfg.temporal_kernel, dtype, rngs)
+                for _ in range(cfg.temporal_blocks)
+            ]
         )
         self.quantizer = make_quantizer(frame_cfg.quantizer, rngs)
         self.temporal_out = nnx.List(
-            [CausalTemporalBlock(frame_cfg.embed_dim, cfg.temporal_kernel, dtype, rngs) for _ in range(cfg.temporal_blocks)]
+            [
+                CausalTemporalBlock(frame_cfg.embed_dim, cfg.temporal_kernel, dtype, rngs)
+                for _ in range(cfg.temporal_blocks)
+            ]
         )
         self.decoder = Decoder(frame_cfg, rngs)
 
@@ -86,7 +94,9 @@ class VideoTokenizer(nnx.Module):
         """clips (B, T, H, W, 3) uint8 or [0, 1] float -> continuous latents (B, T, 9, 10, D) float32."""
         expected = (self.cfg.num_frames, *self.cfg.frame.image_hw, 3)
         if clips.shape[1:] != expected:
-            raise ValueError(f"clips of shape {clips.shape} do not match (B, num_frames, H, W, 3) = (B, *{expected})")
+            raise ValueError(
+                f"clips of shape {clips.shape} do not match (B, num_frames, H, W, 3) = (B, *{expected})"
+            )
         b, t = clips.shape[:2]
         z = self.encoder(frames_to_float(clips).reshape(b * t, *clips.shape[2:]))
         z = z.reshape(b, t, *z.shape[1:])
@@ -129,12 +139,18 @@ def video_tokenizer_loss(model: VideoTokenizer, clips: jax.Array, key: jax.Array
     recon, tokens, aux = model(target, key)
     recon_mse = jnp.mean((recon - target) ** 2)
     loss = recon_mse + aux["loss"]
-    return loss, {"loss": loss, "recon_mse": recon_mse, "perplexity": aux["perplexity"],
-                  "code_counts": jnp.bincount(tokens.ravel(), length=model.cfg.vocab_size)}
+    return loss, {
+        "loss": loss,
+        "recon_mse": recon_mse,
+        "perplexity": aux["perplexity"],
+        "code_counts": jnp.bincount(tokens.ravel(), length=model.cfg.vocab_size),
+    }
 
 
 def load_video_tokenizer(path) -> VideoTokenizer:
     """A VideoTokenizer rebuilt from a 'video_tokenizer' checkpoint (its config and weights)."""
     ckpt = load_checkpoint(path, "video_tokenizer")
     cfg = config_from_dict(VideoTokenizerConfig, ckpt["config"])
-    return restore_params(abstract(lambda: VideoTokenizer(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))
+    return restore_params(
+        abstract(lambda: VideoTokenizer(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path)
+    )

@@ -48,7 +48,9 @@ class VQVAEConfig:
             raise ValueError(f"quantizer dim {self.quantizer.dim} differs from embed_dim {self.embed_dim}")
         factor = self.downsample
         if any(size % factor for size in self.image_hw):
-            raise ValueError(f"image_hw {self.image_hw} is not divisible by the encoder's downsampling {factor}")
+            raise ValueError(
+                f"image_hw {self.image_hw} is not divisible by the encoder's downsampling {factor}"
+            )
 
     @property
     def downsample(self) -> int:
@@ -168,7 +170,8 @@ class VQEncoder(nnx.Module):
         return self.quantizer.lookup(indices)
 
     def restart_dead_codes(self, usage_counts: jax.Array, frames: jax.Array, key: jax.Array) -> jax.Array:
-        """Move codes used fewer than restart_threshold times onto latents of `frames`; returns how many moved.
+        """Move codes used fewer than restart_threshold times onto latents of `frames`; returns how many
+        moved.
 
         usage_counts (vocab,) is what the training loop accumulated since the last restart,
         e.g. the sum of jnp.bincount(indices.ravel(), length=vocab) over recent batches.
@@ -201,7 +204,12 @@ def tokenizer_loss(model: VQVAE, frames: jax.Array, key: jax.Array | None):
     recon_mse = jnp.mean((recon - target) ** 2)
     loss = recon_mse + aux["loss"]
     code_counts = jnp.bincount(indices.ravel(), length=model.cfg.vocab_size)
-    return loss, {"loss": loss, "recon_mse": recon_mse, "perplexity": aux["perplexity"], "code_counts": code_counts}
+    return loss, {
+        "loss": loss,
+        "recon_mse": recon_mse,
+        "perplexity": aux["perplexity"],
+        "code_counts": code_counts,
+    }
 
 
 def load_tokenizer(path) -> VQVAE:

@@ -7,7 +7,9 @@ import cv2
 import numpy as np
 
 
-def write_synthetic_runs(root: Path, num_runs: int = 3, frames_per_run: int = 40, hw: tuple[int, int] = (144, 160), seed: int = 0) -> Path:
+def write_synthetic_runs(
+    root: Path, num_runs: int = 3, frames_per_run: int = 40, hw: tuple[int, int] = (144, 160), seed: int = 0
+) -> Path:
     rng = np.random.default_rng(seed)
     height, width = hw
     for run in range(num_runs):

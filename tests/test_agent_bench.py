@@ -20,11 +20,26 @@ def test_agent_bench_refuses_a_bad_resume_from(tmp_path: Path, case: str):
     (earlier / "seed_0" / "ppo").mkdir(parents=True)
     (earlier / "seed_0" / "ppo" / "policy_final.pkl").write_bytes(b"kept")
     out_dir = earlier if case == "same as out dir" else tmp_path / "out"
-    command = [sys.executable, "bench/agent.py", "--checkpoints", str(checkpoints), "--seeds", "0", "1",
-               "--resume-from", str(earlier), "--out-dir", str(out_dir), "--output", str(tmp_path / "agent.md")]
+    command = [
+        sys.executable,
+        "bench/agent.py",
+        "--checkpoints",
+        str(checkpoints),
+        "--seeds",
+        "0",
+        "1",
+        "--resume-from",
+        str(earlier),
+        "--out-dir",
+        str(out_dir),
+        "--output",
+        str(tmp_path / "agent.md"),
+    ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    expected = "seed_1/ppo/policy_final.pkl not found" if case == "missing run" else "--resume-from is --out-dir"
+    expected = (
+        "seed_1/ppo/policy_final.pkl not found" if case == "missing run" else "--resume-from is --out-dir"
+    )
     assert expected in result.stderr
     assert (earlier / "seed_0" / "ppo" / "policy_final.pkl").read_bytes() == b"kept"
     assert not (tmp_path / "agent.md").exists()

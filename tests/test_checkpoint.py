@@ -25,7 +25,9 @@ from models.reward import RewardConfig, RewardModel, load_reward
 from models.transformer import TokenTransformer, TransformerConfig, load_dynamics
 from models.vqvae import VQVAE, VQVAEConfig, encoder_params, load_encoder, load_tokenizer
 
-TINY = VQVAEConfig(embed_dim=8, encoder_channels=(4, 8), image_hw=(16, 16), quantizer=QuantizerConfig(codebook_size=16))
+TINY = VQVAEConfig(
+    embed_dim=8, encoder_channels=(4, 8), image_hw=(16, 16), quantizer=QuantizerConfig(codebook_size=16)
+)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +130,9 @@ def test_mismatched_shapes_fail_clearly(tokenizer, tmp_path):
 def test_unreadable_files_fail_clearly(tokenizer, tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "absent.pkl", "tokenizer")
-    path = save_checkpoint(tmp_path / "tok.pkl", kind="tokenizer", config=TINY, params=params_of(tokenizer), step=0)
+    path = save_checkpoint(
+        tmp_path / "tok.pkl", kind="tokenizer", config=TINY, params=params_of(tokenizer), step=0
+    )
     truncated = tmp_path / "truncated.pkl"
     truncated.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="not a readable EmuRL checkpoint"):
@@ -136,24 +140,32 @@ def test_unreadable_files_fail_clearly(tokenizer, tmp_path):
 
 
 def test_failed_save_keeps_the_previous_file(tokenizer, tmp_path):
-    path = save_checkpoint(tmp_path / "tok.pkl", kind="tokenizer", config=TINY, params=params_of(tokenizer), step=1)
+    path = save_checkpoint(
+        tmp_path / "tok.pkl", kind="tokenizer", config=TINY, params=params_of(tokenizer), step=1
+    )
     before = path.read_bytes()
     with pytest.raises(TypeError, match="train_state/optimizer"):
-        save_checkpoint(path, kind="tokenizer", config=TINY, params={}, step=2, train_state={"optimizer": object()})
+        save_checkpoint(
+            path, kind="tokenizer", config=TINY, params={}, step=2, train_state={"optimizer": object()}
+        )
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["tok.pkl"]
 
 
 def test_reward_checkpoint_rebuilds_nested_config(tokenizer, tmp_path):
     """A "vq" reward model takes its encoder from a tokenizer file and round-trips with nested configs."""
-    tok_path = save_checkpoint(tmp_path / "tok.pkl", kind="tokenizer", config=TINY, params=params_of(tokenizer), step=0)
+    tok_path = save_checkpoint(
+        tmp_path / "tok.pkl", kind="tokenizer", config=TINY, params=params_of(tokenizer), step=0
+    )
     encoder = load_encoder(tok_path)
     model = RewardModel(RewardConfig(backbone="vq", tokenizer=encoder.cfg, head_hidden=8), rngs=nnx.Rngs(0))
     restore_params(model.encoder, params_of(encoder), source=str(tok_path))
     expected_encoder = encoder_params(params_of(tokenizer))
     for got, want in zip(jax.tree.leaves(params_of(model.encoder)), jax.tree.leaves(expected_encoder)):
         np.testing.assert_array_equal(got, np.asarray(want).astype(ml_dtypes.bfloat16).astype(np.float32))
-    path = save_checkpoint(tmp_path / "reward_vq.pkl", kind="reward", config=model.cfg, params=params_of(model), step=3)
+    path = save_checkpoint(
+        tmp_path / "reward_vq.pkl", kind="reward", config=model.cfg, params=params_of(model), step=3
+    )
     restored = load_reward(path)
     assert restored.cfg == model.cfg and restored.cfg.tokenizer == TINY
     for got, want in zip(jax.tree.leaves(params_of(restored)), jax.tree.leaves(params_of(model))):

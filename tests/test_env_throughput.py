@@ -21,4 +21,6 @@ def test_env_throughput_bench_writes_its_table(tmp_path: Path):
 def test_env_throughput_bench_refuses_a_missing_rom(tmp_path: Path):
     command = [sys.executable, "bench/env_throughput.py", "--rom", str(tmp_path / "nope.gb")]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0 and "nope.gb not found" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode != 0 and "nope.gb not found" in result.stderr and "Traceback" not in result.stderr
+    )

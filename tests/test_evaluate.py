@@ -4,10 +4,10 @@ import json
 
 import pytest
 from PIL import Image
+from test_ppo import reward_path, tiny_args  # noqa: F401  (reward_path is a fixture)
 
 import evaluate_policy
 import train_with_cnn_reward as ppo
-from test_ppo import reward_path, tiny_args  # noqa: F401  (reward_path is a fixture)
 from training.policy_io import load_policy
 from training.progress import ProgressReward
 
@@ -22,8 +22,13 @@ def trained_run(reward_path, tmp_path_factory):  # noqa: F811
 def test_evaluate_writes_table_gif_and_training_plot(trained_run, tmp_path):
     out = evaluate_policy.main(
         evaluate_policy.Args(
-            policy=str(trained_run / "policy_final.pkl"), steps=10, episodes=2, num_workers=0,
-            compare_random=True, gif=str(tmp_path / "agent.gif"), out_dir=str(tmp_path / "eval"),
+            policy=str(trained_run / "policy_final.pkl"),
+            steps=10,
+            episodes=2,
+            num_workers=0,
+            compare_random=True,
+            gif=str(tmp_path / "agent.gif"),
+            out_dir=str(tmp_path / "eval"),
         )
     )
     assert [row["agent"] for row in out["rows"]] == ["trained", "random"]
@@ -59,8 +64,15 @@ def test_the_return_column_is_the_trained_runs_reward(trained_run, tmp_path, mon
 
     monkeypatch.setattr(evaluate_policy, "load_policy", load_as_if_trained_with_best)
     monkeypatch.setattr(evaluate_policy, "ProgressReward", recording_progress)
-    out = evaluate_policy.main(evaluate_policy.Args(
-        policy=str(trained_run / "policy_final.pkl"), steps=6, episodes=2, num_workers=0, out_dir=str(tmp_path)))
+    out = evaluate_policy.main(
+        evaluate_policy.Args(
+            policy=str(trained_run / "policy_final.pkl"),
+            steps=6,
+            episodes=2,
+            num_workers=0,
+            out_dir=str(tmp_path),
+        )
+    )
     trained = load_policy(trained_run / "policy_final.pkl")[2]["config"]["args"]
     assert len(built) == 1 and built[0].from_best and built[0].scale == 2.0
     assert (built[0].interval, built[0].time_penalty) == (trained["reward_interval"], trained["time_penalty"])
@@ -70,7 +82,9 @@ def test_the_return_column_is_the_trained_runs_reward(trained_run, tmp_path, mon
 
 def test_random_baseline_needs_no_policy(tmp_path):
     out = evaluate_policy.main(
-        evaluate_policy.Args(policy=None, random=True, steps=5, episodes=2, num_workers=0, out_dir=str(tmp_path))
+        evaluate_policy.Args(
+            policy=None, random=True, steps=5, episodes=2, num_workers=0, out_dir=str(tmp_path)
+        )
     )
     assert [row["agent"] for row in out["rows"]] == ["random"]
     assert out["rows"][0]["return_mean"] is None and out["gif"] is None and out["plot"] is None

@@ -49,7 +49,9 @@ def write_video(path: Path, frames, bordered: bool = False, fourcc: str = "mp4v"
             x, y, w, h = SCREEN_BOX
             canvas[y : y + h, x : x + w] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_NEAREST)
             cv2.putText(canvas, "LOGO", (4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
-            cv2.putText(canvas, f"{t / FPS:05.2f}", (350, 328), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 255), 1)
+            cv2.putText(
+                canvas, f"{t / FPS:05.2f}", (350, 328), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 255), 1
+            )
             frame = canvas
         writer.write(frame)
     writer.release()
@@ -70,7 +72,9 @@ def speedrun(tmp_path_factory):
     root = tmp_path_factory.mktemp("speedrun")
     make_speedruns.main(make_speedruns.Args(num_runs=1, out=root))
     videos = root / "videos"
-    write_video(videos / "bordered.mp4", islice(decoded(videos / "run_00.mp4"), BORDERED_FRAMES), bordered=True)
+    write_video(
+        videos / "bordered.mp4", islice(decoded(videos / "run_00.mp4"), BORDERED_FRAMES), bordered=True
+    )
     metadata = json.loads((root / "frames" / "run_00" / "metadata.json").read_text())
     pngs = {r["frame"]: cv2.imread(str(root / "frames" / "run_00" / r["file"])) for r in metadata["frames"]}
     return videos, pngs, metadata["num_frames"]
@@ -84,7 +88,11 @@ def extracted(out: Path, stem: str) -> tuple[dict, np.ndarray]:
 
 def error_against_pngs(metadata: dict, images: np.ndarray, pngs: dict) -> float:
     """Mean abs error of the extracted frames that the speedrun also saved as PNGs."""
-    pairs = [(image, pngs[r["source_frame"]]) for r, image in zip(metadata["frames"], images) if r["source_frame"] in pngs]
+    pairs = [
+        (image, pngs[r["source_frame"]])
+        for r, image in zip(metadata["frames"], images)
+        if r["source_frame"] in pngs
+    ]
     assert len(pairs) > 100
     return float(np.mean([np.abs(a.astype(np.float32) - b).mean() for a, b in pairs]))
 
@@ -99,7 +107,9 @@ def test_recovers_speedrun_frames_through_border_and_overlays(speedrun, tmp_path
         metadata, images = extracted(tmp_path, stem)
         crop = metadata["crop"]
         assert crop["source"] == "auto"
-        assert np.abs(np.subtract((crop["x"], crop["y"], crop["w"], crop["h"]), expected_box)).max() <= 2, crop
+        assert np.abs(np.subtract((crop["x"], crop["y"], crop["w"], crop["h"]), expected_box)).max() <= 2, (
+            crop
+        )
         assert images.shape == (length, 144, 160, 3)
         assert [r["source_frame"] for r in metadata["frames"]] == list(range(length))
         error = error_against_pngs(metadata, images, pngs)
@@ -109,7 +119,9 @@ def test_recovers_speedrun_frames_through_border_and_overlays(speedrun, tmp_path
 def test_manual_crop_and_sampling_rate(speedrun, tmp_path):
     videos, pngs, num_frames = speedrun
     x, y, w, h = SCREEN_BOX
-    main(Args(video=videos / "bordered.mp4", out=str(tmp_path), fps=15, crop=f"{x},{y},{w},{h}", dedupe="none"))
+    main(
+        Args(video=videos / "bordered.mp4", out=str(tmp_path), fps=15, crop=f"{x},{y},{w},{h}", dedupe="none")
+    )
     metadata, images = extracted(tmp_path, "bordered")
     assert metadata["crop"] == {"x": x, "y": y, "w": w, "h": h, "source": "manual"}
     # 15 fps of a 60 fps video: exactly the frames the speedrun saved as PNGs (every 4th).
@@ -191,7 +203,9 @@ def test_labels_keep_only_labeled_frames(speedrun, tmp_path):
 
 
 def run_cli(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *arguments], capture_output=True, text=True, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *arguments], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
 
 
 @pytest.mark.parametrize(

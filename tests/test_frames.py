@@ -5,9 +5,9 @@ import json
 import cv2
 import numpy as np
 import pytest
+from synthetic_frames import write_synthetic_runs
 
 from data.frames import FRAME_HW, FramesDataset, load_branches
-from synthetic_frames import write_synthetic_runs
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,9 @@ def test_reads_runs_in_order_and_keeps_boundaries(runs_dir):
 
     t, t1 = data.next_frame_pairs()
     assert len(t) == 3 * 11  # no pair crosses a run boundary
-    assert np.all(data.run_id[t] == data.run_id[t1]) and np.all(data.frame_index[t1] == data.frame_index[t] + 1)
+    assert np.all(data.run_id[t] == data.run_id[t1]) and np.all(
+        data.frame_index[t1] == data.frame_index[t] + 1
+    )
 
 
 def test_resizes_skips_corrupt_and_reads_flat_dirs(tmp_path):
@@ -72,7 +74,9 @@ def test_batches_pairs_and_holdout(runs_dir):
     gaps = data.frame_index[later] - data.frame_index[earlier]
     assert gaps.min() == 4 and gaps.max() == 11
     # Log-uniform gaps: same guarantees, but short gaps dominate (the uniform draw favours long ones).
-    earlier, later = data.order_pair_indices(2000, np.random.default_rng(0), min_gap=4, indices=train, gaps="log")
+    earlier, later = data.order_pair_indices(
+        2000, np.random.default_rng(0), min_gap=4, indices=train, gaps="log"
+    )
     log_gaps = data.frame_index[later] - data.frame_index[earlier]
     assert np.all(data.run_id[earlier] == data.run_id[later]) and not np.isin(later, held_out).any()
     assert log_gaps.min() == 4 and log_gaps.max() == 11
@@ -115,6 +119,8 @@ def test_branches_map_to_the_run_frame_they_rank_below(runs_dir, tmp_path):
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_branches(tmp_path / "nope", data)
-    (root / "run_02" / "metadata.json").write_text(json.dumps({"branches": [{"file": "000000.png", "below": "000099.png"}]}))
+    (root / "run_02" / "metadata.json").write_text(
+        json.dumps({"branches": [{"file": "000000.png", "below": "000099.png"}]})
+    )
     with pytest.raises(ValueError, match="000099.png, which is not a frame of run run_02"):
         load_branches(root, data)

@@ -69,8 +69,16 @@ def run_until(bot: Bot, done, goal=None, max_frames: int = 4000) -> None:
 
 def test_gate_and_prof_respect_the_milestone_order():
     """The gate stays shut without the key, and the prof gives no key before the guide."""
-    bot = Bot(EMUQUEST_ROM, seed=0, detour_prob=0.0, idle_prob=0.0, max_idle_frames=1,
-              extra_battles=0, max_frames=6000, on_frame=lambda i, rgb, b: None)
+    bot = Bot(
+        EMUQUEST_ROM,
+        seed=0,
+        detour_prob=0.0,
+        idle_prob=0.0,
+        max_idle_frames=1,
+        extra_battles=0,
+        max_frames=6000,
+        on_frame=lambda i, rgb, b: None,
+    )
     memory = bot.memory
     try:
         bot.boot()
@@ -88,8 +96,11 @@ def test_gate_and_prof_respect_the_milestone_order():
         bot.step()
         assert (memory[GAME.X], memory[GAME.Y]) == position and memory[GAME.MAP_ID] == GAME.TOWN
         # The prof before the guide: a text, but no key.
-        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_DIALOGUE and memory[GAME.TALK_ID] == 4,
-                  goal=("talk", GAME.PROF))
+        run_until(
+            bot,
+            lambda: memory[GAME.MODE] == GAME.MODE_DIALOGUE and memory[GAME.TALK_ID] == 4,
+            goal=("talk", GAME.PROF),
+        )
         run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_OVERWORLD)
         assert memory[GAME.MILESTONES] == 0b11
     finally:
@@ -97,13 +108,24 @@ def test_gate_and_prof_respect_the_milestone_order():
 
 
 def test_battle_menu_cursor_back_out_and_run():
-    bot = Bot(EMUQUEST_ROM, seed=0, detour_prob=0.0, idle_prob=0.0, max_idle_frames=1,
-              extra_battles=3, max_frames=8000, on_frame=lambda i, rgb, b: None)
+    bot = Bot(
+        EMUQUEST_ROM,
+        seed=0,
+        detour_prob=0.0,
+        idle_prob=0.0,
+        max_idle_frames=1,
+        extra_battles=3,
+        max_frames=8000,
+        on_frame=lambda i, rgb, b: None,
+    )
     memory = bot.memory
     try:
         bot.boot()
-        run_until(bot, lambda: memory[GAME.MODE] == GAME.MODE_BATTLE
-                  and memory[GAME.BATTLE_STATE] == GAME.BATTLE_MENU, max_frames=8000)
+        run_until(
+            bot,
+            lambda: memory[GAME.MODE] == GAME.MODE_BATTLE and memory[GAME.BATTLE_STATE] == GAME.BATTLE_MENU,
+            max_frames=8000,
+        )
         where = memory[GAME.MAP_ID], memory[GAME.X], memory[GAME.Y]
         assert where[0] == GAME.ROUTE
 
@@ -126,8 +148,11 @@ def test_battle_menu_cursor_back_out_and_run():
 
 
 def test_assets_match_their_generator(tmp_path):
-    subprocess.run([sys.executable, str(EMUQUEST_ROM.parent / "make_assets.py"), "--out-dir", str(tmp_path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(EMUQUEST_ROM.parent / "make_assets.py"), "--out-dir", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     for name in ("assets.c", "assets.h"):
         generated = (tmp_path / name).read_text()
         expected = (EMUQUEST_ROM.parent / name).read_text()
@@ -137,6 +162,7 @@ def test_assets_match_their_generator(tmp_path):
 @pytest.mark.skipif(shutil.which("sdcc") is None, reason="sdcc not installed (apt-get install -y sdcc)")
 def test_rebuild_is_byte_identical(tmp_path):
     out = tmp_path / "emuquest.gb"
-    subprocess.run(["bash", str(BUILD_SCRIPT), str(out), str(tmp_path / "build")], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["bash", str(BUILD_SCRIPT), str(out), str(tmp_path / "build")], check=True, capture_output=True
+    )
     assert out.read_bytes() == EMUQUEST_ROM.read_bytes(), "commit the rebuilt ROM (build.sh)"

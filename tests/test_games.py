@@ -56,8 +56,22 @@ def test_emuquest_profile_matches_its_ram_map():
     rows = re.findall(r"^\| (0xC0[0-9A-F]{2}) \| \d+ \| ([a-z ]+) \|", text, re.MULTILINE)
     addresses = {name.upper().replace(" ", "_"): int(address, 16) for address, name in rows}
     addresses["STEPS_LO"] = addresses.pop("STEPS")
-    named = ("MODE", "MAP_ID", "X", "Y", "FACING", "MILESTONES", "STEPS_LO", "WALK", "TEXT", "TALK_ID",
-             "BATTLE_STATE", "CURSOR", "GRID", "BATTLES")
+    named = (
+        "MODE",
+        "MAP_ID",
+        "X",
+        "Y",
+        "FACING",
+        "MILESTONES",
+        "STEPS_LO",
+        "WALK",
+        "TEXT",
+        "TALK_ID",
+        "BATTLE_STATE",
+        "CURSOR",
+        "GRID",
+        "BATTLES",
+    )
     assert {name: getattr(game, name) for name in named} == {name: addresses[name] for name in named}
     maps = dict(re.findall(r"(\d) ([A-Z]+)", re.search(r"\| map id \|.*", text).group()))
     assert {int(i): getattr(game, name) for i, name in maps.items()} == {i: i for i in range(6)}

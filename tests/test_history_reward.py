@@ -1,7 +1,6 @@
-"""The bag of seen tokens (training/ranking.py's seen_token_bags, read by bench/history_reward.py): what each run
-and branch frame has seen so far."""
+"""The bag of seen tokens (training/ranking.py's seen_token_bags, read by bench/history_reward.py): what each
+run and branch frame has seen so far."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +8,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from training.ranking import seen_token_bags
 from bench import history_reward
+from training.ranking import seen_token_bags
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +47,12 @@ def test_what_bags_record_counts_codes_every_training_run_shows_and_codes_new_at
 
 
 def test_missing_speedruns_fail_in_one_line(tmp_path: Path):
-    result = subprocess.run([sys.executable, "bench/history_reward.py", "--speedruns", str(tmp_path / "none")],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "bench/history_reward.py", "--speedruns", str(tmp_path / "none")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "does not exist" in result.stderr and "pipeline.py" in result.stderr

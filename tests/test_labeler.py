@@ -107,7 +107,9 @@ def test_app_labels_a_video_and_reopens_it(tmp_path, video):
     app = open_app(video, labels)
     app.number_input(key="window_seconds").set_value(2).run()
     # 2 s windows of 120 frames, thumbnails every 12 frames (5 per second).
-    assert [k for k in button_keys(app) if k.startswith("start_")] == [f"start_{i}" for i in range(0, 120, 12)]
+    assert [k for k in button_keys(app) if k.startswith("start_")] == [
+        f"start_{i}" for i in range(0, 120, 12)
+    ]
     assert len(app.image) == 10
 
     # First span with the thumbnail buttons, across a window boundary.

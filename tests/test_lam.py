@@ -25,7 +25,9 @@ MOVES = {"noop": (0, 0), "up": (-16, 0), "down": (16, 0), "left": (0, -16), "rig
 def walk(buttons, start=(64, 64), seed=0):
     """A 16x16 sprite on a fixed textured background, moved 16 px by each button (noop: no change).
     Returns (len(buttons) + 1, 144, 160, 3) uint8 frames."""
-    background = np.random.default_rng(seed).integers(60, 120, (9, 10, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)
+    background = (
+        np.random.default_rng(seed).integers(60, 120, (9, 10, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)
+    )
     y, x = start
     frames = []
     for button in (None, *buttons):
@@ -47,7 +49,9 @@ def write_walk_run(run_dir, buttons, seed):
         name = f"{t:06d}.png"
         cv2.imwrite(str(run_dir / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         records.append({"file": name, "frame": 4 * t, "buttons": []})
-    presses = [{"frame": 4 * t + 1, "button": b, "frames_held": 2} for t, b in enumerate(buttons) if b != "noop"]
+    presses = [
+        {"frame": 4 * t + 1, "button": b, "frames_held": 2} for t, b in enumerate(buttons) if b != "noop"
+    ]
     (run_dir / "metadata.json").write_text(json.dumps({"frames": records, "presses": presses}))
 
 
@@ -91,7 +95,9 @@ def test_lam_overfits_a_few_dozen_pairs():
     @jax.jit
     def step(params, opt_state, batch, key):
         def loss_of(params):
-            return lam_loss(nnx.merge(graphdef, params, rest), batch, key, change_weight=10.0, change_threshold=0.01)
+            return lam_loss(
+                nnx.merge(graphdef, params, rest), batch, key, change_weight=10.0, change_threshold=0.01
+            )
 
         (_, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -99,8 +105,13 @@ def test_lam_overfits_a_few_dozen_pairs():
 
     for i in range(150):
         params, opt_state, metrics = step(params, opt_state, batch, jax.random.key(i))
-    _, final = lam_loss(nnx.merge(graphdef, params, rest), batch, None, change_weight=10.0, change_threshold=0.01)
-    assert float(final["mse"]) < 0.25 * float(final["copy_mse"]), (float(final["mse"]), float(final["copy_mse"]))
+    _, final = lam_loss(
+        nnx.merge(graphdef, params, rest), batch, None, change_weight=10.0, change_threshold=0.01
+    )
+    assert float(final["mse"]) < 0.25 * float(final["copy_mse"]), (
+        float(final["mse"]),
+        float(final["copy_mse"]),
+    )
 
 
 def test_replacement_revives_an_unused_code():
@@ -110,7 +121,9 @@ def test_replacement_revives_an_unused_code():
     quantizer.codebook[...] = jnp.asarray(codebook)
     # Two clusters of latents, both around code 0 and code 1: codes 2..7 are never picked.
     rng = np.random.default_rng(0)
-    z = jnp.asarray(np.concatenate([rng.normal(0, 1, (64, 4)), rng.normal(0, 1, (64, 4)) + [10, 0, 0, 0]]), jnp.float32)
+    z = jnp.asarray(
+        np.concatenate([rng.normal(0, 1, (64, 4)), rng.normal(0, 1, (64, 4)) + [10, 0, 0, 0]]), jnp.float32
+    )
     _, indices, _ = quantizer(z, None)
     usage = jnp.bincount(indices, length=8)
     assert set(np.flatnonzero(np.asarray(usage))) == {0, 1}
@@ -119,7 +132,9 @@ def test_replacement_revives_an_unused_code():
     new = np.asarray(quantizer.codebook[...])
     np.testing.assert_array_equal(new[:2], codebook[:2])  # used codes stay
     # Each replaced code is a used code plus a little noise...
-    assert all(min(np.linalg.norm(row - codebook[0]), np.linalg.norm(row - codebook[1])) < 0.5 for row in new[2:])
+    assert all(
+        min(np.linalg.norm(row - codebook[0]), np.linalg.norm(row - codebook[1])) < 0.5 for row in new[2:]
+    )
     # ...so it now splits that code's cluster and gets picked.
     _, indices_after, _ = quantizer(z, None)
     assert int(jnp.sum(jnp.bincount(indices_after, length=8) > 0)) > 2
@@ -150,7 +165,9 @@ def test_code_button_report_on_a_perfect_and_a_useless_code():
     perfect = code_button_report(buttons.copy(), buttons, 8, ACTION_NAMES)
     assert perfect["purity"] == 1.0
     np.testing.assert_allclose(perfect["mutual_information_bits"], perfect["button_entropy_bits"])
-    np.testing.assert_allclose(perfect["button_entropy_bits"], -(0.5 * np.log2(0.5) + 2 * 0.25 * np.log2(0.25)))
+    np.testing.assert_allclose(
+        perfect["button_entropy_bits"], -(0.5 * np.log2(0.5) + 2 * 0.25 * np.log2(0.25))
+    )
     assert perfect["purity_chance"] < perfect["purity"]
     one_code = code_button_report(np.zeros(8, np.int64), buttons, 8, ACTION_NAMES)
     assert one_code["purity"] == 0.5 == one_code["majority_button_fraction"] == one_code["purity_chance"]
@@ -187,15 +204,26 @@ def test_train_lam_end_to_end(tmp_path):
     for run in range(3):
         buttons = list(rng.choice(list(MOVES), size=24))
         write_walk_run(tmp_path / "frames" / f"run_{run:02d}", buttons, seed=run)
-    args = train_lam.Args(data=tmp_path / "frames", out_dir=tmp_path / "out", steps=30, batch_size=8, log_every=15,
-                          channels=(8, 16), action_dim=8, pool=4, replace_every=10)
+    args = train_lam.Args(
+        data=tmp_path / "frames",
+        out_dir=tmp_path / "out",
+        steps=30,
+        batch_size=8,
+        log_every=15,
+        channels=(8, 16),
+        action_dim=8,
+        pool=4,
+        replace_every=10,
+    )
     report = train_lam.main(args)
     model = load_lam(tmp_path / "out" / "lam.pkl")
     assert model.cfg.quantizer.kind == "nsvq" and model.cfg.vocab_size == 8
     assert load_checkpoint(tmp_path / "out" / "lam.pkl", "lam")["step"] == 30
     records = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [15, 30]
-    assert {"changed_mse", "unchanged_mse", "perplexity", "code_share", "codes_replaced"} <= records[-1].keys()
+    assert {"changed_mse", "unchanged_mse", "perplexity", "code_share", "codes_replaced"} <= records[
+        -1
+    ].keys()
     # The held-out run has 24 pairs, all with a logged button (noop included).
     assert report["pairs"] == report["logged_button"]["pairs_with_buttons"] == 24
     assert report["eval_training_action_changed_mse"] >= 0.0 and report["eval_copy_changed_mse"] > 0.0
@@ -203,7 +231,9 @@ def test_train_lam_end_to_end(tmp_path):
         assert sum(map(sum, report[part]["table"])) == 24
         assert 0.0 <= report[part]["purity_chance"] <= 1.0 and 0.0 <= report[part]["purity"] <= 1.0
     assert (tmp_path / "out" / "lam_report.md").read_text().startswith("# Latent actions (nsvq, 8 codes)")
-    again = train_lam.main(train_lam.Args(data=tmp_path / "frames", out_dir=tmp_path / "out", eval_only=True, batch_size=8))
+    again = train_lam.main(
+        train_lam.Args(data=tmp_path / "frames", out_dir=tmp_path / "out", eval_only=True, batch_size=8)
+    )
     assert again["pairs"] == 24 and sum(again["code_counts"]) == 24  # from the saved (bf16) weights
 
 
@@ -211,22 +241,42 @@ def test_train_lam_refuses_a_bad_checkpoint(tmp_path):
     write_walk_run(tmp_path / "frames" / "run_00", ["up", "down"] * 4, seed=0)
     (tmp_path / "bad.pkl").write_bytes(b"not a pickle")
     with pytest.raises(SystemExit, match="--checkpoint"):
-        train_lam.main(train_lam.Args(data=tmp_path / "frames", eval_only=True, checkpoint=tmp_path / "bad.pkl",
-                                      out_dir=tmp_path / "out", holdout_run=""))
+        train_lam.main(
+            train_lam.Args(
+                data=tmp_path / "frames",
+                eval_only=True,
+                checkpoint=tmp_path / "bad.pkl",
+                out_dir=tmp_path / "out",
+                holdout_run="",
+            )
+        )
 
 
 def test_video_tokenizer_shapes_causality_and_round_trip(tmp_path):
     from models.checkpoint import params_of, save_checkpoint
-    from models.video_tokenizer import VideoTokenizer, VideoTokenizerConfig, load_video_tokenizer, video_tokenizer_loss
+    from models.video_tokenizer import (
+        VideoTokenizer,
+        VideoTokenizerConfig,
+        load_video_tokenizer,
+        video_tokenizer_loss,
+    )
     from models.vqvae import VQVAEConfig
 
-    frame = VQVAEConfig(embed_dim=8, encoder_channels=(8, 8, 8, 8), res_blocks=0,
-                        quantizer=QuantizerConfig(kind="vq", codebook_size=16))
+    frame = VQVAEConfig(
+        embed_dim=8,
+        encoder_channels=(8, 8, 8, 8),
+        res_blocks=0,
+        quantizer=QuantizerConfig(kind="vq", codebook_size=16),
+    )
     cfg = VideoTokenizerConfig(frame=frame, num_frames=3)
     model = VideoTokenizer(cfg, rngs=nnx.Rngs(0))
     clips = np.stack([walk(["right", "down"]), walk(["left", "up"])])  # (2, 3, 144, 160, 3)
     recon, tokens, _ = model(clips, None)
-    assert tokens.shape == (2, 3, 9, 10) == (2, *cfg.token_shape) and recon.shape == clips.shape[:2] + (144, 160, 3)
+    assert tokens.shape == (2, 3, 9, 10) == (2, *cfg.token_shape) and recon.shape == clips.shape[:2] + (
+        144,
+        160,
+        3,
+    )
     # Causal in time: changing the last frame leaves the earlier frames' latents alone.
     changed = clips.copy()
     changed[:, 2] = 255 - changed[:, 2]
@@ -237,7 +287,9 @@ def test_video_tokenizer_shapes_causality_and_round_trip(tmp_path):
     assert int(metrics["code_counts"].sum()) == 2 * 3 * 90 and np.isfinite(float(loss))
     with pytest.raises(ValueError, match="num_frames"):
         model.latents(clips[:, :2])
-    save_checkpoint(tmp_path / "video.pkl", kind="video_tokenizer", config=cfg, params=params_of(model), step=1)
+    save_checkpoint(
+        tmp_path / "video.pkl", kind="video_tokenizer", config=cfg, params=params_of(model), step=1
+    )
     assert load_video_tokenizer(tmp_path / "video.pkl").cfg == cfg
 
 
@@ -245,8 +297,20 @@ def test_train_video_tokenizer_runs(tmp_path):
     import train_video_tokenizer
 
     for run in range(2):
-        write_walk_run(tmp_path / "frames" / f"run_{run:02d}", ["right", "down", "noop", "left"] * 3, seed=run)
-    summary = train_video_tokenizer.main(train_video_tokenizer.Args(
-        data=tmp_path / "frames", out_dir=tmp_path / "out", num_images_in_video=3, epochs=1, batch_size=2, size="tiny"))
+        write_walk_run(
+            tmp_path / "frames" / f"run_{run:02d}", ["right", "down", "noop", "left"] * 3, seed=run
+        )
+    summary = train_video_tokenizer.main(
+        train_video_tokenizer.Args(
+            data=tmp_path / "frames",
+            out_dir=tmp_path / "out",
+            num_images_in_video=3,
+            epochs=1,
+            batch_size=2,
+            size="tiny",
+        )
+    )
     assert summary["epoch"] == 1 and np.isfinite(summary["eval_recon_mse"])
-    assert (tmp_path / "out" / "video_tokenizer.pkl").is_file() and (tmp_path / "out" / "recon_grid.png").is_file()
+    assert (tmp_path / "out" / "video_tokenizer.pkl").is_file() and (
+        tmp_path / "out" / "recon_grid.png"
+    ).is_file()

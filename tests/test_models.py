@@ -65,7 +65,9 @@ def test_fsq_code_count_is_product_of_levels():
     assert len({tuple(c) for c in np.asarray(codes).tolist()}) == 60  # one distinct code per index
     np.testing.assert_array_equal(quantizer.codes_to_indices(codes), all_indices)
     # Every level combination is reachable from the continuous side, and nothing lands outside.
-    _, reached = quantizer.quantize_codes(jax.random.uniform(jax.random.key(0), (20000, 3), minval=-4, maxval=4))
+    _, reached = quantizer.quantize_codes(
+        jax.random.uniform(jax.random.key(0), (20000, 3), minval=-4, maxval=4)
+    )
     assert set(np.asarray(reached).tolist()) == set(range(60))
 
 
@@ -105,7 +107,10 @@ def test_dead_code_restart_revives_unused_codes(kind):
 @pytest.mark.parametrize("kind", ["vq", "fsq", "nsvq"])
 def test_tiny_vqvae_shapes_and_loss(kind):
     cfg = VQVAEConfig(
-        embed_dim=8, encoder_channels=(4, 8), image_hw=(16, 24), quantizer=QuantizerConfig(kind=kind, levels=(3, 4))
+        embed_dim=8,
+        encoder_channels=(4, 8),
+        image_hw=(16, 24),
+        quantizer=QuantizerConfig(kind=kind, levels=(3, 4)),
     )
     model = VQVAE(cfg, rngs=nnx.Rngs(0))
     frames = jax.random.randint(jax.random.key(0), (2, 16, 24, 3), 0, 256).astype(jnp.uint8)
@@ -186,7 +191,9 @@ def test_resnet_shapes():
 
 @pytest.mark.parametrize("backbone", ["resnet34", "vq"])
 def test_reward_model_scores_uint8_frames(backbone):
-    model = RewardModel(RewardConfig(backbone=backbone, resnet=TINY_RESNET, tokenizer=TINY_VQVAE), rngs=nnx.Rngs(0))
+    model = RewardModel(
+        RewardConfig(backbone=backbone, resnet=TINY_RESNET, tokenizer=TINY_VQVAE), rngs=nnx.Rngs(0)
+    )
     frames = jax.random.randint(jax.random.key(0), (4, 16, 16, 3), 0, 256).astype(jnp.uint8)
     scores = nnx.jit(lambda m, x: m.score(x))(model, frames)
     assert scores.shape == (4,) and scores.dtype == jnp.float32
@@ -200,7 +207,9 @@ def test_vq_reward_trains_its_head_on_token_ids_and_the_encoder_gets_no_gradient
     observations = nnx.jit(lambda m, x: m.observe(x))(model, frames)
     assert observations.shape == (4, *TINY_VQVAE.grid) and observations.dtype == jnp.int32
     from_tokens = nnx.jit(lambda m, x: m.score_observations(x))(model, observations)
-    np.testing.assert_allclose(from_tokens, nnx.jit(lambda m, x: m.score(x))(model, frames), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        from_tokens, nnx.jit(lambda m, x: m.score(x))(model, frames), rtol=1e-5, atol=1e-6
+    )
     grads = nnx.jit(nnx.grad(lambda m: reward_loss(m, observations[:2], observations[2:])[0]))(model)
     grads = nnx.to_pure_dict(grads)
     assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(grads["encoder"]))
@@ -220,7 +229,9 @@ def test_bfloat16_compute_keeps_fp32_weights_and_outputs():
     """The GPU default: activations in bf16, master weights, quantizer, logits and scores in fp32."""
     tokenizer = VQVAE(dataclasses.replace(TINY_VQVAE, dtype="bfloat16"), rngs=nnx.Rngs(0))
     dynamics = TokenTransformer(
-        TransformerConfig(vocab_size=16, embed_dim=8, num_layers=1, num_heads=2, grid=(4, 4), dtype="bfloat16"),
+        TransformerConfig(
+            vocab_size=16, embed_dim=8, num_layers=1, num_heads=2, grid=(4, 4), dtype="bfloat16"
+        ),
         rngs=nnx.Rngs(0),
     )
     resnet = ResNet34(dataclasses.replace(TINY_RESNET, dtype="bfloat16"), rngs=nnx.Rngs(0))
@@ -242,16 +253,35 @@ def test_bfloat16_compute_keeps_fp32_weights_and_outputs():
 BUILT_MODELS = {
     "tokenizer": lambda: VQVAE(TINY_VQVAE, rngs=nnx.Rngs(3)),
     # normal(0.02) position embeddings: XLA's algebraic simplifier would fold their two scales.
-    "dynamics": lambda: TokenTransformer(TransformerConfig(vocab_size=16, embed_dim=8, num_layers=1, num_heads=2,
-                                                           grid=(1, 1)), rngs=nnx.Rngs(3)),
+    "dynamics": lambda: TokenTransformer(
+        TransformerConfig(vocab_size=16, embed_dim=8, num_layers=1, num_heads=2, grid=(1, 1)),
+        rngs=nnx.Rngs(3),
+    ),
     "vq reward": lambda: RewardModel(RewardConfig(backbone="vq", tokenizer=TINY_VQVAE), rngs=nnx.Rngs(3)),
-    "vq policy": lambda: make_policy(PolicyConfig(encoder=TINY_VQVAE, transformer=TransformerConfig(
-        vocab_size=16, embed_dim=8, num_layers=1, num_heads=2, grid=TINY_VQVAE.grid)), nnx.Rngs(jax.random.key(3))),
-    "vit policy": lambda: make_policy(PolicyConfig(kind="vit", transformer=TransformerConfig(
-        vocab_size=16, embed_dim=8, num_layers=1, num_heads=2)), nnx.Rngs(3)),
-    "resnet reward": lambda: RewardModel(RewardConfig(backbone="resnet34", resnet=TINY_RESNET), rngs=nnx.Rngs(3)),
-    "latent actions": lambda: LatentActionModel(LAMConfig(channels=(4, 8), action_dim=4, pool=4), rngs=nnx.Rngs(3)),
-    "video tokenizer": lambda: VideoTokenizer(VideoTokenizerConfig(frame=TINY_VQVAE, num_frames=2), rngs=nnx.Rngs(3)),
+    "vq policy": lambda: make_policy(
+        PolicyConfig(
+            encoder=TINY_VQVAE,
+            transformer=TransformerConfig(
+                vocab_size=16, embed_dim=8, num_layers=1, num_heads=2, grid=TINY_VQVAE.grid
+            ),
+        ),
+        nnx.Rngs(jax.random.key(3)),
+    ),
+    "vit policy": lambda: make_policy(
+        PolicyConfig(
+            kind="vit", transformer=TransformerConfig(vocab_size=16, embed_dim=8, num_layers=1, num_heads=2)
+        ),
+        nnx.Rngs(3),
+    ),
+    "resnet reward": lambda: RewardModel(
+        RewardConfig(backbone="resnet34", resnet=TINY_RESNET), rngs=nnx.Rngs(3)
+    ),
+    "latent actions": lambda: LatentActionModel(
+        LAMConfig(channels=(4, 8), action_dim=4, pool=4), rngs=nnx.Rngs(3)
+    ),
+    "video tokenizer": lambda: VideoTokenizer(
+        VideoTokenizerConfig(frame=TINY_VQVAE, num_frames=2), rngs=nnx.Rngs(3)
+    ),
 }
 
 

@@ -111,7 +111,10 @@ def test_buttons_between_saved_frames_include_taps_between_them(tmp_path):
     # between saved frames, UP and LEFT are held while frames 4 and 16 are drawn.
     held = [[], ["up"], [], [], ["left"]]
     records = [{"file": f"{t:06d}.png", "frame": 4 * t, "buttons": held[t]} for t in range(5)]
-    presses = [{"frame": 5, "button": "a", "frames_held": 2}, {"frame": 9, "button": "start", "frames_held": 2}]
+    presses = [
+        {"frame": 5, "button": "a", "frames_held": 2},
+        {"frame": 9, "button": "start", "frames_held": 2},
+    ]
     metadata = {"frame_every": 4, "frames": records, "presses": presses}
     assert buttons_between_saved_frames(metadata) == {
         "000000.png": "up",
@@ -121,7 +124,9 @@ def test_buttons_between_saved_frames_include_taps_between_them(tmp_path):
     }
     write_run(tmp_path / "run_00", [frame_of(40 * t) for t in range(5)], None)
     (tmp_path / "run_00" / "metadata.json").write_text(json.dumps(metadata))
-    write_run(tmp_path / "run_01", [frame_of(40 * t) for t in range(3)], [{"file": "000000.png", "source_frame": 0}])
+    write_run(
+        tmp_path / "run_01", [frame_of(40 * t) for t in range(3)], [{"file": "000000.png", "source_frame": 0}]
+    )
     dataset = FramesDataset(tmp_path, show_progress=False)
     buttons = read_buttons(tmp_path, dataset)
     names = [ACTION_NAMES[b] if b != NO_BUTTON else None for b in buttons]
@@ -143,7 +148,11 @@ def test_real_speedrun_pairs_with_logged_buttons(root, tmp_path):
     single, idle = 0, 0
     for (t, _), (button,) in zip(groups.indices, groups.buttons):
         start, stop = metadata["frames"][t]["frame"], metadata["frames"][t + 1]["frame"]
-        held = {p["button"] for p in metadata["presses"] if p["frame"] <= stop and p["frame"] + p["frames_held"] - 1 > start}
+        held = {
+            p["button"]
+            for p in metadata["presses"]
+            if p["frame"] <= stop and p["frame"] + p["frames_held"] - 1 > start
+        }
         held |= set(metadata["frames"][t + 1]["buttons"])
         if len(held) == 1:
             assert ACTION_NAMES[button] == held.pop()

@@ -46,10 +46,14 @@ def phase1(speedrun_frames, tmp_path_factory):
     """Stage 1a for one epoch, then `--stage all --epochs 2 --resume`: 1a continues from its
     train_state for epoch 2, and 1b (no checkpoint yet) starts fresh."""
     out = tmp_path_factory.mktemp("phase1")
-    first = pretrain_visual.Args(stage="1a", data=speedrun_frames, epochs=1, out_dir=out, restart_every=5, **TINY)
+    first = pretrain_visual.Args(
+        stage="1a", data=speedrun_frames, epochs=1, out_dir=out, restart_every=5, **TINY
+    )
     pretrain_visual.main(first)
     steps_per_epoch = load_checkpoint(out / "pretrained_tokenizer.pkl", "tokenizer")["step"]
-    resumed = pretrain_visual.Args(stage="all", data=speedrun_frames, epochs=2, out_dir=out, restart_every=5, resume=True, **TINY)
+    resumed = pretrain_visual.Args(
+        stage="all", data=speedrun_frames, epochs=2, out_dir=out, restart_every=5, resume=True, **TINY
+    )
     return out, pretrain_visual.main(resumed), steps_per_epoch
 
 
@@ -59,17 +63,29 @@ def records(out_dir: Path) -> list[dict]:
 
 def test_phase1_writes_loadable_checkpoints_and_reports(phase1, speedrun_frames):
     out, results, _ = phase1
-    for name in ("pretrained_tokenizer.pkl", "pretrained_encoder.pkl", "pretrained_dynamics.pkl", "training_curves.png"):
+    for name in (
+        "pretrained_tokenizer.pkl",
+        "pretrained_encoder.pkl",
+        "pretrained_dynamics.pkl",
+        "training_curves.png",
+    ):
         assert (out / name).is_file(), name
     grid = cv2.imread(str(out / "recon_grid.png"))
     assert grid.shape == (2 * 144, 8 * 160, 3)  # originals over reconstructions
 
     tokenizer_1a, dynamics_1b = results["1a"], results["1b"]
-    assert 0 < tokenizer_1a["codes_used"] <= 64 and tokenizer_1a["code_use"] == tokenizer_1a["codes_used"] / 64
+    assert (
+        0 < tokenizer_1a["codes_used"] <= 64 and tokenizer_1a["code_use"] == tokenizer_1a["codes_used"] / 64
+    )
     assert tokenizer_1a["codes_restarted"] > 0  # dead codes were moved onto the data
     assert 0 <= dynamics_1b["eval_copy_accuracy"] <= 1 and 0 <= dynamics_1b["eval_accuracy"] <= 1
     logged = records(out)
-    assert [(r["stage"], r["epoch"]) for r in logged] == [("1a", 1), ("1a", 2), ("1b", 1), ("1b", 2)]  # no epoch redone
+    assert [(r["stage"], r["epoch"]) for r in logged] == [
+        ("1a", 1),
+        ("1a", 2),
+        ("1b", 1),
+        ("1b", 2),
+    ]  # no epoch redone
     # Both stages learn, even at this size: held-out reconstruction and next-token loss improve.
     assert logged[1]["eval_recon_mse"] < logged[0]["eval_recon_mse"]
     assert logged[3]["eval_loss"] < logged[2]["eval_loss"]
@@ -94,8 +110,17 @@ def test_resume_continued_from_train_state(phase1):
 @pytest.mark.parametrize("backbone", ["resnet34", "vq"])
 def test_reward_from_phase1_tokenizer(phase1, speedrun_frames, backbone):
     out, _, _ = phase1
-    args = train_reward.Args(backbone=backbone, data=speedrun_frames, epochs=1, pairs_per_epoch=64, out_dir=out, min_gap=4,
-                             tokenizer=Path("pretrained_tokenizer.pkl"), head_hidden=32, **TINY)
+    args = train_reward.Args(
+        backbone=backbone,
+        data=speedrun_frames,
+        epochs=1,
+        pairs_per_epoch=64,
+        out_dir=out,
+        min_gap=4,
+        tokenizer=Path("pretrained_tokenizer.pkl"),
+        head_hidden=32,
+        **TINY,
+    )
     summary = train_reward.main(args)
     assert 0 <= summary["eval_pairwise_accuracy"] <= 1 and -1 <= summary["eval_spearman"] <= 1
 
@@ -111,9 +136,19 @@ def test_reward_from_phase1_tokenizer(phase1, speedrun_frames, backbone):
 
 def test_vq_reward_ranks_branches(phase1, speedrun_frames):
     out, _, _ = phase1
-    args = train_reward.Args(backbone="vq", data=speedrun_frames, branches=speedrun_frames.parent / "branches",
-                             branch_fraction=0.5, epochs=1, pairs_per_epoch=64, out_dir=out / "branched", min_gap=4,
-                             tokenizer=out / "pretrained_tokenizer.pkl", head_hidden=32, **TINY)
+    args = train_reward.Args(
+        backbone="vq",
+        data=speedrun_frames,
+        branches=speedrun_frames.parent / "branches",
+        branch_fraction=0.5,
+        epochs=1,
+        pairs_per_epoch=64,
+        out_dir=out / "branched",
+        min_gap=4,
+        tokenizer=out / "pretrained_tokenizer.pkl",
+        head_hidden=32,
+        **TINY,
+    )
     summary = train_reward.main(args)
     assert 0 <= summary["eval_branch_accuracy"] <= 1
     assert 0 <= summary["eval_pairwise_accuracy"] <= 1
@@ -125,9 +160,19 @@ def test_vq_reward_ranks_branches(phase1, speedrun_frames):
 
 def test_seen_token_reward_trains_on_bags_and_scores_them_standalone(phase1, speedrun_frames):
     out, _, _ = phase1
-    args = train_reward.Args(backbone="vq", data=speedrun_frames, branches=speedrun_frames.parent / "branches",
-                             seen_tokens=True, epochs=1, pairs_per_epoch=64, out_dir=out / "bags", min_gap=4,
-                             tokenizer=out / "pretrained_tokenizer.pkl", head_hidden=32, **TINY)
+    args = train_reward.Args(
+        backbone="vq",
+        data=speedrun_frames,
+        branches=speedrun_frames.parent / "branches",
+        seen_tokens=True,
+        epochs=1,
+        pairs_per_epoch=64,
+        out_dir=out / "bags",
+        min_gap=4,
+        tokenizer=out / "pretrained_tokenizer.pkl",
+        head_hidden=32,
+        **TINY,
+    )
     summary = train_reward.main(args)
     assert 0 <= summary["eval_branch_accuracy"] <= 1
 
@@ -149,8 +194,16 @@ def test_seen_token_reward_trains_on_bags_and_scores_them_standalone(phase1, spe
 
 def test_eval_every_evaluates_at_its_epochs_and_the_last_and_changes_no_weights(phase1, speedrun_frames):
     out, _, _ = phase1
-    args = train_reward.Args(backbone="vq", data=speedrun_frames, epochs=3, pairs_per_epoch=32, min_gap=4,
-                             tokenizer=out / "pretrained_tokenizer.pkl", head_hidden=32, **TINY)
+    args = train_reward.Args(
+        backbone="vq",
+        data=speedrun_frames,
+        epochs=3,
+        pairs_per_epoch=32,
+        min_gap=4,
+        tokenizer=out / "pretrained_tokenizer.pkl",
+        head_hidden=32,
+        **TINY,
+    )
     every_epoch = train_reward.main(dataclasses.replace(args, out_dir=out / "eval_every_1"))
     sparse = train_reward.main(dataclasses.replace(args, out_dir=out / "eval_every_2", eval_every=2))
     assert [("eval_pairwise_accuracy" in r) for r in records(out / "eval_every_2")] == [False, True, True]
@@ -187,9 +240,25 @@ def test_clear_errors_for_bad_input(phase1, speedrun_frames, tmp_path):
     with pytest.raises(SystemExit, match="does not exist"):
         pretrain_visual.main(pretrain_visual.Args(data=tmp_path / "missing", **TINY))
     with pytest.raises(SystemExit, match="is a 'dynamics' checkpoint, expected 'tokenizer'"):
-        pretrain_visual.main(pretrain_visual.Args(stage="1b", data=speedrun_frames, tokenizer=out / "pretrained_dynamics.pkl", out_dir=tmp_path, **TINY))
+        pretrain_visual.main(
+            pretrain_visual.Args(
+                stage="1b",
+                data=speedrun_frames,
+                tokenizer=out / "pretrained_dynamics.pkl",
+                out_dir=tmp_path,
+                **TINY,
+            )
+        )
     with pytest.raises(SystemExit, match="is a 'dynamics' checkpoint, expected 'encoder' or 'tokenizer'"):
-        train_reward.main(train_reward.Args(backbone="vq", data=speedrun_frames, tokenizer=out / "pretrained_dynamics.pkl", out_dir=tmp_path, **TINY))
+        train_reward.main(
+            train_reward.Args(
+                backbone="vq",
+                data=speedrun_frames,
+                tokenizer=out / "pretrained_dynamics.pkl",
+                out_dir=tmp_path,
+                **TINY,
+            )
+        )
 
 
 def test_cli_help_and_one_line_errors(tmp_path, capsys):
@@ -197,8 +266,12 @@ def test_cli_help_and_one_line_errors(tmp_path, capsys):
         with pytest.raises(SystemExit) as shown:
             tyro.cli(script.Args, args=["--help"])
         assert shown.value.code == 0 and flag in capsys.readouterr().out
-    failed = subprocess.run([sys.executable, str(REPO / "train_reward.py"), "--data", str(tmp_path / "nope")],
-                            capture_output=True, text=True, cwd=REPO)
+    failed = subprocess.run(
+        [sys.executable, str(REPO / "train_reward.py"), "--data", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert failed.returncode != 0 and "Traceback" not in failed.stderr
     assert failed.stderr.strip().splitlines()[-1].startswith("error: --data:")
 
@@ -210,7 +283,9 @@ from models.sharding import data_mesh, replicate, shard_batch
 from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
 from training.steps import make_optimizer, make_train_step
 
-model = TokenTransformer(TransformerConfig(vocab_size=32, embed_dim=16, num_layers=1, num_heads=2), rngs=nnx.Rngs(0))
+model = TokenTransformer(
+    TransformerConfig(vocab_size=32, embed_dim=16, num_layers=1, num_heads=2), rngs=nnx.Rngs(0)
+)
 graphdef, trainable, frozen = nnx.split(model, nnx.Param, ...)
 trainable = jax.tree.map(np.asarray, trainable)  # host copies: each run below donates its own device buffers
 optimizer = make_optimizer(1e-3, 10)
@@ -219,7 +294,9 @@ tokens = np.random.default_rng(0).integers(0, 32, (2, 8, 9, 10), dtype=np.int32)
 results = []
 for devices in (jax.devices()[:1], jax.devices()):
     mesh = data_mesh(devices)
-    state = replicate({"trainable": trainable, "frozen": frozen, "opt_state": optimizer.init(trainable)}, mesh)
+    state = replicate(
+        {"trainable": trainable, "frozen": frozen, "opt_state": optimizer.init(trainable)}, mesh
+    )
     state, metrics = step(state, shard_batch((tokens[0], tokens[1]), mesh), jax.random.key(0))
     results.append((float(metrics["loss"]), jax.tree.leaves(nnx.to_pure_dict(state["trainable"]))))
 assert len(jax.devices()) == 2
@@ -233,6 +310,8 @@ print("losses", loss_1, loss_2)
 
 def test_sharded_step_matches_one_device():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", SHARDED_STEP], capture_output=True, text=True, cwd=REPO, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", SHARDED_STEP], capture_output=True, text=True, cwd=REPO, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "losses" in done.stdout

@@ -31,8 +31,17 @@ def test_quick_pipeline_runs_every_phase_and_writes_its_report(quick_run):
 def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path):
     out, _ = quick_run
     output = tmp_path / "agent.md"
-    table = agent.main(agent.Args(checkpoints=out / "checkpoints", seeds=(3,), quick=True, out_dir=tmp_path / "runs",
-                                  env_only_steps=5, output=output, reward_scale=0.5))
+    table = agent.main(
+        agent.Args(
+            checkpoints=out / "checkpoints",
+            seeds=(3,),
+            quick=True,
+            out_dir=tmp_path / "runs",
+            env_only_steps=5,
+            output=output,
+            reward_scale=0.5,
+        )
+    )
     assert output.read_text() == table
     [row] = [line for line in table.splitlines() if line.startswith("| 3 |")]
     assert len(row.split("|")) == 10  # seed and the eight measures
@@ -43,5 +52,7 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path)
 
 
 def test_agent_bench_refuses_missing_checkpoints(tmp_path):
-    with pytest.raises(SystemExit, match="pretrained_encoder.pkl not found; run pipeline.py without --checkpoints"):
+    with pytest.raises(
+        SystemExit, match="pretrained_encoder.pkl not found; run pipeline.py without --checkpoints"
+    ):
         agent.main(agent.Args(checkpoints=tmp_path, quick=True, out_dir=tmp_path / "runs"))

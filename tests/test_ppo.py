@@ -69,7 +69,9 @@ def test_return_filter_keeps_exactly_the_top_fraction(keep_fraction):
 def test_entropy_watch_warns_after_a_streak_above_99_percent():
     watch = EntropyWatch(num_actions=8, patience=3)
     max_entropy = np.log(8)
-    fractions, warnings = zip(*(watch(f * max_entropy) for f in (0.995, 0.999, 0.98, 0.995, 0.996, 0.999, 0.999)))
+    fractions, warnings = zip(
+        *(watch(f * max_entropy) for f in (0.995, 0.999, 0.98, 0.995, 0.996, 0.999, 0.999))
+    )
     np.testing.assert_allclose(fractions, (0.995, 0.999, 0.98, 0.995, 0.996, 0.999, 0.999))
     # The 0.98 breaks the first streak; the second reaches 3 at the sixth call, and warns once.
     assert [w is not None for w in warnings] == [False, False, False, False, False, True, False]
@@ -89,7 +91,9 @@ def test_update_makes_advantaged_actions_likelier_and_skips_masked_steps():
 
     cfg = PolicyConfig(
         num_actions=4,
-        encoder=VQVAEConfig(embed_dim=8, encoder_channels=(4, 4, 8, 8), quantizer=QuantizerConfig(codebook_size=8)),
+        encoder=VQVAEConfig(
+            embed_dim=8, encoder_channels=(4, 4, 8, 8), quantizer=QuantizerConfig(codebook_size=8)
+        ),
         transformer=TransformerConfig(vocab_size=8, embed_dim=8, num_layers=1, num_heads=2),
     )
     graphdef, params, frozen = nnx.split(make_policy(cfg, nnx.Rngs(0)), trainable_filter(cfg), ...)
@@ -106,8 +110,9 @@ def test_update_makes_advantaged_actions_likelier_and_skips_masked_steps():
         "mask": jnp.ones(32),
     }
     tx = optax.adam(1e-2)
-    update = make_update(graphdef, frozen, tx, num_minibatches=2, update_epochs=2,
-                             clip_coef=0.2, vf_coef=0.5, ent_coef=0.0)
+    update = make_update(
+        graphdef, frozen, tx, num_minibatches=2, update_epochs=2, clip_coef=0.2, vf_coef=0.5, ent_coef=0.0
+    )
 
     def probability_of_action_2_after(batch):
         state = PPOState(jax.tree.map(jnp.copy, params), tx.init(params))
@@ -131,7 +136,11 @@ def test_vit_policy_patches_cover_the_frame():
     from models.policy import PolicyConfig, make_policy
     from models.transformer import TransformerConfig
 
-    cfg = PolicyConfig(kind="vit", num_actions=8, transformer=TransformerConfig(vocab_size=8, embed_dim=8, num_layers=1, num_heads=2))
+    cfg = PolicyConfig(
+        kind="vit",
+        num_actions=8,
+        transformer=TransformerConfig(vocab_size=8, embed_dim=8, num_layers=1, num_heads=2),
+    )
     policy = make_policy(cfg, nnx.Rngs(0))
     frames = np.zeros((2, 144, 160, 3), np.uint8)
     assert policy.observe(frames) is frames
@@ -154,10 +163,10 @@ from envs.vec_gameboy import VecGameBoy  # noqa: E402
 from models.checkpoint import load_checkpoint, params_of, save_checkpoint  # noqa: E402
 from models.policy import PolicyConfig, make_policy  # noqa: E402
 from models.quantizers import QuantizerConfig  # noqa: E402
-from models.transformer import TransformerConfig  # noqa: E402
-from models.vqvae import VQVAEConfig  # noqa: E402
 from models.resnet import ResNetConfig  # noqa: E402
 from models.reward import RewardConfig, RewardModel  # noqa: E402
+from models.transformer import TransformerConfig  # noqa: E402
+from models.vqvae import VQVAEConfig  # noqa: E402
 
 TINY_REWARD = RewardConfig(
     backbone="resnet34", resnet=ResNetConfig(stage_sizes=(1, 1), widths=(8, 16), stem_width=8, norm_groups=4)
@@ -226,15 +235,21 @@ def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(learned):
         assert np.abs(deltas).max() > 1e-4  # frames changed and the model saw it: not a trivial pass
 
 
-@pytest.mark.parametrize("baseline, expected", [
-    ("last", [-1.0, 2.0, 0.0]),  # R(now) - R(previous scored frame)
-    ("best", [0.0, 1.0, 0.0]),  # gain over the episode's best, never negative
-])
+@pytest.mark.parametrize(
+    "baseline, expected",
+    [
+        ("last", [-1.0, 2.0, 0.0]),  # R(now) - R(previous scored frame)
+        ("best", [0.0, 1.0, 0.0]),  # gain over the episode's best, never negative
+    ],
+)
 def test_progress_baseline_last_or_episode_best(baseline, expected):
     """One env whose 'frames' carry their score. The first scored frame of each episode
     (after start, and after the reset at score 5) is only a baseline."""
-    progress = ProgressReward(ScoreOfFrame(lambda frames: frames[:, 0].astype(np.float32)), 1,
-                              ProgressSettings(interval=1, time_penalty=0.5, baseline=baseline))
+    progress = ProgressReward(
+        ScoreOfFrame(lambda frames: frames[:, 0].astype(np.float32)),
+        1,
+        ProgressSettings(interval=1, time_penalty=0.5, baseline=baseline),
+    )
     progress.start(np.zeros((1, 1), np.float32))
     rewards = []
     for score, done in [(2, False), (1, False), (3, False), (3, False), (5, True), (4, False), (6, False)]:
@@ -246,8 +261,11 @@ def test_progress_baseline_last_or_episode_best(baseline, expected):
 
 def test_a_reset_frame_sets_no_baseline():
     """A power-on frame the model scores high (9) must not hide the progress after it (-7 -> -5)."""
-    progress = ProgressReward(ScoreOfFrame(lambda frames: frames[:, 0].astype(np.float32)), 1,
-                              ProgressSettings(interval=1, time_penalty=0.0, baseline="best"))
+    progress = ProgressReward(
+        ScoreOfFrame(lambda frames: frames[:, 0].astype(np.float32)),
+        1,
+        ProgressSettings(interval=1, time_penalty=0.0, baseline="best"),
+    )
     progress.start(np.zeros((1, 1), np.float32))
     steps = [(-7, False), (-5, False), (9, True), (-7, False), (-5, False)]
     rewards = [float(progress(np.array([[s]], np.float32), np.array([d]))[0][0]) for s, d in steps]
@@ -271,12 +289,17 @@ def test_bags_see_every_step_restart_on_done_and_start_from_curriculum_bags():
     progress.start(np.array([[0], [0]]))
     seen = lambda: [set(np.flatnonzero(bag)) for bag in progress.bags]  # noqa: E731
     no = np.array([False, False])
-    assert progress(np.array([[1], [1]]), no)[1] is None and seen() == [{0, 1}, {0, 1}]  # unscored steps still see
+    assert progress(np.array([[1], [1]]), no)[1] is None and seen() == [
+        {0, 1},
+        {0, 1},
+    ]  # unscored steps still see
     # Env 1's episode ends and it restarts on a curriculum state whose bag holds {5, 6}.
     curriculum_bag = np.zeros(8, np.uint8)
     curriculum_bag[[5, 6]] = 1
     rewards, scores = progress(np.array([[2], [0]]), np.array([False, True]), start_bags={1: curriculum_bag})
-    assert seen() == [{0, 1, 2}, {0, 5, 6}] and list(scores) == [3, 3] and list(rewards) == [0, 0]  # baselines
+    assert (
+        seen() == [{0, 1, 2}, {0, 5, 6}] and list(scores) == [3, 3] and list(rewards) == [0, 0]
+    )  # baselines
     # Tokens the caller already has (the policy's) are used instead of encoding the frames.
     progress(np.array([[3], [3]]), no, tokens=np.array([[7], [7]]))
     rewards, scores = progress(np.array([[4], [4]]), no)
@@ -288,7 +311,9 @@ def test_bags_see_every_step_restart_on_done_and_start_from_curriculum_bags():
     again = ProgressReward(TokensAreFrames(), 2, ProgressSettings(interval=2, time_penalty=0.0))
     again.load_state_dict(progress.state_dict())
     np.testing.assert_array_equal(again.bags, progress.bags)
-    assert ProgressReward(ScoreOfFrame(lambda f: f), 2, ProgressSettings(1, 0.0)).bag(0) is None  # one-frame rewards keep none
+    assert (
+        ProgressReward(ScoreOfFrame(lambda f: f), 2, ProgressSettings(1, 0.0)).bag(0) is None
+    )  # one-frame rewards keep none
 
 
 def test_curriculum_saves_new_highs_and_resets_from_them(learned):
@@ -318,14 +343,25 @@ def test_a_reset_frame_is_never_a_curriculum_state():
     """Episodes end on scored steps (max_steps 2, interval 1), where the env already shows the next
     episode's power-on frame. A score that rates that frame highest must not put it in the pool."""
     first_frame_score = 1e6
-    score_fn = ScoreOfFrame(lambda frames: np.where(frames.reshape(len(frames), -1).std(axis=1) == 0, first_frame_score,
-                                                    frames.reshape(len(frames), -1).mean(axis=1)).astype(np.float32))
+    score_fn = ScoreOfFrame(
+        lambda frames: np.where(
+            frames.reshape(len(frames), -1).std(axis=1) == 0,
+            first_frame_score,
+            frames.reshape(len(frames), -1).mean(axis=1),
+        ).astype(np.float32)
+    )
     pool = CurriculumPool(capacity=16)
     with tiny_env(max_steps=2, curriculum=pool, pool_prob=0.0) as env:
-        runner = Runner([EnvGroup(env, 0, ProgressReward(score_fn, env.num_envs, ProgressSettings(1, 0.0)))], pool, seed=0)
+        runner = Runner(
+            [EnvGroup(env, 0, ProgressReward(score_fn, env.num_envs, ProgressSettings(1, 0.0)))], pool, seed=0
+        )
         runner.restart(0)
-        assert score_fn.score(runner.obs).min() == first_frame_score  # power-on frames are blank: the top score
-        policy_step = lambda frames, key: (frames, np.full(len(frames), 7), np.zeros(len(frames)), np.zeros(len(frames)))  # noqa: E731
+        # power-on frames are blank: the top score
+        assert score_fn.score(runner.obs).min() == first_frame_score
+
+        def policy_step(frames, key):
+            return (frames, np.full(len(frames), 7), np.zeros(len(frames)), np.zeros(len(frames)))
+
         batch, _, stats = runner.rollout(policy_step, jax.random.key(0), num_steps=6)
         runner.close()
     assert stats["rollout/episodes_ended"] == 3 * env.num_envs
@@ -337,22 +373,44 @@ def test_wrong_kind_reward_model_or_tokenizer_is_refused(reward_path, tmp_path):
     save_checkpoint(dynamics, kind="dynamics", config={}, params={}, step=0)
     with pytest.raises(SystemExit, match=r"--reward-model: .*'dynamics' checkpoint, expected 'reward'"):
         ppo.main(ppo.Args(reward_model=str(dynamics), num_workers=0, num_envs=1, out_dir=str(tmp_path)))
-    with pytest.raises(SystemExit, match=r"--pretrained-tokenizer: .*'reward' checkpoint, expected 'encoder' or 'tokenizer'"):
+    with pytest.raises(
+        SystemExit, match=r"--pretrained-tokenizer: .*'reward' checkpoint, expected 'encoder' or 'tokenizer'"
+    ):
         ppo.main(
             ppo.Args(
-                reward_model=str(reward_path), pretrained_tokenizer=str(reward_path),
-                num_workers=0, num_envs=1, out_dir=str(tmp_path),
+                reward_model=str(reward_path),
+                pretrained_tokenizer=str(reward_path),
+                num_workers=0,
+                num_envs=1,
+                out_dir=str(tmp_path),
             )
         )
 
 
 def tiny_args(reward_path, out_dir, **overrides):
     settings = dict(
-        reward_model=str(reward_path), out_dir=str(out_dir), num_workers=0, num_envs=2, num_steps=8,
-        num_minibatches=2, update_epochs=2, frame_skip=8, press_frames=4, max_episode_steps=12,
-        reward_interval=4, reward_scale=10.0, return_filter=0.5, curriculum_prob=0.5, curriculum_capacity=4,
-        embed_dim=16, num_layers=1, num_heads=2, encoder_channels=(4, 8, 8, 8), codebook_size=16,
-        log_every=100, seed=3,
+        reward_model=str(reward_path),
+        out_dir=str(out_dir),
+        num_workers=0,
+        num_envs=2,
+        num_steps=8,
+        num_minibatches=2,
+        update_epochs=2,
+        frame_skip=8,
+        press_frames=4,
+        max_episode_steps=12,
+        reward_interval=4,
+        reward_scale=10.0,
+        return_filter=0.5,
+        curriculum_prob=0.5,
+        curriculum_capacity=4,
+        embed_dim=16,
+        num_layers=1,
+        num_heads=2,
+        encoder_channels=(4, 8, 8, 8),
+        codebook_size=16,
+        log_every=100,
+        seed=3,
     )
     settings.update(overrides)
     return ppo.Args(**settings)
@@ -366,7 +424,9 @@ def deterministic(records):
 def test_resume_continues_exactly(reward_path, tmp_path):
     """Run 2N iterations straight; separately resume from the checkpoint at N (in a fresh
     directory, as after a kill) and continue to 2N: the logged metrics must match exactly."""
-    straight = ppo.main(tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2, env_groups=2))
+    straight = ppo.main(
+        tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2, env_groups=2)
+    )
     assert [r["iteration"] for r in straight] == [1, 2, 3, 4]
     assert straight[-1]["curriculum/pool_size"] > 0  # the pool takes part in what must be restored
 
@@ -376,8 +436,14 @@ def test_resume_continues_exactly(reward_path, tmp_path):
     # The killed run had logged past its checkpoint; those lines must be dropped and redone.
     (resumed_dir / "metrics.jsonl").write_text((tmp_path / "straight" / "metrics.jsonl").read_text())
     resumed = ppo.main(
-        tiny_args(reward_path, resumed_dir, iterations=4, save_every=2, env_groups=2,
-                  resume=str(resumed_dir / "policy_2.pkl"))
+        tiny_args(
+            reward_path,
+            resumed_dir,
+            iterations=4,
+            save_every=2,
+            env_groups=2,
+            resume=str(resumed_dir / "policy_2.pkl"),
+        )
     )
     assert [r["iteration"] for r in resumed] == [3, 4]
     assert deterministic(resumed) == deterministic(straight[2:])
@@ -390,27 +456,49 @@ def bag_reward(tmp_path_factory):
     """A tiny tokenizer's encoder and a seen-token reward on that encoder, as real checkpoints
     (random weights): (encoder path, reward path, tokenizer config)."""
     root = tmp_path_factory.mktemp("bag_reward")
-    tokenizer = VQVAEConfig(embed_dim=8, encoder_channels=(4, 8, 8, 8), quantizer=QuantizerConfig(codebook_size=16))
-    reward = RewardModel(RewardConfig(backbone="vq", tokenizer=tokenizer, seen_tokens=True, head_hidden=16), rngs=nnx.Rngs(2))
-    save_checkpoint(root / "encoder.pkl", kind="encoder", config=tokenizer, params=params_of(reward.encoder), step=0)
+    tokenizer = VQVAEConfig(
+        embed_dim=8, encoder_channels=(4, 8, 8, 8), quantizer=QuantizerConfig(codebook_size=16)
+    )
+    reward = RewardModel(
+        RewardConfig(backbone="vq", tokenizer=tokenizer, seen_tokens=True, head_hidden=16), rngs=nnx.Rngs(2)
+    )
+    save_checkpoint(
+        root / "encoder.pkl", kind="encoder", config=tokenizer, params=params_of(reward.encoder), step=0
+    )
     save_checkpoint(root / "reward.pkl", kind="reward", config=reward.cfg, params=params_of(reward), step=0)
     return root / "encoder.pkl", root / "reward.pkl", tokenizer
 
 
-def test_a_seen_token_reward_reads_the_policys_tokens_and_resumes_exactly(bag_reward, tmp_path, monkeypatch, capsys):
+def test_a_seen_token_reward_reads_the_policys_tokens_and_resumes_exactly(
+    bag_reward, tmp_path, monkeypatch, capsys
+):
     """A policy on the reward's own encoder hands its tokens to the bags; encoding the frames again
     gives the same run. The bags and the curriculum states' bags are in the checkpoint, and a
     resume from it continues exactly."""
     encoder, reward, tokenizer = bag_reward
     learned = load_progress(str(reward))
     assert learned.bag_size == 16
-    other = make_policy(PolicyConfig(encoder=tokenizer, transformer=TransformerConfig(
-        vocab_size=16, embed_dim=16, num_layers=1, num_heads=2)), nnx.Rngs(9))
+    other = make_policy(
+        PolicyConfig(
+            encoder=tokenizer,
+            transformer=TransformerConfig(vocab_size=16, embed_dim=16, num_layers=1, num_heads=2),
+        ),
+        nnx.Rngs(9),
+    )
     assert not learned.reads_tokens_of(other)  # same config, other weights
 
     def run(out_dir, **overrides):
-        return ppo.main(tiny_args(reward, out_dir, pretrained_tokenizer=str(encoder), iterations=4, save_every=2,
-                                  env_groups=2, **overrides))
+        return ppo.main(
+            tiny_args(
+                reward,
+                out_dir,
+                pretrained_tokenizer=str(encoder),
+                iterations=4,
+                save_every=2,
+                env_groups=2,
+                **overrides,
+            )
+        )
 
     shared = run(tmp_path / "shared")
     assert "bags of seen tokens from the policy's tokens" in capsys.readouterr().out

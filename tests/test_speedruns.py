@@ -34,8 +34,12 @@ def test_bot_reaches_the_end_screen(run_seed0):
     counts = [r["milestones"] for r in records]
     assert counts == sorted(counts) and counts[-1] == GAME.num_milestones
     assert records[-1]["mode"] == GAME.MODE_END
-    assert {r["mode"] for r in records} >= {GAME.MODE_TITLE, GAME.MODE_DIALOGUE,
-                                             GAME.MODE_OVERWORLD, GAME.MODE_BATTLE}
+    assert {r["mode"] for r in records} >= {
+        GAME.MODE_TITLE,
+        GAME.MODE_DIALOGUE,
+        GAME.MODE_OVERWORLD,
+        GAME.MODE_BATTLE,
+    }
     presses = meta["presses"]
     assert {p["button"] for p in presses} >= {"start", "a", "up", "down", "left", "right"}
     assert all(p["frames_held"] >= 1 for p in presses)
@@ -57,8 +61,15 @@ def test_same_seed_same_frames_other_seed_differs(run_seed0):
     assert {r["talk"] for r in other.metadata["frames"]} <= {0, 3, 4, 5}  # no bystander at chat_prob 0
 
 
-BRANCHED = dict(frame_every=4, detour_prob=0.1, idle_prob=0.05, extra_battles=1, chat_prob=1.0,
-                branch_every=500, branch_steps=3)
+BRANCHED = dict(
+    frame_every=4,
+    detour_prob=0.1,
+    idle_prob=0.05,
+    extra_battles=1,
+    chat_prob=1.0,
+    branch_every=500,
+    branch_steps=3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +82,9 @@ def test_branches_leave_the_run_unchanged(run_seed0, branched_seed0):
     and every branch frame is paired with the run frame from the moment it was taken."""
     branched = branched_seed0
     assert frames_hash(branched) == frames_hash(run_seed0)
-    assert {k: v for k, v in branched.metadata.items() if k != "num_branch_frames"} == \
-        {k: v for k, v in run_seed0.metadata.items() if k != "num_branch_frames"}
+    assert {k: v for k, v in branched.metadata.items() if k != "num_branch_frames"} == {
+        k: v for k, v in run_seed0.metadata.items() if k != "num_branch_frames"
+    }
     records, branches = run_seed0.metadata["frames"], branched.branches
     assert len(branches) == len(branched.branch_frames) == branched.metadata["num_branch_frames"]
     assert len(branches) % 3 == 0 and len(branches) >= 3 * (run_seed0.metadata["num_frames"] // 500)
@@ -85,7 +97,10 @@ def test_branches_leave_the_run_unchanged(run_seed0, branched_seed0):
         assert frame_of[branch["below"]] == min(-(-moment // 4) * 4, records[-1]["frame"])
     # Random play moves away from the run: some branch frame differs from its run frame.
     index_of = {r["file"]: i for i, r in enumerate(records)}
-    assert any((frame != run_seed0.frames[index_of[b["below"]]]).any() for b, frame in zip(branches, branched.branch_frames))
+    assert any(
+        (frame != run_seed0.frames[index_of[b["below"]]]).any()
+        for b, frame in zip(branches, branched.branch_frames)
+    )
 
 
 def test_first_step_pairing(run_seed0, branched_seed0):
@@ -100,7 +115,9 @@ def test_first_step_pairing(run_seed0, branched_seed0):
     modes = {b["start_mode"] for b in tight.branches}
     assert GAME.MODE_OVERWORLD in modes and len(modes) > 1  # both kinds of branch are checked
     for branch, same_moment in zip(tight.branches, branched_seed0.branches):
-        assert {k: v for k, v in branch.items() if k != "below"} == {k: v for k, v in same_moment.items() if k != "below"}
+        assert {k: v for k, v in branch.items() if k != "below"} == {
+            k: v for k, v in same_moment.items() if k != "below"
+        }
         if branch["start_mode"] == GAME.MODE_OVERWORLD:
             moment = branch["start_frame"] + 30
             assert frame_of[branch["below"]] == min(-(-moment // 4) * 4, records[-1]["frame"])
@@ -136,7 +153,9 @@ def test_cli_writes_pngs_metadata_and_video(tmp_path):
     branch_meta = json.loads((tmp_path / "branches" / "run_00" / "metadata.json").read_text())
     branches = branch_meta["branches"]
     assert len(branches) == meta["num_branch_frames"] > 0
-    assert sorted(p.name for p in (tmp_path / "branches" / "run_00").glob("*.png")) == [b["file"] for b in branches]
+    assert sorted(p.name for p in (tmp_path / "branches" / "run_00").glob("*.png")) == [
+        b["file"] for b in branches
+    ]
     assert {b["below"] for b in branches} <= {p.name for p in pngs}
     assert not list(tmp_path.rglob("*.tmp*"))  # temporary names were renamed away
     main(Args(num_runs=1, seed=3, frame_every=8, out=tmp_path))  # again without branches: the stale ones go

@@ -10,8 +10,10 @@ from training.io import atomic_path, atomic_write
 from training.metrics import Curves, MetricsLog, Panel, read_records
 from training.steps import is_eval_epoch
 
-CURVES = {"1a": Curves("epoch", (Panel("loss", ("train_loss",)),)),
-          "reward": Curves("epoch", (Panel("loss", ("train_loss",)), Panel("ranking", ("eval_spearman",))))}
+CURVES = {
+    "1a": Curves("epoch", (Panel("loss", ("train_loss",)),)),
+    "reward": Curves("epoch", (Panel("loss", ("train_loss",)), Panel("ranking", ("eval_spearman",)))),
+}
 
 
 def test_atomic_write_replaces_whole_files_and_leaves_nothing_on_error(tmp_path):
@@ -19,11 +21,10 @@ def test_atomic_write_replaces_whole_files_and_leaves_nothing_on_error(tmp_path)
     atomic_write(path, "first")
     atomic_write(path, b"second")
     assert path.read_text() == "second"
-    with pytest.raises(RuntimeError):
-        with atomic_path(path) as tmp:
-            tmp.write_text("half")
-            assert tmp.suffix == ".md" and tmp.parent == path.parent
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        assert tmp.suffix == ".md" and tmp.parent == path.parent
+        raise RuntimeError("interrupted")
     assert path.read_text() == "second" and os.listdir(path.parent) == ["table.md"]
 
 
@@ -31,15 +32,14 @@ def test_metrics_log_redraws_first_then_throttled_and_on_exit(tmp_path):
     """Every record reaches metrics.jsonl at once; the curves are drawn after the first epoch,
     not again within redraw_seconds, and once more when the block ends, even on an error."""
     drawn = []
-    with pytest.raises(KeyboardInterrupt):
-        with MetricsLog(tmp_path, CURVES, redraw_seconds=3600) as log:
-            real_plot = log.plot
-            log.plot = lambda: (drawn.append(len(log.path.read_text().splitlines())), real_plot())
-            log.start("reward")
-            for epoch in range(1, 6):
-                log.write({"stage": "reward", "epoch": epoch, "train_loss": 1.0 / epoch})
-            assert drawn == [1] and len(log.path.read_text().splitlines()) == 5
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), MetricsLog(tmp_path, CURVES, redraw_seconds=3600) as log:
+        real_plot = log.plot
+        log.plot = lambda: (drawn.append(len(log.path.read_text().splitlines())), real_plot())
+        log.start("reward")
+        for epoch in range(1, 6):
+            log.write({"stage": "reward", "epoch": epoch, "train_loss": 1.0 / epoch})
+        assert drawn == [1] and len(log.path.read_text().splitlines()) == 5
+        raise KeyboardInterrupt
     assert drawn == [1, 5]
     assert (tmp_path / "training_curves.png").stat().st_size > 0
     with MetricsLog(tmp_path, CURVES, redraw_seconds=0) as log:
@@ -62,7 +62,12 @@ def test_starting_a_stage_keeps_the_other_stages_records(tmp_path):
     with MetricsLog(tmp_path, CURVES) as log:
         log.start("reward", after=2)
         assert [(r["stage"], r["epoch"]) for r in read_records(log.path)] == [
-            ("1a", 1), ("reward", 1), ("1a", 2), ("reward", 2), ("1a", 3)]
+            ("1a", 1),
+            ("reward", 1),
+            ("1a", 2),
+            ("reward", 2),
+            ("1a", 3),
+        ]
         log.start("1a")
         assert [(r["stage"], r["epoch"]) for r in read_records(log.path)] == [("reward", 1), ("reward", 2)]
         with pytest.raises(ValueError, match="before MetricsLog.start"):

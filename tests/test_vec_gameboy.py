@@ -77,7 +77,13 @@ def test_serial_and_process_backends_give_identical_observations():
     runs = {}
     for backend in ("serial", "process"):
         with VecGameBoy(
-            EMUQUEST_ROM, num_envs=3, num_workers=2, backend=backend, max_steps=8, curriculum=pool, pool_prob=0.5
+            EMUQUEST_ROM,
+            num_envs=3,
+            num_workers=2,
+            backend=backend,
+            max_steps=8,
+            curriculum=pool,
+            pool_prob=0.5,
         ) as env:
             first_obs, _ = env.reset(seed=7)
             runs[backend] = [(first_obs.copy(),)] + rollout(env, actions)
@@ -125,7 +131,9 @@ def test_loaded_state_shows_its_frame_and_initial_state_starts_episodes(tmp_path
     state_file = tmp_path / "after_intro.state"
     state_file.write_bytes(state)
     for initial_state in (state, state_file):
-        with VecGameBoy(EMUQUEST_ROM, num_envs=2, backend="serial", initial_state=initial_state, max_steps=1) as env:
+        with VecGameBoy(
+            EMUQUEST_ROM, num_envs=2, backend="serial", initial_state=initial_state, max_steps=1
+        ) as env:
             np.testing.assert_array_equal(env.reset(seed=0)[0], np.stack([saved_frame] * 2))
             obs, _, _, truncated, info = env.step([NOOP, NOOP])
             assert truncated.all() and [e["milestones"] for e in info["episodes"]] == [1, 1]
@@ -140,7 +148,9 @@ def test_reset_with_pool_prob_one_starts_every_env_from_the_pool():
         state, pool_frame = env.save_states([0])[0], env.step([NOOP])[0][0].copy()
     pool = CurriculumPool(capacity=2)
     pool.add(state, score=1.0)
-    with VecGameBoy(EMUQUEST_ROM, num_envs=3, backend="serial", curriculum=pool, pool_prob=1.0, max_steps=1) as env:
+    with VecGameBoy(
+        EMUQUEST_ROM, num_envs=3, backend="serial", curriculum=pool, pool_prob=1.0, max_steps=1
+    ) as env:
         _, info = env.reset(seed=0)
         assert (info["milestones"] == 1).all() and info["pool_starts"] == {0: 0, 1: 0, 2: 0}
         obs, _, _, truncated, info = env.step([NOOP] * 3)
@@ -200,7 +210,14 @@ def test_episode_terminates_when_the_profile_says_the_game_is_finished():
     assert terminated[:, 1].sum() == 0 and terminated[:, 0].sum() == 1 and terminated[end, 0]
     assert not np.stack([step[3] for step in steps]).any()
     assert steps[end][4]["episodes"] == [
-        {"env_id": 0, "length": title_steps, "milestones": 0, "maps_visited": 1, "left_title": True, "finished": True}
+        {
+            "env_id": 0,
+            "length": title_steps,
+            "milestones": 0,
+            "maps_visited": 1,
+            "left_title": True,
+            "finished": True,
+        }
     ]
     np.testing.assert_array_equal(steps[end][0][0], reset_obs[0])
 

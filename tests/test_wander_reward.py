@@ -57,10 +57,17 @@ def test_a_bad_reward_checkpoint_fails_in_one_line_before_any_play(tmp_path, pro
     path = tmp_path / "reward.pkl"
     if problem == "not a reward":
         path.write_bytes(b"not a pickle")
-    result = subprocess.run([sys.executable, "bench/wander_reward.py", "--rewards", str(path)],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "bench/wander_reward.py", "--rewards", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("--rewards:") and "random play" not in result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("--rewards:") and "random play" not in result.stderr
+    )
 
 
 def test_play_records_frames_milestones_and_no_house_screen_before_the_intro_ends():

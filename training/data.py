@@ -52,8 +52,12 @@ def map_batches(fn, arrays, batch_size: int) -> np.ndarray:
     outputs, total = [], len(jax.tree.leaves(arrays)[0])
     for start in range(0, total, batch_size):
         size = min(batch_size, total - start)
-        padded = jax.tree.map(lambda a: np.concatenate([a[start : start + size],
-                                                        np.zeros((batch_size - size, *a.shape[1:]), a.dtype)]), arrays)
+        padded = jax.tree.map(
+            lambda a, start=start, size=size: np.concatenate(
+                [a[start : start + size], np.zeros((batch_size - size, *a.shape[1:]), a.dtype)]
+            ),
+            arrays,
+        )
         outputs.append(np.asarray(fn(shard_batch(padded)))[:size])
     return np.concatenate(outputs)
 
@@ -63,4 +67,8 @@ def split_groups(groups: FrameGroups, holdout_run: str) -> tuple[np.ndarray, np.
     first frame."""
     train_frames, eval_frames, description = split_runs(groups.dataset, holdout_run)
     first = groups.indices[:, 0]
-    return np.flatnonzero(np.isin(first, train_frames)), np.flatnonzero(np.isin(first, eval_frames)), description
+    return (
+        np.flatnonzero(np.isin(first, train_frames)),
+        np.flatnonzero(np.isin(first, eval_frames)),
+        description,
+    )

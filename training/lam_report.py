@@ -35,8 +35,14 @@ def entropy_bits(counts: np.ndarray) -> float:
     return float(-np.sum(p * np.log2(p)))
 
 
-def code_button_report(codes: np.ndarray, buttons: np.ndarray, num_codes: int, button_names: tuple[str, ...],
-                       seed: int = 0, shuffles: int = 200) -> dict:
+def code_button_report(
+    codes: np.ndarray,
+    buttons: np.ndarray,
+    num_codes: int,
+    button_names: tuple[str, ...],
+    seed: int = 0,
+    shuffles: int = 200,
+) -> dict:
     """How much the latent codes (N,) say about the buttons (N,; NO_BUTTON where unknown), against chance.
 
     Chance is the same codes shuffled over the pairs (`shuffles` times): it keeps the code
@@ -45,8 +51,10 @@ def code_button_report(codes: np.ndarray, buttons: np.ndarray, num_codes: int, b
     known = buttons != NO_BUTTON
     table = contingency(codes[known], buttons[known], num_codes, len(button_names))
     rng = np.random.default_rng(seed)
-    shuffled = [contingency(rng.permutation(codes[known]), buttons[known], num_codes, len(button_names))
-                for _ in range(shuffles)]
+    shuffled = [
+        contingency(rng.permutation(codes[known]), buttons[known], num_codes, len(button_names))
+        for _ in range(shuffles)
+    ]
     button_counts = table.sum(axis=0)
     report = {
         "pairs_with_buttons": int(known.sum()),
@@ -59,7 +67,9 @@ def code_button_report(codes: np.ndarray, buttons: np.ndarray, num_codes: int, b
         "button_names": list(button_names),
         "table": table.tolist(),
     }
-    report["normalized_mutual_information"] = report["mutual_information_bits"] / max(report["button_entropy_bits"], 1e-12)
+    report["normalized_mutual_information"] = report["mutual_information_bits"] / max(
+        report["button_entropy_bits"], 1e-12
+    )
     return report
 
 
@@ -74,7 +84,9 @@ def no_action_report(codes: np.ndarray, identical: np.ndarray, num_codes: int) -
         # Share of identical pairs that get the no-action code...
         "identical_to_no_action": float(np.mean(codes[identical] == no_action)),
         # ...and share of changing pairs that get it too (low when the code means "nothing happened").
-        "changing_to_no_action": float(np.mean(codes[~identical] == no_action)) if (~identical).any() else 0.0,
+        "changing_to_no_action": float(np.mean(codes[~identical] == no_action))
+        if (~identical).any()
+        else 0.0,
     }
 
 
@@ -92,8 +104,11 @@ def buttons_in_effect(buttons: np.ndarray, groups: FrameGroups, window: int) -> 
     effect = buttons.copy()
     for lag in range(1, window):
         earlier = first - lag
-        valid = (earlier >= 0) & (data.run_id[np.maximum(earlier, 0)] == data.run_id[first]) & (
-            data.frame_index[np.maximum(earlier, 0)] == data.frame_index[first] - lag)
+        valid = (
+            (earlier >= 0)
+            & (data.run_id[np.maximum(earlier, 0)] == data.run_id[first])
+            & (data.frame_index[np.maximum(earlier, 0)] == data.frame_index[first] - lag)
+        )
         candidate = np.where(valid, button_at[np.maximum(earlier, 0)], NO_BUTTON)
         fill = (effect == noop) & (candidate != NO_BUTTON) & (candidate != noop)
         effect[fill] = candidate[fill]
@@ -109,37 +124,51 @@ def report_markdown(report: dict, title: str) -> str:
         "",
         "| held-out prediction of x_{t+1} (MSE, [0, 1] pixels) | all pixels | changed pixels |",
         "|---|---|---|",
-        f"| LAM with its own action (the hard code) | {report['eval_mse']:.5f} | {report['eval_changed_mse']:.5f} |",
-        f"| LAM with its action as in training (NSVQ: code plus noise) | {report['eval_training_action_mse']:.5f} | "
+        f"| LAM with its own action (the hard code) | {report['eval_mse']:.5f} | "
+        f"{report['eval_changed_mse']:.5f} |",
+        f"| LAM with its action as in training (NSVQ: code plus noise) | "
+        f"{report['eval_training_action_mse']:.5f} | "
         f"{report['eval_training_action_changed_mse']:.5f} |",
-        f"| LAM with another pair's action | {report['eval_shuffled_action_mse']:.5f} | {report['eval_shuffled_action_changed_mse']:.5f} |",
+        f"| LAM with another pair's action | {report['eval_shuffled_action_mse']:.5f} | "
+        f"{report['eval_shuffled_action_changed_mse']:.5f} |",
         f"| copy x_t | {report['eval_copy_mse']:.5f} | {report['eval_copy_changed_mse']:.5f} |",
     ]
     if "no_action_code" in report:
         lines += [
             "",
-            f"No-action code: code {report['no_action_code']} takes {report['identical_to_no_action']:.1%} of the "
-            f"{report['identical_pairs']} identical pairs and {report['changing_to_no_action']:.1%} of the changing ones.",
+            f"No-action code: code {report['no_action_code']} takes "
+            f"{report['identical_to_no_action']:.1%} of the "
+            f"{report['identical_pairs']} identical pairs and {report['changing_to_no_action']:.1%} "
+            "of the changing ones.",
         ]
-    for key, label in (("logged_button", "the button logged between the two frames"),
-                       ("button_in_effect", f"the button in effect (last press within {report['effect_window']} steps)")):
+    for key, label in (
+        ("logged_button", "the button logged between the two frames"),
+        ("button_in_effect", f"the button in effect (last press within {report['effect_window']} steps)"),
+    ):
         part = report[key]
         names = part["button_names"]
         lines += [
             "",
             f"## Codes versus {label}",
             "",
-            f"{part['pairs_with_buttons']} pairs with a known button. Chance = the same codes shuffled over the pairs.",
+            f"{part['pairs_with_buttons']} pairs with a known button. "
+            "Chance = the same codes shuffled over the pairs.",
             "",
             "| metric | latent codes | chance |",
             "|---|---|---|",
-            f"| purity | {part['purity']:.3f} | {part['purity_chance']:.3f} (majority button {part['majority_button_fraction']:.3f}) |",
-            f"| mutual information (bits) | {part['mutual_information_bits']:.3f} | {part['mutual_information_chance_bits']:.3f} |",
+            f"| purity | {part['purity']:.3f} | {part['purity_chance']:.3f} "
+            f"(majority button {part['majority_button_fraction']:.3f}) |",
+            f"| mutual information (bits) | {part['mutual_information_bits']:.3f} | "
+            f"{part['mutual_information_chance_bits']:.3f} |",
             f"| MI / H(button) | {part['normalized_mutual_information']:.3f} | "
             f"{part['mutual_information_chance_bits'] / max(part['button_entropy_bits'], 1e-12):.3f} |",
             "",
             "| code | " + " | ".join(names) + " |",
             "|---" * (len(names) + 1) + "|",
         ]
-        lines += [f"| {code} | " + " | ".join(str(n) for n in row) + " |" for code, row in enumerate(part["table"]) if sum(row)]
+        lines += [
+            f"| {code} | " + " | ".join(str(n) for n in row) + " |"
+            for code, row in enumerate(part["table"])
+            if sum(row)
+        ]
     return "\n".join(lines) + "\n"

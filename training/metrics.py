@@ -51,7 +51,9 @@ def read_records(path: str | Path) -> list[dict]:
     return records
 
 
-def plot_curves(path: str | Path, records: Sequence[dict], curves: dict[str, Curves], title: str | None = None) -> Path:
+def plot_curves(
+    path: str | Path, records: Sequence[dict], curves: dict[str, Curves], title: str | None = None
+) -> Path:
     """A PNG with one row of panels per stage of `curves` (in its order) that has records."""
     import matplotlib
 
@@ -60,7 +62,9 @@ def plot_curves(path: str | Path, records: Sequence[dict], curves: dict[str, Cur
 
     stages = [stage for stage in curves if any(r.get("stage") == stage for r in records)]
     columns = max((len(curves[stage].panels) for stage in stages), default=1)
-    fig, axes = plt.subplots(max(len(stages), 1), columns, figsize=(4 * columns, 3 * max(len(stages), 1)), squeeze=False)
+    fig, axes = plt.subplots(
+        max(len(stages), 1), columns, figsize=(4 * columns, 3 * max(len(stages), 1)), squeeze=False
+    )
     for row in axes:
         for ax in row:
             ax.axis("off")
@@ -118,8 +122,11 @@ class MetricsLog:
         if not self.path.is_file():
             return
         key = key or self.curves[stage].x
-        kept = [r for r in read_records(self.path)
-                if r.get("stage") != stage or (after is not None and r.get(key, after + 1) <= after)]
+        kept = [
+            r
+            for r in read_records(self.path)
+            if r.get("stage") != stage or (after is not None and r.get(key, after + 1) <= after)
+        ]
         atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, record: dict) -> None:
@@ -134,5 +141,7 @@ class MetricsLog:
 
     def plot(self) -> None:
         records = read_records(self.path) if self.path.is_file() else []
-        plot_curves(self.path.with_name(CURVES_FILE), records, {stage: self.curves[stage] for stage in self.stages})
+        plot_curves(
+            self.path.with_name(CURVES_FILE), records, {stage: self.curves[stage] for stage in self.stages}
+        )
         self.last_drawn, self.unplotted = time.monotonic(), False

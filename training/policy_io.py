@@ -11,7 +11,14 @@ import numpy as np
 from flax import nnx
 
 from models.build import abstract
-from models.checkpoint import CheckpointError, config_from_dict, load_checkpoint, params_of, restore_params, save_checkpoint
+from models.checkpoint import (
+    CheckpointError,
+    config_from_dict,
+    load_checkpoint,
+    params_of,
+    restore_params,
+    save_checkpoint,
+)
 from models.policy import PolicyConfig, make_policy
 from models.quantizers import QuantizerConfig
 from models.transformer import TransformerConfig, load_dynamics
@@ -27,9 +34,20 @@ def load_or_exit(loader, path: str, flag: str):
         raise SystemExit(f"{flag}: {err}") from None
 
 
-def policy_config(kind: str, num_actions: int, dtype: str, *, pretrained_tokenizer: str | None,
-                  pretrained_dynamics: str | None, finetune_encoder: bool, embed_dim: int, num_layers: int,
-                  num_heads: int, encoder_channels: tuple[int, ...], codebook_size: int):
+def policy_config(
+    kind: str,
+    num_actions: int,
+    dtype: str,
+    *,
+    pretrained_tokenizer: str | None,
+    pretrained_dynamics: str | None,
+    finetune_encoder: bool,
+    embed_dim: int,
+    num_layers: int,
+    num_heads: int,
+    encoder_channels: tuple[int, ...],
+    codebook_size: int,
+):
     """PolicyConfig plus the pretrained modules to copy in: (config, encoder or None, dynamics
     transformer or None). Pretrained checkpoints fix their parts' sizes; the size arguments fill in
     the rest."""
@@ -86,7 +104,9 @@ def copy_params(target: nnx.Module, source: nnx.Module, source_name: str):
             if isinstance(value, dict):
                 overlay(into[name], value, f"{where}/{name}")
             elif into[name].shape != value.shape:
-                raise SystemExit(f"{source_name}: {where}/{name} has shape {value.shape}, policy has {into[name].shape}")
+                raise SystemExit(
+                    f"{source_name}: {where}/{name} has shape {value.shape}, policy has {into[name].shape}"
+                )
             else:
                 into[name] = value
 
@@ -95,8 +115,18 @@ def copy_params(target: nnx.Module, source: nnx.Module, source_name: str):
     nnx.update(target, state)
 
 
-def save_policy(path: Path, *, model, policy_cfg: PolicyConfig, run_args: dict, state: PPOState, key, iteration: int,
-                runner_state: dict, entropy_streak: int):
+def save_policy(
+    path: Path,
+    *,
+    model,
+    policy_cfg: PolicyConfig,
+    run_args: dict,
+    state: PPOState,
+    key,
+    iteration: int,
+    runner_state: dict,
+    entropy_streak: int,
+):
     """Atomic policy checkpoint: bf16 params for evaluation, plus the fp32 train_state that
     --resume needs (all params, optimizer, RNG, counters, curriculum pool, episode window).
     `run_args` are the training script's settings, stored so evaluation and resume can read them."""
@@ -109,7 +139,9 @@ def save_policy(path: Path, *, model, policy_cfg: PolicyConfig, run_args: dict, 
         "runner": runner_state,
     }
     config = {"policy": dataclasses.asdict(policy_cfg), "args": run_args}
-    save_checkpoint(path, kind="policy", config=config, params=params_of(model), step=iteration, train_state=train_state)
+    save_checkpoint(
+        path, kind="policy", config=config, params=params_of(model), step=iteration, train_state=train_state
+    )
 
 
 def load_policy(path) -> tuple[nnx.Module, PolicyConfig, dict]:

@@ -122,8 +122,17 @@ class PPOState(NamedTuple):
     opt_state: Any
 
 
-def make_update(graphdef, frozen, tx, *, num_minibatches: int, update_epochs: int,
-                clip_coef: float, vf_coef: float, ent_coef: float):
+def make_update(
+    graphdef,
+    frozen,
+    tx,
+    *,
+    num_minibatches: int,
+    update_epochs: int,
+    clip_coef: float,
+    vf_coef: float,
+    ent_coef: float,
+):
     """Build `update(state, batch, key) -> (state, metrics)`: one jitted call that runs all
     epochs and minibatches, with the state's buffers donated.
 
@@ -188,7 +197,9 @@ def make_prepare_batch(gamma: float, gae_lambda: float, return_filter: float):
     @partial(jax.jit, static_argnames="episode_boundary")
     def prepare_batch(batch, last_value, episode_boundary: bool):
         dones = batch["dones"].at[-1].set(1.0) if episode_boundary else batch["dones"]
-        advantages, returns = compute_gae(batch["rewards"], batch["values"], dones, last_value, gamma, gae_lambda)
+        advantages, returns = compute_gae(
+            batch["rewards"], batch["values"], dones, last_value, gamma, gae_lambda
+        )
         mask, kept, total = return_filter_mask(batch["rewards"], dones, return_filter)
         flat = {
             "obs": batch["obs"],
@@ -205,8 +216,13 @@ def make_prepare_batch(gamma: float, gae_lambda: float, return_filter: float):
 
 
 # What metrics.jsonl's PPO records are drawn as (training_curves.png, and evaluate_policy.py's plot).
-CURVES = {"ppo": Curves("env_steps", (
-    Panel("milestones", ("rollout/milestones_max", "episode/milestones")),
-    Panel("title escape and entropy", ("episode/title_escape_rate", "policy/entropy_fraction")),
-    Panel("learned return", ("episode/return",)),
-))}
+CURVES = {
+    "ppo": Curves(
+        "env_steps",
+        (
+            Panel("milestones", ("rollout/milestones_max", "episode/milestones")),
+            Panel("title escape and entropy", ("episode/title_escape_rate", "policy/entropy_fraction")),
+            Panel("learned return", ("episode/return",)),
+        ),
+    )
+}

@@ -55,7 +55,9 @@ class LearnedProgress:
         graphdef, self._state = nnx.split(model)
         self._score = jax.jit(lambda state, frames: nnx.merge(graphdef, state).score(frames))
         self._tokens = jax.jit(lambda state, frames: nnx.merge(graphdef, state).observe(frames))
-        self._score_tokens = jax.jit(lambda state, tokens, bags: nnx.merge(graphdef, state).score_observations(tokens, bags))
+        self._score_tokens = jax.jit(
+            lambda state, tokens, bags: nnx.merge(graphdef, state).score_observations(tokens, bags)
+        )
 
     def score(self, frames) -> np.ndarray:
         return np.asarray(self._score(self._state, frames), np.float32)
@@ -70,11 +72,17 @@ class LearnedProgress:
         """Whether the policy's observations are this model's tokens (a frozen VQ policy with the
         same encoder and config), so the bags can take them instead of encoding frames twice."""
         cfg = policy.cfg
-        if self._encoder_params is None or cfg.kind != "vq" or cfg.stores_frames or cfg.encoder != self.cfg.tokenizer:
+        if (
+            self._encoder_params is None
+            or cfg.kind != "vq"
+            or cfg.stores_frames
+            or cfg.encoder != self.cfg.tokenizer
+        ):
             return False
         mine, theirs = self._encoder_params, params_of(policy.vq)
-        return (jax.tree.structure(mine) == jax.tree.structure(theirs)
-                and all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs))))
+        return jax.tree.structure(mine) == jax.tree.structure(theirs) and all(
+            np.array_equal(a, b) for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs))
+        )
 
 
 class ProgressReward:
@@ -96,7 +104,9 @@ class ProgressReward:
         self.interval = settings.interval
         self.time_penalty = settings.time_penalty
         self.scale = settings.scale
-        self.baseline = np.full(num_envs, np.nan, np.float32)  # per env: last scored R, or episode best; NaN: none yet
+        self.baseline = np.full(
+            num_envs, np.nan, np.float32
+        )  # per env: last scored R, or episode best; NaN: none yet
         self.steps = 0  # env steps taken since training started
         self.bags = np.zeros((num_envs, model.bag_size), np.uint8)  # per env: tokens seen this episode
 
@@ -139,7 +149,9 @@ class ProgressReward:
         gain = np.where(known, scores - self.baseline, 0.0)
         if self.from_best:
             gain = np.maximum(gain, 0.0)
-        kept = np.fmax(self.baseline, scores) if self.from_best else scores  # fmax: a NaN baseline yields the score
+        kept = (
+            np.fmax(self.baseline, scores) if self.from_best else scores
+        )  # fmax: a NaN baseline yields the score
         self.baseline = np.where(dones, np.nan, kept).astype(np.float32)
         rewards += self.scale * gain
         return rewards, scores

@@ -28,13 +28,20 @@ def spearman(scores: np.ndarray, order: np.ndarray) -> float:
 
 def ranking_metrics(scores: np.ndarray, frame_index: np.ndarray, min_gap: int) -> dict:
     """Pairwise accuracy over every pair of one run at least min_gap apart, and Spearman vs frame index."""
-    later = frame_index[None, :] - frame_index[:, None] >= min_gap  # [i, j]: frame j comes min_gap after frame i
+    later = (
+        frame_index[None, :] - frame_index[:, None] >= min_gap
+    )  # [i, j]: frame j comes min_gap after frame i
     correct = scores[None, :] > scores[:, None]
-    return {"pairwise_accuracy": float(correct[later].mean()), "spearman": spearman(scores, frame_index), "pairs": int(later.sum())}
+    return {
+        "pairwise_accuracy": float(correct[later].mean()),
+        "spearman": spearman(scores, frame_index),
+        "pairs": int(later.sum()),
+    }
 
 
-def mix_in_branches(earlier: np.ndarray, later: np.ndarray, branch: np.ndarray, below: np.ndarray,
-                    offset: int) -> tuple[np.ndarray, np.ndarray]:
+def mix_in_branches(
+    earlier: np.ndarray, later: np.ndarray, branch: np.ndarray, below: np.ndarray, offset: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Appends (branch frame, run frame) pairs to every batch of (earlier, later) order pairs.
 
     earlier, later: (steps * k,) observation indices of order pairs, batch after batch.
@@ -42,11 +49,15 @@ def mix_in_branches(earlier: np.ndarray, later: np.ndarray, branch: np.ndarray, 
     ranks below observation below[b]. Returns (steps * (k + m),) arrays: each batch is its k
     order pairs, then its m branch pairs."""
     steps = len(branch)
-    return (np.concatenate([earlier.reshape(steps, -1), offset + branch], axis=1).ravel(),
-            np.concatenate([later.reshape(steps, -1), below[branch]], axis=1).ravel())
+    return (
+        np.concatenate([earlier.reshape(steps, -1), offset + branch], axis=1).ravel(),
+        np.concatenate([later.reshape(steps, -1), below[branch]], axis=1).ravel(),
+    )
 
 
-def seen_token_bags(tokens: np.ndarray, data: FramesDataset, branches: Branches | None, vocab_size: int) -> np.ndarray:
+def seen_token_bags(
+    tokens: np.ndarray, data: FramesDataset, branches: Branches | None, vocab_size: int
+) -> np.ndarray:
     """(N, vocab) uint8 bags of seen tokens for `tokens` (N, 9, 10): the run frames, then the
     branch frames. A run frame's bag holds every token of its run up to and including it; a
     branch frame's, its run's bag when the branch left plus the branch's frames so far."""

@@ -73,8 +73,10 @@ class Runner:
         runs on group g+1 while it steps. Results are consumed in a fixed order, so the
         outcome does not depend on timing."""
         num_groups = len(self.groups)
-        columns = [{name: [] for name in ("obs", "actions", "log_probs", "values", "rewards", "dones")}
-                   for _ in self.groups]
+        columns = [
+            {name: [] for name in ("obs", "actions", "log_probs", "values", "rewards", "dones")}
+            for _ in self.groups
+        ]
         milestones_max = np.zeros(self.num_envs, np.int32)
         new_states, ended, last_values = [], [], [None] * num_groups
         seconds = {"policy": 0.0, "env_wait": 0.0, "reward": 0.0}  # where the rollout's time goes
@@ -93,7 +95,9 @@ class Runner:
             episode stats, curriculum candidates."""
             group = self.groups[g]
             clock = time.perf_counter()
-            reward, scores = group.progress(group.obs, done, observation if share_tokens else None, self._start_bags(info))
+            reward, scores = group.progress(
+                group.obs, done, observation if share_tokens else None, self._start_bags(info)
+            )
             seconds["reward"] += time.perf_counter() - clock
             columns[g]["rewards"].append(reward)
             columns[g]["dones"].append(done.astype(np.float32))
@@ -102,8 +106,13 @@ class Runner:
             group.episode_return += reward
             for episode in info["episodes"]:
                 local = episode["env_id"]
-                ended.append({**episode, "env_id": group.first_env + local,
-                              "return": float(group.episode_return[local])})
+                ended.append(
+                    {
+                        **episode,
+                        "env_id": group.first_env + local,
+                        "return": float(group.episode_return[local]),
+                    }
+                )
             group.episode_return[done] = 0
             if scores is not None and self.pool is not None:
                 # A done env shows its next episode's first frame: a reset, not a state it reached.
@@ -123,7 +132,12 @@ class Runner:
                 if t == num_steps:
                     last_values[g] = value
                     continue
-                for name, value_ in (("obs", observation), ("actions", action), ("log_probs", log_prob), ("values", value)):
+                for name, value_ in (
+                    ("obs", observation),
+                    ("actions", action),
+                    ("log_probs", log_prob),
+                    ("values", value),
+                ):
                     columns[g][name].append(value_)
                 pending[g] = self.stepper.submit(group.env.step, action)
         # Pool additions wait until no group is stepping: resets read the pool.
@@ -132,7 +146,9 @@ class Runner:
         self.episodes = (self.episodes + ended)[-EPISODE_WINDOW:]
 
         def stack(name):  # (T, N, ...) with the groups side by side along the env axis
-            return jnp.concatenate([jnp.stack([jnp.asarray(x) for x in column[name]]) for column in columns], axis=1)
+            return jnp.concatenate(
+                [jnp.stack([jnp.asarray(x) for x in column[name]]) for column in columns], axis=1
+            )
 
         batch = {name: stack(name) for name in columns[0]}
         last_value = jnp.concatenate([jnp.asarray(value) for value in last_values])
@@ -189,13 +205,23 @@ class Runner:
         self.best_score = float(state["best_score"])
         self.episodes = [dict(e) for e in state["episodes"]]
         if len(state["progress"]) != len(self.groups):
-            raise SystemExit(f"--resume: the checkpoint has {len(state['progress'])} env groups, --env-groups is {len(self.groups)}")
+            raise SystemExit(
+                f"--resume: the checkpoint has {len(state['progress'])} env groups, "
+                f"--env-groups is {len(self.groups)}"
+            )
         for group, progress in zip(self.groups, state["progress"]):
             group.progress.load_state_dict(progress)
         if self.pool is not None and state["pool"] is not None:
-            pool = {**state["pool"], "states": [np.asarray(s, np.uint8).tobytes() for s in state["pool"]["states"]]}
+            pool = {
+                **state["pool"],
+                "states": [np.asarray(s, np.uint8).tobytes() for s in state["pool"]["states"]],
+            }
             restored = CurriculumPool.from_dict(pool)
-            self.pool.states, self.pool.scores, self.pool.payloads = restored.states, restored.scores, restored.payloads
+            self.pool.states, self.pool.scores, self.pool.payloads = (
+                restored.states,
+                restored.scores,
+                restored.payloads,
+            )
 
     def close(self):
         self.stepper.shutdown(wait=True)
@@ -203,9 +229,21 @@ class Runner:
             group.env.close()
 
 
-def make_runner(rom: str, progress: LearnedProgress, settings: ProgressSettings, *, num_envs: int,
-                num_workers: int | None, env_groups: int, frame_skip: int, press_frames: int, max_episode_steps: int,
-                curriculum_prob: float, curriculum_capacity: int, seed: int) -> Runner:
+def make_runner(
+    rom: str,
+    progress: LearnedProgress,
+    settings: ProgressSettings,
+    *,
+    num_envs: int,
+    num_workers: int | None,
+    env_groups: int,
+    frame_skip: int,
+    press_frames: int,
+    max_episode_steps: int,
+    curriculum_prob: float,
+    curriculum_capacity: int,
+    seed: int,
+) -> Runner:
     """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
     its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. A bad ROM or
     env setting exits with one line."""
@@ -214,7 +252,9 @@ def make_runner(rom: str, progress: LearnedProgress, settings: ProgressSettings,
     num_workers = num_workers or len(os.sched_getaffinity(0))
     num_groups = min(env_groups, num_envs)
     env_sizes = [len(part) for part in np.array_split(np.arange(num_envs), num_groups)]
-    worker_counts = [len(part) for part in np.array_split(np.arange(max(num_workers, num_groups)), num_groups)]
+    worker_counts = [
+        len(part) for part in np.array_split(np.arange(max(num_workers, num_groups)), num_groups)
+    ]
     groups, first_env = [], 0
     try:
         for size, workers in zip(env_sizes, worker_counts):
@@ -238,14 +278,29 @@ def make_runner(rom: str, progress: LearnedProgress, settings: ProgressSettings,
     return Runner(groups, pool, seed)
 
 
-def env_only_sps(rom: str, *, num_envs: int, num_workers: int | None, frame_skip: int, press_frames: int,
-                 max_episode_steps: int, steps: int, seed: int = 0) -> float:
+def env_only_sps(
+    rom: str,
+    *,
+    num_envs: int,
+    num_workers: int | None,
+    frame_skip: int,
+    press_frames: int,
+    max_episode_steps: int,
+    steps: int,
+    seed: int = 0,
+) -> float:
     """Env steps/s of VecGameBoy alone, with uniformly random actions and PPO's env settings: the
     ceiling PPO's end-to-end steps/s is compared with."""
     rng = np.random.default_rng(seed)
-    with VecGameBoy(rom, num_envs=num_envs, num_workers=num_workers or None, frame_skip=frame_skip,
-                    press_frames=press_frames, max_steps=max_episode_steps,
-                    backend="serial" if num_workers == 0 else "process") as env:
+    with VecGameBoy(
+        rom,
+        num_envs=num_envs,
+        num_workers=num_workers or None,
+        frame_skip=frame_skip,
+        press_frames=press_frames,
+        max_steps=max_episode_steps,
+        backend="serial" if num_workers == 0 else "process",
+    ) as env:
         env.reset(seed=seed)
         actions = rng.integers(0, env.num_actions, (steps, env.num_envs))
         started = time.perf_counter()

@@ -25,13 +25,23 @@ def make_optimizer(lr: float, total_steps: int) -> optax.GradientTransformation:
     """AdamW with linear warmup (10% of training, at most 100 steps), cosine decay to lr / 10, and
     global-norm gradient clipping at 1."""
     schedule = optax.warmup_cosine_decay_schedule(
-        0.0, lr, warmup_steps=min(100, max(total_steps // 10, 1)), decay_steps=max(total_steps, 2), end_value=lr * 0.1
+        0.0,
+        lr,
+        warmup_steps=min(100, max(total_steps // 10, 1)),
+        decay_steps=max(total_steps, 2),
+        end_value=lr * 0.1,
     )
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
 
 
-def new_train_state(model: nnx.Module, optimizer: optax.GradientTransformation, resumed: dict | None = None,
-                    trainable=nnx.Param, source: str = "checkpoint", **extra) -> tuple[nnx.GraphDef, dict]:
+def new_train_state(
+    model: nnx.Module,
+    optimizer: optax.GradientTransformation,
+    resumed: dict | None = None,
+    trainable=nnx.Param,
+    source: str = "checkpoint",
+    **extra,
+) -> tuple[nnx.GraphDef, dict]:
     """(graphdef, replicated train state) of `model`. With `resumed` (a checkpoint's train_state,
     as `train_state_to_save` wrote it) the parameters and optimizer state continue from it.
     `extra` arrays join the state (e.g. usage=...)."""
@@ -75,7 +85,11 @@ def make_restart_step(graphdef):
     def restart_step(state, inputs, key):
         model = nnx.merge(graphdef, state["trainable"], state["frozen"])
         num_restarted = model.restart_dead_codes(state["usage"], inputs, key)
-        return {**state, "trainable": nnx.state(model, nnx.Param), "usage": jnp.zeros_like(state["usage"])}, num_restarted
+        return {
+            **state,
+            "trainable": nnx.state(model, nnx.Param),
+            "usage": jnp.zeros_like(state["usage"]),
+        }, num_restarted
 
     return restart_step
 
@@ -83,8 +97,12 @@ def make_restart_step(graphdef):
 def train_state_to_save(state: dict, epoch: int, **extra) -> dict:
     """Plain data for --resume: fp32 trainable params, the optimizer state's leaves in tree order
     (rebuilt with `restore_tree` against a fresh optimizer state), epoch, extras."""
-    return {"params": nnx.to_pure_dict(state["trainable"]), "opt_state": jax.tree.leaves(state["opt_state"]),
-            "epoch": epoch, **extra}
+    return {
+        "params": nnx.to_pure_dict(state["trainable"]),
+        "opt_state": jax.tree.leaves(state["opt_state"]),
+        "epoch": epoch,
+        **extra,
+    }
 
 
 def resume_from(path: Path, kind: str, resume: bool) -> dict | None:
