@@ -44,6 +44,11 @@ from pyboy import PyBoy  # noqa: E402
 OBS_SHAPE = (144, 160, 3)
 
 
+class WorkerError(RuntimeError):
+    """A worker process died, stalled past the timeout, or raised: the message says which worker and
+    how (a worker's own traceback follows the first line). The VecGameBoy cannot be used after it."""
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """What every emulator needs to know; sent once to each worker."""
@@ -61,6 +66,7 @@ class _Buffers:
     """Per-env results, first axis = global env id. Shared memory in the process backend."""
 
     obs: np.ndarray  # uint8 (N, 144, 160, 3)
+    final_obs: np.ndarray  # uint8 (N, 144, 160, 3): an ended episode's last frame, before the auto-reset
     actions: np.ndarray  # int64 (N,)
     reward: np.ndarray  # float32 (N,)
     terminated: np.ndarray  # bool (N,)
@@ -71,6 +77,7 @@ class _Buffers:
 
 _BUFFER_LAYOUT = {
     "obs": (np.uint8, OBS_SHAPE),
+    "final_obs": (np.uint8, OBS_SHAPE),
     "actions": (np.int64, ()),
     "reward": (np.float32, ()),
     "terminated": (np.bool_, ()),
@@ -121,6 +128,7 @@ class EmulatorGroup:
         self.episode_steps = np.zeros(count, np.int64)
         self.best_milestones = np.zeros(count, np.int64)
         self.left_title = np.zeros(count, bool)
+        self.title_steps = np.full(count, -1, np.int64)  # the episode step the title was left at; -1: not yet
         self.maps_visited: list[set[int]] = [set() for _ in range(count)]
 
     @staticmethod
@@ -143,6 +151,7 @@ class EmulatorGroup:
         self.episode_steps[i] = 0
         self.best_milestones[i] = status.milestones
         self.left_title[i] = status.left_title
+        self.title_steps[i] = 0 if status.left_title else -1
         self.maps_visited[i] = {status.map_id} if status.left_title and status.map_id >= 0 else set()
         self.buf.milestones[i] = status.milestones
         self.buf.map_id[i] = status.map_id
@@ -175,6 +184,8 @@ class EmulatorGroup:
             self.episode_steps[i] += 1
             self.buf.reward[i] = max(0, status.milestones - self.best_milestones[i])
             self.best_milestones[i] = max(self.best_milestones[i], status.milestones)
+            if status.left_title and not self.left_title[i]:
+                self.title_steps[i] = self.episode_steps[i]
             self.left_title[i] |= status.left_title
             if status.left_title and status.map_id >= 0:  # the map byte means nothing on the title
                 self.maps_visited[i].add(status.map_id)
@@ -193,9 +204,11 @@ class EmulatorGroup:
                         "milestones": int(self.best_milestones[i]),
                         "maps_visited": len(self.maps_visited[i]),
                         "left_title": bool(self.left_title[i]),
+                        "title_steps": int(self.title_steps[i]) if self.left_title[i] else None,
                         "finished": bool(terminated),
                     }
                 )
+                self.buf.final_obs[i] = self.buf.obs[i]
                 self._begin_episode(i, self.start_state)
         return ended
 
@@ -329,7 +342,7 @@ class ProcessBackend:
         start, stop = self.bounds[w]
         return f"VecGameBoy worker {w} (pid {self.processes[w].pid}, envs {start}..{stop - 1})"
 
-    def _died(self, w: int) -> RuntimeError:
+    def _died(self, w: int) -> WorkerError:
         process = self.processes[w]
         process.join(1.0)
         code = process.exitcode
@@ -338,7 +351,7 @@ class ProcessBackend:
         else:
             how = f"exit code {code}"
         self.broken = f"{self._describe(w)} died ({how}); close this VecGameBoy and make a new one"
-        return RuntimeError(self.broken)
+        return WorkerError(self.broken)
 
     def _gather(self, workers) -> dict:
         """The reply of each of these workers. Any worker's death raises at once; a worker's
@@ -349,8 +362,11 @@ class ProcessBackend:
             events = self._poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
             if not events:
                 stuck = ", ".join(self._describe(w) for w in sorted(pending))
-                self.broken = f"{stuck} did not answer within {self.timeout_s:.0f} s"
-                raise RuntimeError(self.broken)
+                self.broken = (
+                    f"{stuck} did not answer within {self.timeout_s:g} s (stopped or stuck; "
+                    "the worker timeout sets how long to wait)"
+                )
+                raise WorkerError(self.broken)
             for fd, _ in events:
                 if fd in self._worker_of_sentinel:
                     raise self._died(self._worker_of_sentinel[fd])
@@ -367,14 +383,14 @@ class ProcessBackend:
                     results[w] = result
                 elif first_error is None:
                     first_line = result.strip().splitlines()[-1]
-                    first_error = RuntimeError(f"{self._describe(w)} failed: {first_line}\n{result}")
+                    first_error = WorkerError(f"{self._describe(w)} failed: {first_line}\n{result}")
         if first_error:
             raise first_error
         return results
 
     def call(self, command: str, args_by_worker: dict[int, tuple]) -> dict:
         if self.broken:
-            raise RuntimeError(self.broken)
+            raise WorkerError(self.broken)
         try:
             for w, args in args_by_worker.items():
                 try:

@@ -1,8 +1,14 @@
-"""VecGameBoy: many PyBoy emulators stepping in parallel behind one Gymnasium-style API.
+"""VecGameBoy: many PyBoy emulators stepping in parallel, a Gymnasium vector env.
 
-    with VecGameBoy(EMUQUEST_ROM, num_envs=16) as env:
-        obs, info = env.reset(seed=0)                   # obs: uint8 (16, 144, 160, 3)
-        obs, reward, terminated, truncated, info = env.step(actions)   # actions: int (16,)
+    from envs.games import EMUQUEST_ROM
+    from envs.vec_gameboy import VecGameBoy
+
+    if __name__ == "__main__":  # the workers start from a fresh process that imports this script
+        with VecGameBoy(EMUQUEST_ROM, num_envs=16) as env:
+            obs, info = env.reset(seed=0)                  # obs: uint8 (16, 144, 160, 3)
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+
+For one env behind gymnasium.Env (and gymnasium.make_vec), see envs/gym_env.py.
 
 Layout (PufferLib style). Worker processes each own a contiguous block of envs and
 write observations and per-env results in place into one shared-memory buffer; the
@@ -29,17 +35,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 
 from envs.actions import ACTION_NAMES, FRAME_SKIP, PRESS_FRAMES
 from envs.curriculum import CurriculumPool
-from envs.emulators import EnvConfig, ProcessBackend, SerialBackend
+from envs.emulators import OBS_SHAPE, EnvConfig, ProcessBackend, SerialBackend
 from envs.games import EMUQUEST_ROM, GameProfile, profile_for_rom
 from envs.rom import check_rom
 
+# How long a step may wait on a worker that is alive but silent (a stopped or stuck process). A step
+# takes milliseconds; starting the workers (which import the main script) can take seconds.
+WORKER_TIMEOUT_S = 60.0
 
-class VecGameBoy:
-    """N Game Boy emulators behind reset/step. See the module docstring.
+
+class VecGameBoy(gymnasium.vector.VectorEnv):
+    """N Game Boy emulators behind reset/step, a Gymnasium vector env with same-step autoreset: an
+    ended episode's last observation is info["final_obs"][i] (info["_final_obs"] marks which). See the
+    module docstring.
 
     Args:
         rom: path of the .gb/.gbc file; checked before any worker starts.
@@ -75,7 +88,7 @@ class VecGameBoy:
         pool_prob: float = 0.0,
         use_select: bool = False,
         profile: GameProfile | None = None,
-        worker_timeout_s: float = 300.0,
+        worker_timeout_s: float = WORKER_TIMEOUT_S,
         pin_workers: bool | None = None,
     ):
         rom_bytes = check_rom(rom)
@@ -104,13 +117,17 @@ class VecGameBoy:
         self.num_envs = num_envs
         self.action_names = ACTION_NAMES if use_select else ACTION_NAMES[:-1]
         self.num_actions = len(self.action_names)
+        self.metadata = {"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP}
+        self.single_observation_space = gymnasium.spaces.Box(0, 255, OBS_SHAPE, np.uint8)
+        self.single_action_space = gymnasium.spaces.Discrete(self.num_actions)
+        self.observation_space = gymnasium.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gymnasium.vector.utils.batch_space(self.single_action_space, num_envs)
         self.profile = profile if profile is not None else profile_for_rom(rom_bytes)
         self.curriculum = curriculum
         self.pool_prob = pool_prob
         self.config = EnvConfig(str(rom), self.profile, frame_skip, press_frames, max_steps, initial_state)
         self._rng = np.random.default_rng()
         self._needs_reset = True
-        self._closed = False
         if backend == "serial":
             self._backend = SerialBackend(self.config, num_envs)
         else:
@@ -123,9 +140,10 @@ class VecGameBoy:
 
     # ---- Gymnasium-style API ----
 
-    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
-        """Start every env; the seed drives curriculum sampling (the emulator is deterministic).
-        obs is the shared buffer itself: it is overwritten by the next step, copy to keep it."""
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        """Start every env; the seed drives curriculum sampling (the emulator is deterministic, and
+        there are no options). obs is the shared buffer itself: it is overwritten by the next step,
+        copy to keep it."""
         self._check_open()
         self._rng = np.random.default_rng(seed)
         self._backend.call("reset_all", {w: () for w in range(self.num_workers)})
@@ -145,6 +163,13 @@ class VecGameBoy:
         buf = self._buffers
         info = self._step_info(self._apply_curriculum([episode["env_id"] for episode in episodes]))
         info["episodes"] = episodes
+        if episodes:  # Gymnasium's same-step autoreset: each ended episode's last frame
+            ended = np.zeros(self.num_envs, bool)
+            ended[[episode["env_id"] for episode in episodes]] = True
+            info["final_obs"] = np.full(self.num_envs, None, dtype=object)
+            for env_id in np.flatnonzero(ended):
+                info["final_obs"][env_id] = buf.final_obs[env_id].copy()
+            info["_final_obs"] = ended
         return buf.obs, buf.reward.copy(), buf.terminated.copy(), buf.truncated.copy(), info
 
     # ---- states, curriculum, RAM ----
@@ -189,10 +214,8 @@ class VecGameBoy:
     def worker_pids(self) -> list[int]:
         return list(getattr(self._backend, "pids", []))
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._backend.close()
+    def close_extras(self, **kwargs) -> None:
+        self._backend.close()
 
     def __enter__(self) -> VecGameBoy:
         return self
@@ -220,7 +243,7 @@ class VecGameBoy:
         }
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self.closed:
             raise RuntimeError("VecGameBoy is closed")
 
     def _check_actions(self, actions) -> np.ndarray:

@@ -5,13 +5,16 @@ import functools
 import multiprocessing as mp
 import os
 import signal
+import time
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import pytest
 
 from envs.actions import ACTION_NAMES
 from envs.curriculum import CurriculumPool
+from envs.emulators import WorkerError
 from envs.games import EMUQUEST_ROM, EmuQuest
 from envs.rom import RomError
 from envs.vec_gameboy import VecGameBoy
@@ -216,6 +219,7 @@ def test_episode_terminates_when_the_profile_says_the_game_is_finished():
             "milestones": 0,
             "maps_visited": 1,
             "left_title": True,
+            "title_steps": title_steps,  # the step it left the title at
             "finished": True,
         }
     ]
@@ -274,6 +278,47 @@ def test_killed_worker_raises():
     finally:
         env.close()
     assert not mp.active_children()
+
+
+@pytest.mark.timeout(60)
+def test_a_stopped_worker_is_one_clear_error_after_the_timeout():
+    env = VecGameBoy(EMUQUEST_ROM, num_envs=2, num_workers=2, worker_timeout_s=2)
+    try:
+        env.reset(seed=0)
+        os.kill(env.worker_pids[0], signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(WorkerError, match=r"worker 0 .*did not answer within 2 s \(stopped or stuck"):
+            env.step(np.zeros(2, int))
+        assert 2 <= time.monotonic() - started < 10
+    finally:
+        os.kill(env.worker_pids[0], signal.SIGCONT)
+        env.close()
+
+
+def test_an_ended_episodes_last_frame_is_in_info_as_gymnasium_asks():
+    """Same-step autoreset: the observation is the new episode's first frame, and info["final_obs"]
+    is the frame the ended episode finished on: the frame an env that does not reset shows."""
+    actions = scripted_actions(num_steps=4, num_envs=2, seed=1)
+    with (
+        VecGameBoy(EMUQUEST_ROM, num_envs=2, backend="serial", max_steps=4) as short,
+        VecGameBoy(EMUQUEST_ROM, num_envs=2, backend="serial", max_steps=100) as long,
+    ):
+        assert short.metadata["autoreset_mode"] == gymnasium.vector.AutoresetMode.SAME_STEP
+        assert short.observation_space.shape == (2, 144, 160, 3) and short.action_space.nvec.tolist() == [
+            8,
+            8,
+        ]
+        first, _ = short.reset(seed=0)
+        first = first.copy()
+        long.reset(seed=0)
+        for t, step_actions in enumerate(actions):
+            obs, _, _, truncated, info = short.step(step_actions)
+            reference, *_ = long.step(step_actions)
+            assert ("final_obs" in info) == (t == 3)
+        assert truncated.all() and info["_final_obs"].tolist() == [True, True]
+        for env_id in range(2):
+            np.testing.assert_array_equal(info["final_obs"][env_id], reference[env_id])
+            np.testing.assert_array_equal(obs[env_id], first[env_id])
 
 
 def test_no_child_process_remains_after_close():
