@@ -42,12 +42,19 @@ def _segments(run_dir: Path) -> dict[str, int]:
     return {record["file"]: record["segment"] for record in frames if "segment" in record}
 
 
-def _read_rgb(path: Path, image_hw: tuple[int, int]) -> np.ndarray | None:
-    """(H, W, 3) uint8 RGB, resized with INTER_AREA if needed; None if it cannot be decoded."""
+def _read_rgb(path: Path, image_hw: tuple[int, int], resize: bool) -> np.ndarray | None:
+    """(H, W, 3) uint8 RGB; None if it cannot be decoded. A frame of another size is scaled with
+    INTER_AREA when `resize`, else refused: a silently scaled frame is rarely what the user meant."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         return None
     if bgr.shape[:2] != image_hw:
+        if not resize:
+            raise ValueError(
+                f"{path} is {bgr.shape[1]}x{bgr.shape[0]}, "
+                f"not the Game Boy screen's {image_hw[1]}x{image_hw[0]}; "
+                "pass --resize to scale frames to it, or extract them with data/extract_frames.py"
+            )
         bgr = cv2.resize(bgr, (image_hw[1], image_hw[0]), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
@@ -58,14 +65,21 @@ class FramesDataset:
     Attributes:
         frames: (N, H, W, 3) uint8 RGB.
         run_id: (N,) int32, index into `run_names`.
-        frame_index: (N,) int32, position of the frame inside its run (0, 1, 2, ...).
+        frame_index: (N,) int32, position of the frame's file inside its run (0, 1, 2, ...); an
+            unreadable file leaves a gap, so frames on either side of it are not neighbours.
         segment: (N,) int32, labeled span of the run the frame belongs to (0 without labels).
         file_names: (N,) the image file name of each frame inside its run directory.
         run_names: name of each run directory.
-        skipped: images that could not be decoded and were left out.
+        skipped: paths of the images that could not be decoded and were left out.
     """
 
-    def __init__(self, root: str | Path, image_hw: tuple[int, int] = FRAME_HW, show_progress: bool = True):
+    def __init__(
+        self,
+        root: str | Path,
+        image_hw: tuple[int, int] = FRAME_HW,
+        show_progress: bool = True,
+        resize: bool = False,
+    ):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(
@@ -84,28 +98,30 @@ class FramesDataset:
         if not runs:
             raise FileNotFoundError(f"no .png/.jpg frames found in {root} or its run subdirectories")
 
-        frames, run_id, frame_index, segment, file_names, skipped = [], [], [], [], [], 0
+        frames, run_id, frame_index, segment, file_names, skipped = [], [], [], [], [], []
         total = sum(len(files) for files in runs.values())
         with tqdm(total=total, desc=f"reading {root}", unit="frame", disable=not show_progress) as bar:
             for run, files in enumerate(runs.values()):
                 segment_of_file = _segments(files[0].parent)
-                position = 0
-                for path in files:
-                    image = _read_rgb(path, image_hw)
+                for position, path in enumerate(files):
+                    image = _read_rgb(path, image_hw, resize)
                     bar.update()
                     if image is None:
-                        skipped += 1
+                        skipped.append(path)
                         continue
                     frames.append(image)
                     run_id.append(run)
                     frame_index.append(position)
                     segment.append(segment_of_file.get(path.name, 0))
                     file_names.append(path.name)
-                    position += 1
         if not frames:
             raise ValueError(f"none of the {total} images in {root} could be decoded")
         if skipped:
-            warnings.warn(f"skipped {skipped} unreadable image(s) in {root}", stacklevel=2)
+            shown = ", ".join(str(path.relative_to(root)) for path in skipped[:5])
+            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            warnings.warn(
+                f"skipped {len(skipped)} unreadable image(s) in {root}: {shown}{more}", stacklevel=2
+            )
 
         self.frames = np.stack(frames)
         self.run_id = np.asarray(run_id, np.int32)
@@ -155,13 +171,14 @@ class FramesDataset:
         return t[same_run], t1[same_run]
 
     def batches(
-        self, batch_size: int, rng: np.random.Generator, indices: np.ndarray | None = None
+        self, batch_size: int, rng: np.random.Generator, indices: np.ndarray | None = None, skip: int = 0
     ) -> Iterator[np.ndarray]:
         """One shuffled epoch of (batch_size, H, W, 3) uint8 frames; the last partial batch is dropped
-        so every step has the same shape (one compile)."""
+        so every step has the same shape (one compile). `skip` leaves out the epoch's first batches
+        (a run resumed mid-epoch), drawing the same order."""
         indices = np.arange(len(self)) if indices is None else indices
         order = rng.permutation(indices)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
+        for start in range(skip * batch_size, len(order) - batch_size + 1, batch_size):
             yield self.frames[np.sort(order[start : start + batch_size])]
 
     def pairs(
@@ -267,7 +284,7 @@ def load_branches(root: str | Path, dataset: FramesDataset, image_hw: tuple[int,
                     f"{metadata}: branch {record['file']} ranks below {record['below']}, "
                     f"which is not a frame of run {name} in the frames directory"
                 )
-            image = _read_rgb(root / name / record["file"], image_hw)
+            image = _read_rgb(root / name / record["file"], image_hw, resize=False)
             if image is None:
                 raise ValueError(f"{root / name / record['file']}: missing or unreadable branch frame")
             frames.append(image)

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from data.speedrun_bot import Bot
 from envs.actions import FRAME_SKIP
 from envs.games import EMUQUEST_ROM, EmuQuest, read_cart_title
+from envs.rom import RomError, check_rom
 
 GAME = EmuQuest()
 BranchPairing = Literal["same-moment", "first-step"]
@@ -254,7 +255,10 @@ def main(args: Args) -> None:
         raise SystemExit(
             f"make_speedruns.py: --rom {args.rom} does not exist; build it with envs/roms/emuquest/build.sh"
         )
-    title = read_cart_title(args.rom.read_bytes())
+    try:  # size and header checksum, before PyBoy sees the file
+        title = read_cart_title(check_rom(args.rom))
+    except RomError as err:
+        raise SystemExit(f"make_speedruns.py: --rom: {err}") from None
     if title != GAME.cart_title:
         raise SystemExit(
             f"make_speedruns.py: --rom {args.rom} is {title!r}, not {GAME.cart_title}; "
@@ -273,6 +277,11 @@ def main(args: Args) -> None:
                 meta = write_run(args, index, pool)
             except RuntimeError as error:
                 raise SystemExit(f"make_speedruns.py: {error}") from None
+            except KeyboardInterrupt:
+                raise SystemExit(
+                    f"make_speedruns.py: interrupted during run_{index:02d}; "
+                    f"the {index} run(s) before it are complete in {args.out}"
+                ) from None
             bar.set_postfix(frames=meta["num_frames"], battles=meta["battles"])
             tqdm.write(
                 f"run_{index:02d}: {meta['num_frames']} frames "

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.frames import IMAGE_SUFFIXES, FramesDataset
+from data.frames import FramesDataset
 from envs.actions import ACTION_NAMES
 
 NO_BUTTON = -1  # no log for this step (or no metadata)
@@ -77,8 +77,7 @@ def read_buttons(
 ) -> np.ndarray | None:
     """(N,) button pressed between each dataset frame and the next saved frame of its run, as
     an index into button_names (NO_BUTTON where unknown), from runs whose metadata.json was
-    written by data/make_speedruns.py. None if no run logs buttons. Runs with unreadable
-    frames are left unknown, since their positions no longer match the files."""
+    written by data/make_speedruns.py. None if no run logs buttons."""
     buttons = np.full(len(dataset), NO_BUTTON, np.int32)
     found = False
     for run, name in enumerate(dataset.run_names):
@@ -90,14 +89,11 @@ def read_buttons(
         if "presses" not in metadata:
             continue  # not a speedrun bot's log (e.g. frames extracted from a video)
         button_of_file = buttons_between_saved_frames(metadata)
-        files = sorted(p.name for p in run_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        run_indices = dataset.run_indices(run)
-        if len(files) != len(run_indices):
-            continue
         found = True
-        for index, file in zip(run_indices, files):
-            if button_of_file.get(file) in button_names:
-                buttons[index] = button_names.index(button_of_file[file])
+        for index in dataset.run_indices(run):
+            button = button_of_file.get(dataset.file_names[index])
+            if button in button_names:
+                buttons[index] = button_names.index(button)
     return buttons if found else None
 
 

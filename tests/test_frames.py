@@ -8,6 +8,7 @@ import pytest
 from synthetic_frames import write_synthetic_runs
 
 from data.frames import FRAME_HW, FramesDataset, load_branches
+from data.pairs import FrameGroups
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +33,33 @@ def test_reads_runs_in_order_and_keeps_boundaries(runs_dir):
     )
 
 
-def test_resizes_skips_corrupt_and_reads_flat_dirs(tmp_path):
+def test_wrong_sizes_are_refused_unless_resize_and_corrupt_files_are_named(tmp_path):
     cv2.imwrite(str(tmp_path / "000000.png"), np.zeros((288, 320, 3), np.uint8))
     cv2.imwrite(str(tmp_path / "000001.jpg"), np.full((144, 160, 3), 255, np.uint8))
     (tmp_path / "000002.png").write_bytes(b"not a png")
-    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
-        data = FramesDataset(tmp_path, show_progress=False)
-    assert data.frames.shape == (2, *FRAME_HW, 3) and data.skipped == 1
+    with pytest.raises(
+        ValueError, match=r"000000.png is 320x288, not the Game Boy screen's 160x144; pass --resize"
+    ):
+        FramesDataset(tmp_path, show_progress=False)
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\) in .*: 000002.png"):
+        data = FramesDataset(tmp_path, show_progress=False, resize=True)
+    assert data.frames.shape == (2, *FRAME_HW, 3) and data.skipped == [tmp_path / "000002.png"]
     assert data.run_names == [tmp_path.name]
     np.testing.assert_array_equal(data.frame_index, [0, 1])
+
+
+def test_an_unreadable_frame_breaks_adjacency(tmp_path):
+    """Frames on either side of a corrupt file are not a (t, t+1) pair: the gap stays a gap."""
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i:06d}.png"), np.full((144, 160, 3), 40 * i, np.uint8))
+    (tmp_path / "000002.png").write_bytes(b"corrupt")
+    with pytest.warns(UserWarning, match="000002.png"):
+        data = FramesDataset(tmp_path, show_progress=False)
+    np.testing.assert_array_equal(data.frame_index, [0, 1, 3, 4])
+    t, t1 = data.next_frame_pairs()
+    pairs = [(data.file_names[a], data.file_names[b]) for a, b in zip(t, t1)]
+    assert pairs == [("000000.png", "000001.png"), ("000003.png", "000004.png")]
+    assert [list(group) for group in FrameGroups(data).indices] == [[0, 1], [2, 3]]
 
 
 def test_missing_or_empty_dir_is_a_clear_error(tmp_path):

@@ -8,7 +8,8 @@ import cv2
 import pytest
 
 from data.make_speedruns import Args, main, run_speedrun
-from envs.games import EmuQuest
+from envs.games import EMUQUEST_ROM, EmuQuest
+from envs.rom import header_checksum
 
 GAME = EmuQuest()
 
@@ -166,6 +167,16 @@ def test_cli_refuses_a_missing_or_foreign_rom(tmp_path):
     with pytest.raises(SystemExit, match="--rom"):
         main(Args(rom=tmp_path / "missing.gb", out=tmp_path))
     foreign = tmp_path / "other.gb"
-    foreign.write_bytes(bytes(0x134) + b"OTHERGAME" + bytes(32 * 1024 - 0x134 - 9))
+    rom = bytearray(bytes(0x134) + b"OTHERGAME" + bytes(32 * 1024 - 0x134 - 9))
+    rom[0x14D] = header_checksum(rom)  # a valid cartridge of another game
+    foreign.write_bytes(bytes(rom))
     with pytest.raises(SystemExit, match="OTHERGAME"):
         main(Args(rom=foreign, out=tmp_path))
+
+
+def test_a_rom_with_a_bad_header_checksum_is_one_line(tmp_path):
+    rom = bytearray(EMUQUEST_ROM.read_bytes())
+    rom[0x14D] ^= 0xFF
+    (tmp_path / "bad.gb").write_bytes(bytes(rom))
+    with pytest.raises(SystemExit, match=r"make_speedruns.py: --rom: ROM .*bad.gb has a bad header checksum"):
+        main(Args(rom=tmp_path / "bad.gb", out=tmp_path / "out"))
