@@ -203,7 +203,8 @@ def _check_same_tree(expected, found, where: str, source: str):
 
 
 def restore_params(model: nnx.Module, params: dict, source: str = "checkpoint") -> nnx.Module:
-    """Load `params` (e.g. ckpt["params"]) into `model` in place, after checking every path and shape.
+    """Load `params` (e.g. ckpt["params"]) into `model` in place, after checking every path and shape
+    and that every value is finite.
 
     Values are cast to the model's parameter dtype (fp32 master weights). `model` may be abstract
     (models.build.abstract): every parameter is filled, and any other state it holds is refused.
@@ -211,6 +212,13 @@ def restore_params(model: nnx.Module, params: dict, source: str = "checkpoint") 
     state = nnx.state(model, nnx.Param)
     expected = nnx.to_pure_dict(state)
     _check_same_tree(expected, params, "", source)
+    for where, value in jax.tree_util.tree_flatten_with_path(params)[0]:
+        if not np.isfinite(np.asarray(value, dtype=np.float32)).all():
+            name = "/".join(str(getattr(key, "key", key)) for key in where)
+            raise CheckpointError(
+                f"{source}: parameter {name} holds NaN or infinite values (the run that wrote "
+                "it diverged); refusing to load it"
+            )
     cast = jax.tree.map(
         lambda e, p: jnp.asarray(np.asarray(p, dtype=np.float32), dtype=e.dtype), expected, params
     )

@@ -29,6 +29,10 @@ PHASE1_SIZES = {
     ),
 }
 
+# Peak learning rates of the Phase 1 models per preset: "small" trains both stages well at 1e-3
+# (bench/phase12.py; the main job tunes each stage), "seed" stably at 3e-4 (bench/tokenizer_stability.py).
+PHASE1_LR = {"tiny": 3e-4, "small": 1e-3, "seed": 3e-4}
+
 # The reward's ResNet: "seed" is the real ResNet-34, "small" keeps its depth at 1/4 width.
 RESNET_SIZES = {
     "tiny": ResNetConfig(stage_sizes=(1, 1, 1, 1), widths=(8, 8, 16, 16), stem_width=8, norm_groups=4),

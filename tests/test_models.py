@@ -311,3 +311,15 @@ def test_abstract_model_restores_every_parameter_and_refuses_other_state():
 
     with pytest.raises(ValueError, match="not a parameter"):
         restore_params(abstract(WithCounter), params_of(WithCounter()))
+
+
+def test_a_residual_block_starts_as_the_identity_and_normalises_its_input():
+    """Its last conv starts at zero, so a deep tokenizer starts no larger than a shallow one; its group
+    norms keep the activations at unit scale whatever the input's (unnormalised, they diverged)."""
+    from models.vqvae import ResidualBlock
+
+    block = ResidualBlock(32, jnp.float32, nnx.Rngs(0))
+    x = 100.0 * jax.random.normal(jax.random.key(0), (2, 9, 10, 32))
+    np.testing.assert_array_equal(block(x), x)
+    normed = block.norm1(x)
+    assert abs(float(normed.std()) - 1.0) < 0.05
