@@ -26,12 +26,15 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from envs.actions import FRAME_SKIP, PRESS_FRAMES
+from envs.emulators import WorkerError
 from envs.games import EMUQUEST_ROM
 from envs.rom import RomError
-from envs.vec_gameboy import VecGameBoy
+from envs.vec_gameboy import WORKER_TIMEOUT_S, VecGameBoy
 from models.checkpoint import CheckpointError
+from training.cli import check_file, fail, writable_dir
 from training.io import atomic_path, atomic_write
-from training.metrics import plot_curves, read_records
+from training.metrics import METRICS_FILE, plot_curves, read_records
+from training.paths import EVAL_DIR, POLICY_FINAL_FILE, PPO_DIR, REWARD_DIR, find_checkpoint
 from training.policy_io import load_policy
 from training.ppo import CURVES
 from training.progress import ProgressReward, ProgressSettings, load_progress
@@ -41,8 +44,9 @@ from training.progress import ProgressReward, ProgressSettings, load_progress
 class Args:
     """Trained policy vs random: title escape, milestones, maps, return; GIF and training plot."""
 
-    policy: str | None = "checkpoints/policy_final.pkl"
-    """Policy checkpoint from train_with_cnn_reward.py (ignored with --random)."""
+    policy: str | None = POLICY_FINAL_FILE
+    """Policy checkpoint from train_with_cnn_reward.py: a path, or a name found in checkpoints/
+    (ignored with --random)."""
     steps: int = 2000
     """Env steps per episode (at most; finishing the game ends it sooner)."""
     episodes: int = 8
@@ -62,7 +66,7 @@ class Args:
     was trained with, if that file exists."""
     metrics: str | None = None
     """metrics.jsonl of the training run for the milestones plot. None: next to --policy."""
-    out_dir: str = "eval"
+    out_dir: str = str(EVAL_DIR)
     """Where eval_table.md, eval.json and training_milestones.png go."""
     frame_skip: int | None = None
     """Frames per env step. None: the policy's training value (else 30)."""
@@ -72,6 +76,8 @@ class Args:
     """Take the most likely action instead of sampling from the policy."""
     seed: int = 0
     """Seeds action sampling."""
+    worker_timeout: float = WORKER_TIMEOUT_S
+    """Seconds to wait for an emulator worker that is alive but silent before stopping with an error."""
 
 
 @dataclass
@@ -89,6 +95,10 @@ def summarize(name: str, log: EpisodeLog) -> dict:
         "agent": name,
         "episodes": len(episodes),
         "title_escape_rate": mean("left_title"),
+        # The median step the title was left at, over the episodes that left it (None: none did).
+        "title_steps_median": float(np.median(left))
+        if (left := [e["title_steps"] for e in episodes if e["left_title"]])
+        else None,
         "milestones_mean": mean("milestones"),
         "milestones_max": int(max(e["milestones"] for e in episodes)),
         "maps_visited_mean": mean("maps_visited"),
@@ -99,13 +109,15 @@ def summarize(name: str, log: EpisodeLog) -> dict:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| agent | episodes | left title | milestones (mean / max) | maps visited | finished | return |",
-        "|---|---|---|---|---|---|---|",
+        "| agent | episodes | left title | steps to leave title (median) | milestones (mean / max) "
+        "| maps visited | finished | return |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ret = "n/a" if r["return_mean"] is None else f"{r['return_mean']:+.3f}"
+        title_steps = "never" if r["title_steps_median"] is None else f"{r['title_steps_median']:g}"
         lines.append(
-            f"| {r['agent']} | {r['episodes']} | {r['title_escape_rate']:.0%} | "
+            f"| {r['agent']} | {r['episodes']} | {r['title_escape_rate']:.0%} | {title_steps} | "
             f"{r['milestones_mean']:.2f} / {r['milestones_max']} | {r['maps_visited_mean']:.2f} | "
             f"{r['finished_rate']:.0%} | {ret} |"
         )
@@ -190,24 +202,35 @@ def policy_chooser(model, greedy: bool, seed: int):
 def main(args: Args) -> dict:
     """Evaluate; returns {"rows": [...], "table": markdown, "gif": path|None, "plot": path|None}."""
     if args.steps < 1 or args.episodes < 1:
-        raise SystemExit("--steps and --episodes must be >= 1")
+        raise fail("--steps and --episodes must be >= 1")
+    # Every output place is checked before the episodes are played.
+    out_dir = writable_dir(args.out_dir, "--out-dir")
+    if args.gif:
+        writable_dir(Path(args.gif).parent, "--gif")
+    check_file(args.metrics, "--metrics")
     use_policy = not args.random
     model = None
     trained_args: dict = {}  # the policy's training Args, as saved in its checkpoint
     if use_policy:
         if not args.policy:
-            raise SystemExit("--policy: give a policy checkpoint, or --random for the baseline")
+            raise fail("--policy: give a policy checkpoint, or --random for the baseline")
+        policy_path = find_checkpoint(args.policy, "--policy", PPO_DIR)
         try:
-            model, _, ckpt = load_policy(args.policy)
+            model, _, ckpt = load_policy(policy_path)
         except CheckpointError as err:
-            raise SystemExit(f"--policy: {err}") from None
+            raise fail(f"--policy: {err}") from None
         trained_args = ckpt["config"].get("args", {})
-    reward_model = args.reward_model or trained_args.get("reward_model")
     learned_progress = None
-    if reward_model and Path(reward_model).is_file():
-        learned_progress = load_progress(reward_model)
-    elif args.reward_model:
-        raise SystemExit(f"--reward-model {args.reward_model} not found")
+    if args.reward_model:
+        learned_progress = load_progress(find_checkpoint(args.reward_model, "--reward-model", REWARD_DIR))
+    elif trained_args.get("reward_model"):
+        if Path(trained_args["reward_model"]).is_file():
+            learned_progress = load_progress(trained_args["reward_model"])
+        else:
+            print(
+                f"note: the policy's reward model {trained_args['reward_model']} is not there, so there is "
+                "no return column; give --reward-model"
+            )
     defaults = {
         "frame_skip": FRAME_SKIP,
         "press_frames": PRESS_FRAMES,
@@ -232,9 +255,10 @@ def main(args: Args) -> dict:
             frame_skip=frame_skip,
             press_frames=press_frames,
             max_steps=args.steps,
+            worker_timeout_s=args.worker_timeout,
         )
     except (RomError, ValueError) as err:
-        raise SystemExit(f"--rom / env settings: {err}") from None
+        raise fail(f"--rom / env settings: {err}") from None
 
     rng = np.random.default_rng(args.seed)
     random_actions = lambda obs, t: rng.integers(0, env.num_actions, env.num_envs)  # noqa: E731
@@ -251,21 +275,20 @@ def main(args: Args) -> dict:
         return ProgressReward(learned_progress, env.num_envs, settings)
 
     logs = {}
-    with env:
-        if use_policy:
-            logs["trained"] = play(
-                env,
-                policy_chooser(model, args.greedy, args.seed),
-                args.steps,
-                make_progress(),
-                args.gif_frames,
-                "policy",
-            )
-        if args.random or args.compare_random:
-            logs["random"] = play(env, random_actions, args.steps, make_progress(), args.gif_frames, "random")
+    try:
+        with env:
+            if use_policy:
+                chooser = policy_chooser(model, args.greedy, args.seed)
+                logs["trained"] = play(env, chooser, args.steps, make_progress(), args.gif_frames, "policy")
+            if args.random or args.compare_random:
+                logs["random"] = play(
+                    env, random_actions, args.steps, make_progress(), args.gif_frames, "random"
+                )
+    except WorkerError as err:
+        raise fail(str(err)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted: nothing written") from None
 
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows = [summarize(name, log) for name, log in logs.items()]
     table = markdown_table(rows)
     print(table)
@@ -278,16 +301,12 @@ def main(args: Args) -> dict:
         write_gif(gif, next(iter(logs.values())).gif_frames)
         print(f"GIF: {gif}")
     metrics = (
-        Path(args.metrics)
-        if args.metrics
-        else (Path(args.policy).parent / "metrics.jsonl" if use_policy else None)
+        Path(args.metrics) if args.metrics else (policy_path.parent / METRICS_FILE if use_policy else None)
     )
     plot = None
     if metrics is not None and metrics.is_file():
         plot = plot_training(metrics, out_dir / "training_milestones.png")
         print(f"training plot: {plot}")
-    elif args.metrics:
-        raise SystemExit(f"--metrics {args.metrics} not found")
     return {
         "rows": rows,
         "table": table,

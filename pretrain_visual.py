@@ -9,10 +9,12 @@ copy-current-frame baseline (consecutive frames mostly match, so accuracy alone 
     uv run python pretrain_visual.py --data data/speedruns/frames --epochs 100
     uv run python pretrain_visual.py --stage 1b --tokenizer pretrained_tokenizer.pkl
 
-Writes to --out-dir: pretrained_tokenizer.pkl (encoder + codebook + decoder),
-pretrained_encoder.pkl (encoder + codebook, for RL), pretrained_dynamics.pkl,
+Writes to --out-dir (checkpoints/pretrain): pretrained_tokenizer.pkl (encoder + codebook +
+decoder), pretrained_encoder.pkl (encoder + codebook, for RL), pretrained_dynamics.pkl,
 recon_grid.png (held-out originals over reconstructions), metrics.jsonl, training_curves.png.
-Each checkpoint carries its train_state after every epoch, so --resume continues a stage.
+Each checkpoint carries its train_state after every epoch and when Ctrl-C stops a run mid-epoch,
+so --resume continues a stage exactly where it stopped. A NaN or infinite loss or gradient stops
+the run before it overwrites the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -40,17 +42,20 @@ from models.checkpoint import (
     restore_params,
     save_checkpoint,
 )
-from models.presets import PHASE1_SIZES
+from models.presets import PHASE1_LR, PHASE1_SIZES
 from models.quantizers import QuantizerConfig
 from models.sharding import replicate, shard_batch
 from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
 from models.vqvae import VQVAE, VQVAEConfig, encoder_params, frames_to_float, tokenizer_loss
-from training.cli import dtype_flag, fail
+from training.cli import dtype_flag, fail, writable_dir
 from training.data import fit_batch_size, load_frames, map_batches, split_runs
+from training.interrupt import StopRequest
 from training.metrics import Curves, MetricsLog, Panel
-from training.paths import DYNAMICS_FILE, ENCODER_FILE, TOKENIZER_FILE, find_checkpoint
+from training.paths import DYNAMICS_FILE, ENCODER_FILE, PRETRAIN_DIR, TOKENIZER_FILE, find_checkpoint
 from training.pictures import save_recon_grid
 from training.steps import (
+    EpochSums,
+    NonFiniteGuard,
     count_params,
     is_eval_epoch,
     make_optimizer,
@@ -90,14 +95,19 @@ class Args:
     """Training epochs of each stage."""
     batch_size: int = 32
     """Frames (1a) or frame pairs (1b) per step, split over all devices."""
-    lr: float = 3e-4
-    """Peak learning rate (linear warmup, then cosine decay to 10%)."""
+    lr: float | None = None
+    """Peak learning rate (linear warmup, then cosine decay to 10%). Default: the size preset's (1e-3 for
+    small, 3e-4 for tiny and seed)."""
     tokenizer: Path | None = None
-    """Stage 1b: the tokenizer checkpoint to freeze (default: <out-dir>/pretrained_tokenizer.pkl)."""
-    out_dir: Path = Path("checkpoints")
+    """Stage 1b: the tokenizer checkpoint to freeze, a path or a name found in --out-dir or checkpoints/
+    (default: pretrained_tokenizer.pkl)."""
+    out_dir: Path = PRETRAIN_DIR
     """Where checkpoints, metrics.jsonl and the PNGs go."""
+    resize: bool = False
+    """Scale frames that are not 160x144 to it (without this flag they are refused)."""
     resume: bool = False
-    """Continue each stage from the train_state in its checkpoint in --out-dir (if there is one)."""
+    """Continue each stage from the train_state in its checkpoint in --out-dir (if there is one), exactly
+    where it stopped, mid-epoch after a Ctrl-C."""
     seed: int = 0
     """Seeds the init, the data order and the quantizer noise."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
@@ -168,15 +178,22 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
     batch_size = fit_batch_size(args.batch_size, len(train_idx), "training frames")
     steps_per_epoch = len(train_idx) // batch_size
     total_steps = args.epochs * steps_per_epoch
-    optimizer = make_optimizer(args.lr, total_steps)
+    optimizer = make_optimizer(args.lr or PHASE1_LR[args.size], total_steps)
 
     saved = resumed["train_state"] if resumed else None
-    graphdef, state = new_train_state(
-        model, optimizer, saved, source=str(path), usage=jnp.zeros(cfg.vocab_size, jnp.int32)
+    # The code-usage counter is part of the run: restarts read it, so a resumed run needs it back.
+    usage = (
+        jnp.asarray(saved["usage"], jnp.int32)
+        if saved and "usage" in saved
+        else jnp.zeros(cfg.vocab_size, jnp.int32)
     )
-    start_epoch = saved["epoch"] if saved else 0
+    graphdef, state = new_train_state(model, optimizer, saved, source=str(path), usage=usage)
+    start_epoch, start_step = (saved["epoch"], saved.get("step", 0)) if saved else (0, 0)
     if saved:
-        print(f"resuming stage 1a from {path} after epoch {start_epoch}")
+        print(
+            f"resuming stage 1a from {path} after epoch {start_epoch}"
+            + (f", step {start_step}" if start_step else "")
+        )
     log.start("1a", after=start_epoch if saved else None)
     print(
         f"stage 1a: tokenizer {cfg.embed_dim}-d x {cfg.vocab_size} codes ({cfg.quantizer.kind}), "
@@ -196,58 +213,80 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
 
     train_key, restart_key = jax.random.split(jax.random.key(args.seed))
     last_restart_step = int(args.restart_until * total_steps)
+    guard = NonFiniteGuard()
     summary = {}
-    for epoch in range(start_epoch, args.epochs):
-        epoch_counts = jnp.zeros(cfg.vocab_size, jnp.int32)
-        sums = {"loss": 0.0, "recon_mse": 0.0, "perplexity": 0.0}
-        restarted, started = 0, time.perf_counter()
-        rng = np.random.default_rng([args.seed, epoch])
-        bar = tqdm(
-            data.batches(batch_size, rng, train_idx),
-            total=steps_per_epoch,
-            desc=f"1a epoch {epoch + 1}/{args.epochs}",
-            leave=False,
-        )
-        for i, frames in enumerate(bar):
-            step = epoch * steps_per_epoch + i
-            frames = shard_batch(frames)
-            state, metrics = train_step(state, frames, jax.random.fold_in(train_key, step))
-            counts = metrics.pop("code_counts")
-            state["usage"] = state["usage"] + counts
-            epoch_counts = epoch_counts + counts
-            sums = {k: sums[k] + metrics[k] for k in sums}  # stays on device: no sync per step
-            if args.restart_every and (step + 1) % args.restart_every == 0 and step < last_restart_step:
-                state, num = restart_step(state, frames, jax.random.fold_in(restart_key, step))
-                restarted += int(num)
-        seconds = time.perf_counter() - started
-        used = int(jnp.sum(epoch_counts > 0))
-        summary = {
-            "stage": "1a",
-            "epoch": epoch + 1,
-            "train_loss": float(sums["loss"]) / steps_per_epoch,
-            "train_recon_mse": float(sums["recon_mse"]) / steps_per_epoch,
-            "code_use": used / cfg.vocab_size,
-            "codes_used": used,
-            "perplexity": float(sums["perplexity"]) / steps_per_epoch,
-            "codes_restarted": restarted,
-            "frames_per_s": steps_per_epoch * batch_size / seconds,
-        }
-        held_out = ""
-        if is_eval_epoch(epoch, args.eval_every, args.epochs):
-            eval_mse, eval_used = evaluate_reconstruction(
-                reconstruct, state, data.frames[eval_idx], batch_size, cfg.vocab_size
+    with StopRequest() as stop:
+        for epoch in range(start_epoch, args.epochs):
+            skip = start_step if epoch == start_epoch else 0
+            sums = (
+                EpochSums.restore(saved["partial"])
+                if skip
+                else EpochSums.new(["loss", "recon_mse", "perplexity"])
             )
-            summary.update(eval_recon_mse=eval_mse, eval_code_use=eval_used / cfg.vocab_size)
-            held_out = f"  held-out recon mse {eval_mse:.4f}, codebook use {summary['eval_code_use']:.0%}"
-        log.write(summary)
-        tqdm.write(
-            f"1a epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}  "
-            f"recon mse {summary['train_recon_mse']:.4f}"
-            f"  codebook use {used}/{cfg.vocab_size} = {summary['code_use']:.0%}"
-            f"  perplexity {summary['perplexity']:.0f}  restarted {restarted}  "
-            f"{summary['frames_per_s']:.0f} frames/s{held_out}"
-        )
-        save_tokenizer(args.out_dir, cfg, state, epoch + 1, steps_per_epoch)
+            epoch_counts = jnp.asarray(sums.extra.get("counts", np.zeros(cfg.vocab_size, np.int32)))
+            started = time.perf_counter()
+            rng = np.random.default_rng([args.seed, epoch])
+            bar = tqdm(
+                data.batches(batch_size, rng, train_idx, skip=skip),
+                initial=skip,
+                total=steps_per_epoch,
+                desc=f"1a epoch {epoch + 1}/{args.epochs}",
+                leave=False,
+            )
+            for i, frames in enumerate(bar, start=skip):
+                step = epoch * steps_per_epoch + i
+                frames = shard_batch(frames)
+                state, metrics = train_step(state, frames, jax.random.fold_in(train_key, step))
+                guard.update(metrics["finite"], step)
+                counts = metrics.pop("code_counts")
+                state["usage"] = state["usage"] + counts
+                epoch_counts = epoch_counts + counts
+                sums.add(metrics)  # stays on device: no sync per step
+                if args.restart_every and (step + 1) % args.restart_every == 0 and step < last_restart_step:
+                    state, num = restart_step(state, frames, jax.random.fold_in(restart_key, step))
+                    sums.restarted += int(num)
+                if stop.requested:
+                    guard.check("stage 1a", path)
+                    sums.extra["counts"] = np.asarray(epoch_counts)
+                    save_tokenizer(
+                        args.out_dir, cfg, state, epoch, steps_per_epoch, step=i + 1, partial=sums.to_save()
+                    )
+                    raise fail(
+                        f"interrupted in epoch {epoch + 1} after step {i + 1}: saved {path}; "
+                        "run again with --resume to continue exactly"
+                    )
+            guard.check("stage 1a", path)
+            seconds = time.perf_counter() - started
+            used = int(jnp.sum(epoch_counts > 0))
+            means = sums.means(steps_per_epoch)
+            summary = {
+                "stage": "1a",
+                "epoch": epoch + 1,
+                "train_loss": means["loss"],
+                "train_recon_mse": means["recon_mse"],
+                "code_use": used / cfg.vocab_size,
+                "codes_used": used,
+                "perplexity": means["perplexity"],
+                "codes_restarted": sums.restarted,
+                "frames_per_s": (steps_per_epoch - skip) * batch_size / seconds,
+            }
+            held_out = ""
+            if is_eval_epoch(epoch, args.eval_every, args.epochs):
+                eval_mse, eval_used = evaluate_reconstruction(
+                    reconstruct, state, data.frames[eval_idx], batch_size, cfg.vocab_size
+                )
+                summary.update(eval_recon_mse=eval_mse, eval_code_use=eval_used / cfg.vocab_size)
+                held_out = f"  held-out recon mse {eval_mse:.4f}, codebook use {summary['eval_code_use']:.0%}"
+            # Saved before it is logged: a record never outlives its checkpoint.
+            save_tokenizer(args.out_dir, cfg, state, epoch + 1, steps_per_epoch)
+            log.write(summary)
+            tqdm.write(
+                f"1a epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}  "
+                f"recon mse {summary['train_recon_mse']:.4f}"
+                f"  codebook use {used}/{cfg.vocab_size} = {summary['code_use']:.0%}"
+                f"  perplexity {summary['perplexity']:.0f}  restarted {sums.restarted}  "
+                f"{summary['frames_per_s']:.0f} frames/s{held_out}"
+            )
 
     if not summary:
         print(f"stage 1a: {path} already has {start_epoch} epochs (--epochs {args.epochs}); nothing to train")
@@ -273,20 +312,27 @@ def evaluate_reconstruction(
     return mse, len(np.unique(np.concatenate(tokens)))
 
 
-def save_tokenizer(out_dir: Path, cfg: VQVAEConfig, state, epoch: int, steps_per_epoch: int) -> None:
-    """pretrained_tokenizer.pkl (with train_state) and pretrained_encoder.pkl (no decoder, for RL)."""
+def save_tokenizer(
+    out_dir: Path, cfg: VQVAEConfig, state, epoch: int, steps_per_epoch: int, step: int = 0, partial=None
+) -> None:
+    """pretrained_tokenizer.pkl (with train_state) and pretrained_encoder.pkl (no decoder, for RL), after
+    `epoch` whole epochs and `step` steps of the next one (a run stopped mid-epoch, with its `partial`
+    epoch sums)."""
     params = nnx.to_pure_dict(state["trainable"])
-    step = epoch * steps_per_epoch
+    done = epoch * steps_per_epoch + step
+    train_state = train_state_to_save(
+        state, epoch, step=step, usage=np.asarray(state["usage"]), partial=partial
+    )
     save_checkpoint(
         out_dir / TOKENIZER_FILE,
         kind="tokenizer",
         config=cfg,
         params=params,
-        step=step,
-        train_state=train_state_to_save(state, epoch),
+        step=done,
+        train_state=train_state,
     )
     save_checkpoint(
-        out_dir / ENCODER_FILE, kind="encoder", config=cfg, params=encoder_params(params), step=step
+        out_dir / ENCODER_FILE, kind="encoder", config=cfg, params=encoder_params(params), step=done
     )
 
 
@@ -294,8 +340,9 @@ def save_tokenizer(out_dir: Path, cfg: VQVAEConfig, state, epoch: int, steps_per
 
 
 def load_frozen_tokenizer(path: Path, out_dir: Path, dtype: jnp.dtype) -> VQVAE:
-    """The tokenizer from `path` (or out_dir/path when that is where it is), in this run's compute dtype."""
-    path = find_checkpoint(path, out_dir)
+    """The tokenizer `path` names (a path, or a name found in out_dir or checkpoints/), in this run's
+    compute dtype."""
+    path = find_checkpoint(path, "--tokenizer", out_dir)
     try:
         ckpt = load_checkpoint(path, "tokenizer")
         cfg = dataclasses.replace(config_from_dict(VQVAEConfig, ckpt["config"]), dtype=dtype.name)
@@ -326,7 +373,7 @@ def encode_all(tokenizer: VQVAE, frames: np.ndarray, batch_size: int) -> np.ndar
 
 def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: MetricsLog) -> dict:
     """Stage 1b. Returns the last epoch's metrics."""
-    tokenizer = load_frozen_tokenizer(args.tokenizer or args.out_dir / TOKENIZER_FILE, args.out_dir, dtype)
+    tokenizer = load_frozen_tokenizer(args.tokenizer or TOKENIZER_FILE, args.out_dir, dtype)
     vq_cfg = tokenizer.cfg
     path = args.out_dir / DYNAMICS_FILE
     resumed = resume_from(path, "dynamics", args.resume)
@@ -356,14 +403,17 @@ def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metri
     tokens = encode_all(tokenizer, data.frames, fit_batch_size(args.batch_size, len(data), "frames"))
     batch_size = fit_batch_size(args.batch_size, len(train_t), "training pairs")
     steps_per_epoch = len(train_t) // batch_size
-    optimizer = make_optimizer(args.lr, args.epochs * steps_per_epoch)
+    optimizer = make_optimizer(args.lr or PHASE1_LR[args.size], args.epochs * steps_per_epoch)
 
     model = build(lambda: TokenTransformer(cfg, rngs=nnx.Rngs(args.seed)))
     saved = resumed["train_state"] if resumed else None
     graphdef, state = new_train_state(model, optimizer, saved, source=str(path))
-    start_epoch = saved["epoch"] if saved else 0
+    start_epoch, start_step = (saved["epoch"], saved.get("step", 0)) if saved else (0, 0)
     if saved:
-        print(f"resuming stage 1b from {path} after epoch {start_epoch}")
+        print(
+            f"resuming stage 1b from {path} after epoch {start_epoch}"
+            + (f", step {start_step}" if start_step else "")
+        )
     log.start("1b", after=start_epoch if saved else None)
     print(
         f"stage 1b: dynamics {cfg.num_layers} layers x {cfg.embed_dim}-d over {cfg.vocab_size} tokens, "
@@ -412,48 +462,72 @@ def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metri
             "eval_changed_fraction": totals["changed"] / cells,
         }
 
-    base_key = jax.random.key(args.seed)
-    summary = {}
-    for epoch in range(start_epoch, args.epochs):
-        rng = np.random.default_rng([args.seed, epoch])
-        order = rng.permutation(len(train_t))
-        sums, started = {"loss": 0.0, "accuracy": 0.0}, time.perf_counter()
-        for i in tqdm(range(steps_per_epoch), desc=f"1b epoch {epoch + 1}/{args.epochs}", leave=False):
-            chosen = order[i * batch_size : (i + 1) * batch_size]
-            batch = shard_batch((tokens[train_t[chosen]], tokens[train_t1[chosen]]))
-            state, metrics = train_step(
-                state, batch, jax.random.fold_in(base_key, epoch * steps_per_epoch + i)
-            )
-            sums = {k: sums[k] + metrics[k] for k in sums}
-        seconds = time.perf_counter() - started
-        summary = {
-            "stage": "1b",
-            "epoch": epoch + 1,
-            "train_loss": float(sums["loss"]) / steps_per_epoch,
-            "train_accuracy": float(sums["accuracy"]) / steps_per_epoch,
-            "pairs_per_s": steps_per_epoch * batch_size / seconds,
-        }
-        held_out = ""
-        if is_eval_epoch(epoch, args.eval_every, args.epochs):
-            summary.update(evaluate(state))
-            held_out = (
-                f"  held-out loss {summary['eval_loss']:.4f}, next-token acc {summary['eval_accuracy']:.1%}"
-                f" vs copy {summary['eval_copy_accuracy']:.1%}, "
-                f"on changed tokens {summary['eval_changed_accuracy']:.1%}"
-            )
-        log.write(summary)
-        tqdm.write(
-            f"1b epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
-            f"  {summary['pairs_per_s']:.0f} pairs/s{held_out}"
-        )
+    def save(epoch: int, step: int = 0, partial=None):
         save_checkpoint(
             path,
             kind="dynamics",
             config=cfg,
             params=nnx.to_pure_dict(state["trainable"]),
-            step=(epoch + 1) * steps_per_epoch,
-            train_state=train_state_to_save(state, epoch + 1),
+            step=epoch * steps_per_epoch + step,
+            train_state=train_state_to_save(state, epoch, step=step, partial=partial),
         )
+
+    base_key = jax.random.key(args.seed)
+    guard = NonFiniteGuard()
+    summary = {}
+    with StopRequest() as stop:
+        for epoch in range(start_epoch, args.epochs):
+            skip = start_step if epoch == start_epoch else 0
+            sums = EpochSums.restore(saved["partial"]) if skip else EpochSums.new(["loss", "accuracy"])
+            rng = np.random.default_rng([args.seed, epoch])
+            order = rng.permutation(len(train_t))
+            started = time.perf_counter()
+            bar = tqdm(
+                range(skip, steps_per_epoch),
+                initial=skip,
+                total=steps_per_epoch,
+                desc=f"1b epoch {epoch + 1}/{args.epochs}",
+                leave=False,
+            )
+            for i in bar:
+                chosen = order[i * batch_size : (i + 1) * batch_size]
+                batch = shard_batch((tokens[train_t[chosen]], tokens[train_t1[chosen]]))
+                step = epoch * steps_per_epoch + i
+                state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
+                guard.update(metrics["finite"], step)
+                sums.add(metrics)
+                if stop.requested:
+                    guard.check("stage 1b", path)
+                    save(epoch, i + 1, sums.to_save())
+                    raise fail(
+                        f"interrupted in epoch {epoch + 1} after step {i + 1}: saved {path}; "
+                        "run again with --resume to continue exactly"
+                    )
+            guard.check("stage 1b", path)
+            seconds = time.perf_counter() - started
+            means = sums.means(steps_per_epoch)
+            summary = {
+                "stage": "1b",
+                "epoch": epoch + 1,
+                "train_loss": means["loss"],
+                "train_accuracy": means["accuracy"],
+                "pairs_per_s": (steps_per_epoch - skip) * batch_size / seconds,
+            }
+            held_out = ""
+            if is_eval_epoch(epoch, args.eval_every, args.epochs):
+                summary.update(evaluate(state))
+                held_out = (
+                    f"  held-out loss {summary['eval_loss']:.4f}, "
+                    f"next-token acc {summary['eval_accuracy']:.1%}"
+                    f" vs copy {summary['eval_copy_accuracy']:.1%}, "
+                    f"on changed tokens {summary['eval_changed_accuracy']:.1%}"
+                )
+            save(epoch + 1)  # before the record is logged: a record never outlives its checkpoint
+            log.write(summary)
+            tqdm.write(
+                f"1b epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
+                f"  {summary['pairs_per_s']:.0f} pairs/s{held_out}"
+            )
     if not summary:
         print(f"stage 1b: {path} already has {start_epoch} epochs (--epochs {args.epochs}); nothing to train")
     return summary
@@ -464,8 +538,8 @@ def main(args: Args) -> dict:
     if min(args.epochs, args.batch_size, args.eval_every) < 1:
         raise fail("--epochs, --batch-size and --eval-every must be at least 1")
     dtype = dtype_flag(args.dtype)
-    data = load_frames(args.data)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    data = load_frames(args.data, args.resize)
+    writable_dir(args.out_dir, "--out-dir")
     results = {}
     with MetricsLog(args.out_dir, CURVES) as log:
         if args.stage in ("1a", "all"):

@@ -51,12 +51,14 @@ from models.checkpoint import (
 from models.lam import LAMConfig, LatentActionModel, lam_loss
 from models.quantizers import QuantizerConfig
 from models.sharding import replicate, shard_batch
-from training.cli import dtype_flag, fail
+from training.cli import dtype_flag, fail, writable_dir
 from training.data import fit_batch_size, load_frames, split_groups
+from training.interrupt import StopRequest
+from training.io import atomic_write
 from training.lam_report import buttons_in_effect, code_button_report, no_action_report, report_markdown
 from training.metrics import Curves, MetricsLog, Panel
-from training.paths import LAM_FILE
-from training.steps import count_params, make_optimizer, make_train_step, new_train_state
+from training.paths import LAM_DIR, LAM_FILE, find_checkpoint
+from training.steps import NonFiniteGuard, count_params, make_optimizer, make_train_step, new_train_state
 
 CURVES = {
     "lam": Curves(
@@ -73,7 +75,9 @@ CURVES = {
 class Args:
     data: Path = Path("data/speedruns/frames")
     """Frames directory: <data>/<run>/*.png (make it with data/make_speedruns.py)."""
-    out_dir: Path = Path("checkpoints/lam")
+    resize: bool = False
+    """Scale frames that are not 160x144 to it (without this flag they are refused)."""
+    out_dir: Path = LAM_DIR
     """Where lam.pkl, metrics.jsonl, training_curves.png and the report go."""
     steps: int = 3000
     """Training steps."""
@@ -226,11 +230,19 @@ def train(
     window_usage = jnp.zeros(cfg.vocab_size, jnp.int32)
     interval_usage = jnp.zeros(cfg.vocab_size, jnp.int32)
     sums, replaced, started = {}, 0, time.perf_counter()
-    with MetricsLog(args.out_dir, CURVES) as log:
+    path = args.out_dir / LAM_FILE
+
+    def save(steps_done: int):
+        params = nnx.to_pure_dict(state["trainable"])
+        save_checkpoint(path, kind="lam", config=cfg, params=params, step=steps_done)
+
+    guard = NonFiniteGuard()
+    with MetricsLog(args.out_dir, CURVES) as log, StopRequest() as stop:
         log.start("lam")
         for step in tqdm(range(args.steps), desc="LAM", leave=False):
             x_t, x_t1 = train_groups.pairs(rng.choice(train_ids, size=batch_size, replace=False))
             state, metrics = train_step(state, shard_batch((x_t, x_t1)), jax.random.fold_in(train_key, step))
+            guard.update(metrics.pop("finite"), step)
             counts = metrics.pop("code_counts")
             window_usage, interval_usage = window_usage + counts, interval_usage + counts
             sums = {k: sums.get(k, 0.0) + v for k, v in metrics.items()}  # stays on device: no sync per step
@@ -239,7 +251,12 @@ def train(
                     state, num = replace_step(state, window_usage, jax.random.fold_in(replace_key, step))
                     replaced += int(num)
                 window_usage = jnp.zeros_like(window_usage)
+            if stop.requested:
+                guard.check("LAM", path)
+                save(step + 1)
+                raise fail(f"interrupted after step {step + 1}: saved {path}")
             if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
+                guard.check("LAM", path)
                 steps_done = (step % args.log_every) + 1
                 usage = np.asarray(interval_usage)
                 code_share = usage / max(usage.sum(), 1)
@@ -255,6 +272,7 @@ def train(
                     "codes_replaced": replaced,
                     "pairs_per_s": steps_done * batch_size / (time.perf_counter() - started),
                 }
+                save(step + 1)
                 log.write(record)
                 tqdm.write(
                     f"step {step + 1}/{args.steps}  loss {record['loss']:.5f}  "
@@ -263,13 +281,6 @@ def train(
                     f"  perplexity {record['interval_perplexity']:.2f}  "
                     f"code use {' '.join(f'{s:.0%}' for s in code_share)}"
                     f"  replaced {replaced}  {record['pairs_per_s']:.0f} pairs/s"
-                )
-                save_checkpoint(
-                    args.out_dir / LAM_FILE,
-                    kind="lam",
-                    config=cfg,
-                    params=nnx.to_pure_dict(state["trainable"]),
-                    step=step + 1,
                 )
                 sums, replaced, started = {}, 0, time.perf_counter()
                 interval_usage = jnp.zeros_like(interval_usage)
@@ -294,14 +305,16 @@ def main(args: Args) -> dict:
     if not 0.0 <= args.keep_identical_fraction <= 1.0:
         raise fail(f"--keep-identical-fraction must be in [0, 1], got {args.keep_identical_fraction}")
     dtype = dtype_flag(args.dtype)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(args.out_dir, "--out-dir")
     cfg = lam_config(args, dtype)
-    data = load_frames(args.data)
+    data = load_frames(args.data, args.resize)
     buttons = read_buttons(args.data, data)
     every_pair = FrameGroups(data, identical_threshold=args.identical_threshold, buttons=buttons)
     _, eval_ids, eval_name = split_groups(every_pair, args.holdout_run)
     if args.eval_only:
-        model = load_for_eval(args.checkpoint or args.out_dir / LAM_FILE, dtype)
+        model = load_for_eval(
+            find_checkpoint(args.checkpoint or LAM_FILE, "--checkpoint", args.out_dir), dtype
+        )
         cfg = model.cfg
     else:
         train_groups = FrameGroups(
@@ -349,8 +362,8 @@ def main(args: Args) -> dict:
         ),
     }
     title = f"Latent actions ({cfg.quantizer.kind}, {cfg.vocab_size} codes) versus buttons on the {eval_name}"
-    (args.out_dir / "lam_report.json").write_text(json.dumps(report, indent=1))
-    (args.out_dir / "lam_report.md").write_text(report_markdown(report, title))
+    atomic_write(args.out_dir / "lam_report.json", json.dumps(report, indent=1))
+    atomic_write(args.out_dir / "lam_report.md", report_markdown(report, title))
     print(
         f"{eval_name}: changed-pixel mse {report['eval_changed_mse']:.5f} (another pair's action "
         f"{report['eval_shuffled_action_changed_mse']:.5f}, copy {report['eval_copy_changed_mse']:.5f})"

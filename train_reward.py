@@ -7,7 +7,7 @@ frame order is the supervision. Two backbones:
 - vq: the frozen Phase 1 VQ encoder (--tokenizer) with an MLP head; only the head trains.
 
     uv run python train_reward.py --backbone resnet34 --data data/speedruns/frames
-    uv run python train_reward.py --backbone vq --tokenizer checkpoints/pretrained_tokenizer.pkl
+    uv run python train_reward.py --tokenizer pretrained_tokenizer.pkl      # the vq head
 
 Frame order says nothing about screens the runs never show, such as the tiles of a room off
 the route, and there the score is whatever the model extrapolates. --branches adds ranked
@@ -24,7 +24,7 @@ On the held-out run (--holdout-run, default the last) it reports pairwise accura
 pair at least --min-gap apart, the Spearman rank correlation of score vs frame index, and
 with --branches the share of its branches scored below their run frame, and
 writes reward_resnet34.pkl or reward_vq.pkl (kind "reward"; the vq one holds the encoder too,
-so it runs standalone) to --out-dir after every epoch.
+so it runs standalone) to --out-dir (checkpoints/reward) after every epoch and on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -48,12 +48,20 @@ from models.presets import RESNET_SIZES
 from models.reward import RewardConfig, RewardModel, reward_loss
 from models.sharding import shard_batch
 from models.vqvae import load_encoder
-from training.cli import dtype_flag, fail
+from training.cli import dtype_flag, fail, writable_dir
 from training.data import fit_batch_size, load_frames, map_batches
+from training.interrupt import StopRequest
 from training.metrics import Curves, MetricsLog, Panel
-from training.paths import TOKENIZER_FILE, find_checkpoint, reward_file
+from training.paths import REWARD_DIR, TOKENIZER_FILE, find_checkpoint, reward_file
 from training.ranking import mix_in_branches, ranking_metrics, seen_token_bags
-from training.steps import count_params, is_eval_epoch, make_optimizer, make_train_step, new_train_state
+from training.steps import (
+    NonFiniteGuard,
+    count_params,
+    is_eval_epoch,
+    make_optimizer,
+    make_train_step,
+    new_train_state,
+)
 
 CURVES = {
     "reward": Curves(
@@ -68,12 +76,14 @@ CURVES = {
 
 @dataclass
 class Args:
-    backbone: Literal["resnet34", "vq"] = "resnet34"
-    """resnet34: pixels, trained end to end. vq: frozen Phase 1 encoder + MLP head."""
+    backbone: Literal["resnet34", "vq"] | None = None
+    """resnet34: pixels, trained end to end. vq: frozen Phase 1 encoder + MLP head. Default: vq when
+    --tokenizer is given, else resnet34."""
     data: Path = Path("data/speedruns/frames")
     """Frames directory: <data>/<run>/*.png|jpg, one directory per run."""
     tokenizer: Path | None = None
-    """vq backbone: tokenizer or encoder checkpoint (default: <out-dir>/pretrained_tokenizer.pkl)."""
+    """The tokenizer or encoder checkpoint whose frozen encoder the vq head reads: a path, or a name found
+    in --out-dir or checkpoints/ (giving it selects the vq backbone; default pretrained_tokenizer.pkl)."""
     epochs: int = 20
     """Training epochs; each sees --pairs-per-epoch random pairs."""
     pairs_per_epoch: int | None = None
@@ -96,8 +106,10 @@ class Args:
     """With --branches: the share of every batch that is (branch, run frame) pairs."""
     holdout_run: str = "-1"
     """Run used only for evaluation (name or index; -1 = last)."""
-    out_dir: Path = Path("checkpoints")
+    out_dir: Path = REWARD_DIR
     """Where reward_<backbone>.pkl and metrics.jsonl go."""
+    resize: bool = False
+    """Scale frames that are not 160x144 to it (without this flag they are refused)."""
     seed: int = 0
     """Seeds the init and the pair sampling."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
@@ -114,13 +126,13 @@ class Args:
     the vq head that costs about a third as much as its epoch)."""
 
 
-def build_model(args: Args, dtype) -> RewardModel:
-    if args.backbone == "resnet34":
+def build_model(args: Args, backbone: str, dtype) -> RewardModel:
+    if backbone == "resnet34":
         cfg = RewardConfig(
             backbone="resnet34", resnet=dataclasses.replace(RESNET_SIZES[args.size], dtype=dtype.name)
         )
         return build(lambda: RewardModel(cfg, rngs=nnx.Rngs(args.seed)))
-    path = find_checkpoint(args.tokenizer or args.out_dir / TOKENIZER_FILE, args.out_dir)
+    path = find_checkpoint(args.tokenizer or TOKENIZER_FILE, "--tokenizer", args.out_dir)
     try:
         encoder = load_encoder(path)
     except CheckpointError as err:
@@ -143,12 +155,15 @@ def main(args: Args) -> dict:
     """Trains the reward model; returns the last epoch's metrics (held-out ranking included)."""
     if min(args.epochs, args.batch_size, args.min_gap, args.eval_every) < 1:
         raise fail("--epochs, --batch-size, --min-gap and --eval-every must be at least 1")
-    if args.seen_tokens and args.backbone != "vq":
+    backbone = args.backbone or ("vq" if args.tokenizer is not None else "resnet34")
+    if args.seen_tokens and backbone != "vq":
         raise fail("--seen-tokens needs --backbone vq: the bag is made of the tokenizer's tokens")
+    if args.tokenizer is not None and backbone != "vq":
+        print("note: --tokenizer is read by the vq backbone only; the resnet34 backbone reads pixels")
     if not 0 < args.branch_fraction < 1:
         raise fail(f"--branch-fraction must lie in (0, 1), got {args.branch_fraction}")
     dtype = dtype_flag(args.dtype)
-    data = load_frames(args.data)
+    data = load_frames(args.data, args.resize)
     if data.num_runs < 2:
         raise fail(
             f"--data: {args.data} holds one run; the reward needs a second run to hold out for evaluation"
@@ -185,9 +200,9 @@ def main(args: Args) -> dict:
                 "(no 'start' or 'step' in metadata.json), which --seen-tokens needs: "
                 "re-make them with data/make_speedruns.py"
             )
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(args.out_dir, "--out-dir")
 
-    model = build_model(args, dtype)
+    model = build_model(args, backbone, dtype)
     pairs_per_epoch = args.pairs_per_epoch or len(train_idx)
     batch_size = fit_batch_size(args.batch_size, pairs_per_epoch, "pairs per epoch")
     steps_per_epoch = pairs_per_epoch // batch_size
@@ -220,16 +235,16 @@ def main(args: Args) -> dict:
     frames = data.frames if branches is None else np.concatenate([data.frames, branches.frames])
     observations = (
         frames
-        if args.backbone == "resnet34"
+        if backbone == "resnet34"
         else map_batches(lambda frames: observe(state, frames), frames, batch_size)
     )
     if args.seen_tokens:
         observations = (observations, seen_token_bags(observations, data, branches, model.cfg.bag_size))
     take = lambda indices: jax.tree.map(lambda x: x[indices], observations)  # noqa: E731
 
-    out_path = args.out_dir / reward_file(args.backbone)
+    out_path = args.out_dir / reward_file(backbone)
     print(
-        f"reward ({args.backbone}): {count_params(state):,} trainable params, "
+        f"reward ({backbone}): {count_params(state):,} trainable params, "
         f"{len(train_idx)} training frames, held-out run {data.run_names[holdout]} ({len(eval_idx)} frames), "
         f"min gap {args.min_gap}, {jax.device_count()} device(s), {dtype.name}"
     )
@@ -238,11 +253,16 @@ def main(args: Args) -> dict:
             f"branches: {len(train_branches)} for training, {len(eval_branches)} held out, "
             f"{branch_pairs} of every {batch_size} pairs"
         )
+
+    def save(steps_done: int):
+        params = params_of(nnx.merge(graphdef, state["trainable"], state["frozen"]))
+        save_checkpoint(out_path, kind="reward", config=model.cfg, params=params, step=steps_done)
+
     base_key = jax.random.key(args.seed)
+    guard = NonFiniteGuard()
     summary = {}
-    with MetricsLog(
-        args.out_dir, CURVES
-    ) as log:  # redraws training_curves.png on the way out, interrupted or not
+    # The log redraws training_curves.png on the way out, interrupted or not.
+    with MetricsLog(args.out_dir, CURVES) as log, StopRequest() as stop:
         log.start("reward")
         for epoch in range(args.epochs):
             rng = np.random.default_rng([args.seed, epoch])
@@ -258,14 +278,19 @@ def main(args: Args) -> dict:
             ):
                 batch = slice(i * batch_size, (i + 1) * batch_size)
                 pair = (take(earlier[batch]), take(later[batch]))
-                state, metrics = train_step(
-                    state, shard_batch(pair), jax.random.fold_in(base_key, epoch * steps_per_epoch + i)
-                )
+                step = epoch * steps_per_epoch + i
+                state, metrics = train_step(state, shard_batch(pair), jax.random.fold_in(base_key, step))
+                guard.update(metrics["finite"], step)
                 sums = {k: sums[k] + metrics[k] for k in sums}
+                if stop.requested:
+                    guard.check("reward", out_path)
+                    save(step + 1)
+                    raise fail(f"interrupted in epoch {epoch + 1} after step {i + 1}: saved {out_path}")
+            guard.check("reward", out_path)
             seconds = time.perf_counter() - started
             summary = {
                 "stage": "reward",
-                "backbone": args.backbone,
+                "backbone": backbone,
                 "epoch": epoch + 1,
                 "train_loss": float(sums["loss"]) / steps_per_epoch,
                 "train_pairwise_accuracy": float(sums["pairwise_accuracy"]) / steps_per_epoch,
@@ -296,15 +321,12 @@ def main(args: Args) -> dict:
                     run_scores = scores[eval_position[branches.below[eval_branches]]]
                     summary["eval_branch_accuracy"] = float((branch_scores < run_scores).mean())
                     held_out += f"  held-out branches below {summary['eval_branch_accuracy']:.1%}"
+            save((epoch + 1) * steps_per_epoch)  # before the record is logged
             log.write(summary)
             tqdm.write(
                 f"reward epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
                 f"  train pair acc {summary['train_pairwise_accuracy']:.1%}{held_out}  "
                 f"{summary['frames_per_s']:.0f} frames/s"
-            )
-            params = params_of(nnx.merge(graphdef, state["trainable"], state["frozen"]))
-            save_checkpoint(
-                out_path, kind="reward", config=model.cfg, params=params, step=(epoch + 1) * steps_per_epoch
             )
     print(f"wrote {out_path}")
     return summary

@@ -33,12 +33,20 @@ from models.quantizers import QuantizerConfig
 from models.sharding import shard_batch
 from models.video_tokenizer import VideoTokenizer, VideoTokenizerConfig, video_tokenizer_loss
 from models.vqvae import VQVAEConfig, frames_to_float
-from training.cli import dtype_flag, fail
+from training.cli import dtype_flag, fail, writable_dir
 from training.data import fit_batch_size, load_frames, split_groups
+from training.interrupt import StopRequest
 from training.metrics import Curves, MetricsLog, Panel
-from training.paths import VIDEO_TOKENIZER_FILE
+from training.paths import VIDEO_TOKENIZER_DIR, VIDEO_TOKENIZER_FILE
 from training.pictures import save_recon_grid
-from training.steps import count_params, make_optimizer, make_restart_step, make_train_step, new_train_state
+from training.steps import (
+    NonFiniteGuard,
+    count_params,
+    make_optimizer,
+    make_restart_step,
+    make_train_step,
+    new_train_state,
+)
 
 CURVES = {
     "video_tokenizer": Curves(
@@ -56,7 +64,9 @@ CURVES = {
 class Args:
     data: Path = Path("data/speedruns/frames")
     """Frames directory: <data>/<run>/*.png (make it with data/make_speedruns.py)."""
-    out_dir: Path = Path("checkpoints/video_tokenizer")
+    resize: bool = False
+    """Scale frames that are not 160x144 to it (without this flag they are refused)."""
+    out_dir: Path = VIDEO_TOKENIZER_DIR
     """Where video_tokenizer.pkl, metrics.jsonl and recon_grid.png go."""
     num_images_in_video: int = 4
     """Frames per clip: the tokens of a clip are (num_images_in_video, 9, 10)."""
@@ -118,7 +128,8 @@ def main(args: Args) -> dict:
         cfg = tokenizer_config(args, dtype)
     except ValueError as err:
         raise fail(str(err)) from None
-    data = load_frames(args.data)
+    writable_dir(args.out_dir, "--out-dir")
+    data = load_frames(args.data, args.resize)
     # FrameGroups needs at least a pair; a 1-frame clip is the first frame of a pair.
     groups = FrameGroups(data, group_size=max(args.num_images_in_video, 2))
     train_ids, eval_ids, eval_name = split_groups(groups, args.holdout_run)
@@ -166,9 +177,15 @@ def main(args: Args) -> dict:
 
     train_key, restart_key = jax.random.split(jax.random.key(args.seed))
     last_restart_step = int(args.restart_until * total_steps)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     summary = {}
-    with MetricsLog(args.out_dir, CURVES) as log:
+    path = args.out_dir / VIDEO_TOKENIZER_FILE
+
+    def save(steps_done: int):
+        params = nnx.to_pure_dict(state["trainable"])
+        save_checkpoint(path, kind="video_tokenizer", config=cfg, params=params, step=steps_done)
+
+    guard = NonFiniteGuard()
+    with MetricsLog(args.out_dir, CURVES) as log, StopRequest() as stop:
         log.start("video_tokenizer")
         for epoch in range(args.epochs):
             rng = np.random.default_rng([args.seed, epoch])
@@ -183,6 +200,7 @@ def main(args: Args) -> dict:
                 step = epoch * steps_per_epoch + i
                 clips = shard_batch(clips_of(order[i * batch_size : (i + 1) * batch_size]))
                 state, metrics = train_step(state, clips, jax.random.fold_in(train_key, step))
+                guard.update(metrics["finite"], step)
                 counts = metrics.pop("code_counts")
                 state["usage"] = state["usage"] + counts
                 epoch_counts = epoch_counts + counts
@@ -190,6 +208,11 @@ def main(args: Args) -> dict:
                 if args.restart_every and (step + 1) % args.restart_every == 0 and step < last_restart_step:
                     state, num = restart_step(state, clips, jax.random.fold_in(restart_key, step))
                     restarted += int(num)
+                if stop.requested:
+                    guard.check("video tokenizer", path)
+                    save(step + 1)
+                    raise fail(f"interrupted in epoch {epoch + 1} after step {i + 1}: saved {path}")
+            guard.check("video tokenizer", path)
             used = int(jnp.sum(epoch_counts > 0))
             summary = {
                 "stage": "video_tokenizer",
@@ -200,19 +223,13 @@ def main(args: Args) -> dict:
                 "codes_restarted": restarted,
                 "clips_per_s": steps_per_epoch * batch_size / (time.perf_counter() - started),
             }
+            save((epoch + 1) * steps_per_epoch)
             log.write(summary)
             tqdm.write(
                 f"epoch {epoch + 1}/{args.epochs}  recon mse {summary['train_recon_mse']:.4f} "
                 f"(eval {summary['eval_recon_mse']:.4f})"
                 f"  codebook use {used}/{cfg.vocab_size}  restarted {restarted}  "
                 f"{summary['clips_per_s']:.1f} clips/s"
-            )
-            save_checkpoint(
-                args.out_dir / VIDEO_TOKENIZER_FILE,
-                kind="video_tokenizer",
-                config=cfg,
-                params=nnx.to_pure_dict(state["trainable"]),
-                step=(epoch + 1) * steps_per_epoch,
             )
 
     shown = clips_of(eval_clips[:eval_batch])

@@ -30,17 +30,22 @@ from flax import nnx
 from tqdm import tqdm
 
 from envs.actions import FRAME_SKIP, PRESS_FRAMES
+from envs.emulators import WorkerError
 from envs.games import EMUQUEST_ROM
+from envs.vec_gameboy import WORKER_TIMEOUT_S
 from models.build import build
-from models.checkpoint import CheckpointError, restore_tree
+from models.checkpoint import CheckpointError, load_checkpoint, restore_tree
 from models.policy import make_policy, trainable_filter
 from models.sharding import compute_dtype
+from training.cli import fail, writable_dir
 from training.entropy_watch import EntropyWatch
+from training.interrupt import StopRequest
 from training.metrics import MetricsLog
-from training.paths import POLICY_FINAL_FILE
-from training.policy_io import copy_params, load_policy, policy_config, save_policy
+from training.paths import POLICY_FINAL_FILE, PPO_DIR, PRETRAIN_DIR, REWARD_DIR, find_checkpoint
+from training.policy_io import copy_params, policy_config, policy_from_checkpoint, save_policy
 from training.ppo import CURVES, PPOState, make_policy_step, make_prepare_batch, make_update
 from training.progress import ProgressSettings, load_progress
+from training.resume import settings_on_resume
 from training.rollout import Runner, make_runner
 
 
@@ -49,7 +54,8 @@ class Args:
     """PPO with a learned progress reward on VecGameBoy."""
 
     reward_model: str = "reward_resnet34.pkl"
-    """Progress reward checkpoint (kind 'reward') from train_reward.py."""
+    """Progress reward checkpoint (kind 'reward') from train_reward.py. Every checkpoint flag takes a
+    path or a name found in checkpoints/ (e.g. reward_vq.pkl)."""
     pretrained_tokenizer: str | None = None
     """VQ tokenizer checkpoint (pretrained_tokenizer.pkl or pretrained_encoder.pkl) whose
     encoder and codebook the VQ policy sees frames through. None: a fresh encoder."""
@@ -120,11 +126,16 @@ class Args:
     save_every: int = 1000
     """Write checkpoints/policy_<iteration>.pkl every this many iterations."""
     resume: str | None = None
-    """Policy checkpoint to continue from (restores params, optimizer, RNG, envs, pool)."""
-    out_dir: str = "checkpoints"
+    """Policy checkpoint to continue from (policy_<iteration>.pkl or policy_final.pkl). Restores the
+    params, optimizer, RNG, curriculum pool and the run's settings: flags left out take the
+    checkpoint's values; changing its envs, policy, game or seed is refused, and other changes are
+    printed. Without --out-dir the run continues in the checkpoint's folder."""
+    out_dir: str = str(PPO_DIR)
     """Where checkpoints and metrics.jsonl go."""
     seed: int = 0
     """Seeds params, sampling and env resets."""
+    worker_timeout: float = WORKER_TIMEOUT_S
+    """Seconds to wait for an emulator worker that is alive but silent before stopping with an error."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Compute dtype (auto: bf16 on GPU, fp32 on CPU); master weights stay fp32."""
     embed_dim: int = 192
@@ -157,13 +168,41 @@ def check_args(args: Args):
     if args.rom is not None and not Path(args.rom).is_file():
         problems.append(f"--rom {args.rom} not found")
     if problems:
-        raise SystemExit("; ".join(problems))
+        raise fail("; ".join(problems))
+
+
+# On --resume, flags left out take the checkpoint's values. Changing a setting that makes up the run
+# (its envs, policy, game, seed) is refused; changing any other setting is allowed and printed (including
+# --save-every: a checkpoint's rollout ends every episode, so it shapes the run). These flags are not the
+# run's settings and always come from the command line:
+RUNTIME = frozenset(
+    {"iterations", "log_every", "out_dir", "num_workers", "entropy_warn_iters", "worker_timeout", "resume"}
+)
+FIXED_ON_RESUME = frozenset({
+    "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "rom", "policy", "finetune_encoder",
+    "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
+    "num_layers", "num_heads", "encoder_channels", "codebook_size",
+})  # fmt: skip
 
 
 def main(args: Args) -> list[dict]:
     """Train; returns the per-iteration metrics of this invocation (also in metrics.jsonl)."""
     check_args(args)
-    progress = load_progress(args.reward_model)
+    ckpt = None
+    if args.resume:
+        resume = find_checkpoint(args.resume, "--resume", args.out_dir, PPO_DIR)
+        ckpt = load_resumable(resume)
+        args = settings_on_resume(
+            args, ckpt["config"]["args"], fixed=FIXED_ON_RESUME, runtime=RUNTIME, same=same_setting
+        )
+        if args.out_dir == Args.out_dir:  # a resumed run continues in its own folder
+            args = dataclasses.replace(args, out_dir=str(resume.parent))
+        args = dataclasses.replace(args, resume=str(resume))
+        check_args(args)
+    writable_dir(args.out_dir, "--out-dir")
+    reward_model = find_checkpoint(args.reward_model, "--reward-model", REWARD_DIR)
+    args = dataclasses.replace(args, reward_model=str(reward_model))  # the checkpoint records the file found
+    progress = load_progress(reward_model)
     settings = ProgressSettings(
         args.reward_interval, args.time_penalty, args.reward_scale, args.progress_baseline
     )
@@ -180,21 +219,48 @@ def main(args: Args) -> list[dict]:
         curriculum_prob=args.curriculum_prob,
         curriculum_capacity=args.curriculum_capacity,
         seed=args.seed,
+        worker_timeout_s=args.worker_timeout,
     )
     try:
-        return train(args, runner, jax.random.PRNGKey(args.seed), Path(args.out_dir))
+        return train(args, runner, ckpt, jax.random.PRNGKey(args.seed), Path(args.out_dir))
+    except WorkerError as err:
+        raise fail(str(err)) from None
     finally:
         runner.close()
 
 
+def same_setting(name: str, mine, theirs) -> bool:
+    """Two values of a setting agree; checkpoint paths agree when they name the same file."""
+    if name in ("reward_model", "pretrained_tokenizer", "pretrained_dynamics") and mine and theirs:
+        return Path(mine).resolve() == Path(theirs).resolve() or Path(mine).name == Path(theirs).name
+    return mine == theirs
+
+
+def load_resumable(path: Path) -> dict:
+    """The policy checkpoint --resume names, with the train_state a resumed run needs."""
+    try:
+        ckpt = load_checkpoint(path, "policy")
+    except CheckpointError as err:
+        raise fail(f"--resume: {err}") from None
+    if ckpt["train_state"] is None:
+        raise fail(f"--resume: {path} holds no train_state to continue from")
+    return ckpt
+
+
 def build_policy(args: Args, num_actions: int, key):
     """A fresh policy with the pretrained encoder and dynamics copied in: (model, config, key)."""
+    tokenizer, dynamics = (
+        args.pretrained_tokenizer
+        and find_checkpoint(args.pretrained_tokenizer, "--pretrained-tokenizer", PRETRAIN_DIR),
+        args.pretrained_dynamics
+        and find_checkpoint(args.pretrained_dynamics, "--pretrained-dynamics", PRETRAIN_DIR),
+    )
     policy_cfg, encoder, dynamics = policy_config(
         args.policy,
         num_actions,
         str(compute_dtype(args.dtype)),
-        pretrained_tokenizer=args.pretrained_tokenizer,
-        pretrained_dynamics=args.pretrained_dynamics,
+        pretrained_tokenizer=tokenizer and str(tokenizer),
+        pretrained_dynamics=dynamics and str(dynamics),
         finetune_encoder=args.finetune_encoder,
         embed_dim=args.embed_dim,
         num_layers=args.num_layers,
@@ -211,20 +277,17 @@ def build_policy(args: Args, num_actions: int, key):
     return model, policy_cfg, key
 
 
-def train(args: Args, runner: Runner, key, out_dir: Path) -> list[dict]:
-    """The PPO loop. Returns this invocation's per-iteration records (also in metrics.jsonl)."""
+def train(args: Args, runner: Runner, ckpt: dict | None, key, out_dir: Path) -> list[dict]:
+    """The PPO loop, fresh or from the resumed checkpoint `ckpt`. Returns this invocation's
+    per-iteration records (also in metrics.jsonl)."""
     num_actions = runner.groups[0].env.num_actions
-    if args.resume:
+    if ckpt is not None:
         try:
-            model, policy_cfg, ckpt = load_policy(args.resume)
+            model, policy_cfg = policy_from_checkpoint(ckpt, args.resume)
         except CheckpointError as err:
-            raise SystemExit(f"--resume: {err}") from None
-        if ckpt["train_state"] is None:
-            raise SystemExit(f"--resume: {args.resume} holds no train_state to continue from")
+            raise fail(f"--resume: {err}") from None
         if policy_cfg.num_actions != num_actions:
-            raise SystemExit(
-                f"--resume: {args.resume} has {policy_cfg.num_actions} actions, the env {num_actions}"
-            )
+            raise fail(f"--resume: {args.resume} has {policy_cfg.num_actions} actions, the env {num_actions}")
     else:
         model, policy_cfg, key = build_policy(args, num_actions, key)
 
@@ -282,62 +345,75 @@ def train(args: Args, runner: Runner, key, out_dir: Path) -> list[dict]:
             entropy_streak=watch.streak,
         )
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     history = []
+    last_saved = Path(args.resume) if args.resume else out_dir / f"policy_{start_iteration}.pkl"
     bar = tqdm(
         range(start_iteration, args.iterations), initial=start_iteration, total=args.iterations, desc="PPO"
     )
-    with MetricsLog(out_dir, CURVES) as log:
+    with MetricsLog(out_dir, CURVES) as log, StopRequest() as stop:
         log.start("ppo", after=start_iteration if args.resume else None, key="iteration")
-        try:
-            for index in bar:
-                iteration = index + 1
-                started = time.perf_counter()
-                key, rollout_key, update_key = jax.random.split(key, 3)
-                # A checkpoint is a resume point, so its rollout ends every episode.
-                checkpoint_now = iteration % args.save_every == 0
-                batch, last_value, rollout_stats = runner.rollout(
-                    lambda frames, k, state=state: policy_step(state.params, frozen, frames, k),
-                    rollout_key,
-                    args.num_steps,
-                    share_tokens,
+        for index in bar:
+            iteration = index + 1
+            started = time.perf_counter()
+            key, rollout_key, update_key = jax.random.split(key, 3)
+            # A checkpoint is a resume point, so its rollout ends every episode.
+            checkpoint_now = iteration % args.save_every == 0
+            batch, last_value, rollout_stats = runner.rollout(
+                lambda frames, k, state=state: policy_step(state.params, frozen, frames, k),
+                rollout_key,
+                args.num_steps,
+                share_tokens,
+            )
+            rollout_seconds = time.perf_counter() - started
+            flat, filter_stats = prepare_batch(batch, last_value, checkpoint_now)
+            state, losses = update(state, flat, update_key)
+            losses = jax.device_get(losses)
+            not_finite = [name for name, value in losses.items() if not np.isfinite(value)]
+            if not_finite:
+                kept = (
+                    f"{last_saved} keeps the last good policy"
+                    if last_saved.is_file()
+                    else "nothing was saved"
                 )
-                rollout_seconds = time.perf_counter() - started
-                flat, filter_stats = prepare_batch(batch, last_value, checkpoint_now)
-                state, losses = update(state, flat, update_key)
-                losses = jax.device_get(losses)
-                seconds = time.perf_counter() - started
-                rollout_stats["charts/update_seconds"] = seconds - rollout_seconds
+                raise fail(
+                    f"PPO: {', '.join(not_finite)} became NaN or infinite at iteration {iteration}; "
+                    f"stopped before saving, so {kept} (try a lower --learning-rate)"
+                )
+            seconds = time.perf_counter() - started
+            rollout_stats["charts/update_seconds"] = seconds - rollout_seconds
 
-                entropy_fraction, warning = watch(float(losses["losses/entropy"]))
-                if warning:
-                    tqdm.write(warning)
-                record = {
-                    "stage": "ppo",
-                    "iteration": iteration,
-                    "env_steps": iteration * args.num_steps * args.num_envs,
-                    "charts/sps": args.num_steps * args.num_envs / seconds,
-                    "charts/rollout_sps": args.num_steps * args.num_envs / rollout_seconds,
-                    "policy/entropy_fraction": entropy_fraction,
-                    **{k: float(v) for k, v in losses.items()},
-                    **{k: int(v) for k, v in jax.device_get(filter_stats).items()},
-                    **rollout_stats,
-                    **runner.episode_stats(),
-                    "curriculum/pool_size": len(runner.pool) if runner.pool is not None else 0,
-                    "curriculum/best_score": runner.best_score if np.isfinite(runner.best_score) else None,
-                }
-                log.write(record)
-                history.append(record)
-                bar.set_postfix(sps=f"{record['charts/sps']:.0f}", ent=f"{entropy_fraction:.3f}")
-                if iteration % args.log_every == 0 or iteration == args.iterations:
-                    tqdm.write(format_line(record))
-                if checkpoint_now:
-                    save(out_dir / f"policy_{iteration}.pkl", iteration)
-                    runner.restart(iteration)
-        except KeyboardInterrupt:
-            raise SystemExit(
-                f"interrupted; metrics are in {log.path}, the last checkpoint in {out_dir}"
-            ) from None
+            entropy_fraction, warning = watch(float(losses["losses/entropy"]))
+            if warning:
+                tqdm.write(warning)
+            record = {
+                "stage": "ppo",
+                "iteration": iteration,
+                "env_steps": iteration * args.num_steps * args.num_envs,
+                "charts/sps": args.num_steps * args.num_envs / seconds,
+                "charts/rollout_sps": args.num_steps * args.num_envs / rollout_seconds,
+                "policy/entropy_fraction": entropy_fraction,
+                **{k: float(v) for k, v in losses.items()},
+                **{k: int(v) for k, v in jax.device_get(filter_stats).items()},
+                **rollout_stats,
+                **runner.episode_stats(),
+                "curriculum/pool_size": len(runner.pool) if runner.pool is not None else 0,
+                "curriculum/best_score": runner.best_score if np.isfinite(runner.best_score) else None,
+            }
+            log.write(record)
+            history.append(record)
+            bar.set_postfix(sps=f"{record['charts/sps']:.0f}", ent=f"{entropy_fraction:.3f}")
+            if iteration % args.log_every == 0 or iteration == args.iterations:
+                tqdm.write(format_line(record))
+            stopping = stop.requested
+            if checkpoint_now or stopping:
+                last_saved = out_dir / f"policy_{iteration}.pkl"
+                save(last_saved, iteration)
+                runner.restart(iteration)
+            if stopping:
+                raise fail(
+                    f"interrupted after iteration {iteration}: saved {last_saved}; --resume {last_saved} "
+                    "continues from it (with fresh episodes, as after every checkpoint)"
+                )
     save(out_dir / POLICY_FINAL_FILE, max(start_iteration, args.iterations))
     return history
 

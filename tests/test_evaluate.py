@@ -93,3 +93,40 @@ def test_random_baseline_needs_no_policy(tmp_path):
 def test_a_wrong_kind_policy_is_refused(reward_path, tmp_path):  # noqa: F811
     with pytest.raises(SystemExit, match=r"--policy: .*'reward' checkpoint, expected 'policy'"):
         evaluate_policy.main(evaluate_policy.Args(policy=str(reward_path), out_dir=str(tmp_path)))
+
+
+def test_the_table_reports_the_steps_to_leave_the_title(trained_run, tmp_path):
+    """Leaving the title is the seed's problem; the median step it happens at tells a trained agent
+    from one that presses START by chance."""
+    out = evaluate_policy.main(
+        evaluate_policy.Args(
+            policy=str(trained_run / "policy_final.pkl"),
+            steps=40,
+            episodes=2,
+            num_workers=0,
+            compare_random=True,
+            out_dir=str(tmp_path),
+        )
+    )
+    for row in out["rows"]:
+        assert row["title_steps_median"] is None or 0 < row["title_steps_median"] <= 40
+    assert "steps to leave title (median)" in out["table"]
+
+
+def test_bad_output_places_are_refused_before_any_episode(trained_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        evaluate_policy, "play", lambda *a, **k: pytest.fail("played before checking outputs")
+    )
+    policy = str(trained_run / "policy_final.pkl")
+    with pytest.raises(SystemExit, match=r"--out-dir /proc/nope: cannot write there"):
+        evaluate_policy.main(evaluate_policy.Args(policy=policy, out_dir="/proc/nope", num_workers=0))
+    with pytest.raises(SystemExit, match=r"--gif /proc/nope: cannot write there"):
+        evaluate_policy.main(
+            evaluate_policy.Args(policy=policy, gif="/proc/nope/a.gif", out_dir=str(tmp_path))
+        )
+    with pytest.raises(SystemExit, match=r"--metrics .*missing.jsonl: no such file"):
+        evaluate_policy.main(
+            evaluate_policy.Args(
+                policy=policy, metrics=str(tmp_path / "missing.jsonl"), out_dir=str(tmp_path)
+            )
+        )

@@ -23,7 +23,7 @@ import train_reward  # noqa: E402
 from data.frames import FramesDataset  # noqa: E402
 from data.make_speedruns import Args as SpeedrunArgs  # noqa: E402
 from data.make_speedruns import main as make_speedruns  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
+from models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from models.reward import load_reward  # noqa: E402
 from models.transformer import load_dynamics  # noqa: E402
 from models.vqvae import load_encoder, load_tokenizer  # noqa: E402
@@ -315,3 +315,192 @@ def test_sharded_step_matches_one_device():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "losses" in done.stdout
+
+
+class StopAfter:
+    """Stands in for StopRequest: the stop is requested at the `checks`-th look, as if Ctrl-C came then."""
+
+    def __init__(self, checks: int):
+        self.left = checks
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    @property
+    def requested(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+
+def final_weights(path: Path, kind: str) -> list[np.ndarray]:
+    return jax.tree.leaves(load_checkpoint(path, kind)["train_state"]["params"])
+
+
+@pytest.mark.parametrize("stage", ["1a", "1b"])
+def test_ctrl_c_saves_mid_epoch_and_resume_continues_exactly(
+    stage, phase1, speedrun_frames, tmp_path, monkeypatch
+):
+    """Stopped in the middle of epoch 2 (restarting codes every 2 steps in 1a, so the usage counter
+    matters), saved, and resumed: the same weights and the same logged epochs as a run never stopped."""
+    out, _, steps_per_epoch = phase1
+    common = dict(stage=stage, data=speedrun_frames, epochs=2, restart_every=2, eval_every=2, **TINY)
+    if stage == "1b":
+        common["tokenizer"] = out / "pretrained_tokenizer.pkl"
+    kind, name = (
+        ("tokenizer", "pretrained_tokenizer.pkl")
+        if stage == "1a"
+        else ("dynamics", "pretrained_dynamics.pkl")
+    )
+    pretrain_visual.main(pretrain_visual.Args(out_dir=tmp_path / "straight", **common))
+    with monkeypatch.context() as patch:
+        patch.setattr(pretrain_visual, "StopRequest", lambda: StopAfter(checks=steps_per_epoch + 3))
+        with pytest.raises(
+            SystemExit, match=rf"interrupted in epoch 2 after step 4: saved .*{name}; run again"
+        ):
+            pretrain_visual.main(pretrain_visual.Args(out_dir=tmp_path / "stopped", **common))
+    assert load_checkpoint(tmp_path / "stopped" / name, kind)["train_state"]["step"] == 4
+    pretrain_visual.main(pretrain_visual.Args(out_dir=tmp_path / "stopped", resume=True, **common))
+    for mine, theirs in zip(
+        final_weights(tmp_path / "stopped" / name, kind), final_weights(tmp_path / "straight" / name, kind)
+    ):
+        np.testing.assert_array_equal(mine, theirs)
+
+    def deterministic(out_dir):
+        return [
+            {k: v for k, v in r.items() if k not in ("frames_per_s", "pairs_per_s")} for r in records(out_dir)
+        ]
+
+    assert deterministic(tmp_path / "stopped") == deterministic(tmp_path / "straight")
+
+
+def test_ctrl_c_in_phase_1_saves_and_exits_with_one_line(speedrun_frames, tmp_path):
+    """A real SIGINT to a real run: no traceback, and a checkpoint to resume from."""
+    command = [
+        sys.executable,
+        "pretrain_visual.py",
+        "--data",
+        str(speedrun_frames),
+        "--size",
+        "tiny",
+        "--stage",
+        "1a",
+        "--epochs",
+        "50",
+        "--out-dir",
+        str(tmp_path),
+    ]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # the first epoch's line: training is under way
+        if line.startswith("1a epoch 1/50"):
+            break
+    process.send_signal(2)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted in epoch")
+    assert load_checkpoint(tmp_path / "pretrained_tokenizer.pkl", "tokenizer")["train_state"]["epoch"] >= 1
+
+
+def test_a_diverging_run_stops_at_the_first_nan_and_keeps_the_last_good_checkpoint(speedrun_frames, tmp_path):
+    pretrain_visual.main(
+        pretrain_visual.Args(stage="1a", data=speedrun_frames, epochs=1, out_dir=tmp_path, **TINY)
+    )
+    good = (tmp_path / "pretrained_tokenizer.pkl").read_bytes()
+    logged = records(tmp_path)
+    with pytest.raises(
+        SystemExit,
+        match=r"stage 1a: the loss or its gradient became NaN or infinite at step \d+; "
+        r"stopped before saving, so .* keeps the last good weights",
+    ):
+        pretrain_visual.main(
+            pretrain_visual.Args(stage="1a", data=speedrun_frames, epochs=2, lr=1e8, out_dir=tmp_path, **TINY)
+        )
+    assert (tmp_path / "pretrained_tokenizer.pkl").read_bytes() == good
+    assert records(tmp_path) == []  # the fresh run dropped the old records and logged no NaN epoch
+    assert logged  # (the good run had logged its epoch)
+    with pytest.raises(
+        SystemExit, match=r"reward: the loss or its gradient became NaN or infinite at step \d+"
+    ):
+        train_reward.main(
+            train_reward.Args(
+                data=speedrun_frames,
+                tokenizer=tmp_path / "pretrained_tokenizer.pkl",
+                epochs=2,
+                lr=1e8,
+                min_gap=4,
+                out_dir=tmp_path / "reward",
+                **TINY,
+            )
+        )
+    assert not (tmp_path / "reward" / "reward_vq.pkl").exists()
+
+
+def test_a_checkpoint_holding_nan_is_refused(phase1, speedrun_frames, tmp_path):
+    """A NaN tokenizer used to give stage 1b 100% copy accuracy; now it is refused at load."""
+    out, _, _ = phase1
+    ckpt = load_checkpoint(out / "pretrained_tokenizer.pkl", "tokenizer")
+    params = jax.tree.map(np.array, ckpt["params"])
+    params["decoder"]["from_latent"]["kernel"][0, 0, 0, 0] = np.nan
+    save_checkpoint(tmp_path / "nan.pkl", kind="tokenizer", config=ckpt["config"], params=params, step=1)
+    with pytest.raises(SystemExit, match="decoder/from_latent/kernel holds NaN or infinite values"):
+        pretrain_visual.main(
+            pretrain_visual.Args(
+                stage="1b", data=speedrun_frames, tokenizer=tmp_path / "nan.pkl", out_dir=tmp_path, **TINY
+            )
+        )
+
+
+def test_the_tokenizer_flag_selects_the_vq_head(phase1, speedrun_frames, tmp_path):
+    out, _, _ = phase1
+    summary = train_reward.main(
+        train_reward.Args(
+            data=speedrun_frames,
+            tokenizer=out / "pretrained_tokenizer.pkl",
+            epochs=1,
+            min_gap=4,
+            out_dir=tmp_path,
+            **TINY,
+        )
+    )
+    assert summary["backbone"] == "vq" and (tmp_path / "reward_vq.pkl").is_file()
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_before_training(speedrun_frames):
+    for script in (pretrain_visual, train_reward):
+        with pytest.raises(SystemExit, match=r"--out-dir /proc/nope: cannot write there"):
+            script.main(script.Args(data=speedrun_frames, out_dir=Path("/proc/nope"), **TINY))
+
+
+def test_ctrl_c_in_phase_2_saves_the_reward_and_exits_with_one_line(
+    phase1, speedrun_frames, tmp_path, monkeypatch
+):
+    out, _, _ = phase1
+    monkeypatch.setattr(train_reward, "StopRequest", lambda: StopAfter(checks=3))
+    with pytest.raises(SystemExit, match=r"interrupted in epoch 1 after step 4: saved .*reward_vq.pkl"):
+        train_reward.main(
+            train_reward.Args(
+                data=speedrun_frames,
+                tokenizer=out / "pretrained_tokenizer.pkl",
+                epochs=5,
+                min_gap=4,
+                out_dir=tmp_path,
+                **TINY,
+            )
+        )
+    assert load_reward(tmp_path / "reward_vq.pkl").cfg.backbone == "vq"
+
+
+def test_the_tokenizer_stability_bench_runs(speedrun_frames, tmp_path):
+    sys.path.insert(0, str(REPO / "bench"))
+    import tokenizer_stability
+
+    table = tokenizer_stability.main(
+        tokenizer_stability.Args(
+            data=speedrun_frames, size="tiny", steps=20, every=10, output=tmp_path / "t.md"
+        )
+    )
+    rows = [line for line in table.splitlines() if line.startswith("| 1") or line.startswith("| 2")]
+    assert [row.split("|")[1].strip() for row in rows] == ["10", "20"]
+    assert (tmp_path / "t.md").read_text() == table + "\n"

@@ -2,7 +2,11 @@
 
 Everything runs at tiny sizes on the embedded game with the serial VecGameBoy backend."""
 
+import dataclasses
+import hashlib
 import json
+import os
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -515,3 +519,115 @@ def test_a_seen_token_reward_reads_the_policys_tokens_and_resumes_exactly(
 
     resumed = run(tmp_path / "shared", resume=str(tmp_path / "shared" / "policy_2.pkl"))
     assert deterministic(resumed) == deterministic(shared[2:])
+
+
+def test_resume_restores_the_runs_settings_and_refuses_a_different_structure(reward_path, tmp_path, capsys):
+    """Resuming without repeating the flags keeps the checkpoint's return filter, curriculum and envs;
+    changing the env count is refused with one line; changing a hyperparameter is printed."""
+    run = tmp_path / "run"
+    straight = ppo.main(tiny_args(reward_path, run, iterations=2, save_every=1))
+    assert straight[-1]["curriculum/pool_size"] > 0
+    bare = ppo.Args(
+        reward_model=str(reward_path), resume=str(run / "policy_1.pkl"), iterations=2, num_workers=0
+    )
+    resumed = ppo.main(bare)
+    assert deterministic(resumed) == deterministic(straight[1:])  # every setting came back
+    saved = load_checkpoint(run / "policy_final.pkl", "policy")
+    assert (
+        saved["config"]["args"]["return_filter"] == 0.5 and saved["train_state"]["runner"]["pool"] is not None
+    )
+    with pytest.raises(
+        SystemExit, match=r"--num-envs 3: the checkpoint's run has 2, which a resumed run keeps"
+    ):
+        ppo.main(dataclasses.replace(bare, num_envs=3))
+    capsys.readouterr()
+    ppo.main(dataclasses.replace(bare, ent_coef=0.05, iterations=3))
+    assert "resume: --ent-coef 0.05 instead of the checkpoint's 0.01" in capsys.readouterr().out
+
+
+def test_resume_with_curriculum_replays_the_same_frames(reward_path, tmp_path):
+    """Every frame the policy sees after a resume, curriculum resets included, is the frame the
+    run that never stopped saw."""
+
+    def frames_seen(out_dir, **overrides):
+        seen = []
+        real = Runner.rollout
+
+        def recording(self, policy_step, key, num_steps, share_tokens=False):
+            def step(frames, k):
+                seen.append(hashlib.sha1(np.ascontiguousarray(frames).tobytes()).hexdigest())
+                return policy_step(frames, k)
+
+            return real(self, step, key, num_steps, share_tokens)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Runner, "rollout", recording)
+            ppo.main(
+                tiny_args(reward_path, out_dir, iterations=4, save_every=2, curriculum_prob=0.9, **overrides)
+            )
+        return seen
+
+    straight = frames_seen(tmp_path / "straight")
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    (resumed_dir / "policy_2.pkl").write_bytes((tmp_path / "straight" / "policy_2.pkl").read_bytes())
+    resumed = frames_seen(resumed_dir, resume=str(resumed_dir / "policy_2.pkl"))
+    assert resumed == straight[len(straight) // 2 :]
+
+
+def test_ppo_stops_at_the_first_nan_without_saving_over_the_last_policy(reward_path, tmp_path):
+    with pytest.raises(
+        SystemExit, match=r"PPO: .* became NaN or infinite at iteration \d+; stopped before saving"
+    ):
+        ppo.main(
+            tiny_args(
+                reward_path, tmp_path, iterations=6, save_every=100, learning_rate=1e12, max_grad_norm=1e12
+            )
+        )
+    assert not (tmp_path / "policy_final.pkl").exists()
+
+
+def test_a_nan_reward_model_is_refused(tmp_path):
+    model = RewardModel(TINY_REWARD, rngs=nnx.Rngs(0))
+    params = jax.tree.map(np.array, params_of(model))
+    params["resnet"]["head"]["bias"][:] = np.nan
+    save_checkpoint(tmp_path / "nan.pkl", kind="reward", config=TINY_REWARD, params=params, step=0)
+    with pytest.raises(SystemExit, match=r"--reward-model: .*resnet/head/bias holds NaN"):
+        ppo.main(tiny_args(tmp_path / "nan.pkl", tmp_path, iterations=1))
+
+
+def test_ctrl_c_saves_the_policy_and_exits_with_one_line(reward_path, tmp_path, monkeypatch):
+    class StopAfterTwo:
+        def __init__(self):
+            self.checks = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        @property
+        def requested(self):
+            self.checks += 1
+            return self.checks >= 2
+
+    monkeypatch.setattr(ppo, "StopRequest", StopAfterTwo)
+    with pytest.raises(SystemExit, match=r"interrupted after iteration 2: saved .*policy_2.pkl; --resume"):
+        ppo.main(tiny_args(reward_path, tmp_path, iterations=5, save_every=100))
+    assert load_checkpoint(tmp_path / "policy_2.pkl", "policy")["train_state"]["iteration"] == 2
+
+
+def test_a_dead_worker_stops_training_with_one_line(reward_path, tmp_path, monkeypatch):
+    real = Runner.rollout
+
+    def killing(self, *args, **kwargs):
+        os.kill(self.groups[0].env.worker_pids[0], signal.SIGKILL)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, "rollout", killing)
+    with pytest.raises(
+        SystemExit,
+        match=r"^error: VecGameBoy worker 0 \(pid \d+, envs \d+\.\.\d+\) died \(killed by signal SIGKILL\)",
+    ):
+        ppo.main(tiny_args(reward_path, tmp_path, iterations=2, num_workers=1, env_groups=1))

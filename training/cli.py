@@ -1,6 +1,10 @@
-"""Command-line helpers every script uses: one-line errors and the compute-dtype flag."""
+"""Command-line helpers every script uses: one-line errors, the compute-dtype flag and output
+folders checked before any training starts."""
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import jax.numpy as jnp
 
@@ -18,3 +22,23 @@ def dtype_flag(flag: str) -> jnp.dtype:
         return compute_dtype(flag)
     except ValueError as err:
         raise fail(f"--dtype: {err}") from None
+
+
+def writable_dir(path: str | Path, flag: str) -> Path:
+    """`path` as a folder this process can write to (created if missing), or a one-line error; checked
+    before training, so a bad --out-dir does not surface after the work is done."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise fail(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
+    return path
+
+
+def check_file(path: str | Path | None, flag: str) -> Path | None:
+    """`path` if it names an existing file (None passes), else a one-line error."""
+    if path is not None and not Path(path).is_file():
+        raise fail(f"{flag} {path}: no such file")
+    return None if path is None else Path(path)

@@ -14,9 +14,11 @@ from models.sharding import shard_batch
 from training.cli import fail
 
 
-def load_frames(path: Path) -> FramesDataset:
+def load_frames(path: Path, resize: bool = False) -> FramesDataset:
+    """The frames under `path` (one folder per run), or a one-line error. Frames that are not 160x144
+    are refused unless `resize` (--resize)."""
     try:
-        return FramesDataset(path)
+        return FramesDataset(path, resize=resize)
     except (FileNotFoundError, ValueError) as err:
         raise fail(f"--data: {err}") from None
 

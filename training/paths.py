@@ -1,8 +1,31 @@
-"""Checkpoint file names the phases pass between them, and how a script finds one by name."""
+"""Where each phase writes by default, the checkpoint names the phases pass between them, and how a
+script finds a checkpoint given by name.
+
+Every phase has its own folder under checkpoints/, so no phase overwrites another's metrics:
+
+    checkpoints/pretrain/   pretrained_tokenizer.pkl, pretrained_encoder.pkl, pretrained_dynamics.pkl
+    checkpoints/reward/     reward_resnet34.pkl, reward_vq.pkl
+    checkpoints/ppo/        policy_<iteration>.pkl, policy_final.pkl
+    checkpoints/eval/       the evaluation's tables and plot
+
+A checkpoint flag takes a path or a bare name: `--tokenizer pretrained_tokenizer.pkl` and
+`--resume checkpoints/policy_1000.pkl` find the file in the phase folder that holds it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from training.cli import fail
+
+CHECKPOINTS = Path("checkpoints")
+PRETRAIN_DIR = CHECKPOINTS / "pretrain"
+REWARD_DIR = CHECKPOINTS / "reward"
+PPO_DIR = CHECKPOINTS / "ppo"
+EVAL_DIR = CHECKPOINTS / "eval"
+LAM_DIR = CHECKPOINTS / "lam"
+VIDEO_TOKENIZER_DIR = CHECKPOINTS / "video_tokenizer"
+PHASE_DIRS = (PRETRAIN_DIR, REWARD_DIR, PPO_DIR, LAM_DIR, VIDEO_TOKENIZER_DIR)
 
 TOKENIZER_FILE = "pretrained_tokenizer.pkl"  # Phase 1a: encoder + codebook + decoder
 ENCODER_FILE = "pretrained_encoder.pkl"  # Phase 1a: encoder + codebook, what the policy and reward read
@@ -17,11 +40,25 @@ def reward_file(backbone: str) -> str:
     return f"reward_{backbone}.pkl"
 
 
-def find_checkpoint(path: str | Path, folder: str | Path) -> Path:
-    """`path` as given if that file exists, else `folder / path` when that one does (a bare name such
-    as pretrained_tokenizer.pkl finds the file in the output folder), else `path` unchanged, for the
-    loader to report as missing."""
+def find_checkpoint(path: str | Path, flag: str, *folders: str | Path) -> Path:
+    """The checkpoint file `path` names: `path` itself if it exists, else the same relative path in each
+    of `folders`, else (a bare name, or one directly under checkpoints/) the one phase folder under
+    checkpoints/ that holds a file of that name. Exits with one line naming `flag` when there is none,
+    or more than one."""
     path = Path(path)
-    if not path.is_file() and (Path(folder) / path).is_file():
-        return Path(folder) / path
-    return path
+    if path.is_file():
+        return path
+    looked = [path]
+    for folder in folders:
+        candidate = Path(folder) / path
+        looked.append(candidate)
+        if candidate.is_file():
+            return candidate
+    if path.parent in (Path("."), CHECKPOINTS):
+        found = [folder / path.name for folder in PHASE_DIRS if (folder / path.name).is_file()]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise fail(f"{flag}: {path.name} is in {' and '.join(map(str, found))}; give the path")
+        looked += [folder / path.name for folder in PHASE_DIRS]
+    raise fail(f"{flag}: no checkpoint {path} (looked in {', '.join(dict.fromkeys(str(p) for p in looked))})")

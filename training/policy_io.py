@@ -144,10 +144,16 @@ def save_policy(
     )
 
 
-def load_policy(path) -> tuple[nnx.Module, PolicyConfig, dict]:
-    """(policy with its fp32 weights, its config, the checkpoint) from a 'policy' checkpoint."""
-    ckpt = load_checkpoint(path, "policy")
+def policy_from_checkpoint(ckpt: dict, source: str) -> tuple[nnx.Module, PolicyConfig]:
+    """(policy with its fp32 weights, its config) from a loaded 'policy' checkpoint."""
     cfg = config_from_dict(PolicyConfig, ckpt["config"]["policy"])
     model = abstract(lambda: make_policy(cfg, nnx.Rngs(0)))
     weights = ckpt["params"] if ckpt["train_state"] is None else ckpt["train_state"]["params"]
-    return restore_params(model, weights, source=str(path)), cfg, ckpt
+    return restore_params(model, weights, source=source), cfg
+
+
+def load_policy(path) -> tuple[nnx.Module, PolicyConfig, dict]:
+    """(policy with its fp32 weights, its config, the checkpoint) from a 'policy' checkpoint."""
+    ckpt = load_checkpoint(path, "policy")
+    model, cfg = policy_from_checkpoint(ckpt, str(path))
+    return model, cfg, ckpt

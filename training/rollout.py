@@ -13,7 +13,7 @@ import numpy as np
 
 from envs.curriculum import CurriculumPool
 from envs.rom import RomError
-from envs.vec_gameboy import VecGameBoy
+from envs.vec_gameboy import WORKER_TIMEOUT_S, VecGameBoy
 from training.progress import LearnedProgress, ProgressReward, ProgressSettings
 
 EPISODE_WINDOW = 100  # recent episodes averaged for the episode/* metrics
@@ -243,6 +243,7 @@ def make_runner(
     curriculum_prob: float,
     curriculum_capacity: int,
     seed: int,
+    worker_timeout_s: float = WORKER_TIMEOUT_S,
 ) -> Runner:
     """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
     its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. A bad ROM or
@@ -268,6 +269,7 @@ def make_runner(
                 backend="serial" if serial else "process",
                 curriculum=pool,
                 pool_prob=curriculum_prob,
+                worker_timeout_s=worker_timeout_s,
             )
             groups.append(EnvGroup(env, first_env, ProgressReward(progress, size, settings)))
             first_env += size

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -62,19 +63,83 @@ def count_params(state: dict) -> int:
 def make_train_step(graphdef, optimizer, loss_fn):
     """Jitted `train_step(state, batch, key) -> (state, metrics)` with the state donated.
 
-    `loss_fn(model, batch, key) -> (loss, metrics)` is a pure loss."""
+    `loss_fn(model, batch, key) -> (loss, metrics)` is a pure loss. The step adds metrics["grad_norm"]
+    and metrics["finite"], whether the loss and the gradient norm were finite (a `NonFiniteGuard`
+    watches it)."""
 
     @partial(jax.jit, donate_argnums=0)
     def train_step(state, batch, key):
         def loss_of(trainable):
             return loss_fn(nnx.merge(graphdef, trainable, state["frozen"]), batch, key)
 
-        (_, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["trainable"])
+        (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["trainable"])
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["trainable"])
         trainable = optax.apply_updates(state["trainable"], updates)
-        return {**state, "trainable": trainable, "opt_state": opt_state}, metrics
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        return {**state, "trainable": trainable, "opt_state": opt_state}, {
+            **metrics,
+            "grad_norm": grad_norm,
+            "finite": finite,
+        }
 
     return train_step
+
+
+class NonFiniteGuard:
+    """The first step whose loss or gradient norm was not finite, kept on the device so the loop never
+    waits on it; `check` (before a checkpoint is written) stops the run with one line."""
+
+    NONE = np.iinfo(np.int32).max
+
+    def __init__(self):
+        self.first_bad_step = jnp.int32(self.NONE)
+
+    def update(self, finite: jax.Array, step: int) -> None:
+        self.first_bad_step = jnp.minimum(self.first_bad_step, jnp.where(finite, self.NONE, step))
+
+    def check(self, what: str, checkpoint: Path) -> None:
+        step = int(self.first_bad_step)
+        if step != self.NONE:
+            kept = (
+                f"{checkpoint} keeps the last good weights" if checkpoint.is_file() else "nothing was saved"
+            )
+            raise fail(
+                f"{what}: the loss or its gradient became NaN or infinite at step {step + 1}; stopped "
+                f"before saving, so {kept} (try a lower --lr)"
+            )
+
+
+class EpochSums:
+    """Running sums of an epoch's step metrics, kept on the device (no sync per step), the number of codes
+    restarted, and whatever arrays a trainer adds to `extra`. `to_save` and `restore` carry a half-done
+    epoch through a checkpoint, so a run stopped mid-epoch reports the same epoch when resumed."""
+
+    def __init__(self, sums: dict, restarted: int = 0, extra: dict | None = None):
+        self.sums = sums
+        self.restarted = restarted
+        self.extra = extra or {}
+
+    @classmethod
+    def new(cls, names: list[str]) -> EpochSums:
+        return cls({name: 0.0 for name in names})
+
+    @classmethod
+    def restore(cls, saved: dict) -> EpochSums:
+        return cls(dict(saved["sums"]), int(saved["restarted"]), dict(saved["extra"]))
+
+    def add(self, metrics: dict) -> None:
+        self.sums = {name: self.sums[name] + metrics[name] for name in self.sums}
+
+    def means(self, steps: int) -> dict[str, float]:
+        return {name: float(value) / steps for name, value in self.sums.items()}
+
+    def to_save(self) -> dict:
+        return {
+            "sums": {name: float(value) for name, value in self.sums.items()},
+            "restarted": self.restarted,
+            "extra": {name: np.asarray(value) for name, value in self.extra.items()},
+        }
 
 
 def make_restart_step(graphdef):
