@@ -2,7 +2,7 @@
 
 `EmulatorGroup` owns the emulators of a contiguous block of envs. It reads each env's
 action from, and writes its observation and step results into, buffers whose first axis
-is the global env id (`_BUFFER_LAYOUT`). Two backends drive groups for VecGameBoy:
+is the global env id (`_buffer_layout`). Two backends drive groups for VecGameBoy:
 
 - `ProcessBackend`: one group per worker process (`_worker_main`), the buffers in shared
   memory; the parent sends one small command per worker per step over a pipe, waits for
@@ -41,7 +41,13 @@ from envs.games import GameProfile
 warnings.filterwarnings("ignore", message="Using SDL2 binaries")
 from pyboy import PyBoy  # noqa: E402
 
-OBS_SHAPE = (144, 160, 3)
+SCREEN_HW = (144, 160)
+
+
+def obs_shape(grayscale: bool) -> tuple[int, int, int]:
+    """One observation: the screen in RGB, or in gray (1 channel), which a gray-palette game such as
+    EmuQuest or Pokémon Red shows without loss at a third of the bytes."""
+    return (*SCREEN_HW, 1 if grayscale else 3)
 
 
 class WorkerError(RuntimeError):
@@ -59,14 +65,15 @@ class EnvConfig:
     press_frames: int
     max_steps: int
     start_state: bytes | None  # None: power-on
+    grayscale: bool = False  # observations (H, W, 1) instead of (H, W, 3)
 
 
 @dataclass
 class _Buffers:
     """Per-env results, first axis = global env id. Shared memory in the process backend."""
 
-    obs: np.ndarray  # uint8 (N, 144, 160, 3)
-    final_obs: np.ndarray  # uint8 (N, 144, 160, 3): an ended episode's last frame, before the auto-reset
+    obs: np.ndarray  # uint8 (N, 144, 160, C)
+    final_obs: np.ndarray  # uint8 (N, 144, 160, C): an ended episode's last frame, before the auto-reset
     actions: np.ndarray  # int64 (N,)
     reward: np.ndarray  # float32 (N,)
     terminated: np.ndarray  # bool (N,)
@@ -75,32 +82,34 @@ class _Buffers:
     map_id: np.ndarray  # int32 (N,)
 
 
-_BUFFER_LAYOUT = {
-    "obs": (np.uint8, OBS_SHAPE),
-    "final_obs": (np.uint8, OBS_SHAPE),
-    "actions": (np.int64, ()),
-    "reward": (np.float32, ()),
-    "terminated": (np.bool_, ()),
-    "truncated": (np.bool_, ()),
-    "milestones": (np.int32, ()),
-    "map_id": (np.int32, ()),
-}
+def _buffer_layout(grayscale: bool) -> dict:
+    """name -> (dtype, shape per env) of each shared buffer."""
+    return {
+        "obs": (np.uint8, obs_shape(grayscale)),
+        "final_obs": (np.uint8, obs_shape(grayscale)),
+        "actions": (np.int64, ()),
+        "reward": (np.float32, ()),
+        "terminated": (np.bool_, ()),
+        "truncated": (np.bool_, ()),
+        "milestones": (np.int32, ()),
+        "map_id": (np.int32, ()),
+    }
 
 
-def _allocate_raw(num_envs: int, ctx=None) -> dict:
+def _allocate_raw(num_envs: int, grayscale: bool, ctx=None) -> dict:
     """Raw byte storage per buffer: multiprocessing RawArrays (which spawned workers
     inherit without the shared_memory resource-tracker pitfalls) or plain bytearrays."""
     raw = {}
-    for name, (dtype, shape) in _BUFFER_LAYOUT.items():
+    for name, (dtype, shape) in _buffer_layout(grayscale).items():
         nbytes = num_envs * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         raw[name] = ctx.RawArray(ctypes.c_uint8, nbytes) if ctx is not None else bytearray(nbytes)
     return raw
 
 
-def _buffers_from_raw(raw: dict, num_envs: int) -> _Buffers:
+def _buffers_from_raw(raw: dict, num_envs: int, grayscale: bool) -> _Buffers:
     views = {
         name: np.frombuffer(raw[name], dtype=dtype).reshape((num_envs, *shape))
-        for name, (dtype, shape) in _BUFFER_LAYOUT.items()
+        for name, (dtype, shape) in _buffer_layout(grayscale).items()
     }
     return _Buffers(**views)
 
@@ -138,9 +147,13 @@ class EmulatorGroup:
             return f.getvalue()
 
     def _write_obs(self, i: int) -> None:
-        # OpenCV drops alpha straight into the shared buffer in ~10 us; a numpy copy from
-        # the strided RGB view takes ~200 us, 10% of a 30-frame step.
-        cv2.cvtColor(self.screens[i], cv2.COLOR_RGBA2RGB, dst=self.buf.obs[i])
+        # OpenCV converts straight into the shared buffer in ~10 us; a numpy copy from the strided
+        # RGB view takes ~200 us, 10% of a 30-frame step. Gray is exact for a gray palette: OpenCV's
+        # fixed-point luma of (v, v, v) is v.
+        if self.config.grayscale:
+            cv2.cvtColor(self.screens[i], cv2.COLOR_RGBA2GRAY, dst=self.buf.obs[i].reshape(SCREEN_HW))
+        else:
+            cv2.cvtColor(self.screens[i], cv2.COLOR_RGBA2RGB, dst=self.buf.obs[i])
 
     def _begin_episode(self, i: int, state: bytes) -> None:
         """Load a state (power-on, initial or curriculum) and start a fresh episode in env i."""
@@ -243,7 +256,7 @@ def _worker_main(
         # cold caches for its emulators: pinned, it spent ~7% less CPU per env step here.
         os.sched_setaffinity(0, {cpu})
     try:
-        group = EmulatorGroup(config, first, count, _buffers_from_raw(raw, num_envs))
+        group = EmulatorGroup(config, first, count, _buffers_from_raw(raw, num_envs, config.grayscale))
     except Exception:
         conn.send(("error", traceback.format_exc()))
         return
@@ -267,7 +280,9 @@ class SerialBackend:
 
     def __init__(self, config: EnvConfig, num_envs: int):
         self.bounds = [(0, num_envs)]
-        self.buffers = _buffers_from_raw(_allocate_raw(num_envs), num_envs)
+        self.buffers = _buffers_from_raw(
+            _allocate_raw(num_envs, config.grayscale), num_envs, config.grayscale
+        )
         self.group = EmulatorGroup(config, 0, num_envs, self.buffers)
 
     def call(self, command: str, args_by_worker: dict[int, tuple]) -> dict:
@@ -306,8 +321,8 @@ class ProcessBackend:
         sizes = [len(block) for block in np.array_split(np.arange(num_envs), num_workers)]
         starts = np.cumsum([0, *sizes[:-1]])
         self.bounds = [(int(s), int(s) + n) for s, n in zip(starts, sizes)]
-        raw = _allocate_raw(num_envs, ctx)
-        self.buffers = _buffers_from_raw(raw, num_envs)
+        raw = _allocate_raw(num_envs, config.grayscale, ctx)
+        self.buffers = _buffers_from_raw(raw, num_envs, config.grayscale)
         cpus = sorted(os.sched_getaffinity(0))
         self.processes, self.conns = [], []
         for w, (start, stop) in enumerate(self.bounds):

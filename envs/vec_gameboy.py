@@ -40,7 +40,7 @@ import numpy as np
 
 from envs.actions import ACTION_NAMES, FRAME_SKIP, PRESS_FRAMES
 from envs.curriculum import CurriculumPool
-from envs.emulators import OBS_SHAPE, EnvConfig, ProcessBackend, SerialBackend
+from envs.emulators import EnvConfig, ProcessBackend, SerialBackend, obs_shape
 from envs.games import EMUQUEST_ROM, GameProfile, profile_for_rom
 from envs.rom import check_rom
 
@@ -68,6 +68,8 @@ class VecGameBoy(gymnasium.vector.VectorEnv):
         curriculum: pool of saved states; each reset loads one with probability pool_prob.
         pool_prob: probability that a reset starts from a curriculum pool state.
         use_select: add SELECT as a ninth action.
+        grayscale: observations (N, 144, 160, 1) in gray instead of RGB: lossless for a game with a
+            gray palette (EmuQuest, Pokémon Red), a third of the bytes and of the encoder's first conv.
         profile: game profile; default: detected from the cartridge title.
         worker_timeout_s: how long to wait for a worker that is alive but silent.
         pin_workers: pin worker w to the w-th usable CPU. Default: pin when there are exactly
@@ -87,6 +89,7 @@ class VecGameBoy(gymnasium.vector.VectorEnv):
         curriculum: CurriculumPool | None = None,
         pool_prob: float = 0.0,
         use_select: bool = False,
+        grayscale: bool = False,
         profile: GameProfile | None = None,
         worker_timeout_s: float = WORKER_TIMEOUT_S,
         pin_workers: bool | None = None,
@@ -118,14 +121,16 @@ class VecGameBoy(gymnasium.vector.VectorEnv):
         self.action_names = ACTION_NAMES if use_select else ACTION_NAMES[:-1]
         self.num_actions = len(self.action_names)
         self.metadata = {"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP}
-        self.single_observation_space = gymnasium.spaces.Box(0, 255, OBS_SHAPE, np.uint8)
+        self.single_observation_space = gymnasium.spaces.Box(0, 255, obs_shape(grayscale), np.uint8)
         self.single_action_space = gymnasium.spaces.Discrete(self.num_actions)
         self.observation_space = gymnasium.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gymnasium.vector.utils.batch_space(self.single_action_space, num_envs)
         self.profile = profile if profile is not None else profile_for_rom(rom_bytes)
         self.curriculum = curriculum
         self.pool_prob = pool_prob
-        self.config = EnvConfig(str(rom), self.profile, frame_skip, press_frames, max_steps, initial_state)
+        self.config = EnvConfig(
+            str(rom), self.profile, frame_skip, press_frames, max_steps, initial_state, grayscale
+        )
         self._rng = np.random.default_rng()
         self._needs_reset = True
         if backend == "serial":

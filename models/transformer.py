@@ -34,6 +34,10 @@ class TransformerConfig:
     """MLP hidden width as a multiple of embed_dim."""
     grid: tuple[int, int] = (9, 10)
     """Token grid (rows, cols); one learned embedding per row and per column."""
+    pool: tuple[int, int] = (1, 1)
+    """Merge each (rows, cols) window of cells into one token before the blocks (the grid must divide):
+    (3, 2) runs the blocks on 15 tokens instead of 90, ~6x less arithmetic. The dynamics head splits
+    each token back into its cells."""
     input_dim: int | None = None
     """Width of embeddings given to `features` instead of ids; None means embed_dim (no projection)."""
     dtype: str = "float32"
@@ -59,6 +63,9 @@ class Block(nnx.Module):
 
 class TokenTransformer(nnx.Module):
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+        rows, cols = cfg.grid
+        if rows % cfg.pool[0] or cols % cfg.pool[1]:
+            raise ValueError(f"pool {cfg.pool} does not divide the token grid {cfg.grid}")
         self.cfg = cfg
         dtype = jnp.dtype(cfg.dtype)
         rows, cols = cfg.grid
@@ -72,13 +79,27 @@ class TokenTransformer(nnx.Module):
             if cfg.input_dim is not None
             else None
         )
+        cells = cfg.pool[0] * cfg.pool[1]
+        # Patch merging: a window's cells side by side, projected to one token (and back for the head).
+        self.merge = (
+            nnx.Linear(cells * cfg.embed_dim, cfg.embed_dim, dtype=dtype, rngs=rngs) if cells > 1 else None
+        )
+        self.split = (
+            nnx.Linear(cfg.embed_dim, cells * cfg.embed_dim, dtype=dtype, rngs=rngs) if cells > 1 else None
+        )
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
         self.norm = nnx.LayerNorm(cfg.embed_dim, dtype=dtype, rngs=rngs)
         self.head = nnx.Linear(cfg.embed_dim, cfg.vocab_size, dtype=dtype, rngs=rngs)
 
+    @property
+    def num_tokens(self) -> int:
+        """Tokens the blocks run on: the grid's cells, or its pooled windows."""
+        (rows, cols), (pr, pc) = self.cfg.grid, self.cfg.pool
+        return rows // pr * (cols // pc)
+
     def features(self, tokens_or_embeddings: jax.Array) -> jax.Array:
         """Token ids (B, rows, cols) or embeddings (B, rows, cols, input_dim) -> hidden states
-        (B, rows*cols, D)."""
+        (B, num_tokens, D): one per cell, or per pooled window."""
         x = tokens_or_embeddings
         expected = tuple(self.cfg.grid)
         if tuple(x.shape[1:3]) != expected:
@@ -93,6 +114,12 @@ class TokenTransformer(nnx.Module):
                 f"(embed_dim is {self.cfg.embed_dim})"
             )
         x = x + (self.row_embed[...] + self.col_embed[...]).astype(x.dtype)
+        if self.merge is not None:  # (B, R, C, D) -> (B, R/pr, C/pc, pr*pc*D) -> (B, R/pr, C/pc, D)
+            (rows, cols), (pr, pc) = self.cfg.grid, self.cfg.pool
+            x = x.reshape(x.shape[0], rows // pr, pr, cols // pc, pc, self.cfg.embed_dim).transpose(
+                0, 1, 3, 2, 4, 5
+            )
+            x = self.merge(x.reshape(*x.shape[:3], -1))
         x = x.reshape(x.shape[0], -1, self.cfg.embed_dim)
         for block in self.blocks:
             x = block(x)
@@ -100,7 +127,12 @@ class TokenTransformer(nnx.Module):
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
         """Tokens of frame t (B, rows, cols) -> logits for frame t+1 (B, rows, cols, vocab), float32."""
-        logits = self.head(self.features(tokens)).astype(jnp.float32)
+        x = self.features(tokens)
+        if self.split is not None:  # each pooled token back into its window's cells, in grid order
+            (rows, cols), (pr, pc) = self.cfg.grid, self.cfg.pool
+            x = self.split(x).reshape(x.shape[0], rows // pr, cols // pc, pr, pc, self.cfg.embed_dim)
+            x = x.transpose(0, 1, 3, 2, 4, 5)
+        logits = self.head(x).astype(jnp.float32)
         return logits.reshape(*tokens.shape[:3], self.cfg.vocab_size)
 
 

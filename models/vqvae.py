@@ -38,6 +38,8 @@ class VQVAEConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     """Which quantizer and its settings; its dim is set to embed_dim."""
     image_hw: tuple[int, int] = (144, 160)
+    channels: int = 3
+    """Frame channels: 3 (RGB) or 1 (gray, the screen of a Game Boy game with a gray palette)."""
     """Input frame height and width; each must be divisible by 2**len(encoder_channels)."""
     dtype: str = "float32"
     """Compute dtype of the convs ("float32" or "bfloat16"); weights and quantizer stay fp32."""
@@ -47,6 +49,8 @@ class VQVAEConfig:
             object.__setattr__(self, "quantizer", dataclasses.replace(self.quantizer, dim=self.embed_dim))
         elif self.quantizer.dim != self.embed_dim:
             raise ValueError(f"quantizer dim {self.quantizer.dim} differs from embed_dim {self.embed_dim}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {self.channels}")
         factor = self.downsample
         if any(size % factor for size in self.image_hw):
             raise ValueError(
@@ -93,11 +97,11 @@ class ResidualBlock(nnx.Module):
 
 
 class Encoder(nnx.Module):
-    """(B, H, W, 3) in [0, 1] -> continuous latents (B, H/16, W/16, embed_dim)."""
+    """(B, H, W, channels) in [0, 1] -> continuous latents (B, H/16, W/16, embed_dim)."""
 
     def __init__(self, cfg: VQVAEConfig, rngs: nnx.Rngs):
         dtype = jnp.dtype(cfg.dtype)
-        widths = (3, *cfg.encoder_channels)
+        widths = (cfg.channels, *cfg.encoder_channels)
         self.downs = nnx.List(
             [
                 nnx.Conv(c_in, c_out, (4, 4), strides=2, padding=((1, 1), (1, 1)), dtype=dtype, rngs=rngs)
@@ -129,7 +133,7 @@ def depth_to_space(x: jax.Array) -> jax.Array:
 
 
 class Decoder(nnx.Module):
-    """Latents (B, h, w, embed_dim) -> frames (B, 16h, 16w, 3), roughly in [0, 1]."""
+    """Latents (B, h, w, embed_dim) -> frames (B, 16h, 16w, channels), roughly in [0, 1]."""
 
     def __init__(self, cfg: VQVAEConfig, rngs: nnx.Rngs):
         dtype = jnp.dtype(cfg.dtype)
@@ -139,7 +143,7 @@ class Decoder(nnx.Module):
             [nnx.List([ResidualBlock(c, dtype, rngs) for _ in range(cfg.res_blocks)]) for c in widths]
         )
         # Each stage's conv emits 4x the next stage's width (the last emits 4 x RGB) at its own resolution.
-        outs = (*widths[1:], 3)
+        outs = (*widths[1:], cfg.channels)
         self.ups = nnx.List(
             [nnx.Conv(c_in, 4 * c_out, (3, 3), dtype=dtype, rngs=rngs) for c_in, c_out in zip(widths, outs)]
         )
@@ -167,8 +171,11 @@ class VQEncoder(nnx.Module):
     def latents(self, frames: jax.Array) -> jax.Array:
         """Continuous encoder output before quantization: (B, 9, 10, D) float32."""
         frames = frames_to_float(frames)
-        if frames.shape[-3:] != (*self.cfg.image_hw, 3):
-            raise ValueError(f"frames of shape {frames.shape} do not match image_hw {self.cfg.image_hw} x 3")
+        if frames.shape[-3:] != (*self.cfg.image_hw, self.cfg.channels):
+            raise ValueError(
+                f"frames of shape {frames.shape} do not match image_hw {self.cfg.image_hw} "
+                f"x {self.cfg.channels} channels"
+            )
         return self.encoder(frames)
 
     def encode(self, frames: jax.Array, key: jax.Array | None = None):
@@ -243,3 +250,15 @@ def encoder_params(tokenizer_params: dict) -> dict:
         raise CheckpointError("tokenizer params lack 'encoder'")
     # A quantizer without parameters ("none") has no entry.
     return {name: tokenizer_params[name] for name in ("encoder", "quantizer") if name in tokenizer_params}
+
+
+def gray_encoder(cfg: VQVAEConfig, params: dict) -> tuple[VQVAEConfig, dict]:
+    """The same encoder reading 1-channel gray frames: (config, encoder params). On a frame whose red,
+    green and blue are equal (a Game Boy game's gray palette) it computes what the RGB encoder does,
+    since its first conv's kernel is the RGB kernel summed over the colour channels."""
+    if cfg.channels != 3:
+        raise ValueError(f"gray_encoder takes an RGB encoder, got channels={cfg.channels}")
+    params = jax.tree.map(lambda x: x, encoder_params(params))  # a copy: the caller's tree is untouched
+    first = params["encoder"]["downs"][0]
+    first["kernel"] = jnp.sum(jnp.asarray(first["kernel"]), axis=2, keepdims=True)
+    return dataclasses.replace(cfg, channels=1), params

@@ -323,3 +323,49 @@ def test_a_residual_block_starts_as_the_identity_and_normalises_its_input():
     np.testing.assert_array_equal(block(x), x)
     normed = block.norm1(x)
     assert abs(float(normed.std()) - 1.0) < 0.05
+
+
+def test_the_gray_view_of_an_encoder_gives_the_rgb_encoders_tokens_on_gray_frames():
+    """A gray-palette game's RGB frame has equal channels; the gray encoder (first conv summed over
+    the colours) reads its one channel and computes the same latents, so the same tokens."""
+    from models.checkpoint import params_of
+    from models.vqvae import VQEncoder, gray_encoder
+
+    cfg = VQVAEConfig(embed_dim=8, encoder_channels=(4, 8, 8, 8), quantizer=QuantizerConfig(codebook_size=32))
+    rgb = VQEncoder(cfg, rngs=nnx.Rngs(3))
+    gray_cfg, gray_params = gray_encoder(cfg, params_of(rgb))
+    gray = restore_params(abstract(lambda: VQEncoder(gray_cfg, rngs=nnx.Rngs(0))), gray_params)
+    shades = np.array([255, 153, 85, 0], np.uint8)  # PyBoy's gray palette
+    frames = shades[np.random.default_rng(0).integers(0, 4, (6, 144, 160, 1))]
+    z_rgb = rgb.latents(np.repeat(frames, 3, axis=-1))
+    np.testing.assert_allclose(gray.latents(frames), z_rgb, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(gray.encode(frames)[1], rgb.encode(np.repeat(frames, 3, axis=-1))[1])
+
+
+def test_pooled_tokens_merge_each_window_and_the_head_splits_it_back_in_grid_order():
+    """With (3, 2) windows, token (r, c) of the blocks holds cells (3r..3r+2, 2c..2c+1), and the
+    dynamics head gives each cell of a window its own slice of that token."""
+    cfg = TransformerConfig(vocab_size=8, embed_dim=4, num_layers=0, num_heads=1, pool=(3, 2))
+    model = TokenTransformer(cfg, rngs=nnx.Rngs(0))
+    assert model.num_tokens == 15
+    # Embeddings that name their cell; positions off; the merge keeps the window's first cell.
+    cell = np.arange(90, dtype=np.float32).reshape(9, 10)
+    embeddings = np.zeros((1, 9, 10, 4), np.float32)
+    embeddings[..., 0] = cell
+    model.row_embed[...] = jnp.zeros_like(model.row_embed[...])
+    model.col_embed[...] = jnp.zeros_like(model.col_embed[...])
+    model.merge.kernel[...] = jnp.eye(24, 4)
+    model.merge.bias[...] = jnp.zeros(4)
+    model.norm = lambda x: x  # the blocks' output, unnormalised, to read it
+    merged = np.asarray(model.features(jnp.asarray(embeddings)))[0, :, 0]
+    np.testing.assert_array_equal(merged, cell[::3, ::2].ravel())
+    # Split: slot k of a window reads component 0 of the token; the head reads component 0.
+    model.split.kernel[...] = jnp.zeros((4, 24)).at[0, 0::4].set(1.0)
+    model.split.bias[...] = jnp.zeros(24)
+    model.head.kernel[...] = jnp.zeros((4, 8)).at[0, :].set(1.0)
+    model.head.bias[...] = jnp.zeros(8)
+    tokens = jnp.zeros((1, 9, 10), jnp.int32)
+    model.token_embed.embedding[...] = jnp.zeros((8, 4))
+    model.features = lambda x: jnp.asarray(cell[::3, ::2].reshape(1, 15, 1) * np.eye(1, 4, dtype=np.float32))
+    logits = np.asarray(model(tokens))[0, :, :, 0]
+    np.testing.assert_array_equal(logits, np.repeat(np.repeat(cell[::3, ::2], 3, axis=0), 2, axis=1))
