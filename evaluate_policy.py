@@ -125,8 +125,12 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def annotate(frame: np.ndarray, text: str) -> Image.Image:
-    """A 2x upscaled frame with a caption bar under it."""
-    image = Image.fromarray(frame).resize((frame.shape[1] * 2, frame.shape[0] * 2), Image.NEAREST)
+    """A 2x upscaled frame (RGB, or 1-channel gray) with a caption bar under it."""
+    image = (
+        Image.fromarray(frame if frame.shape[-1] == 3 else frame[..., 0])
+        .convert("RGB")
+        .resize((frame.shape[1] * 2, frame.shape[0] * 2), Image.NEAREST)
+    )
     canvas = Image.new("RGB", (image.width, image.height + 16), (0, 0, 0))
     canvas.paste(image, (0, 0))
     ImageDraw.Draw(canvas).text((4, image.height + 2), text, fill=(255, 255, 255))
@@ -255,6 +259,7 @@ def main(args: Args) -> dict:
             frame_skip=frame_skip,
             press_frames=press_frames,
             max_steps=args.steps,
+            grayscale=trained_args.get("observation") == "gray",
             worker_timeout_s=args.worker_timeout,
         )
     except (RomError, ValueError) as err:

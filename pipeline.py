@@ -1,15 +1,15 @@
 """The main job: every phase of EmuRL on the embedded game, in one command.
 
-    uv run python pipeline.py            # 9-19 minutes on 2 CPU cores
-                                         # (9 on an Intel Xeon, 17-19 on an AMD EPYC)
-    uv run python pipeline.py --quick    # 1-3 minutes, a smoke test
+    uv run python pipeline.py            # ~12 minutes on 2 CPU cores (an Intel Xeon)
+    uv run python pipeline.py --quick    # ~1 minute, a smoke test
 
 speedruns -> tokenizer (1a) -> dynamics (1b) -> reward -> PPO -> evaluation, each phase
 calling the same `main(Args)` as its standalone script, with sizes chosen for a CPU.
-Everything goes under --out-dir; report.md there holds the results table and the paths
-of the GIF and plots. Re-running skips nothing: each phase starts fresh. With --checkpoints
-it reuses an earlier run's Phase 1-2 checkpoints and runs only PPO and the evaluation, as
-bench/agent.py does for each of its seeds.
+Everything goes under --out-dir: report.md holds the results table and the paths of the
+GIF and plots, and report.json the same figures for programs (time, env steps, PPO and
+env-only steps/s, trained and random milestones), all measured in the run. Re-running skips
+nothing: each phase starts fresh. With --checkpoints it reuses an earlier run's Phase 1-2
+checkpoints and runs only PPO and the evaluation, as bench/agent.py does for each seed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import tyro
 
 import evaluate_policy
@@ -27,9 +28,11 @@ import pretrain_visual
 import train_reward
 import train_with_cnn_reward
 from data import make_speedruns
+from envs.games import EMUQUEST_ROM
 from training.io import atomic_write
 from training.metrics import METRICS_FILE
 from training.paths import DYNAMICS_FILE, ENCODER_FILE, POLICY_FINAL_FILE, TOKENIZER_FILE, reward_file
+from training.rollout import env_only_sps
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Budget:
     tokenizer_batch_size: int
     dynamics_epochs: int
     dynamics_lr: float
+    dynamics_layers: int  # the dynamics model's blocks, which the policy's trunk starts from
+    dynamics_pool: tuple[int, int]  # token windows merged into one trunk token
     reward_epochs: int  # of the frozen-VQ reward head on cached tokens: ~0.5 s per epoch, a ResNet-34's ~40 s
     reward_pairs_per_epoch: int
     ppo_iterations: int
@@ -71,11 +76,13 @@ FULL = Budget(
     tokenizer_batch_size=16,
     dynamics_epochs=10,
     dynamics_lr=1e-3,
+    dynamics_layers=1,
+    dynamics_pool=(3, 2),
     reward_epochs=200,
     reward_pairs_per_epoch=768,
-    ppo_iterations=40,
-    ppo_envs=16,
-    ppo_steps=128,
+    ppo_iterations=500,
+    ppo_envs=64,
+    ppo_steps=32,
     eval_episodes=8,
     eval_steps=400,
 )
@@ -90,6 +97,8 @@ QUICK = Budget(
     tokenizer_batch_size=16,
     dynamics_epochs=2,
     dynamics_lr=1e-3,
+    dynamics_layers=1,
+    dynamics_pool=(3, 2),
     reward_epochs=2,
     reward_pairs_per_epoch=256,
     ppo_iterations=4,
@@ -100,8 +109,10 @@ QUICK = Budget(
 )
 # PPO for a CPU-sized run (train_with_cnn_reward.py's defaults are the seed's, for 12,000 GPU iterations):
 # a higher learning rate and a lower entropy bonus move entropy off its maximum; 256-step episodes restart
-# each env about 10 times per run; two epochs per rollout halve the update, which costs ~3x the rollout on
-# a CPU; progress counted from each episode's best score makes leaving an overrated state free.
+# each env often; progress counted from each episode's best score makes leaving an overrated state free.
+# The learner is sized to keep up with the emulators (bench/learner.py): gray frames, a token cache, a
+# trunk of one block on 15 pooled tokens (the dynamics model's size), one epoch per rollout, and each
+# update overlapped with the next rollout.
 PPO_OVERRIDES = dict(
     reward_interval=8,
     learning_rate=1e-3,
@@ -109,9 +120,12 @@ PPO_OVERRIDES = dict(
     curriculum_prob=0.25,
     return_filter=0.8,
     max_episode_steps=256,
-    update_epochs=2,
+    update_epochs=1,
     progress_baseline="best",
+    observation="gray",
+    overlap_update=True,
 )
+ENV_ONLY_SECONDS = 15  # the envs alone, with PPO's settings, timed in the same run for report.json
 
 
 # Held-out evaluation changes no weights but costs ~15% of a tokenizer epoch and a third of a reward-head
@@ -126,7 +140,7 @@ class Args:
     """Run every phase on the embedded game EmuQuest."""
 
     quick: bool = False
-    """Smoke-test sizes (1-3 minutes) instead of the full CPU run (9-19 minutes on 2 cores)."""
+    """Smoke-test sizes (~1 minute) instead of the full CPU run (~12 minutes on 2 cores)."""
     out_dir: Path = Path("runs/pipeline")
     """Where speedruns, checkpoints, plots, the GIF and report.md go."""
     seed: int = 0
@@ -204,7 +218,14 @@ def main(args: Args) -> dict:
             "dynamics (1b)",
             durations,
             pretrain_visual.main,
-            pretrain_visual.Args(stage="1b", epochs=budget.dynamics_epochs, lr=budget.dynamics_lr, **phase1),
+            pretrain_visual.Args(
+                stage="1b",
+                epochs=budget.dynamics_epochs,
+                lr=budget.dynamics_lr,
+                num_layers=budget.dynamics_layers,
+                pool=budget.dynamics_pool,
+                **phase1,
+            ),
         )["1b"]
         # Log-uniform pair gaps: PPO reads score deltas over a few steps, so local order matters most.
         reward = timed(
@@ -230,6 +251,19 @@ def main(args: Args) -> dict:
         raise SystemExit(
             f"--ppo-resume: {args.ppo_resume} has already run {budget.ppo_iterations} iterations"
         )
+    env_sps = timed(
+        "envs alone",
+        durations,
+        env_only_sps,
+        str(EMUQUEST_ROM),
+        num_envs=ppo.num_envs,
+        num_workers=ppo.num_workers,
+        frame_skip=ppo.frame_skip,
+        press_frames=ppo.press_frames,
+        max_episode_steps=ppo.max_episode_steps,
+        seconds=ENV_ONLY_SECONDS if not args.quick else 2,
+        grayscale=ppo.observation == "gray",
+    )
     evaluation = timed(
         "evaluation",
         durations,
@@ -246,9 +280,11 @@ def main(args: Args) -> dict:
         ),
     )
 
-    report = write_report(out, budget, durations, tokenizer, dynamics, reward, history, evaluation, ppo)
+    summary = write_summary(out, durations, history, evaluation, ppo, env_sps)
+    report = write_report(out, budget, durations, tokenizer, dynamics, reward, summary, evaluation, ppo)
     print("\n" + report)
     return {
+        "report": summary,
         "durations": durations,
         "budget": dataclasses.asdict(budget),
         "ppo_args": dataclasses.asdict(ppo),
@@ -282,6 +318,34 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
     )
 
 
+def write_summary(out: Path, durations, history, evaluation, ppo, env_sps: float) -> dict:
+    """report.json: the main job's figures for programs, all measured in this run."""
+    rows = {row["agent"]: row for row in evaluation["rows"]}
+    steady = history[1:] or history  # the first iteration includes compilation
+    steps = len(steady) * ppo.num_envs * ppo.num_steps
+    ppo_sps = steps / sum(ppo.num_envs * ppo.num_steps / r["charts/sps"] for r in steady)
+    summary = {
+        "minutes_total": sum(durations.values()) / 60,
+        "minutes": {name: seconds / 60 for name, seconds in durations.items()},
+        "ppo_env_steps": history[-1]["env_steps"],
+        "ppo_sps": ppo_sps,
+        "env_only_sps": env_sps,
+        "ppo_to_env_sps": ppo_sps / env_sps,
+        "token_cache_hit_rate": float(np.mean([r.get("charts/token_cache_hit_rate", 0.0) for r in steady])),
+        "entropy_fraction_final": history[-1]["policy/entropy_fraction"],
+        "trained_milestones_mean": rows["trained"]["milestones_mean"],
+        "random_milestones_mean": rows["random"]["milestones_mean"],
+        "trained_finished_rate": rows["trained"]["finished_rate"],
+        "random_finished_rate": rows["random"]["finished_rate"],
+        "title_escape_rate": rows["trained"]["title_escape_rate"],
+        "random_title_escape_rate": rows["random"]["title_escape_rate"],
+        "trained_title_steps_median": rows["trained"]["title_steps_median"],
+        "random_title_steps_median": rows["random"]["title_steps_median"],
+    }
+    atomic_write(out / "report.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
 def write_report(
     out: Path,
     budget: Budget,
@@ -289,12 +353,11 @@ def write_report(
     tokenizer,
     dynamics,
     reward,
-    history,
+    summary: dict,
     evaluation,
     ppo: train_with_cnn_reward.Args,
 ) -> str:
-    """report.md (and durations.json) in `out`; Phase 1-2 rows say where reused checkpoints came from."""
-    last = history[-1]
+    """report.md in `out`; Phase 1-2 rows say where reused checkpoints came from."""
     minutes = {name: f"{seconds / 60:.1f}" for name, seconds in durations.items()}
     reused = f"reused from {Path(ppo.reward_model).parent}"
     if tokenizer is None:
@@ -318,8 +381,10 @@ def write_report(
         "| phase | result | minutes |",
         "|---|---|---|",
         *phase12,
-        f"| PPO | {budget.ppo_iterations} iterations, {last.get('charts/sps', 0):.0f} SPS,"
-        f" entropy {last.get('policy/entropy_fraction', float('nan')):.1%} of max | {minutes['PPO']} |",
+        f"| PPO | {summary['ppo_env_steps']:,} env steps at {summary['ppo_sps']:.0f} SPS, "
+        f"{summary['ppo_to_env_sps']:.2f} of the envs alone ({summary['env_only_sps']:.0f}); token cache "
+        f"hit rate {summary['token_cache_hit_rate']:.0%}; entropy {summary['entropy_fraction_final']:.1%} "
+        f"of max | {minutes['PPO']} |",
         f"| evaluation | see below | {minutes['evaluation']} |",
         "",
         f"Total: {sum(durations.values()) / 60:.1f} minutes.",
@@ -331,11 +396,11 @@ def write_report(
         f"- GIF of the trained agent: `{evaluation['gif']}`",
         f"- Milestones over training: `{evaluation['plot']}`",
         f"- PPO metrics: `{Path(ppo.out_dir) / METRICS_FILE}`",
+        f"- These figures for programs: `{out / 'report.json'}`",
         f"- Tokenizer reconstructions: `{Path(ppo.reward_model).parent / 'recon_grid.png'}`",
     ]
     report = "\n".join(lines) + "\n"
     atomic_write(out / "report.md", report)
-    atomic_write(out / "durations.json", json.dumps(durations, indent=1))
     return report
 
 

@@ -129,6 +129,9 @@ class Args:
     """Transformer blocks of the dynamics model."""
     num_heads: int | None = None
     """Attention heads of the dynamics model."""
+    pool: tuple[int, int] = (1, 1)
+    """Stage 1b: merge windows of this many token rows and columns into one transformer token ((3, 2):
+    15 tokens instead of 90). A policy starting from this dynamics model runs its trunk at that size."""
     quantizer: Literal["vq", "fsq", "nsvq", "none"] = "vq"
     """Quantizer of the tokenizer ("none" has no tokens, so stage 1b refuses it)."""
     fsq_levels: tuple[int, ...] = (8, 8, 8)
@@ -384,8 +387,11 @@ def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metri
         num_layers=size["num_layers"],
         num_heads=size["num_heads"],
         grid=vq_cfg.grid,
+        pool=tuple(args.pool),
         dtype=dtype.name,
     )
+    if any(cells % window for cells, window in zip(vq_cfg.grid, args.pool)) or min(args.pool) < 1:
+        raise fail(f"--pool {args.pool} does not divide the tokenizer's {vq_cfg.grid} token grid")
     if resumed:
         cfg = dataclasses.replace(config_from_dict(TransformerConfig, resumed["config"]), dtype=dtype.name)
     if cfg.vocab_size != vq_cfg.vocab_size:

@@ -43,10 +43,18 @@ from training.interrupt import StopRequest
 from training.metrics import MetricsLog
 from training.paths import POLICY_FINAL_FILE, PPO_DIR, PRETRAIN_DIR, REWARD_DIR, find_checkpoint
 from training.policy_io import copy_params, policy_config, policy_from_checkpoint, save_policy
-from training.ppo import CURVES, PPOState, make_policy_step, make_prepare_batch, make_update
+from training.ppo import (
+    CURVES,
+    PPOState,
+    make_observe_and_act,
+    make_policy_step,
+    make_prepare_batch,
+    make_update,
+)
 from training.progress import ProgressSettings, load_progress
 from training.resume import settings_on_resume
 from training.rollout import Runner, make_runner
+from training.token_cache import TokenCache
 
 
 @dataclass
@@ -148,6 +156,18 @@ class Args:
     """Fresh VQ encoder's channels when no tokenizer is given (tiny runs: 8 16 16 16)."""
     codebook_size: int = 512
     """Fresh VQ codebook size when no tokenizer is given."""
+    trunk_pool: tuple[int, int] = (1, 1)
+    """Merge windows of this many token rows and columns into one trunk token, when no dynamics
+    checkpoint fixes it ((3, 2): 15 tokens instead of 90)."""
+    observation: Literal["rgb", "gray"] = "rgb"
+    """What the envs return: RGB frames, or 1-channel gray (lossless for a gray-palette game such as
+    EmuQuest or Pokémon Red; a third of the bytes, and the VQ encoder's first conv reads the gray)."""
+    token_cache: int = 65_536
+    """Distinct frames whose tokens the frozen VQ encoder remembers, so a repeated screen is not encoded
+    again (0: encode every frame)."""
+    overlap_update: bool = False
+    """Run each update while the next rollout steps, which then acts one update behind (PPO's ratio
+    corrects for it): faster when the CPU has idle time during rollouts."""
 
 
 def check_args(args: Args):
@@ -181,7 +201,7 @@ RUNTIME = frozenset(
 FIXED_ON_RESUME = frozenset({
     "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "rom", "policy", "finetune_encoder",
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
-    "num_layers", "num_heads", "encoder_channels", "codebook_size",
+    "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
 })  # fmt: skip
 
 
@@ -219,6 +239,7 @@ def main(args: Args) -> list[dict]:
         curriculum_prob=args.curriculum_prob,
         curriculum_capacity=args.curriculum_capacity,
         seed=args.seed,
+        grayscale=args.observation == "gray",
         worker_timeout_s=args.worker_timeout,
     )
     try:
@@ -267,6 +288,8 @@ def build_policy(args: Args, num_actions: int, key):
         num_heads=args.num_heads,
         encoder_channels=args.encoder_channels,
         codebook_size=args.codebook_size,
+        gray=args.observation == "gray",
+        pool=args.trunk_pool,
     )
     key, init_key = jax.random.split(key)
     model = build(lambda: make_policy(policy_cfg, nnx.Rngs(init_key)))
@@ -307,18 +330,20 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out_dir: Path) -> 
         runner.load_state_dict(ts["runner"])
     runner.restart(start_iteration)
     progress = runner.groups[0].progress.model
-    share_tokens = progress.bag_size > 0 and progress.reads_tokens_of(model)
-    if progress.bag_size:
-        print(
-            "reward: bags of seen tokens from "
-            + (
-                "the policy's tokens (same encoder)"
-                if share_tokens
-                else "the reward's own encoder, once per env step"
-            )
-        )
+    share_tokens = progress.reads_tokens_of(model)
+    print(
+        "reward: " + ("the policy's tokens (same encoder)" if share_tokens else "its own encoder, on frames")
+    )
+    cache = None
+    if not policy_cfg.stores_frames and args.token_cache:
+        observe, act = make_observe_and_act(graphdef)
+        cache = TokenCache(lambda frames: observe(state.params, frozen, frames), args.token_cache)
 
-    policy_step = make_policy_step(graphdef)
+        def policy_step(params, frozen, frames, k):
+            tokens = cache.tokens(frames)
+            return (tokens, *act(params, frozen, tokens, k))
+    else:
+        policy_step = make_policy_step(graphdef)
     prepare_batch = make_prepare_batch(args.gamma, args.gae_lambda, args.return_filter)
     update = make_update(
         graphdef,
@@ -347,64 +372,87 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out_dir: Path) -> 
 
     history = []
     last_saved = Path(args.resume) if args.resume else out_dir / f"policy_{start_iteration}.pkl"
+    steps_per_iteration = args.num_steps * args.num_envs
     bar = tqdm(
         range(start_iteration, args.iterations), initial=start_iteration, total=args.iterations, desc="PPO"
     )
+    acting_params = state.params  # what the next rollout acts with
+    in_flight = None  # the last iteration's update, still running while the next rollout steps
+    finished_at = time.perf_counter()
+
+    def finish(iteration, losses, filter_stats, stats):
+        """Wait for an iteration's update, check it, log its record; returns the record."""
+        nonlocal finished_at
+        waiting = time.perf_counter()
+        losses = jax.device_get(losses)
+        stats["charts/update_wait_seconds"] = time.perf_counter() - waiting  # all of it, without overlap
+        not_finite = [name for name, value in losses.items() if not np.isfinite(value)]
+        if not_finite:
+            kept = f"{last_saved} keeps the last good policy" if last_saved.is_file() else "nothing was saved"
+            raise fail(
+                f"PPO: {', '.join(not_finite)} became NaN or infinite at iteration {iteration}; "
+                f"stopped before saving, so {kept} (try a lower --learning-rate)"
+            )
+        now = time.perf_counter()
+        seconds, finished_at = now - finished_at, now
+        entropy_fraction, warning = watch(float(losses["losses/entropy"]))
+        if warning:
+            tqdm.write(warning)
+        record = {
+            "stage": "ppo",
+            "iteration": iteration,
+            "env_steps": iteration * steps_per_iteration,
+            "charts/sps": steps_per_iteration / seconds,
+            "policy/entropy_fraction": entropy_fraction,
+            **{k: float(v) for k, v in losses.items()},
+            **{k: int(v) for k, v in jax.device_get(filter_stats).items()},
+            **stats,
+        }
+        log.write(record)
+        history.append(record)
+        bar.set_postfix(sps=f"{record['charts/sps']:.0f}", ent=f"{entropy_fraction:.3f}")
+        if iteration % args.log_every == 0 or iteration == args.iterations:
+            tqdm.write(format_line(record))
+        return record
+
     with MetricsLog(out_dir, CURVES) as log, StopRequest() as stop:
         log.start("ppo", after=start_iteration if args.resume else None, key="iteration")
         for index in bar:
             iteration = index + 1
-            started = time.perf_counter()
             key, rollout_key, update_key = jax.random.split(key, 3)
             # A checkpoint is a resume point, so its rollout ends every episode.
             checkpoint_now = iteration % args.save_every == 0
-            batch, last_value, rollout_stats = runner.rollout(
-                lambda frames, k, state=state: policy_step(state.params, frozen, frames, k),
+            started = time.perf_counter()
+            batch, last_value, stats = runner.rollout(
+                lambda frames, k, params=acting_params: policy_step(params, frozen, frames, k),
                 rollout_key,
                 args.num_steps,
                 share_tokens,
             )
-            rollout_seconds = time.perf_counter() - started
-            flat, filter_stats = prepare_batch(batch, last_value, checkpoint_now)
-            state, losses = update(state, flat, update_key)
-            losses = jax.device_get(losses)
-            not_finite = [name for name, value in losses.items() if not np.isfinite(value)]
-            if not_finite:
-                kept = (
-                    f"{last_saved} keeps the last good policy"
-                    if last_saved.is_file()
-                    else "nothing was saved"
-                )
-                raise fail(
-                    f"PPO: {', '.join(not_finite)} became NaN or infinite at iteration {iteration}; "
-                    f"stopped before saving, so {kept} (try a lower --learning-rate)"
-                )
-            seconds = time.perf_counter() - started
-            rollout_stats["charts/update_seconds"] = seconds - rollout_seconds
-
-            entropy_fraction, warning = watch(float(losses["losses/entropy"]))
-            if warning:
-                tqdm.write(warning)
-            record = {
-                "stage": "ppo",
-                "iteration": iteration,
-                "env_steps": iteration * args.num_steps * args.num_envs,
-                "charts/sps": args.num_steps * args.num_envs / seconds,
-                "charts/rollout_sps": args.num_steps * args.num_envs / rollout_seconds,
-                "policy/entropy_fraction": entropy_fraction,
-                **{k: float(v) for k, v in losses.items()},
-                **{k: int(v) for k, v in jax.device_get(filter_stats).items()},
-                **rollout_stats,
+            stats["charts/rollout_sps"] = steps_per_iteration / (time.perf_counter() - started)
+            if cache is not None:
+                hits, misses = cache.take_counts()
+                stats["charts/token_cache_hit_rate"] = hits / max(hits + misses, 1)
+            stats |= {
                 **runner.episode_stats(),
                 "curriculum/pool_size": len(runner.pool) if runner.pool is not None else 0,
                 "curriculum/best_score": runner.best_score if np.isfinite(runner.best_score) else None,
             }
-            log.write(record)
-            history.append(record)
-            bar.set_postfix(sps=f"{record['charts/sps']:.0f}", ent=f"{entropy_fraction:.3f}")
-            if iteration % args.log_every == 0 or iteration == args.iterations:
-                tqdm.write(format_line(record))
+            if in_flight is not None:
+                finish(*in_flight)
             stopping = stop.requested
+            flat, filter_stats = prepare_batch(batch, last_value, checkpoint_now)
+            # With --overlap-update the next rollout steps while this update runs, acting one update
+            # behind (PPO's ratio corrects for it); a checkpoint, the last iteration and a stop wait for it.
+            overlap = args.overlap_update and not (checkpoint_now or stopping or iteration == args.iterations)
+            if overlap:
+                acting_params = jax.tree.map(jnp.copy, state.params)  # the update donates state.params
+            state, losses = update(state, flat, update_key)
+            in_flight = (iteration, losses, filter_stats, stats)
+            if overlap:
+                continue
+            finish(*in_flight)
+            in_flight, acting_params = None, state.params
             if checkpoint_now or stopping:
                 last_saved = out_dir / f"policy_{iteration}.pkl"
                 save(last_saved, iteration)

@@ -4,9 +4,9 @@
     uv run python bench/agent.py --checkpoints runs/pipeline/checkpoints
 
 For each seed it runs the main job's PPO and evaluation (`pipeline.py --checkpoints`: the same
-sizes and settings) on the shared Phase 1-2 checkpoints, then times the envs alone (random actions,
-PPO's own env settings and workers) in the same process, so PPO's end-to-end steps/s can be compared
-with the env's.
+sizes and settings) on the shared Phase 1-2 checkpoints; pipeline.py also times the envs alone
+(random actions, PPO's own env settings and workers) in the same run, so PPO's end-to-end steps/s
+can be compared with the envs'.
 
 Reported per seed: title-screen escape rate (trained, random), milestones per episode (trained,
 random, ratio), the final entropy as a fraction of its maximum, and PPO SPS vs env-only SPS.
@@ -21,15 +21,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import tyro
 
 import pipeline
 from bench.tables import machine
-from envs.games import EMUQUEST_ROM
 from training.io import atomic_write
 from training.paths import POLICY_FINAL_FILE
-from training.rollout import env_only_sps
 
 
 @dataclass
@@ -52,8 +49,6 @@ class Args:
     """Where each seed's PPO run and evaluation go."""
     num_workers: int | None = None
     """Emulator worker processes (None: one per CPU core)."""
-    env_only_steps: int = 200
-    """Env steps (per env) for the env-only throughput measurement."""
     output: Path = Path("bench/results/agent.md")
     """Where the markdown table is written."""
     reward_scale: float | None = None
@@ -81,26 +76,18 @@ def run_seed(args: Args, seed: int) -> dict:
             reward_scale=args.reward_scale,
         )
     )
-    history, ppo = result["history"], result["ppo_args"]
-    rows = result["evaluation"]["rows"]
-    trained, random = (next(r for r in rows if r["agent"] == name) for name in ("trained", "random"))
-    steady = history[1:] or history  # the first iteration includes compilation
+    report = result["report"]
     return {
         "seed": seed,
-        "trained_escape": trained["title_escape_rate"],
-        "random_escape": random["title_escape_rate"],
-        "trained_milestones": trained["milestones_mean"],
-        "random_milestones": random["milestones_mean"],
-        "entropy_fraction": history[-1]["policy/entropy_fraction"],
-        "ppo_sps": float(np.mean([r["charts/sps"] for r in steady])),
-        "ppo_sps_wall": len(history) * ppo["num_envs"] * ppo["num_steps"] / result["durations"]["PPO"],
+        **report,
+        "ppo_sps_wall": report["ppo_env_steps"] / 60 / report["minutes"]["PPO"],
         "gif": result["evaluation"]["gif"],
-        "ppo_args": ppo,
+        "ppo_args": result["ppo_args"],
         "budget": result["budget"],
     }
 
 
-def markdown(rows: list[dict], env_sps: float, args: Args) -> str:
+def markdown(rows: list[dict], args: Args) -> str:
     ppo, budget = rows[0]["ppo_args"], rows[0]["budget"]
     lines = [
         f"Agent benchmark, {datetime.date.today()}, {machine()}; PPO {ppo['iterations']} iterations x "
@@ -109,18 +96,22 @@ def markdown(rows: list[dict], env_sps: float, args: Args) -> str:
         f"checkpoints {args.checkpoints}"
         + (f"; continued from {args.resume_from}." if args.resume_from else "."),
         "",
-        "| seed | left title (trained / random) | milestones (trained / random) | ratio "
-        "| final entropy / max "
+        "| seed | left title (trained / random) | steps to leave it (trained / random) "
+        "| milestones (trained / random) | ratio | finished (trained / random) | final entropy / max "
         "| PPO SPS (steady / wall) | env-only SPS | PPO / env |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ratio = r["trained_milestones"] / r["random_milestones"] if r["random_milestones"] else float("inf")
+        trained, random = r["trained_milestones_mean"], r["random_milestones_mean"]
+        ratio = trained / random if random else float("inf")
+        medians = (r["trained_title_steps_median"], r["random_title_steps_median"])
+        steps = " / ".join("never" if v is None else f"{v:g}" for v in medians)
         lines.append(
-            f"| {r['seed']} | {r['trained_escape']:.0%} / {r['random_escape']:.0%} | "
-            f"{r['trained_milestones']:.2f} / {r['random_milestones']:.2f} | {ratio:.2f}x | "
-            f"{r['entropy_fraction']:.1%} | "
-            f"{r['ppo_sps']:.0f} / {r['ppo_sps_wall']:.0f} | {env_sps:.0f} | {r['ppo_sps'] / env_sps:.2f} |"
+            f"| {r['seed']} | {r['title_escape_rate']:.0%} / {r['random_title_escape_rate']:.0%} | {steps} | "
+            f"{trained:.2f} / {random:.2f} | {ratio:.2f}x | "
+            f"{r['trained_finished_rate']:.0%} / {r['random_finished_rate']:.0%} | "
+            f"{r['entropy_fraction_final']:.1%} | {r['ppo_sps']:.0f} / {r['ppo_sps_wall']:.0f} | "
+            f"{r['env_only_sps']:.0f} | {r['ppo_to_env_sps']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -144,17 +135,7 @@ def main(args: Args) -> str:
                     f"{args.resume_from} first"
                 )
     rows = [run_seed(args, seed) for seed in args.seeds]
-    ppo = rows[0]["ppo_args"]
-    env_sps = env_only_sps(
-        str(EMUQUEST_ROM),
-        num_envs=ppo["num_envs"],
-        num_workers=ppo["num_workers"],
-        frame_skip=ppo["frame_skip"],
-        press_frames=ppo["press_frames"],
-        max_episode_steps=ppo["max_episode_steps"],
-        steps=args.env_only_steps,
-    )
-    table = markdown(rows, env_sps, args)
+    table = markdown(rows, args)
     print(table)
     atomic_write(args.output, table)
     return table

@@ -1,5 +1,6 @@
 """The main job at --quick sizes, and bench/agent.py on its checkpoints: every phase wired together."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -26,6 +27,14 @@ def test_quick_pipeline_runs_every_phase_and_writes_its_report(quick_run):
     assert "| trained |" in report and "| random |" in report
     assert Path(result["evaluation"]["gif"]).is_file() and Path(result["evaluation"]["plot"]).is_file()
     assert result["history"][-1]["iteration"] == result["budget"]["ppo_iterations"]
+    # report.json: the figures a program reads, measured in this run.
+    summary = json.loads((out / "report.json").read_text())
+    assert summary == result["report"] and summary["ppo_env_steps"] == 4 * 8 * 32
+    keys = ("minutes_total", "ppo_sps", "env_only_sps", "trained_milestones_mean", "random_milestones_mean",
+            "trained_finished_rate", "title_escape_rate")  # fmt: skip
+    for key in keys:
+        assert isinstance(summary[key], float), key
+    assert summary["ppo_sps"] > 0 and summary["env_only_sps"] > 0
 
 
 def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path):
@@ -37,14 +46,13 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path)
             seeds=(3,),
             quick=True,
             out_dir=tmp_path / "runs",
-            env_only_steps=5,
             output=output,
             reward_scale=0.5,
         )
     )
     assert output.read_text() == table
     [row] = [line for line in table.splitlines() if line.startswith("| 3 |")]
-    assert len(row.split("|")) == 10  # seed and the eight measures
+    assert len(row.split("|")) == 12  # seed and the ten measures
     assert (tmp_path / "runs" / "seed_3" / "eval" / "trained_agent.gif").is_file()
     # --reward-scale reaches PPO, and the table says which scale it ran with.
     policy = load_checkpoint(tmp_path / "runs" / "seed_3" / "ppo" / "policy_final.pkl", "policy")

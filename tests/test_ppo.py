@@ -164,7 +164,13 @@ from flax import nnx  # noqa: E402
 from envs.curriculum import CurriculumPool  # noqa: E402
 from envs.games import EMUQUEST_ROM  # noqa: E402
 from envs.vec_gameboy import VecGameBoy  # noqa: E402
-from models.checkpoint import load_checkpoint, params_of, save_checkpoint  # noqa: E402
+from models.checkpoint import (  # noqa: E402
+    config_from_dict,
+    load_checkpoint,
+    params_of,
+    restore_params,
+    save_checkpoint,
+)
 from models.policy import PolicyConfig, make_policy  # noqa: E402
 from models.quantizers import QuantizerConfig  # noqa: E402
 from models.resnet import ResNetConfig  # noqa: E402
@@ -505,7 +511,7 @@ def test_a_seen_token_reward_reads_the_policys_tokens_and_resumes_exactly(
         )
 
     shared = run(tmp_path / "shared")
-    assert "bags of seen tokens from the policy's tokens" in capsys.readouterr().out
+    assert "reward: the policy's tokens" in capsys.readouterr().out
     runner_state = load_checkpoint(tmp_path / "shared" / "policy_2.pkl", "policy")["train_state"]["runner"]
     assert all(progress["bags"].sum() > 0 for progress in runner_state["progress"])
     payloads = runner_state["pool"]["payloads"]
@@ -514,7 +520,7 @@ def test_a_seen_token_reward_reads_the_policys_tokens_and_resumes_exactly(
     with monkeypatch.context() as patch:
         patch.setattr(LearnedProgress, "reads_tokens_of", lambda self, policy: False)
         own = run(tmp_path / "own")
-    assert "the reward's own encoder" in capsys.readouterr().out
+    assert "reward: its own encoder" in capsys.readouterr().out
     assert deterministic(own) == deterministic(shared)
 
     resumed = run(tmp_path / "shared", resume=str(tmp_path / "shared" / "policy_2.pkl"))
@@ -631,3 +637,45 @@ def test_a_dead_worker_stops_training_with_one_line(reward_path, tmp_path, monke
         match=r"^error: VecGameBoy worker 0 \(pid \d+, envs \d+\.\.\d+\) died \(killed by signal SIGKILL\)",
     ):
         ppo.main(tiny_args(reward_path, tmp_path, iterations=2, num_workers=1, env_groups=1))
+
+
+def test_the_fast_learner_resumes_exactly(bag_reward, tmp_path):
+    """Gray frames, the token cache, a pooled trunk and the update overlapped with the next rollout:
+    a resumed run continues exactly as the run that never stopped (the checkpoint's rollout waits
+    for its update, and so does a resumed run's first)."""
+    encoder, _, _ = bag_reward
+    reward = tmp_path / "reward.pkl"
+    tokenizer = load_checkpoint(encoder, "encoder")
+    model = RewardModel(
+        RewardConfig(
+            backbone="vq", tokenizer=config_from_dict(VQVAEConfig, tokenizer["config"]), head_hidden=16
+        ),
+        rngs=nnx.Rngs(1),
+    )
+    restore_params(model.encoder, tokenizer["params"])
+    save_checkpoint(reward, kind="reward", config=model.cfg, params=params_of(model), step=0)
+    fast = dict(pretrained_tokenizer=str(encoder), observation="gray", trunk_pool=(3, 2), overlap_update=True,
+                iterations=4, save_every=2)  # fmt: skip
+    straight = ppo.main(tiny_args(reward, tmp_path / "straight", **fast))
+    assert 0 < straight[-1]["charts/token_cache_hit_rate"] <= 1
+    checkpoint = str(tmp_path / "straight" / "policy_2.pkl")
+    resumed = ppo.main(tiny_args(reward, tmp_path / "straight", resume=checkpoint, **fast))
+    assert deterministic(resumed) == deterministic(straight[2:])
+
+
+def test_the_reward_on_the_policys_tokens_is_the_reward_on_its_frames(bag_reward):
+    """A one-frame VQ head scores tokens the policy already has exactly as it scores the frames."""
+    encoder, _, tokenizer = bag_reward
+    model = RewardModel(RewardConfig(backbone="vq", tokenizer=tokenizer, head_hidden=16), rngs=nnx.Rngs(1))
+    restore_params(model.encoder, load_checkpoint(encoder, "encoder")["params"])
+    learned = LearnedProgress(model)
+    with tiny_env(max_steps=100) as env:
+        frames, _ = env.reset(seed=0)
+        for action in (7, 5, 5, 2):
+            frames, *_ = env.step(np.full(env.num_envs, action))
+        frames = frames.copy()
+    np.testing.assert_array_equal(learned.score_tokens(learned.tokens(frames)), learned.score(frames))
+    gray = frames[..., :1]
+    np.testing.assert_array_equal(
+        learned.score(gray), learned.score(frames)
+    )  # a gray palette: the same frame

@@ -22,7 +22,7 @@ from models.checkpoint import (
 from models.policy import PolicyConfig, make_policy
 from models.quantizers import QuantizerConfig
 from models.transformer import TransformerConfig, load_dynamics
-from models.vqvae import VQVAEConfig, load_encoder
+from models.vqvae import VQVAEConfig, gray_encoder, load_encoder
 from training.ppo import PPOState
 
 
@@ -47,26 +47,34 @@ def policy_config(
     num_heads: int,
     encoder_channels: tuple[int, ...],
     codebook_size: int,
+    gray: bool = False,
+    pool: tuple[int, int] = (1, 1),
 ):
-    """PolicyConfig plus the pretrained modules to copy in: (config, encoder or None, dynamics
-    transformer or None). Pretrained checkpoints fix their parts' sizes; the size arguments fill in
-    the rest."""
-    encoder = dynamics = None
+    """PolicyConfig plus the pretrained parameters to copy in: (config, encoder params or None,
+    dynamics transformer params or None). Pretrained checkpoints fix their parts' sizes; the size
+    arguments fill in the rest. `gray`: the encoder reads 1-channel frames (its first conv summed over
+    the colours of the pretrained RGB encoder)."""
+    encoder_params = dynamics_params = None
     if pretrained_tokenizer and kind == "vit":
         print("note: --pretrained-tokenizer is not used by the ViT policy (it reads pixels)")
+    if gray and kind != "vq":
+        raise SystemExit("--observation gray needs the vq policy (the ViT policy reads RGB patches)")
     if pretrained_tokenizer and kind == "vq":
         encoder = load_or_exit(load_encoder, pretrained_tokenizer, "--pretrained-tokenizer")
-        encoder_cfg = dataclasses.replace(encoder.cfg, dtype=dtype)
+        encoder_cfg, encoder_params = dataclasses.replace(encoder.cfg, dtype=dtype), params_of(encoder)
+        if gray:
+            encoder_cfg, encoder_params = gray_encoder(encoder_cfg, encoder_params)
     else:
         encoder_cfg = VQVAEConfig(
             embed_dim=embed_dim,
             encoder_channels=tuple(encoder_channels),
             quantizer=QuantizerConfig(codebook_size=codebook_size),
+            channels=1 if gray else 3,
             dtype=dtype,
         )
     if pretrained_dynamics:
         dynamics = load_or_exit(load_dynamics, pretrained_dynamics, "--pretrained-dynamics")
-        transformer_cfg = dataclasses.replace(dynamics.cfg, dtype=dtype)
+        transformer_cfg, dynamics_params = dataclasses.replace(dynamics.cfg, dtype=dtype), params_of(dynamics)
         if kind == "vq" and transformer_cfg.vocab_size != encoder_cfg.vocab_size:
             raise SystemExit(
                 f"--pretrained-dynamics: {pretrained_dynamics} reads {transformer_cfg.vocab_size} tokens "
@@ -79,6 +87,7 @@ def policy_config(
             embed_dim=embed_dim,
             num_layers=num_layers,
             num_heads=num_heads,
+            pool=tuple(pool),
             dtype=dtype,
         )
     cfg = PolicyConfig(
@@ -88,12 +97,12 @@ def policy_config(
         transformer=transformer_cfg,
         finetune_encoder=finetune_encoder,
     )
-    return cfg, encoder, dynamics
+    return cfg, encoder_params, dynamics_params
 
 
-def copy_params(target: nnx.Module, source: nnx.Module, source_name: str):
-    """Copy every parameter of `source` into the same path of `target` (which may hold more,
-    e.g. an input projection the pretrained model lacks); shapes are checked."""
+def copy_params(target: nnx.Module, params: dict, source_name: str):
+    """Copy every parameter in `params` (a nested dict) into the same path of `target` (which may hold
+    more, e.g. an input projection the pretrained model lacks); shapes are checked."""
     state = nnx.state(target, nnx.Param)
     merged = nnx.to_pure_dict(state)
 
@@ -110,7 +119,7 @@ def copy_params(target: nnx.Module, source: nnx.Module, source_name: str):
             else:
                 into[name] = value
 
-    overlay(merged, params_of(source), "")
+    overlay(merged, params, "")
     nnx.replace_by_pure_dict(state, merged)
     nnx.update(target, state)
 

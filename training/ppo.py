@@ -174,19 +174,40 @@ def make_update(
 
 def make_policy_step(graphdef):
     """Jitted `policy_step(params, frozen, frames, key) -> (observation, action, log_prob, value)`:
-    the policy's observation of uint8 frames (B, 144, 160, 3) (its tokens when the encoder is frozen),
+    the policy's observation of uint8 frames (B, 144, 160, C) (its tokens when the encoder is frozen),
     a sampled action (B,), its log-probability (B,) and the value (B,)."""
 
     @jax.jit
     def policy_step(params, frozen, frames, key):
         policy = nnx.merge(graphdef, params, frozen)
         observation = policy.observe(frames)
-        logits, value = policy(observation)
-        action = jax.random.categorical(key, logits)
-        log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
-        return observation, action, log_prob, value
+        return (observation, *act(policy, observation, key))
 
     return policy_step
+
+
+def make_observe_and_act(graphdef):
+    """The policy step in two jitted halves, so the frozen encoder's half can be skipped for frames
+    whose tokens are known (training/token_cache.py): `observe(params, frozen, frames) -> observation`
+    and `act(params, frozen, observation, key) -> (action, log_prob, value)`."""
+
+    @jax.jit
+    def observe(params, frozen, frames):
+        return nnx.merge(graphdef, params, frozen).observe(frames)
+
+    @jax.jit
+    def act_on(params, frozen, observation, key):
+        return act(nnx.merge(graphdef, params, frozen), observation, key)
+
+    return observe, act_on
+
+
+def act(policy, observation, key):
+    """(action (B,) sampled from the policy, its log-probability (B,), the value (B,))."""
+    logits, value = policy(observation)
+    action = jax.random.categorical(key, logits)
+    log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
+    return action, log_prob, value
 
 
 def make_prepare_batch(gamma: float, gae_lambda: float, return_filter: float):

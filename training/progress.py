@@ -19,14 +19,16 @@ policy's own tokens when the policy sees frames through the reward's encoder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from models.checkpoint import CheckpointError, params_of
 from models.reward import RewardModel, load_reward, mark_seen
+from models.vqvae import gray_encoder
 
 
 @dataclass(frozen=True)
@@ -44,17 +46,19 @@ class ProgressSettings:
 
 
 class LearnedProgress:
-    """A 'reward' checkpoint as jitted host functions on numpy arrays (frames uint8 (N, 144, 160, 3)):
-    `score(frames) -> (N,)` for a one-frame model; for a model that reads seen-token bags
-    (`bag_size` > 0), `tokens(frames) -> (N, 9, 10)` and `score_tokens(tokens, bags) -> (N,)`."""
+    """A 'reward' checkpoint as jitted host functions on numpy arrays (frames uint8 (N, 144, 160, C),
+    RGB, or gray for a gray-palette game): `score(frames) -> (N,)` for a one-frame model; for the vq
+    head, `tokens(frames) -> (N, 9, 10)` and `score_tokens(tokens, bags) -> (N,)` (bags (N, vocab)
+    when the model reads seen-token bags, `bag_size` > 0, else None)."""
 
     def __init__(self, model: RewardModel):
         self.cfg = model.cfg
         self.bag_size = model.cfg.bag_size
-        self._encoder_params = params_of(model.encoder) if model.cfg.backbone == "vq" else None
+        self.reads_tokens = model.cfg.backbone == "vq"
+        self._encoder_params = params_of(model.encoder) if self.reads_tokens else None
         graphdef, self._state = nnx.split(model)
-        self._score = jax.jit(lambda state, frames: nnx.merge(graphdef, state).score(frames))
-        self._tokens = jax.jit(lambda state, frames: nnx.merge(graphdef, state).observe(frames))
+        self._score = jax.jit(lambda state, frames: nnx.merge(graphdef, state).score(as_rgb(frames)))
+        self._tokens = jax.jit(lambda state, frames: nnx.merge(graphdef, state).observe(as_rgb(frames)))
         self._score_tokens = jax.jit(
             lambda state, tokens, bags: nnx.merge(graphdef, state).score_observations(tokens, bags)
         )
@@ -65,24 +69,31 @@ class LearnedProgress:
     def tokens(self, frames) -> np.ndarray:
         return np.asarray(self._tokens(self._state, frames))
 
-    def score_tokens(self, tokens, bags) -> np.ndarray:
+    def score_tokens(self, tokens, bags=None) -> np.ndarray:
         return np.asarray(self._score_tokens(self._state, tokens, bags), np.float32)
 
     def reads_tokens_of(self, policy: nnx.Module) -> bool:
         """Whether the policy's observations are this model's tokens (a frozen VQ policy with the
-        same encoder and config), so the bags can take them instead of encoding frames twice."""
+        same encoder and config, or its gray view), so the reward can take them instead of encoding
+        the frames again."""
         cfg = policy.cfg
-        if (
-            self._encoder_params is None
-            or cfg.kind != "vq"
-            or cfg.stores_frames
-            or cfg.encoder != self.cfg.tokenizer
-        ):
+        if not self.reads_tokens or cfg.kind != "vq" or cfg.stores_frames:
             return False
-        mine, theirs = self._encoder_params, params_of(policy.vq)
-        return jax.tree.structure(mine) == jax.tree.structure(theirs) and all(
-            np.array_equal(a, b) for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs))
+        mine, my_cfg = self._encoder_params, self.cfg.tokenizer
+        if cfg.encoder.channels == 1:
+            my_cfg, mine = gray_encoder(my_cfg, mine)
+        theirs = params_of(policy.vq)
+        return (
+            cfg.encoder == replace(my_cfg, dtype=cfg.encoder.dtype)
+            and jax.tree.structure(mine) == jax.tree.structure(theirs)
+            and all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs)))
         )
+
+
+def as_rgb(frames):
+    """RGB frames (B, H, W, 3) as they are; gray frames (B, H, W, 1) with the gray in every channel,
+    exactly the RGB frames of a gray-palette game."""
+    return frames if frames.shape[-1] == 3 else jnp.repeat(frames, 3, axis=-1)
 
 
 class ProgressReward:
@@ -118,9 +129,10 @@ class ProgressReward:
         self._see(obs, None, np.ones(len(self.bags), bool), start_bags or {})
 
     def _see(self, obs, tokens, restarted, start_bags):
-        """Adds the frames' tokens to the bags (restarted envs start from empty or `start_bags`)."""
+        """Adds the frames' tokens to the bags (restarted envs start from empty or `start_bags`);
+        returns the tokens (as given, without bags)."""
         if not self.model.bag_size:
-            return None
+            return tokens
         self.bags[restarted] = 0
         for env, bag in start_bags.items():
             if bag is not None:
@@ -134,17 +146,22 @@ class ProgressReward:
         return self.bags[env].copy() if self.model.bag_size else None
 
     def __call__(self, obs, dones, tokens=None, start_bags: dict[int, np.ndarray] | None = None):
-        """Reward for the step that produced `obs` (with `dones` true where an episode
-        ended and `obs` is already the next episode's first frame). `tokens`: the frames' tokens
-        if the caller has them (bags only); `start_bags` {env: bag} for done envs that restarted
-        on a curriculum state. Returns (rewards (N,), scores (N,) on scored steps else None)."""
+        """Reward for the step that produced `obs` (with `dones` true where an episode ended and `obs`
+        is already the next episode's first frame). `tokens`: the frames' tokens under the reward's
+        own encoder, if the caller has them; `start_bags` {env: bag} for done envs that restarted on a
+        curriculum state. Returns (rewards (N,), scores (N,) on scored steps else None)."""
         self.steps += 1
         tokens = self._see(obs, tokens, dones, start_bags or {})
         rewards = np.full(dones.shape, -self.time_penalty, np.float32)
         if self.steps % self.interval:
             self.baseline[dones] = np.nan
             return rewards, None
-        scores = self.model.score_tokens(tokens, self.bags) if self.model.bag_size else self.model.score(obs)
+        if self.model.bag_size:
+            scores = self.model.score_tokens(tokens, self.bags)
+        elif tokens is not None and self.model.reads_tokens:  # the policy's tokens: no second encoder pass
+            scores = self.model.score_tokens(tokens)
+        else:
+            scores = self.model.score(obs)
         known = ~np.isnan(self.baseline) & ~dones
         gain = np.where(known, scores - self.baseline, 0.0)
         if self.from_best:

@@ -243,6 +243,7 @@ def make_runner(
     curriculum_prob: float,
     curriculum_capacity: int,
     seed: int,
+    grayscale: bool = False,
     worker_timeout_s: float = WORKER_TIMEOUT_S,
 ) -> Runner:
     """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
@@ -269,6 +270,7 @@ def make_runner(
                 backend="serial" if serial else "process",
                 curriculum=pool,
                 pool_prob=curriculum_prob,
+                grayscale=grayscale,
                 worker_timeout_s=worker_timeout_s,
             )
             groups.append(EnvGroup(env, first_env, ProgressReward(progress, size, settings)))
@@ -288,11 +290,12 @@ def env_only_sps(
     frame_skip: int,
     press_frames: int,
     max_episode_steps: int,
-    steps: int,
+    seconds: float,
+    grayscale: bool = False,
     seed: int = 0,
 ) -> float:
-    """Env steps/s of VecGameBoy alone, with uniformly random actions and PPO's env settings: the
-    ceiling PPO's end-to-end steps/s is compared with."""
+    """Env steps/s of VecGameBoy alone over about `seconds`, with uniformly random actions and PPO's
+    env settings: the ceiling PPO's end-to-end steps/s is compared with."""
     rng = np.random.default_rng(seed)
     with VecGameBoy(
         rom,
@@ -302,10 +305,12 @@ def env_only_sps(
         press_frames=press_frames,
         max_steps=max_episode_steps,
         backend="serial" if num_workers == 0 else "process",
+        grayscale=grayscale,
     ) as env:
         env.reset(seed=seed)
-        actions = rng.integers(0, env.num_actions, (steps, env.num_envs))
-        started = time.perf_counter()
-        for step_actions in actions:
-            env.step(step_actions)
+        env.step(rng.integers(0, env.num_actions, env.num_envs))  # the workers' first step warms them
+        steps, started = 0, time.perf_counter()
+        while steps == 0 or time.perf_counter() - started < seconds:
+            env.step(rng.integers(0, env.num_actions, env.num_envs))
+            steps += 1
         return steps * env.num_envs / (time.perf_counter() - started)
