@@ -27,17 +27,25 @@ from tqdm import tqdm
 
 from envs.actions import FRAME_SKIP, PRESS_FRAMES
 from envs.emulators import WorkerError
-from envs.games import EMUQUEST_ROM
+from envs.games import EMUQUEST_ROM, detected_line
 from envs.rom import RomError
 from envs.vec_gameboy import WORKER_TIMEOUT_S, VecGameBoy
 from models.checkpoint import CheckpointError
 from training.cli import check_file, fail, writable_dir
 from training.io import atomic_path, atomic_write
 from training.metrics import METRICS_FILE, plot_curves, read_records
-from training.paths import EVAL_DIR, POLICY_FINAL_FILE, PPO_DIR, REWARD_DIR, find_checkpoint
+from training.paths import (
+    EVAL_DIR,
+    POLICY_FINAL_FILE,
+    PPO_DIR,
+    REWARD_DIR,
+    find_checkpoint,
+    path_from_checkpoint,
+)
 from training.policy_io import load_policy
 from training.ppo import CURVES
 from training.progress import ProgressReward, ProgressSettings, load_progress
+from training.rom_binding import bound_rom
 
 
 @dataclass
@@ -52,7 +60,13 @@ class Args:
     episodes: int = 8
     """Episodes per agent, played in parallel, one per env."""
     rom: str | None = None
-    """Game Boy ROM. None: the embedded game EmuQuest."""
+    """Game Boy ROM. None: the ROM the policy was trained on (its checkpoint records the title and
+    sha1; another cartridge is refused), or EmuQuest with --random."""
+    allow_other_rom: bool = False
+    """Run the policy on a --rom whose sha1 differs from the one it was trained on."""
+    initial_state: str | None = None
+    """PyBoy state file episodes start from. None: the policy's training start (its --initial-state,
+    or power-on); 'power-on' starts there whatever the policy trained from."""
     random: bool = False
     """Evaluate only the uniform-random baseline (no policy needed)."""
     compare_random: bool = False
@@ -99,6 +113,10 @@ def summarize(name: str, log: EpisodeLog) -> dict:
         "title_steps_median": float(np.median(left))
         if (left := [e["title_steps"] for e in episodes if e["left_title"]])
         else None,
+        "intro_done_rate": mean("intro_done"),
+        "intro_steps_median": float(np.median(done))
+        if (done := [e["intro_steps"] for e in episodes if e["intro_done"]])
+        else None,
         "milestones_mean": mean("milestones"),
         "milestones_max": int(max(e["milestones"] for e in episodes)),
         "maps_visited_mean": mean("maps_visited"),
@@ -109,15 +127,17 @@ def summarize(name: str, log: EpisodeLog) -> dict:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| agent | episodes | left title | steps to leave title (median) | milestones (mean / max) "
+        "| agent | episodes | left title (median step) | intro done (median step) | milestones (mean / max) "
         "| maps visited | finished | return |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    median = lambda steps: "never" if steps is None else f"{steps:g}"  # noqa: E731
     for r in rows:
         ret = "n/a" if r["return_mean"] is None else f"{r['return_mean']:+.3f}"
-        title_steps = "never" if r["title_steps_median"] is None else f"{r['title_steps_median']:g}"
         lines.append(
-            f"| {r['agent']} | {r['episodes']} | {r['title_escape_rate']:.0%} | {title_steps} | "
+            f"| {r['agent']} | {r['episodes']} "
+            f"| {r['title_escape_rate']:.0%} ({median(r['title_steps_median'])}) "
+            f"| {r['intro_done_rate']:.0%} ({median(r['intro_steps_median'])}) | "
             f"{r['milestones_mean']:.2f} / {r['milestones_max']} | {r['maps_visited_mean']:.2f} | "
             f"{r['finished_rate']:.0%} | {ret} |"
         )
@@ -224,15 +244,33 @@ def main(args: Args) -> dict:
         except CheckpointError as err:
             raise fail(f"--policy: {err}") from None
         trained_args = ckpt["config"].get("args", {})
+        rom = bound_rom(args.rom, ckpt["config"].get("rom"), policy_path, args.allow_other_rom)
+    else:
+        rom = Path(args.rom) if args.rom else EMUQUEST_ROM
+
+    def trained_path(name: str) -> Path | None:  # a file the policy's run named, found from here
+        return trained_args.get(name) and path_from_checkpoint(trained_args[name], policy_path.parent)
+
+    initial_state = args.initial_state
+    if initial_state == "power-on":
+        initial_state = None
+    elif initial_state is None and (trained_start := trained_path("initial_state")):
+        if not trained_start.is_file():
+            raise fail(
+                f"the policy trained from the start state {trained_start}, which is not there: pass "
+                "--initial-state FILE, or --initial-state power-on"
+            )
+        initial_state = trained_start
+    check_file(initial_state, "--initial-state")
     learned_progress = None
     if args.reward_model:
         learned_progress = load_progress(find_checkpoint(args.reward_model, "--reward-model", REWARD_DIR))
-    elif trained_args.get("reward_model"):
-        if Path(trained_args["reward_model"]).is_file():
-            learned_progress = load_progress(trained_args["reward_model"])
+    elif trained_reward := trained_path("reward_model"):
+        if trained_reward.is_file():
+            learned_progress = load_progress(trained_reward)
         else:
             print(
-                f"note: the policy's reward model {trained_args['reward_model']} is not there, so there is "
+                f"note: the policy's reward model {trained_reward} is not there, so there is "
                 "no return column; give --reward-model"
             )
     defaults = {
@@ -252,7 +290,8 @@ def main(args: Args) -> dict:
 
     try:
         env = VecGameBoy(
-            args.rom or EMUQUEST_ROM,
+            rom,
+            initial_state=initial_state,
             num_envs=args.episodes,
             num_workers=args.num_workers or None,
             backend="serial" if args.num_workers == 0 else "process",
@@ -265,6 +304,9 @@ def main(args: Args) -> dict:
     except (RomError, ValueError) as err:
         raise fail(f"--rom / env settings: {err}") from None
 
+    print(detected_line(env.detected))
+    if initial_state:
+        print(f"episodes start from {initial_state}")
     rng = np.random.default_rng(args.seed)
     random_actions = lambda obs, t: rng.integers(0, env.num_actions, env.num_envs)  # noqa: E731
 
@@ -298,7 +340,7 @@ def main(args: Args) -> dict:
     table = markdown_table(rows)
     print(table)
     atomic_write(out_dir / "eval_table.md", table + "\n")
-    atomic_write(out_dir / "eval.json", json.dumps(rows, indent=2) + "\n")
+    atomic_write(out_dir / "eval.json", json.dumps({"game": env.detected, "rows": rows}, indent=2) + "\n")
 
     gif = None
     if args.gif:
@@ -313,6 +355,7 @@ def main(args: Args) -> dict:
         plot = plot_training(metrics, out_dir / "training_milestones.png")
         print(f"training plot: {plot}")
     return {
+        "game": env.detected,
         "rows": rows,
         "table": table,
         "gif": str(gif) if gif else None,

@@ -2,6 +2,11 @@
 
     uv run python pipeline.py            # ~12 minutes on 2 CPU cores (an Intel Xeon)
     uv run python pipeline.py --quick    # ~1 minute, a smoke test
+    uv run python pipeline.py --rom red.gb --videos speedruns/ --initial-state red_intro.state
+
+With --rom and --videos it runs on a user's game instead: frames extracted from the videos replace the
+scripted speedruns, and PPO, the envs-alone timing and the evaluation run on that ROM (from
+--initial-state, if given).
 
 speedruns -> tokenizer (1a) -> dynamics (1b) -> reward -> PPO -> evaluation, each phase
 calling the same `main(Args)` as its standalone script, with sizes chosen for a CPU.
@@ -27,8 +32,9 @@ import evaluate_policy
 import pretrain_visual
 import train_reward
 import train_with_cnn_reward
-from data import make_speedruns
-from envs.games import EMUQUEST_ROM
+from data import extract_frames, make_speedruns
+from envs.games import EMUQUEST_ROM, detected, detected_line, profile_for_rom
+from envs.rom import RomError, check_rom
 from training.io import atomic_write
 from training.metrics import METRICS_FILE
 from training.paths import DYNAMICS_FILE, ENCODER_FILE, POLICY_FINAL_FILE, TOKENIZER_FILE, reward_file
@@ -137,7 +143,7 @@ REWARD_BACKBONE = "vq"  # the frozen-VQ reward head: a ResNet-34 costs ~40x more
 
 @dataclass
 class Args:
-    """Run every phase on the embedded game EmuQuest."""
+    """Run every phase on the embedded game EmuQuest, or on a user's ROM and speedrun videos."""
 
     quick: bool = False
     """Smoke-test sizes (~1 minute) instead of the full CPU run (~12 minutes on 2 cores)."""
@@ -156,6 +162,37 @@ class Args:
     """Continue this PPO checkpoint to --ppo-iterations instead of training from scratch."""
     reward_scale: float | None = None
     """PPO's --reward-scale (None: the preset's)."""
+    rom: Path | None = None
+    """A user's Game Boy ROM for PPO and the evaluation (needs --videos of that game). None: EmuQuest."""
+    videos: Path | None = None
+    """Speedrun videos of the game (a file or a folder; at least 2, one is held out): their frames
+    replace EmuQuest's scripted speedruns in Phases 1-2."""
+    video_fps: float = 15.0
+    """Frames per second of video kept (15: every 4th frame at 60 fps, as the scripted speedruns)."""
+    initial_state: Path | None = None
+    """PyBoy state file PPO's and the evaluation's episodes start from (data/make_start_state.py)."""
+
+
+def check_user_game(args: Args):
+    """A user's game needs its videos (the scripted speedruns are EmuQuest's); bad paths fail first."""
+    if args.rom is not None:
+        if args.videos is None and args.checkpoints is None:
+            raise SystemExit(
+                "--rom needs --videos (speedrun videos of that game) for Phases 1-2, or --checkpoints from "
+                "an earlier run on it: the scripted speedruns are EmuQuest's"
+            )
+        try:
+            check_rom(args.rom)
+        except RomError as err:
+            raise SystemExit(f"--rom: {err}") from None
+    if args.videos is not None and args.checkpoints is not None:
+        raise SystemExit("--videos and --checkpoints both give Phases 1-2 their input: pass one")
+    if args.videos is not None and not args.videos.exists():
+        raise SystemExit(f"--videos {args.videos}: no such file or folder")
+    if args.initial_state is not None and not args.initial_state.is_file():
+        raise SystemExit(f"--initial-state {args.initial_state}: no such file")
+    if args.video_fps <= 0:
+        raise SystemExit("--video-fps must be positive")
 
 
 def timed(name: str, durations: dict, fn, *a, **kw):
@@ -175,8 +212,12 @@ def main(args: Args) -> dict:
         if args.ppo_iterations < 1:
             raise SystemExit("--ppo-iterations must be >= 1")
         budget = dataclasses.replace(budget, ppo_iterations=args.ppo_iterations)
+    check_user_game(args)
     out = args.out_dir
     ckpt, ppo_dir, eval_dir = args.checkpoints or out / "checkpoints", out / "ppo", out / "eval"
+    rom = args.rom or EMUQUEST_ROM
+    rom_bytes = rom.read_bytes()
+    print(detected_line(detected(profile_for_rom(rom_bytes), rom_bytes)))
     durations: dict[str, float] = {}
     tokenizer = dynamics = reward = None
     if args.checkpoints is not None:
@@ -185,8 +226,22 @@ def main(args: Args) -> dict:
                 raise SystemExit(
                     f"--checkpoints: {ckpt / name} not found; run pipeline.py without --checkpoints first"
                 )
+    elif args.videos is not None:
+        frames, branches = out / "videos" / "frames", None
+        timed(
+            "frames from videos",
+            durations,
+            extract_frames.main,
+            extract_frames.Args(video=args.videos, out=str(frames), fps=args.video_fps),
+        )
+        runs = sorted(path.name for path in frames.iterdir() if path.is_dir())
+        if len(runs) < 2:
+            raise SystemExit(
+                f"--videos {args.videos}: gave {len(runs)} run(s) of frames; Phases 1-2 hold one run out, "
+                "so give at least 2 videos"
+            )
     else:
-        frames = out / "speedruns" / "frames"
+        frames, branches = out / "speedruns" / "frames", out / "speedruns" / "branches"
         timed(
             "speedruns",
             durations,
@@ -200,6 +255,7 @@ def main(args: Args) -> dict:
                 out=out / "speedruns",
             ),
         )
+    if args.checkpoints is None:
         phase1 = dict(data=frames, out_dir=ckpt, seed=args.seed, size=budget.size)
         tokenizer = timed(
             "tokenizer (1a)",
@@ -238,7 +294,7 @@ def main(args: Args) -> dict:
                 pairs_per_epoch=budget.reward_pairs_per_epoch,
                 pair_gaps="log",
                 eval_every=REWARD_EVAL_EVERY,
-                branches=out / "speedruns" / "branches",
+                branches=branches,
                 tokenizer=ckpt / TOKENIZER_FILE,
                 data=frames,
                 out_dir=ckpt,
@@ -255,7 +311,8 @@ def main(args: Args) -> dict:
         "envs alone",
         durations,
         env_only_sps,
-        str(EMUQUEST_ROM),
+        str(rom),
+        initial_state=ppo.initial_state,
         num_envs=ppo.num_envs,
         num_workers=ppo.num_workers,
         frame_skip=ppo.frame_skip,
@@ -281,7 +338,11 @@ def main(args: Args) -> dict:
     )
 
     summary = write_summary(out, durations, history, evaluation, ppo, env_sps)
-    report = write_report(out, budget, durations, tokenizer, dynamics, reward, summary, evaluation, ppo)
+    data = (
+        f"{len(runs)} videos at {args.video_fps:g} fps" if args.videos is not None
+        else f"{budget.num_runs} runs, every {budget.frame_every}th frame"
+    )  # fmt: skip
+    report = write_report(out, data, durations, tokenizer, dynamics, reward, summary, evaluation, ppo)
     print("\n" + report)
     return {
         "report": summary,
@@ -302,6 +363,8 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
     if args.reward_scale is not None:
         overrides["reward_scale"] = args.reward_scale
     return train_with_cnn_reward.Args(
+        rom=None if args.rom is None else str(args.rom),
+        initial_state=None if args.initial_state is None else str(args.initial_state),
         reward_model=str(checkpoints / reward_file(REWARD_BACKBONE)),
         pretrained_tokenizer=str(checkpoints / ENCODER_FILE),
         pretrained_dynamics=str(checkpoints / DYNAMICS_FILE),
@@ -325,6 +388,7 @@ def write_summary(out: Path, durations, history, evaluation, ppo, env_sps: float
     steps = len(steady) * ppo.num_envs * ppo.num_steps
     ppo_sps = steps / sum(ppo.num_envs * ppo.num_steps / r["charts/sps"] for r in steady)
     summary = {
+        "game": evaluation["game"],
         "minutes_total": sum(durations.values()) / 60,
         "minutes": {name: seconds / 60 for name, seconds in durations.items()},
         "ppo_env_steps": history[-1]["env_steps"],
@@ -341,6 +405,8 @@ def write_summary(out: Path, durations, history, evaluation, ppo, env_sps: float
         "random_title_escape_rate": rows["random"]["title_escape_rate"],
         "trained_title_steps_median": rows["trained"]["title_steps_median"],
         "random_title_steps_median": rows["random"]["title_steps_median"],
+        "intro_done_rate": rows["trained"]["intro_done_rate"],
+        "random_intro_done_rate": rows["random"]["intro_done_rate"],
     }
     atomic_write(out / "report.json", json.dumps(summary, indent=1) + "\n")
     return summary
@@ -348,7 +414,7 @@ def write_summary(out: Path, durations, history, evaluation, ppo, env_sps: float
 
 def write_report(
     out: Path,
-    budget: Budget,
+    data: str,
     durations,
     tokenizer,
     dynamics,
@@ -357,15 +423,16 @@ def write_report(
     evaluation,
     ppo: train_with_cnn_reward.Args,
 ) -> str:
-    """report.md in `out`; Phase 1-2 rows say where reused checkpoints came from."""
+    """report.md in `out`; `data` says what Phases 1-2 trained on, and their rows say where reused
+    checkpoints came from."""
     minutes = {name: f"{seconds / 60:.1f}" for name, seconds in durations.items()}
     reused = f"reused from {Path(ppo.reward_model).parent}"
     if tokenizer is None:
         phase12 = [f"| speedruns, tokenizer, dynamics, reward | {reused} | - |"]
     else:
+        data_phase = "speedruns" if "speedruns" in minutes else "frames from videos"
         phase12 = [
-            f"| speedruns | {budget.num_runs} runs, every {budget.frame_every}th frame "
-            f"| {minutes['speedruns']} |",
+            f"| {data_phase} | {data} | {minutes[data_phase]} |",
             f"| tokenizer | codebook use {tokenizer['code_use']:.0%}, "
             f"held-out recon MSE {tokenizer['eval_recon_mse']:.4f}"
             f" | {minutes['tokenizer (1a)']} |",
@@ -376,7 +443,9 @@ def write_report(
             f" {reward.get('eval_branch_accuracy', float('nan')):.1%} | {minutes['reward']} |",
         ]
     lines = [
-        "# EmuRL pipeline report (embedded game EmuQuest)",
+        "# EmuRL pipeline report",
+        "",
+        detected_line(evaluation["game"]),
         "",
         "| phase | result | minutes |",
         "|---|---|---|",

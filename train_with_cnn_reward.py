@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from envs.actions import FRAME_SKIP, PRESS_FRAMES
 from envs.emulators import WorkerError
-from envs.games import EMUQUEST_ROM
+from envs.games import EMUQUEST_ROM, detected_line
 from envs.vec_gameboy import WORKER_TIMEOUT_S
 from models.build import build
 from models.checkpoint import CheckpointError, load_checkpoint, restore_tree
@@ -41,7 +41,15 @@ from training.cli import fail, writable_dir
 from training.entropy_watch import EntropyWatch
 from training.interrupt import StopRequest
 from training.metrics import MetricsLog
-from training.paths import POLICY_FINAL_FILE, PPO_DIR, PRETRAIN_DIR, REWARD_DIR, find_checkpoint
+from training.paths import (
+    POLICY_FINAL_FILE,
+    PPO_DIR,
+    PRETRAIN_DIR,
+    REWARD_DIR,
+    find_checkpoint,
+    path_for_checkpoint,
+    path_from_checkpoint,
+)
 from training.policy_io import copy_params, policy_config, policy_from_checkpoint, save_policy
 from training.ppo import (
     CURVES,
@@ -54,6 +62,7 @@ from training.ppo import (
 from training.progress import ProgressSettings, load_progress
 from training.resume import settings_on_resume
 from training.rollout import Runner, make_runner
+from training.rom_binding import bound_rom, rom_record
 from training.token_cache import TokenCache
 
 
@@ -70,7 +79,13 @@ class Args:
     pretrained_dynamics: str | None = None
     """Dynamics checkpoint whose transformer initialises the VQ policy's trunk. None: fresh."""
     rom: str | None = None
-    """Game Boy ROM. None: the embedded game EmuQuest."""
+    """Game Boy ROM. None: the embedded game EmuQuest, or with --resume the checkpoint's own ROM (its
+    title and sha1 are recorded in every policy; another cartridge is refused)."""
+    allow_other_rom: bool = False
+    """With --resume, run on a --rom whose sha1 differs from the one the checkpoint was trained on."""
+    initial_state: str | None = None
+    """PyBoy state file that every episode starts from instead of power-on (e.g. Pokémon Red after its
+    intro; make one with `uv run python -m envs.start_state`). It also starts the curriculum pool."""
     policy: Literal["vq", "vit"] = "vq"
     """'vq': frames -> VQ tokens -> transformer; 'vit': the legacy patch ViT."""
     finetune_encoder: bool = False
@@ -187,6 +202,8 @@ def check_args(args: Args):
         )
     if args.rom is not None and not Path(args.rom).is_file():
         problems.append(f"--rom {args.rom} not found")
+    if args.initial_state is not None and not Path(args.initial_state).is_file():
+        problems.append(f"--initial-state {args.initial_state} not found")
     if problems:
         raise fail("; ".join(problems))
 
@@ -195,14 +212,18 @@ def check_args(args: Args):
 # (its envs, policy, game, seed) is refused; changing any other setting is allowed and printed (including
 # --save-every: a checkpoint's rollout ends every episode, so it shapes the run). These flags are not the
 # run's settings and always come from the command line:
-RUNTIME = frozenset(
-    {"iterations", "log_every", "out_dir", "num_workers", "entropy_warn_iters", "worker_timeout", "resume"}
-)
+# (--rom is checked against the cartridge the checkpoint records instead: training/rom_binding.py.)
+RUNTIME = frozenset({
+    "iterations", "log_every", "out_dir", "num_workers", "entropy_warn_iters", "worker_timeout", "resume",
+    "rom", "allow_other_rom",
+})  # fmt: skip
 FIXED_ON_RESUME = frozenset({
-    "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "rom", "policy", "finetune_encoder",
+    "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "policy", "finetune_encoder",
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
 })  # fmt: skip
+# Settings that name files: a checkpoint stores them relative to its own folder.
+PATH_SETTINGS = ("reward_model", "pretrained_tokenizer", "pretrained_dynamics", "rom", "initial_state")
 
 
 def main(args: Args) -> list[dict]:
@@ -212,12 +233,15 @@ def main(args: Args) -> list[dict]:
     if args.resume:
         resume = find_checkpoint(args.resume, "--resume", args.out_dir, PPO_DIR)
         ckpt = load_resumable(resume)
-        args = settings_on_resume(
-            args, ckpt["config"]["args"], fixed=FIXED_ON_RESUME, runtime=RUNTIME, same=same_setting
-        )
+        saved = dict(ckpt["config"]["args"])
+        for name in PATH_SETTINGS:
+            if saved.get(name):
+                saved[name] = str(path_from_checkpoint(saved[name], resume.parent))
+        args = settings_on_resume(args, saved, fixed=FIXED_ON_RESUME, runtime=RUNTIME, same=same_setting)
+        rom = bound_rom(args.rom, ckpt["config"].get("rom"), resume, args.allow_other_rom)
         if args.out_dir == Args.out_dir:  # a resumed run continues in its own folder
             args = dataclasses.replace(args, out_dir=str(resume.parent))
-        args = dataclasses.replace(args, resume=str(resume))
+        args = dataclasses.replace(args, resume=str(resume), rom=str(rom))
         check_args(args)
     writable_dir(args.out_dir, "--out-dir")
     reward_model = find_checkpoint(args.reward_model, "--reward-model", REWARD_DIR)
@@ -230,6 +254,7 @@ def main(args: Args) -> list[dict]:
         args.rom or str(EMUQUEST_ROM),
         progress,
         settings,
+        initial_state=args.initial_state,
         num_envs=args.num_envs,
         num_workers=args.num_workers,
         env_groups=args.env_groups,
@@ -242,6 +267,7 @@ def main(args: Args) -> list[dict]:
         grayscale=args.observation == "gray",
         worker_timeout_s=args.worker_timeout,
     )
+    print(detected_line(runner.detected))
     try:
         return train(args, runner, ckpt, jax.random.PRNGKey(args.seed), Path(args.out_dir))
     except WorkerError as err:
@@ -329,6 +355,8 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out_dir: Path) -> 
         watch.streak = int(ts["entropy_streak"])
         runner.load_state_dict(ts["runner"])
     runner.restart(start_iteration)
+    if args.initial_state and runner.pool is not None and not args.resume:
+        runner.seed_pool(Path(args.initial_state).read_bytes())
     progress = runner.groups[0].progress.model
     share_tokens = progress.reads_tokens_of(model)
     print(
@@ -358,11 +386,17 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out_dir: Path) -> 
 
     def save(path: Path, iteration: int):
         nnx.update(model, state.params)
+        run_args = dataclasses.asdict(args)
+        for name in PATH_SETTINGS:
+            if run_args[name]:
+                run_args[name] = path_for_checkpoint(run_args[name], path.parent)
         save_policy(
             path,
             model=model,
             policy_cfg=policy_cfg,
-            run_args=dataclasses.asdict(args),
+            run_args=run_args,
+            rom=rom_record(args.rom or EMUQUEST_ROM, path.parent),
+            game=runner.detected,
             state=state,
             key=key,
             iteration=iteration,
@@ -400,6 +434,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out_dir: Path) -> 
             tqdm.write(warning)
         record = {
             "stage": "ppo",
+            "game": runner.detected,
             "iteration": iteration,
             "env_steps": iteration * steps_per_iteration,
             "charts/sps": steps_per_iteration / seconds,
@@ -479,6 +514,7 @@ def format_line(record: dict) -> str:
         parts += [
             f"ep return {record['episode/return']:+.3f}",
             f"title escape {record['episode/title_escape_rate']:.0%}",
+            f"intro done {record['episode/intro_done_rate']:.0%}",
             f"ep milestones {record['episode/milestones']:.2f}",
         ]
     return " | ".join(parts)

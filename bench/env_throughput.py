@@ -6,7 +6,8 @@
 Raw: one process per core, each ticking its share of the envs with the same frame
 skip, button press/release and render-last-frame as the env, but no observation
 copy, no RAM reads and no IPC. VecGameBoy: the same total env count with 1, 2, 4
-and cores workers. Both replay the same seeded random actions from power-on.
+and cores workers. Both replay the same seeded random actions from power-on, or from
+--initial-state (e.g. Pokémon Red after its intro, where the overworld costs more to emulate).
 The target is VecGameBoy at workers = cores >= 0.9 x raw.
 
 Every env count is measured: 32 is the seed's VecGameBoy, 16 the pipeline's PPO. A
@@ -43,7 +44,7 @@ from tqdm import tqdm
 from bench.tables import machine
 from envs.actions import ACTION_NAMES
 from envs.emulators import PyBoy  # PyBoy, with its SDL import notice muted
-from envs.games import EMUQUEST_ROM
+from envs.games import EMUQUEST_ROM, detected, detected_line, profile_for_rom
 from envs.rom import RomError, check_rom
 from envs.vec_gameboy import VecGameBoy
 from training.io import atomic_write
@@ -53,6 +54,8 @@ from training.io import atomic_write
 class Args:
     rom: Path = EMUQUEST_ROM
     """Game Boy ROM to run (default: the embedded game)."""
+    initial_state: Path | None = None
+    """PyBoy state file every emulator starts from instead of power-on (data/make_start_state.py)."""
     env_counts: tuple[int, ...] = (32, 16)
     """Total emulators per configuration, each count measured separately (rounded up to a
     multiple of the core count): 32 as in the seed's VecGameBoy, 16 as in the pipeline's PPO."""
@@ -88,6 +91,10 @@ def process_cpu_seconds(pid: int) -> float:
 def raw_process(args: Args, env_ids: list[int], start, results) -> None:
     """Tick this process's emulators like VecGameBoy does; report (wall s, CPU s) timed."""
     pyboys = [PyBoy(str(args.rom), window="null", sound_emulated=False, log_level="ERROR") for _ in env_ids]
+    if args.initial_state:
+        for pyboy in pyboys:
+            with open(args.initial_state, "rb") as f:
+                pyboy.load_state(f)
     actions = random_actions(args.seed, args.warmup_steps + args.steps, max(env_ids) + 1)[:, env_ids]
 
     def run(rows: np.ndarray) -> None:
@@ -135,6 +142,7 @@ def bench_vec(args: Args, num_envs: int, num_workers: int) -> tuple[float, float
         frame_skip=args.frame_skip,
         press_frames=args.press_frames,
         max_steps=10**9,  # no resets inside the timed loop; raw has none either
+        initial_state=args.initial_state,
     ) as env:
         env.reset(seed=args.seed)
         for row in actions[: args.warmup_steps]:
@@ -194,9 +202,12 @@ def measure(
 
 def main(args: Args) -> str:
     try:
-        check_rom(args.rom)
+        rom = check_rom(args.rom)
     except RomError as error:
         raise SystemExit(str(error)) from None
+    print(detected_line(detected(profile_for_rom(rom), rom)))
+    if args.initial_state is not None and not args.initial_state.is_file():
+        raise SystemExit(f"--initial-state {args.initial_state}: no such file")
     cores = len(os.sched_getaffinity(0))
     load_before = os.getloadavg()[0]  # other work on the machine skews every number below
     env_counts = [-(-n // cores) * cores for n in args.env_counts]
@@ -213,7 +224,8 @@ def main(args: Args) -> str:
         f"Env throughput, {datetime.date.today().isoformat()}: {machine()}, "
         f"Python {platform.python_version()}, PyBoy {version('pyboy')}, "
         f"load average {load_before:.1f} at start.",
-        f"ROM {args.rom.name}, frame_skip {args.frame_skip}, press_frames {args.press_frames}, "
+        f"ROM {args.rom.name} from {args.initial_state or 'power-on'}, "
+        f"frame_skip {args.frame_skip}, press_frames {args.press_frames}, "
         f"render last frame only, {args.steps} timed steps per env after {args.warmup_steps} warm-up, "
         f"best of {args.repeats} interleaved runs.",
         "",

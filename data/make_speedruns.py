@@ -38,8 +38,8 @@ from tqdm import tqdm
 
 from data.speedrun_bot import Bot
 from envs.actions import FRAME_SKIP
-from envs.games import EMUQUEST_ROM, EmuQuest, read_cart_title
-from envs.rom import RomError, check_rom
+from envs.games import EMUQUEST_ROM, EmuQuest
+from envs.rom import RomError, check_rom, read_cart_title
 
 GAME = EmuQuest()
 BranchPairing = Literal["same-moment", "first-step"]

@@ -138,6 +138,8 @@ class EmulatorGroup:
         self.best_milestones = np.zeros(count, np.int64)
         self.left_title = np.zeros(count, bool)
         self.title_steps = np.full(count, -1, np.int64)  # the episode step the title was left at; -1: not yet
+        self.intro_done = np.zeros(count, bool)
+        self.intro_steps = np.full(count, -1, np.int64)  # the episode step the intro ended at; -1: not yet
         self.maps_visited: list[set[int]] = [set() for _ in range(count)]
 
     @staticmethod
@@ -165,6 +167,8 @@ class EmulatorGroup:
         self.best_milestones[i] = status.milestones
         self.left_title[i] = status.left_title
         self.title_steps[i] = 0 if status.left_title else -1
+        self.intro_done[i] = status.intro_done
+        self.intro_steps[i] = 0 if status.intro_done else -1
         self.maps_visited[i] = {status.map_id} if status.left_title and status.map_id >= 0 else set()
         self.buf.milestones[i] = status.milestones
         self.buf.map_id[i] = status.map_id
@@ -200,6 +204,9 @@ class EmulatorGroup:
             if status.left_title and not self.left_title[i]:
                 self.title_steps[i] = self.episode_steps[i]
             self.left_title[i] |= status.left_title
+            if status.intro_done and not self.intro_done[i]:
+                self.intro_steps[i] = self.episode_steps[i]
+            self.intro_done[i] |= status.intro_done
             if status.left_title and status.map_id >= 0:  # the map byte means nothing on the title
                 self.maps_visited[i].add(status.map_id)
             self.buf.milestones[i] = status.milestones
@@ -218,6 +225,8 @@ class EmulatorGroup:
                         "maps_visited": len(self.maps_visited[i]),
                         "left_title": bool(self.left_title[i]),
                         "title_steps": int(self.title_steps[i]) if self.left_title[i] else None,
+                        "intro_done": bool(self.intro_done[i]),
+                        "intro_steps": int(self.intro_steps[i]) if self.intro_done[i] else None,
                         "finished": bool(terminated),
                     }
                 )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, NamedTuple, Protocol
 
+from envs.rom import RomIdentity, read_cart_title
+
 EMUQUEST_ROM = Path(__file__).parent / "roms" / "emuquest" / "emuquest.gb"
 
 
@@ -30,11 +32,7 @@ class GameStatus(NamedTuple):
     x: int
     y: int
     left_title: bool  # False while the game still sits on its title screen
-
-
-def read_cart_title(rom: bytes) -> str:
-    """Cartridge title from the header (0x134..0x143), NUL padding stripped."""
-    return rom[0x134:0x144].split(b"\x00", 1)[0].decode("ascii", "replace").strip()
+    intro_done: bool  # the opening (intro text, naming, ...) is over and the player can walk
 
 
 @dataclass(frozen=True)
@@ -131,6 +129,7 @@ class EmuQuest:
             x=memory[self.X],
             y=memory[self.Y],
             left_title=memory[self.MODE] != self.MODE_TITLE,
+            intro_done=bool(memory[self.MILESTONES] & 1),  # milestone 0 is "intro_done"
         )
 
     def finished(self, memory: Memory) -> bool:
@@ -191,6 +190,7 @@ class PokemonRed:
             x=memory[self.X],
             y=memory[self.Y],
             left_title=bool(memory[self.STATUS_FLAGS] & 1),
+            intro_done=bool(memory[self.STATUS_FLAGS] & 1),
         )
 
     def finished(self, memory: Memory) -> bool:
@@ -205,7 +205,7 @@ class ScreenOnly:
     cart_title: str = ""
 
     def status(self, memory: Memory) -> GameStatus:
-        return GameStatus(milestones=-1, map_id=-1, x=-1, y=-1, left_title=False)
+        return GameStatus(milestones=-1, map_id=-1, x=-1, y=-1, left_title=False, intro_done=False)
 
     def finished(self, memory: Memory) -> bool:
         return False
@@ -222,3 +222,16 @@ def profile_for_rom(rom: bytes) -> GameProfile:
     if title in PokemonRed.cart_titles:
         return PokemonRed()
     return ScreenOnly(cart_title=title)
+
+
+def detected(profile: GameProfile, rom: bytes) -> dict:
+    """What a run says it detected (printed at start, recorded in metrics and reports): the profile,
+    the cartridge's title and sha1, and whether RAM facts (milestones, maps) exist for it."""
+    identity = RomIdentity.of(rom).to_dict()
+    return {"game": profile.name, **identity, "screen_only": isinstance(profile, ScreenOnly)}
+
+
+def detected_line(info: dict) -> str:
+    knows = "screen only: no milestones from RAM" if info["screen_only"] else "milestones and maps from RAM"
+    cartridge = f"{info['title'] or '(untitled)'} sha1 {info['sha1'][:10]}"
+    return f"game: {info['game']}, cartridge {cartridge}, {knows}"

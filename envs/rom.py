@@ -6,6 +6,8 @@ garbage. We refuse it up front with one line that names the file and the problem
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 MIN_ROM_SIZE = 32 * 1024  # the smallest cartridge: 2 banks of 16 KiB, no MBC
@@ -15,6 +17,29 @@ HEADER_CHECKSUM_AT = 0x14D
 
 class RomError(ValueError):
     """The ROM cannot be used. The message is one line meant for the user."""
+
+
+def read_cart_title(rom: bytes) -> str:
+    """Cartridge title from the header (0x134..0x143), NUL padding stripped."""
+    return rom[0x134:0x144].split(b"\x00", 1)[0].decode("ascii", "replace").strip()
+
+
+@dataclass(frozen=True)
+class RomIdentity:
+    """Which cartridge a run used: what checkpoints record instead of the ROM itself."""
+
+    title: str
+    sha1: str
+
+    @classmethod
+    def of(cls, rom: bytes) -> RomIdentity:
+        return cls(read_cart_title(rom), hashlib.sha1(rom).hexdigest())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.title or '(untitled)'} (sha1 {self.sha1[:10]})"
 
 
 def header_checksum(rom: bytes) -> int:

@@ -41,7 +41,7 @@ import numpy as np
 from envs.actions import ACTION_NAMES, FRAME_SKIP, PRESS_FRAMES
 from envs.curriculum import CurriculumPool
 from envs.emulators import EnvConfig, ProcessBackend, SerialBackend, obs_shape
-from envs.games import EMUQUEST_ROM, GameProfile, profile_for_rom
+from envs.games import EMUQUEST_ROM, GameProfile, detected, profile_for_rom
 from envs.rom import check_rom
 
 # How long a step may wait on a worker that is alive but silent (a stopped or stuck process). A step
@@ -126,6 +126,7 @@ class VecGameBoy(gymnasium.vector.VectorEnv):
         self.observation_space = gymnasium.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gymnasium.vector.utils.batch_space(self.single_action_space, num_envs)
         self.profile = profile if profile is not None else profile_for_rom(rom_bytes)
+        self.detected = detected(self.profile, rom_bytes)  # the profile, title, sha1: what runs record
         self.curriculum = curriculum
         self.pool_prob = pool_prob
         self.config = EnvConfig(

@@ -36,7 +36,8 @@ def test_evaluate_writes_table_gif_and_training_plot(trained_run, tmp_path):
         assert row["episodes"] == 2 and 0.0 <= row["title_escape_rate"] <= 1.0
         assert row["return_mean"] is not None  # the policy's reward model was found and used
     assert "| trained | 2 |" in (tmp_path / "eval" / "eval_table.md").read_text()
-    assert json.loads((tmp_path / "eval" / "eval.json").read_text()) == out["rows"]
+    written = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert written == {"game": out["game"], "rows": out["rows"]} and out["game"]["title"] == "EMUQUEST"
 
     with Image.open(out["gif"]) as gif:
         assert gif.format == "GIF"
@@ -110,7 +111,10 @@ def test_the_table_reports_the_steps_to_leave_the_title(trained_run, tmp_path):
     )
     for row in out["rows"]:
         assert row["title_steps_median"] is None or 0 < row["title_steps_median"] <= 40
-    assert "steps to leave title (median)" in out["table"]
+        assert (
+            row["intro_steps_median"] is None or row["title_steps_median"] < row["intro_steps_median"] <= 40
+        )
+    assert "left title (median step) | intro done (median step)" in out["table"]
 
 
 def test_bad_output_places_are_refused_before_any_episode(trained_run, tmp_path, monkeypatch):

@@ -10,7 +10,8 @@ import pytest
 from pyboy import PyBoy
 
 from data.speedrun_bot import Bot
-from envs.games import EMUQUEST_ROM, EmuQuest, read_cart_title
+from envs.games import EMUQUEST_ROM, EmuQuest
+from envs.rom import read_cart_title
 
 GAME = EmuQuest()
 BUILD_SCRIPT = EMUQUEST_ROM.parent / "build.sh"

@@ -3,8 +3,8 @@ profile against its documented RAM map."""
 
 import re
 
-from envs.games import EMUQUEST_ROM, EmuQuest, PokemonRed, ScreenOnly, profile_for_rom, read_cart_title
-from envs.rom import header_checksum
+from envs.games import EMUQUEST_ROM, EmuQuest, PokemonRed, ScreenOnly, profile_for_rom
+from envs.rom import header_checksum, read_cart_title
 
 
 class FakeMemory(dict):
@@ -36,18 +36,18 @@ def test_pokemon_red_profile_reads_map_position_events_badges_and_levels():
     red = PokemonRed()
     memory = FakeMemory({0xD35E: 0x26, 0xD361: 6, 0xD362: 3, 0xD356: 0b101, 0xD163: 2, 0xD18C: 7, 0xD1B8: 5})
     memory[0xD732] = 0b10  # other wd732 bits say nothing about the title
-    assert red.status(memory) == (0, 0x26, 3, 6, False)
+    assert red.status(memory) == (0, 0x26, 3, 6, False, False)
     memory[0xD732] = 0b11  # the play-time clock runs: the game has started
     memory[0xD747] = 0b11  # two event flags
     memory[0xD87D] = 0b1000  # the last byte of the range counts
     memory[0xD87E] = 0xFF  # past the range: ignored
-    assert red.status(memory) == (3, 0x26, 3, 6, True)
+    assert red.status(memory) == (3, 0x26, 3, 6, True, True)
     assert red.badges(memory) == 2 and red.party_levels(memory) == [7, 5]
     assert not red.finished(memory)
 
 
 def test_screen_only_profile_knows_nothing():
-    assert ScreenOnly().status(FakeMemory({0xC000: 4})) == (-1, -1, -1, -1, False)
+    assert ScreenOnly().status(FakeMemory({0xC000: 4})) == (-1, -1, -1, -1, False, False)
 
 
 def test_emuquest_profile_matches_its_ram_map():

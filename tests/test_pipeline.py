@@ -1,12 +1,15 @@
 """The main job at --quick sizes, and bench/agent.py on its checkpoints: every phase wired together."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 import pipeline
+from data import make_start_state
+from envs.games import EMUQUEST_ROM
 from models.checkpoint import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -64,3 +67,40 @@ def test_agent_bench_refuses_missing_checkpoints(tmp_path):
         SystemExit, match="pretrained_encoder.pkl not found; run pipeline.py without --checkpoints"
     ):
         agent.main(agent.Args(checkpoints=tmp_path, quick=True, out_dir=tmp_path / "runs"))
+
+
+def test_pipeline_from_a_users_rom_and_videos(quick_run, tmp_path):
+    """`pipeline.py --rom R --videos DIR --initial-state S` as a user with their own game runs it: EmuQuest's
+    ROM copied elsewhere and the quick run's speedrun mp4s stand in for the user's cartridge and footage."""
+    out, _ = quick_run
+    rom = tmp_path / "users_game.gb"
+    shutil.copy(EMUQUEST_ROM, rom)
+    state = tmp_path / "after_intro.state"
+    make_start_state.main(
+        make_start_state.Args(presses=EMUQUEST_ROM.parent / "intro.presses", out=state, rom=rom)
+    )
+    result = pipeline.main(
+        pipeline.Args(
+            quick=True,
+            out_dir=tmp_path / "run",
+            rom=rom,
+            videos=out / "speedruns" / "videos",
+            initial_state=state,
+        )
+    )
+    runs = sorted(p.name for p in (tmp_path / "run" / "videos" / "frames").iterdir())
+    assert runs == ["run_00", "run_01", "run_02"]  # one folder of frames per video
+    assert "frames from videos" in result["durations"] and "speedruns" not in result["durations"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| frames from videos | 3 videos at 15 fps |" in report and "cartridge EMUQUEST" in report
+    summary = result["report"]
+    assert summary["game"]["game"] == "emuquest" and summary["intro_done_rate"] == 1.0
+    policy = load_checkpoint(tmp_path / "run" / "ppo" / "policy_final.pkl", "policy")["config"]
+    assert (tmp_path / "run" / "ppo" / policy["rom"]["path"]).resolve() == rom.resolve()
+
+
+def test_pipeline_refuses_a_rom_without_videos(tmp_path):
+    with pytest.raises(SystemExit, match="--rom needs --videos"):
+        pipeline.main(pipeline.Args(quick=True, out_dir=tmp_path, rom=EMUQUEST_ROM))
+    with pytest.raises(SystemExit, match="--videos .*: no such file or folder"):
+        pipeline.main(pipeline.Args(quick=True, out_dir=tmp_path, videos=tmp_path / "none"))

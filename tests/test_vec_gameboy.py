@@ -220,6 +220,8 @@ def test_episode_terminates_when_the_profile_says_the_game_is_finished():
             "maps_visited": 1,
             "left_title": True,
             "title_steps": title_steps,  # the step it left the title at
+            "intro_done": False,
+            "intro_steps": None,
             "finished": True,
         }
     ]

@@ -14,6 +14,7 @@ A checkpoint flag takes a path or a bare name: `--tokenizer pretrained_tokenizer
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from training.cli import fail
@@ -62,3 +63,20 @@ def find_checkpoint(path: str | Path, flag: str, *folders: str | Path) -> Path:
             raise fail(f"{flag}: {path.name} is in {' and '.join(map(str, found))}; give the path")
         looked += [folder / path.name for folder in PHASE_DIRS]
     raise fail(f"{flag}: no checkpoint {path} (looked in {', '.join(dict.fromkeys(str(p) for p in looked))})")
+
+
+def path_for_checkpoint(path: str | Path, checkpoint_dir: str | Path) -> str:
+    """`path` as a checkpoint in `checkpoint_dir` stores it: relative to that folder, so the run works
+    from any working directory and moves with its inputs."""
+    return os.path.relpath(Path(path).resolve(), Path(checkpoint_dir).resolve())
+
+
+def path_from_checkpoint(stored: str | Path, checkpoint_dir: str | Path) -> Path:
+    """A path stored in a checkpoint in `checkpoint_dir`, resolved against that folder. A relative path
+    that is missing there but exists from the working directory is taken from there: checkpoints written
+    before paths were stored relative to them hold paths relative to the working directory."""
+    stored = Path(stored)
+    if stored.is_absolute():
+        return stored
+    beside = Path(checkpoint_dir) / stored
+    return stored if not beside.exists() and stored.exists() else beside

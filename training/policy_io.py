@@ -135,10 +135,13 @@ def save_policy(
     iteration: int,
     runner_state: dict,
     entropy_streak: int,
+    rom: dict,
+    game: dict,
 ):
     """Atomic policy checkpoint: bf16 params for evaluation, plus the fp32 train_state that
     --resume needs (all params, optimizer, RNG, counters, curriculum pool, episode window).
-    `run_args` are the training script's settings, stored so evaluation and resume can read them."""
+    `run_args` are the training script's settings, stored so evaluation and resume can read them; `rom`
+    the cartridge it trained on (training/rom_binding.py) and `game` the profile detected for it."""
     train_state = {
         "params": params_of(model),
         "opt_state": jax.tree.leaves(state.opt_state),  # rebuilt with restore_tree
@@ -147,7 +150,7 @@ def save_policy(
         "entropy_streak": entropy_streak,
         "runner": runner_state,
     }
-    config = {"policy": dataclasses.asdict(policy_cfg), "args": run_args}
+    config = {"policy": dataclasses.asdict(policy_cfg), "args": run_args, "rom": rom, "game": game}
     save_checkpoint(
         path, kind="policy", config=config, params=params_of(model), step=iteration, train_state=train_state
     )

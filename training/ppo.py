@@ -242,7 +242,10 @@ CURVES = {
         "env_steps",
         (
             Panel("milestones", ("rollout/milestones_max", "episode/milestones")),
-            Panel("title escape and entropy", ("episode/title_escape_rate", "policy/entropy_fraction")),
+            Panel(
+                "title, intro and entropy",
+                ("episode/title_escape_rate", "episode/intro_done_rate", "policy/entropy_fraction"),
+            ),
             Panel("learned return", ("episode/return",)),
         ),
     )

@@ -47,6 +47,11 @@ class Runner:
         self.stepper = ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="env-group")
 
     @property
+    def detected(self) -> dict:
+        """The game profile and cartridge the envs detected (envs/games.py `detected`)."""
+        return self.groups[0].env.detected
+
+    @property
     def obs(self) -> np.ndarray:
         return np.concatenate([group.obs for group in self.groups])
 
@@ -58,6 +63,18 @@ class Runner:
             group.obs = obs.copy()  # the env overwrites its buffer in place on the next step
             group.progress.start(group.obs, self._start_bags(info))
             group.episode_return[:] = 0
+
+    def seed_pool(self, state: bytes):
+        """Start the curriculum pool with the run's initial state (the frame env 0 shows after `restart`,
+        with an empty pool), scored as the reward model scores it; later states must beat it."""
+        group = self.groups[0]
+        model, frames = group.progress.model, group.obs[:1]
+        if model.bag_size:
+            score = model.score_tokens(model.tokens(frames), group.progress.bags[:1])[0]
+        else:
+            score = model.score(frames)[0]
+        self.pool.add(state, float(score), payload=group.progress.bag(0))
+        self.best_score = max(self.best_score, float(score))
 
     def _start_bags(self, info) -> dict[int, np.ndarray]:
         """{env: bag of seen tokens} of the envs that just restarted on a curriculum state."""
@@ -177,13 +194,15 @@ class Runner:
         """Means over the recent-episode window (title escape rate, milestones, ...)."""
         if not self.episodes:
             return {}
-        mean = lambda name: float(np.mean([e[name] for e in self.episodes]))  # noqa: E731
+        # .get: episodes restored from a checkpoint written before a statistic existed lack it
+        mean = lambda name: float(np.mean([e.get(name, 0) for e in self.episodes]))  # noqa: E731
         return {
             "episode/return": mean("return"),
             "episode/length": mean("length"),
             "episode/milestones": mean("milestones"),
             "episode/maps_visited": mean("maps_visited"),
             "episode/title_escape_rate": mean("left_title"),
+            "episode/intro_done_rate": mean("intro_done"),
             "episode/count": len(self.episodes),
         }
 
@@ -234,6 +253,7 @@ def make_runner(
     progress: LearnedProgress,
     settings: ProgressSettings,
     *,
+    initial_state: str | None = None,
     num_envs: int,
     num_workers: int | None,
     env_groups: int,
@@ -268,6 +288,7 @@ def make_runner(
                 press_frames=press_frames,
                 max_steps=max_episode_steps,
                 backend="serial" if serial else "process",
+                initial_state=initial_state,
                 curriculum=pool,
                 pool_prob=curriculum_prob,
                 grayscale=grayscale,
@@ -293,6 +314,7 @@ def env_only_sps(
     seconds: float,
     grayscale: bool = False,
     seed: int = 0,
+    initial_state: str | None = None,
 ) -> float:
     """Env steps/s of VecGameBoy alone over about `seconds`, with uniformly random actions and PPO's
     env settings: the ceiling PPO's end-to-end steps/s is compared with."""
@@ -306,6 +328,7 @@ def env_only_sps(
         max_steps=max_episode_steps,
         backend="serial" if num_workers == 0 else "process",
         grayscale=grayscale,
+        initial_state=initial_state,
     ) as env:
         env.reset(seed=seed)
         env.step(rng.integers(0, env.num_actions, env.num_envs))  # the workers' first step warms them
