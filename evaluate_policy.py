@@ -122,24 +122,29 @@ def summarize(name: str, log: EpisodeLog) -> dict:
         "maps_visited_mean": mean("maps_visited"),
         "finished_rate": mean("finished"),
         "return_mean": mean("return") if episodes[0]["return"] is not None else None,
+        # The profile's facts at each episode's end (EmuQuest: battles; Pokémon Red: badges, levels).
+        "facts_mean": {
+            name: float(np.mean([e["facts"][name] for e in episodes])) for name in episodes[0]["facts"]
+        },
     }
 
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
         "| agent | episodes | left title (median step) | intro done (median step) | milestones (mean / max) "
-        "| maps visited | finished | return |",
-        "|---|---|---|---|---|---|---|---|",
+        "| maps visited | finished | return | game facts (mean) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     median = lambda steps: "never" if steps is None else f"{steps:g}"  # noqa: E731
     for r in rows:
         ret = "n/a" if r["return_mean"] is None else f"{r['return_mean']:+.3f}"
+        facts = ", ".join(f"{name.replace('_', ' ')} {value:.2f}" for name, value in r["facts_mean"].items())
         lines.append(
             f"| {r['agent']} | {r['episodes']} "
             f"| {r['title_escape_rate']:.0%} ({median(r['title_steps_median'])}) "
             f"| {r['intro_done_rate']:.0%} ({median(r['intro_steps_median'])}) | "
             f"{r['milestones_mean']:.2f} / {r['milestones_max']} | {r['maps_visited_mean']:.2f} | "
-            f"{r['finished_rate']:.0%} | {ret} |"
+            f"{r['finished_rate']:.0%} | {ret} | {facts or '-'} |"
         )
     return "\n".join(lines)
 

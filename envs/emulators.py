@@ -228,6 +228,7 @@ class EmulatorGroup:
                         "intro_done": bool(self.intro_done[i]),
                         "intro_steps": int(self.intro_steps[i]) if self.intro_done[i] else None,
                         "finished": bool(terminated),
+                        "facts": cfg.profile.episode_facts(pyboy.memory),
                     }
                 )
                 self.buf.final_obs[i] = self.buf.obs[i]

@@ -135,43 +135,109 @@ class EmuQuest:
     def finished(self, memory: Memory) -> bool:
         return memory[self.MODE] == self.MODE_END
 
+    def episode_facts(self, memory: Memory) -> dict[str, int]:
+        """Game facts reported at the end of an episode, beside the milestones."""
+        return {"battles": memory[self.BATTLES]}
+
 
 @dataclass(frozen=True)
 class PokemonRed:
     """Pokémon Red and Blue (international releases; both share one RAM layout).
 
-    Addresses checked against the pret/pokered disassembly's wram.asm, whose
-    address comments give: wPartyCount d163, wPartyMon1 d16b (party_struct is 0x2C
-    bytes, level at offset 0x21, so wPartyMon1Level = d18c), wObtainedBadges d356,
-    wCurMap d35e, wYCoord d361, wXCoord d362, wd732 d732 and wEventFlags d747
-    (320 bytes). They agree with PokemonRedExperiments,
-    which reads the event flags over 0xD747..0xD87E; we use that same range.
+    Every address is a symbol of the pret/pokered disassembly (ram/wram.asm; the addresses as its
+    symbol file gives them): wPartyCount d163, wPartyMon1Level d18c (party_struct is 0x2C bytes),
+    wObtainedBadges d356, wCurMap d35e, wYCoord d361, wXCoord d362, wTownVisitedFlag d70b (bit = town
+    map id, set on arrival, never cleared), wd732 d732, wEventFlags d747 (320 bytes, to d886) and
+    wSaveFileStatus d088. Event flag numbers and map ids are constants/event_constants.asm's and
+    constants/map_constants.asm's.
 
-    There is no mode byte, so "left the title" is bit 0 of wd732 ("count play time"):
-    Init clears WRAM and SetDefaultNamesBeforeTitlescreen zeroes wd732 (it also writes
-    the default name NINTEN, so the player name is no sign of progress), and only
-    SpecialEnterMap sets the bit, when the player first enters the overworld after
-    NEW GAME + Oak's speech or CONTINUE. So it turns on later than the START press.
+    Title screen left: wSaveFileStatus turns 1 (no save) or 2 (a save) when MainMenu starts, i.e. at the
+    START press on the title; Init clears WRAM, so it is 0 through the intro movie and the title.
+    Intro done: bit 0 of wd732 ("count play time"), which only SpecialEnterMap sets, when the player
+    first stands in the overworld after Oak's speech and the naming (or after CONTINUE).
 
-    Milestones are the number of set event flags. Every story step (following Oak,
-    getting the starter, delivering the parcel, beating each gym leader...) sets one,
-    so the count rises through the whole game, including the long stretch before
-    the first badge where a badge count would sit at 0. Badges and party levels are
-    available separately for evaluation.
+    Milestones: the ordered route below, read from RAM, counted as 1 + the index of the furthest one
+    reached (a later one implies those before it, e.g. the Pokédex implies the starter). Map milestones
+    hold while the player is there; the episode keeps its best count. Badges and party levels are
+    reported separately (episode_facts), with the number of event flags set.
     """
 
     name: str = "pokemon_red"
     cart_titles: ClassVar[tuple[str, ...]] = ("POKEMON RED", "POKEMON BLUE")
 
-    PARTY_COUNT: int = 0xD163
-    PARTY_LEVELS: tuple[int, ...] = (0xD18C, 0xD1B8, 0xD1E4, 0xD210, 0xD23C, 0xD268)
-    BADGES: int = 0xD356  # bit i set = badge i
-    MAP_ID: int = 0xD35E
-    Y: int = 0xD361
-    X: int = 0xD362
-    STATUS_FLAGS: int = 0xD732  # wd732; bit 0: play time is being counted
-    EVENT_FLAGS_START: int = 0xD747
-    EVENT_FLAGS_END: int = 0xD87E  # exclusive
+    PARTY_COUNT: ClassVar[int] = 0xD163
+    PARTY_LEVELS: ClassVar[tuple[int, ...]] = (0xD18C, 0xD1B8, 0xD1E4, 0xD210, 0xD23C, 0xD268)
+    BADGES: ClassVar[int] = 0xD356  # bit i set = badge i
+    MAP_ID: ClassVar[int] = 0xD35E
+    Y: ClassVar[int] = 0xD361
+    X: ClassVar[int] = 0xD362
+    TOWNS_VISITED: ClassVar[int] = 0xD70B  # 2 bytes, little-endian bit field by town map id
+    STATUS_FLAGS: ClassVar[int] = 0xD732  # wd732; bit 0: play time is being counted
+    EVENT_FLAGS_START: ClassVar[int] = 0xD747
+    EVENT_FLAGS_END: ClassVar[int] = 0xD887  # exclusive: 320 bytes
+    SAVE_FILE_STATUS: ClassVar[int] = 0xD088  # 0 until the main menu opens
+
+    # Map ids
+    PALLET_TOWN: ClassVar[int] = 0x00
+    VIRIDIAN_CITY: ClassVar[int] = 0x01
+    PEWTER_CITY: ClassVar[int] = 0x02
+    REDS_HOUSE_1F: ClassVar[int] = 0x25
+    VIRIDIAN_FOREST: ClassVar[int] = 0x33
+    # Event flags (bit i of wEventFlags is byte i // 8, bit i % 8)
+    EVENT_GOT_STARTER: ClassVar[int] = 0x022
+    EVENT_BATTLED_RIVAL_IN_OAKS_LAB: ClassVar[int] = 0x023  # set whether the battle is won or lost
+    EVENT_GOT_POKEDEX: ClassVar[int] = 0x025
+    EVENT_OAK_APPEARED_IN_PALLET: ClassVar[int] = 0x027
+    EVENT_GOT_OAKS_PARCEL: ClassVar[int] = 0x039
+    BADGE_NAMES: ClassVar[tuple[str, ...]] = (
+        "boulder", "cascade", "thunder", "rainbow", "soul", "marsh", "volcano", "earth"
+    )  # fmt: skip
+
+    # The route: (name, what to read, which). "map": standing on that map; "town": wTownVisitedFlag
+    # bit; "event": wEventFlags bit; "badge": wObtainedBadges bit.
+    ROUTE: ClassVar[tuple[tuple[str, str, int], ...]] = (
+        ("downstairs", "map", REDS_HOUSE_1F),
+        ("out_of_the_house", "map", PALLET_TOWN),
+        ("oak_stops_you", "event", EVENT_OAK_APPEARED_IN_PALLET),
+        ("got_a_starter", "event", EVENT_GOT_STARTER),
+        ("fought_the_rival", "event", EVENT_BATTLED_RIVAL_IN_OAKS_LAB),
+        ("reached_viridian", "town", VIRIDIAN_CITY),
+        ("got_the_parcel", "event", EVENT_GOT_OAKS_PARCEL),
+        ("got_the_pokedex", "event", EVENT_GOT_POKEDEX),
+        ("viridian_forest", "map", VIRIDIAN_FOREST),
+        ("reached_pewter", "town", PEWTER_CITY),
+        *((f"{badge}_badge", "badge", i) for i, badge in enumerate(BADGE_NAMES)),
+    )
+
+    @property
+    def milestone_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _, _ in self.ROUTE)
+
+    @property
+    def num_milestones(self) -> int:
+        return len(self.ROUTE)
+
+    def event(self, memory: Memory, flag: int) -> bool:
+        return bool(memory[self.EVENT_FLAGS_START + flag // 8] >> (flag % 8) & 1)
+
+    def reached(self, memory: Memory, kind: str, which: int) -> bool:
+        if kind == "map":
+            return memory[self.MAP_ID] == which
+        if kind == "town":
+            return bool((memory[self.TOWNS_VISITED] | memory[self.TOWNS_VISITED + 1] << 8) >> which & 1)
+        if kind == "event":
+            return self.event(memory, which)
+        return bool(memory[self.BADGES] >> which & 1)  # "badge"
+
+    def milestones(self, memory: Memory) -> int:
+        """1 + the index of the furthest route milestone reached; 0 before the intro is done (the map
+        byte reads 0, Pallet Town, on the title)."""
+        if not memory[self.STATUS_FLAGS] & 1:
+            return 0
+        reached = [
+            i + 1 for i, (_, kind, which) in enumerate(self.ROUTE) if self.reached(memory, kind, which)
+        ]
+        return max(reached, default=0)
 
     def event_flag_count(self, memory: Memory) -> int:
         flags = bytes(memory[self.EVENT_FLAGS_START : self.EVENT_FLAGS_END])
@@ -185,16 +251,25 @@ class PokemonRed:
 
     def status(self, memory: Memory) -> GameStatus:
         return GameStatus(
-            milestones=self.event_flag_count(memory),
+            milestones=self.milestones(memory),
             map_id=memory[self.MAP_ID],
             x=memory[self.X],
             y=memory[self.Y],
-            left_title=bool(memory[self.STATUS_FLAGS] & 1),
+            left_title=memory[self.SAVE_FILE_STATUS] != 0,
             intro_done=bool(memory[self.STATUS_FLAGS] & 1),
         )
 
     def finished(self, memory: Memory) -> bool:
         return False  # the game has no end screen worth stopping at; episodes truncate
+
+    def episode_facts(self, memory: Memory) -> dict[str, int]:
+        levels = self.party_levels(memory)
+        return {
+            "badges": self.badges(memory),
+            "party_size": len(levels),
+            "top_level": max(levels, default=0),
+            "event_flags": self.event_flag_count(memory),
+        }
 
 
 @dataclass(frozen=True)
@@ -209,6 +284,9 @@ class ScreenOnly:
 
     def finished(self, memory: Memory) -> bool:
         return False
+
+    def episode_facts(self, memory: Memory) -> dict[str, int]:
+        return {}
 
 
 GameProfile = EmuQuest | PokemonRed | ScreenOnly

@@ -35,6 +35,8 @@ def test_evaluate_writes_table_gif_and_training_plot(trained_run, tmp_path):
     for row in out["rows"]:
         assert row["episodes"] == 2 and 0.0 <= row["title_escape_rate"] <= 1.0
         assert row["return_mean"] is not None  # the policy's reward model was found and used
+        assert set(row["facts_mean"]) == {"battles"}  # EmuQuest's episode facts, in the table too
+    assert "| game facts (mean) |" in out["table"] and " battles " in out["table"]
     assert "| trained | 2 |" in (tmp_path / "eval" / "eval_table.md").read_text()
     written = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert written == {"game": out["game"], "rows": out["rows"]} and out["game"]["title"] == "EMUQUEST"

@@ -32,17 +32,64 @@ def test_profile_is_detected_by_cartridge_title():
     assert isinstance(unknown, ScreenOnly) and unknown.cart_title == "TETRIS"
 
 
-def test_pokemon_red_profile_reads_map_position_events_badges_and_levels():
+# pret/pokered's symbols and constants, written out here from the disassembly to check the profile against.
+WRAM = {"wSaveFileStatus": 0xD088, "wPartyCount": 0xD163, "wPartyMon1Level": 0xD18C,
+        "wObtainedBadges": 0xD356, "wCurMap": 0xD35E, "wYCoord": 0xD361, "wXCoord": 0xD362,
+        "wTownVisitedFlag": 0xD70B, "wd732": 0xD732, "wEventFlags": 0xD747}  # fmt: skip
+EVENTS = {"EVENT_GOT_STARTER": 0x22, "EVENT_BATTLED_RIVAL_IN_OAKS_LAB": 0x23, "EVENT_GOT_POKEDEX": 0x25,
+          "EVENT_OAK_APPEARED_IN_PALLET": 0x27, "EVENT_GOT_OAKS_PARCEL": 0x39}  # fmt: skip
+MAPS = {"PALLET_TOWN": 0, "VIRIDIAN_CITY": 1, "PEWTER_CITY": 2, "REDS_HOUSE_1F": 0x25, "REDS_HOUSE_2F": 0x26,
+        "VIRIDIAN_FOREST": 0x33}  # fmt: skip
+
+
+def set_event(memory, name):
+    flag = EVENTS[name]
+    memory[WRAM["wEventFlags"] + flag // 8] = memory[WRAM["wEventFlags"] + flag // 8] | 1 << flag % 8
+
+
+def test_pokemon_red_title_intro_and_route_milestones_on_synthetic_memory():
+    red, memory = PokemonRed(), FakeMemory()
+    assert red.status(memory) == (0, 0, 0, 0, False, False)  # power-on: WRAM cleared, on the title
+    memory[WRAM["wSaveFileStatus"]] = 1  # START on the title opened the main menu (no save file)
+    assert red.status(memory) == (0, 0, 0, 0, True, False)  # the map byte (0, Pallet) means nothing yet
+    memory.update({WRAM["wd732"]: 0b11, WRAM["wCurMap"]: MAPS["REDS_HOUSE_2F"], WRAM["wYCoord"]: 6,
+                   WRAM["wXCoord"]: 3})  # fmt: skip
+    assert red.status(memory) == (0, MAPS["REDS_HOUSE_2F"], 3, 6, True, True)  # the intro is done
+    route = [
+        lambda: memory.update({WRAM["wCurMap"]: MAPS["REDS_HOUSE_1F"]}),
+        lambda: memory.update({WRAM["wCurMap"]: MAPS["PALLET_TOWN"]}),
+        lambda: set_event(memory, "EVENT_OAK_APPEARED_IN_PALLET"),
+        lambda: set_event(memory, "EVENT_GOT_STARTER"),
+        lambda: set_event(memory, "EVENT_BATTLED_RIVAL_IN_OAKS_LAB"),
+        lambda: memory.update({WRAM["wTownVisitedFlag"]: 0b11}),  # Pallet and Viridian visited
+        lambda: set_event(memory, "EVENT_GOT_OAKS_PARCEL"),
+        lambda: set_event(memory, "EVENT_GOT_POKEDEX"),
+        lambda: memory.update({WRAM["wCurMap"]: MAPS["VIRIDIAN_FOREST"]}),
+        lambda: memory.update({WRAM["wTownVisitedFlag"]: 0b111, WRAM["wCurMap"]: MAPS["PEWTER_CITY"]}),
+        *(lambda n=n: memory.update({WRAM["wObtainedBadges"]: (1 << n) - 1}) for n in range(1, 9)),
+    ]  # fmt: skip
+    for milestones, step in enumerate(route, 1):
+        step()
+        assert red.milestones(memory) == milestones, red.milestone_names[milestones - 1]
+    assert red.num_milestones == 18 and red.milestone_names[-1] == "earth_badge"
+    # Back home after the Boulder Badge: the flags still count, the momentary map does not matter.
+    memory.update({WRAM["wObtainedBadges"]: 1, WRAM["wCurMap"]: MAPS["REDS_HOUSE_2F"]})
+    assert red.milestones(memory) == 11
+    # A later flag implies the ones before it, whatever order RAM is read in.
+    jumped = FakeMemory({WRAM["wd732"]: 1, WRAM["wCurMap"]: MAPS["REDS_HOUSE_2F"]})
+    set_event(jumped, "EVENT_GOT_POKEDEX")
+    assert red.milestones(jumped) == 8
+
+
+def test_pokemon_red_facts_read_badges_levels_and_all_320_event_bytes():
     red = PokemonRed()
-    memory = FakeMemory({0xD35E: 0x26, 0xD361: 6, 0xD362: 3, 0xD356: 0b101, 0xD163: 2, 0xD18C: 7, 0xD1B8: 5})
-    memory[0xD732] = 0b10  # other wd732 bits say nothing about the title
-    assert red.status(memory) == (0, 0x26, 3, 6, False, False)
-    memory[0xD732] = 0b11  # the play-time clock runs: the game has started
-    memory[0xD747] = 0b11  # two event flags
-    memory[0xD87D] = 0b1000  # the last byte of the range counts
-    memory[0xD87E] = 0xFF  # past the range: ignored
-    assert red.status(memory) == (3, 0x26, 3, 6, True, True)
+    memory = FakeMemory({WRAM["wObtainedBadges"]: 0b101, WRAM["wPartyCount"]: 2, WRAM["wPartyMon1Level"]: 7,
+                         WRAM["wPartyMon1Level"] + 0x2C: 5})  # fmt: skip
+    memory[WRAM["wEventFlags"]] = 0b11  # two event flags
+    memory[WRAM["wEventFlags"] + 319] = 0b1000  # the last of the 320 bytes (0xD886) counts
+    memory[WRAM["wEventFlags"] + 320] = 0xFF  # past the range: ignored
     assert red.badges(memory) == 2 and red.party_levels(memory) == [7, 5]
+    assert red.episode_facts(memory) == {"badges": 2, "party_size": 2, "top_level": 7, "event_flags": 3}
     assert not red.finished(memory)
 
 

@@ -223,6 +223,7 @@ def test_episode_terminates_when_the_profile_says_the_game_is_finished():
             "intro_done": False,
             "intro_steps": None,
             "finished": True,
+            "facts": {"battles": 0},
         }
     ]
     np.testing.assert_array_equal(steps[end][0][0], reset_obs[0])
