@@ -85,7 +85,7 @@ class Args:
     """With --resume, run on a --rom whose sha1 differs from the one the checkpoint was trained on."""
     initial_state: str | None = None
     """PyBoy state file that every episode starts from instead of power-on (e.g. Pokémon Red after its
-    intro; make one with `uv run python -m envs.start_state`). It also starts the curriculum pool."""
+    intro; make one with data/make_start_state.py). It also starts the curriculum pool."""
     policy: Literal["vq", "vit"] = "vq"
     """'vq': frames -> VQ tokens -> transformer; 'vit': the legacy patch ViT."""
     finetune_encoder: bool = False
