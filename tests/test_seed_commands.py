@@ -1,7 +1,7 @@
 """The seed's commands, as the README lists them, run from the README's folder layout: each command
 line is parsed by its script's own CLI with only size flags added. Budgets (--iterations 12000, the
-resume's policy_1000.pkl) are shrunk to what a test can run; every checkpoint name is found where
-the phase before wrote it."""
+resume's policy_1000.pkl, --epochs 100, --steps 2000) are shrunk to what a test can run, by a later flag
+that overrides the written one; every checkpoint name is found where the phase before wrote it."""
 
 import shlex
 import sys
@@ -31,7 +31,7 @@ PPO_SIZE = "--num-envs 2 --num-steps 8 --num-minibatches 2 --num-workers 0"
 
 # (the seed's command, the flags added to make it tiny)
 COMMANDS = [
-    ("pretrain_visual.py --data data/speedruns/frames --epochs 100", "--size tiny"),
+    ("pretrain_visual.py --data data/speedruns/frames --epochs 100", "--size tiny --epochs 4"),
     ("pretrain_visual.py --stage 1b --tokenizer pretrained_tokenizer.pkl", "--size tiny"),
     ("train_reward.py --data data/speedruns/frames --tokenizer pretrained_tokenizer.pkl --epochs 50", ""),
     ("train_reward.py --backbone resnet34", "--size tiny"),
@@ -42,7 +42,7 @@ COMMANDS = [
         PPO_SIZE,
     ),
     ("train_with_cnn_reward.py --resume checkpoints/policy_1.pkl --iterations 3", "--num-workers 0"),
-    ("evaluate_policy.py --policy checkpoints/policy_final.pkl --steps 2000", "--episodes 2 --num-workers 0"),
+    ("evaluate_policy.py --policy checkpoints/policy_final.pkl --steps 2000", "--episodes 2 --num-workers 0 --steps 300"),
 ]
 
 
