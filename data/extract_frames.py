@@ -2,6 +2,7 @@
 
     uv run python data/extract_frames.py --video videos/ --out data/frames --fps 10
     uv run python data/extract_frames.py --video run.mp4 --crop 320,40,640,576 --dedupe near
+    uv run python data/extract_frames.py --video videos/ --workers 8 --jump-seconds 0.1
 
 For each video it
 1. finds the Game Boy screen once: the per-pixel spread over frames sampled across the
@@ -14,13 +15,18 @@ For each video it
    frame index and time of every written frame), the layout `data/make_speedruns.py` writes.
 
 `--labels labeled_frames/` keeps only the frames inside spans saved by `data/labeler.py`;
-each written frame then records its span (`segment`) so pairs never cross a gap.
+each written frame then records its span (`segment`) so pairs never cross a gap. `--workers N`
+extracts N videos at a time, one process each; the output is the same as with one. A summary
+(frames kept per video, the crop found, duplicates dropped, time) ends every run.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -61,6 +67,8 @@ class Args:
     Videos without a label file are skipped."""
     detect_samples: int = 48
     """How many frames, spread over the video, the screen detection looks at."""
+    workers: int = 1
+    """Videos extracted at once, one process each (at most one per video; about one per core pays)."""
 
 
 @dataclass(frozen=True)
@@ -180,16 +188,37 @@ def is_duplicate(frame: np.ndarray, last_kept: np.ndarray | None, args: Args) ->
     return float(np.abs(frame.astype(np.int16) - last_kept.astype(np.int16)).mean()) < args.near_threshold
 
 
-def extract_video(video: Path, out_root: Path, args: Args) -> int:
-    """Extract one video into out_root/<stem>/. Returns the number of frames written."""
+@dataclass(frozen=True)
+class VideoSummary:
+    """What extracting one video did: the line each gets in the closing summary."""
+
+    video: str
+    frames_kept: int
+    frames_read: int
+    duplicates_dropped: int
+    crop: str  # "x,y,w,h (auto|manual)", or "" for a skipped video
+    seconds: float
+    skipped: str = ""  # why nothing was extracted, if nothing was
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"{self.video}: skipped ({self.skipped})"
+        return (
+            f"{self.video}: {self.frames_kept} frames kept of {self.frames_read}, "
+            f"{self.duplicates_dropped} duplicates dropped, crop {self.crop}, {self.seconds:.1f} s"
+        )
+
+
+def extract_video(video: Path, out_root: Path, args: Args, show_progress: bool = True) -> VideoSummary:
+    """Extract one video into out_root/<stem>/."""
+    started = time.perf_counter()
     capture, info = open_video(video)
     try:
         segment_of_frame: dict[int, int] | None = None
         if args.labels is not None:
             chunks = load_labels(args.labels, video)
             if chunks is None:
-                print(f"{video.name}: no label file in {args.labels}, skipped")
-                return 0
+                return VideoSummary(video.name, 0, 0, 0, "", 0.0, skipped=f"no label file in {args.labels}")
             segment_of_frame = {index: segment for segment, chunk in enumerate(chunks) for index in chunk}
 
         if args.crop is not None:
@@ -209,10 +238,12 @@ def extract_video(video: Path, out_root: Path, args: Args) -> int:
 
         step = sample_step(info, args)
         written: list[dict] = []
+        duplicates = 0
         last_kept: np.ndarray | None = None
         next_sample = 0.0
         index = 0
-        with tqdm(total=info.frame_count, desc=video.name, unit="frame") as progress:
+        progress = tqdm(total=info.frame_count, desc=video.name, unit="frame", disable=not show_progress)
+        with progress:
             while capture.grab():
                 sampled = index >= next_sample - 1e-6
                 if sampled:
@@ -223,7 +254,9 @@ def extract_video(video: Path, out_root: Path, args: Args) -> int:
                     if not ok:
                         break
                     screen = to_screen(frame, crop)
-                    if not is_duplicate(screen, last_kept, args):
+                    if is_duplicate(screen, last_kept, args):
+                        duplicates += 1
+                    else:
                         name = f"{len(written):06d}.png"
                         cv2.imwrite(str(partial_dir / name), screen)
                         record = {"file": name, "source_frame": index, "time_s": round(index / info.fps, 4)}
@@ -251,13 +284,35 @@ def extract_video(video: Path, out_root: Path, args: Args) -> int:
         if final_dir.exists():
             shutil.rmtree(final_dir)
         partial_dir.rename(final_dir)
-        print(
-            f"{video.name}: {len(written)} frames of {index} -> {final_dir} "
-            f"(crop {crop.x},{crop.y},{crop.w},{crop.h} {crop_source})"
+        return VideoSummary(
+            video.name,
+            frames_kept=len(written),
+            frames_read=index,
+            duplicates_dropped=duplicates,
+            crop=f"{crop.x},{crop.y},{crop.w},{crop.h} ({crop_source})",
+            seconds=time.perf_counter() - started,
         )
-        return len(written)
     finally:
         capture.release()
+
+
+def extract_all(videos: list[Path], out_root: Path, args: Args) -> list[VideoSummary]:
+    """Every video, `args.workers` at a time; summaries in the order of `videos`."""
+    workers = min(args.workers, len(videos))
+    if workers == 1:
+        return [extract_video(video, out_root, args) for video in videos]
+    # spawn, not fork: a forked OpenCV/FFmpeg can deadlock on locks its threads held at the fork.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {pool.submit(extract_video, video, out_root, args, False): video for video in videos}
+        try:
+            summaries = {}
+            for future in tqdm(as_completed(futures), total=len(futures), desc="videos", unit="video"):
+                summaries[futures[future]] = future.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return [summaries[video] for video in videos]
 
 
 def list_videos(source: Path) -> list[Path]:
@@ -285,6 +340,8 @@ def main(args: Args) -> int:
             raise ValueError("--fps and --jump-seconds must be positive")
         if args.crop is not None:
             parse_crop(args.crop)
+        if args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: pass at least 1")
         if args.detect_samples < 2:
             raise ValueError(
                 "--detect-samples must be at least 2: the screen is found by what changes between frames"
@@ -302,7 +359,17 @@ def main(args: Args) -> int:
                 "save one with data/labeler.py"
             )
         out_root = Path(args.out)
-        return sum(extract_video(video, out_root, args) for video in videos)
+        started = time.perf_counter()
+        summaries = extract_all(videos, out_root, args)
+        kept = sum(summary.frames_kept for summary in summaries)
+        print(f"extracted {kept} frames from {len(videos)} video(s) into {out_root}:")
+        for summary in summaries:
+            print(f"  {summary.line()}")
+        print(
+            f"  total: {sum(s.duplicates_dropped for s in summaries)} duplicates dropped, "
+            f"{time.perf_counter() - started:.1f} s with {min(args.workers, len(videos))} worker(s)"
+        )
+        return kept
     except (ValueError, OSError) as error:
         raise SystemExit(f"extract_frames: {error}") from None
 

@@ -135,6 +135,26 @@ def test_manual_crop_and_sampling_rate(speedrun, tmp_path):
     assert [r["source_frame"] for r in metadata["frames"]] == list(range(0, num_frames, 15))
 
 
+def test_workers_give_the_same_output_and_a_summary(speedrun, tmp_path, capsys):
+    videos, _, _ = speedrun
+    for workers in (1, 2):
+        main(Args(video=videos, out=str(tmp_path / f"workers_{workers}"), fps=15, workers=workers))
+    summary = capsys.readouterr().out
+    for stem in ("bordered", "run_00"):
+        one, two = tmp_path / "workers_1" / stem, tmp_path / "workers_2" / stem
+        assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in two.iterdir())
+        for png in one.glob("*.png"):
+            assert png.read_bytes() == (two / png.name).read_bytes(), png.name
+        first, second = (json.loads((d / "metadata.json").read_text()) for d in (one, two))
+        assert first["frames"] == second["frames"] and first["crop"] == second["crop"]
+    # One line per video (kept, read, duplicates, crop, time) and a total, for each run.
+    assert summary.count("bordered.mp4: ") == 2 and summary.count("run_00.mp4: ") == 2
+    assert "with 2 worker(s)" in summary and summary.count(" (auto), ") == 4
+    metadata = json.loads((tmp_path / "workers_2" / "run_00" / "metadata.json").read_text())
+    kept_line = f"run_00.mp4: {len(metadata['frames'])} frames kept of {metadata['source_frame_count']}, "
+    assert kept_line in summary
+
+
 def test_detect_screen_ignores_static_border(speedrun):
     _, pngs, _ = speedrun
     frames = np.stack(list(pngs.values())[::8])
@@ -216,6 +236,7 @@ def run_cli(*arguments: str) -> subprocess.CompletedProcess:
         (["--video", "{plain}", "--out", ""], "--out is empty"),
         (["--video", "{plain}", "--crop", "10,10,100"], "--crop"),
         (["--video", "{plain}", "--crop", "0,0,500,500"], "falls outside"),
+        (["--video", "{plain}", "--workers", "0"], "--workers 0"),
     ],
 )
 def test_bad_input_gives_one_line_and_nonzero_exit(speedrun, tmp_path, arguments, message):
@@ -230,3 +251,19 @@ def test_bad_input_gives_one_line_and_nonzero_exit(speedrun, tmp_path, arguments
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
+def test_the_workers_bench_times_each_count_and_checks_the_output_is_the_same(speedrun, tmp_path):
+    videos, _, _ = speedrun
+    output = tmp_path / "extract_workers.md"
+    result = run_bench(videos, output)
+    assert result.returncode == 0, result.stderr
+    table = output.read_text()
+    assert "| 1 | 2 | " in table and "| 2 | 2 | " in table and table.count(" | yes |") == 2
+    assert "1.00x" in table and "15 fps" in table and "Machine: " in table
+
+
+def run_bench(videos: Path, output: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "bench/extract_workers.py", "--videos", str(videos), "--fps", "15"]
+    command += ["--repeats", "1", "--output", str(output)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
