@@ -42,7 +42,10 @@ COMMANDS = [
         PPO_SIZE,
     ),
     ("train_with_cnn_reward.py --resume checkpoints/policy_1.pkl --iterations 3", "--num-workers 0"),
-    ("evaluate_policy.py --policy checkpoints/policy_final.pkl --steps 2000", "--episodes 2 --num-workers 0 --steps 300"),
+    (
+        "evaluate_policy.py --policy checkpoints/policy_final.pkl --steps 2000",
+        "--episodes 2 --num-workers 0 --steps 300",
+    ),
 ]
 
 
