@@ -8,16 +8,21 @@ with each --worker-counts, interleaved, --repeats times, and reports the best wa
 and its speedup over one worker. Every worker count must write the same PNG bytes and metadata
 frames as one worker. The target is >= 1.6x with 2 workers on 2 cores.
 
+Each run is an `extract_frames.py` command in its own process, as a user runs it, so the time
+includes starting it and its workers. `--scratch` puts the frames on the disk to measure (e.g.
+where a dataset will live); writing thousands of small PNGs is part of the work.
+
 Prints a markdown table and writes it to --output (atomically).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
-import io
+import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -43,6 +48,9 @@ class Args:
     """--fps of the extraction (default: every frame, which makes decoding the work)."""
     repeats: int = 2
     """Timed runs of each worker count, interleaved; the best counts."""
+    scratch: Path | None = None
+    """Folder the frames (and the made videos) are written under, in a temporary folder deleted at the
+    end. Default: the system's temporary folder."""
     output: Path = Path("bench/results/extract_workers.md")
 
 
@@ -58,12 +66,18 @@ def output_digest(folder: Path) -> str:
 
 
 def timed_extraction(videos: Path, out: Path, workers: int, fps: float | None) -> tuple[float, int]:
-    """(seconds, frames kept) of one extract_frames run, its own output silenced."""
+    """(seconds, frames kept) of one extract_frames.py command, run as a user runs it: its own process,
+    whose start (and its workers' imports) the time includes."""
     shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, extract_frames.__file__, "--video", str(videos), "--out", str(out)]
+    command += ["--workers", str(workers), *([] if fps is None else ["--fps", str(fps)])]
     started = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        kept = extract_frames.main(extract_frames.Args(video=videos, out=str(out), fps=fps, workers=workers))
-    return time.perf_counter() - started, kept
+    result = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"error: {' '.join(command)} failed: {result.stderr.strip().splitlines()[-1]}")
+    kept = sum(len(json.loads(m.read_text())["frames"]) for m in out.glob("*/metadata.json"))
+    return seconds, kept
 
 
 def main(args: Args) -> str:
@@ -71,7 +85,9 @@ def main(args: Args) -> str:
         raise SystemExit("error: --worker-counts must be positive and --repeats at least 1")
     if args.videos is not None and not args.videos.is_dir():
         raise SystemExit(f"error: --videos {args.videos}: not a folder")
-    with tempfile.TemporaryDirectory(prefix="extract_workers_") as scratch:
+    if args.scratch is not None and not args.scratch.is_dir():
+        raise SystemExit(f"error: --scratch {args.scratch}: not a folder")
+    with tempfile.TemporaryDirectory(prefix="extract_workers_", dir=args.scratch) as scratch:
         scratch = Path(scratch)
         videos = args.videos
         if videos is None:
@@ -103,8 +119,9 @@ def main(args: Args) -> str:
             f"# Parallel video extraction ({datetime.date.today()})",
             "",
             f"Machine: {machine()}. Videos: {args.videos or f'{num_videos} EmuQuest speedrun mp4s'}, "
-            f"{'every frame' if args.fps is None else f'{args.fps:g} fps'}; best of {args.repeats} "
-            f"interleaved runs. Target: >= 1.6x with 2 workers on 2 cores.",
+            f"{'every frame' if args.fps is None else f'{args.fps:g} fps'}, written under "
+            f"{args.scratch or tempfile.gettempdir()}; best of {args.repeats} interleaved runs. "
+            "Target: >= 1.6x with 2 workers on 2 cores.",
             "",
             f"| workers | videos | frames kept | best s | speedup vs {baseline} "
             f"| same output as {baseline} |",
