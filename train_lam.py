@@ -51,12 +51,13 @@ from models.checkpoint import (
 from models.lam import LAMConfig, LatentActionModel, lam_loss
 from models.quantizers import QuantizerConfig
 from models.sharding import replicate, shard_batch
-from training.cli import dtype_flag, fail, writable_dir
+from training.cli import dtype_flag, fail
 from training.data import fit_batch_size, load_frames, split_groups
 from training.interrupt import StopRequest
 from training.io import atomic_write
 from training.lam_report import buttons_in_effect, code_button_report, no_action_report, report_markdown
 from training.metrics import Curves, MetricsLog, Panel
+from training.out_dir import OutDir
 from training.paths import LAM_DIR, LAM_FILE, find_checkpoint
 from training.steps import NonFiniteGuard, count_params, make_optimizer, make_train_step, new_train_state
 
@@ -73,12 +74,13 @@ CURVES = {
 
 @dataclass
 class Args:
-    data: Path = Path("data/speedruns/frames")
-    """Frames directory: <data>/<run>/*.png (make it with data/make_speedruns.py)."""
+    data: str = "data/speedruns/frames"
+    """Frames directory (<data>/<run>/*.png, from data/make_speedruns.py), or a sharded dataset
+    (data/shards.py): a folder or a storage URL such as s3://bucket/speedruns."""
     resize: bool = False
     """Scale frames that are not 160x144 to it (without this flag they are refused)."""
-    out_dir: Path = LAM_DIR
-    """Where lam.pkl, metrics.jsonl, training_curves.png and the report go."""
+    out_dir: str = str(LAM_DIR)
+    """Where lam.pkl, metrics.jsonl, training_curves.png and the report go: a folder or a storage URL."""
     steps: int = 3000
     """Training steps."""
     batch_size: int = 32
@@ -203,7 +205,7 @@ def evaluate(
 
 
 def train(
-    args: Args, train_groups: FrameGroups, train_ids: np.ndarray, cfg: LAMConfig, batch_size: int
+    args: Args, train_groups: FrameGroups, train_ids: np.ndarray, cfg: LAMConfig, batch_size: int, out: OutDir
 ) -> LatentActionModel:
     model = build(lambda: LatentActionModel(cfg, rngs=nnx.Rngs(args.seed)))
     optimizer = make_optimizer(args.lr, args.steps)
@@ -230,14 +232,14 @@ def train(
     window_usage = jnp.zeros(cfg.vocab_size, jnp.int32)
     interval_usage = jnp.zeros(cfg.vocab_size, jnp.int32)
     sums, replaced, started = {}, 0, time.perf_counter()
-    path = args.out_dir / LAM_FILE
+    path = out.local / LAM_FILE
 
     def save(steps_done: int):
         params = nnx.to_pure_dict(state["trainable"])
         save_checkpoint(path, kind="lam", config=cfg, params=params, step=steps_done)
 
     guard = NonFiniteGuard()
-    with MetricsLog(args.out_dir, CURVES) as log, StopRequest() as stop:
+    with MetricsLog(out.local, CURVES) as log, StopRequest() as stop:
         log.start("lam")
         for step in tqdm(range(args.steps), desc="LAM", leave=False):
             x_t, x_t1 = train_groups.pairs(rng.choice(train_ids, size=batch_size, replace=False))
@@ -274,6 +276,7 @@ def train(
                 }
                 save(step + 1)
                 log.write(record)
+                out.push()
                 tqdm.write(
                     f"step {step + 1}/{args.steps}  loss {record['loss']:.5f}  "
                     f"changed-pixel mse {record['changed_mse']:.5f}"
@@ -305,16 +308,18 @@ def main(args: Args) -> dict:
     if not 0.0 <= args.keep_identical_fraction <= 1.0:
         raise fail(f"--keep-identical-fraction must be in [0, 1], got {args.keep_identical_fraction}")
     dtype = dtype_flag(args.dtype)
-    writable_dir(args.out_dir, "--out-dir")
+    with OutDir(args.out_dir) as out:
+        return train_and_report(args, dtype, out)
+
+
+def train_and_report(args: Args, dtype: jnp.dtype, out: OutDir) -> dict:
     cfg = lam_config(args, dtype)
     data = load_frames(args.data, args.resize)
-    buttons = read_buttons(args.data, data)
+    buttons = read_buttons(data)
     every_pair = FrameGroups(data, identical_threshold=args.identical_threshold, buttons=buttons)
     _, eval_ids, eval_name = split_groups(every_pair, args.holdout_run)
     if args.eval_only:
-        model = load_for_eval(
-            find_checkpoint(args.checkpoint or LAM_FILE, "--checkpoint", args.out_dir), dtype
-        )
+        model = load_for_eval(find_checkpoint(args.checkpoint or LAM_FILE, "--checkpoint", out.local), dtype)
         cfg = model.cfg
     else:
         train_groups = FrameGroups(
@@ -327,7 +332,7 @@ def main(args: Args) -> dict:
         if len(train_ids) == 0:
             raise fail(f"--data: no frame pairs to train on in {args.data}")
         batch_size = fit_batch_size(args.batch_size, len(train_ids), "training pairs")
-        model = train(args, train_groups, train_ids, cfg, batch_size)
+        model = train(args, train_groups, train_ids, cfg, batch_size, out)
     if len(eval_ids) == 0:
         raise fail(f"--holdout-run: {eval_name} has no frame pairs to evaluate on")
 
@@ -362,8 +367,8 @@ def main(args: Args) -> dict:
         ),
     }
     title = f"Latent actions ({cfg.quantizer.kind}, {cfg.vocab_size} codes) versus buttons on the {eval_name}"
-    atomic_write(args.out_dir / "lam_report.json", json.dumps(report, indent=1))
-    atomic_write(args.out_dir / "lam_report.md", report_markdown(report, title))
+    atomic_write(out.local / "lam_report.json", json.dumps(report, indent=1))
+    atomic_write(out.local / "lam_report.md", report_markdown(report, title))
     print(
         f"{eval_name}: changed-pixel mse {report['eval_changed_mse']:.5f} (another pair's action "
         f"{report['eval_shuffled_action_changed_mse']:.5f}, copy {report['eval_copy_changed_mse']:.5f})"

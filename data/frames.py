@@ -9,8 +9,9 @@ A run's `metadata.json` (written by data/extract_frames.py) may give each frame 
 `segment`: labeled spans of a video with gaps between them. (t, t+1) pairs stay inside
 a segment; frame order across segments of a run is still time order.
 
-Frames stay uint8 on the host (5 runs x ~2K frames x 69 KB fits easily); the training
-step converts them to float on the device.
+Frames stay uint8 on the host; the training step converts them to float on the device. A
+FramesDataset holds every frame in memory (the 5 EmuQuest speedruns: ~3.5K frames, 250 MB);
+data/shards.py keeps a larger dataset in shards on disk or in a bucket and reads batch by batch.
 """
 
 from __future__ import annotations
@@ -59,6 +60,69 @@ def _read_rgb(path: Path, image_hw: tuple[int, int], resize: bool) -> np.ndarray
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def list_runs(root: str | Path) -> dict[str, list[Path]]:
+    """Run name -> its image files in frame order: `<root>/<run>/*.png|jpg`, or `root` itself as one run
+    when it holds images directly. One-line FileNotFoundError when there are none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"frames directory {root} does not exist; "
+            "make it with `uv run python data/make_speedruns.py` "
+            "or pass --data <dir with run_XX/*.png>"
+        )
+    runs = {
+        d.name: _image_files(d) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")
+    }
+    runs = {name: files for name, files in runs.items() if files}
+    if not runs and _image_files(root):
+        runs = {root.name: _image_files(root)}
+    if not runs:
+        raise FileNotFoundError(f"no .png/.jpg frames found in {root} or its run subdirectories")
+    return runs
+
+
+@dataclass
+class FolderFrame:
+    """One decoded frame of a frames folder and where it sits."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    run: int  # index into the runs of `list_runs`
+    position: int  # the file's position in its run
+    segment: int
+    file_name: str
+
+
+def read_folder(
+    root: str | Path,
+    runs: dict[str, list[Path]],
+    image_hw: tuple[int, int] = FRAME_HW,
+    show_progress: bool = True,
+    resize: bool = False,
+    skipped: list[Path] | None = None,
+) -> Iterator[FolderFrame]:
+    """The frames of `runs` (from `list_runs(root)`) one at a time, in run and frame order. Images that
+    cannot be decoded are appended to `skipped` and left out."""
+    total = sum(len(files) for files in runs.values())
+    with tqdm(total=total, desc=f"reading {root}", unit="frame", disable=not show_progress) as bar:
+        for run, files in enumerate(runs.values()):
+            segment_of_file = _segments(files[0].parent)
+            for position, path in enumerate(files):
+                image = _read_rgb(path, image_hw, resize)
+                bar.update()
+                if image is None:
+                    if skipped is not None:
+                        skipped.append(path)
+                    continue
+                yield FolderFrame(image, run, position, segment_of_file.get(path.name, 0), path.name)
+
+
+def warn_skipped(root: str | Path, skipped: list[Path]) -> None:
+    if skipped:
+        shown = ", ".join(str(path.relative_to(root)) for path in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {root}: {shown}{more}", stacklevel=3)
+
+
 class FramesDataset:
     """All frames of all runs as one array, plus where each frame sits in its run.
 
@@ -80,59 +144,29 @@ class FramesDataset:
         show_progress: bool = True,
         resize: bool = False,
     ):
-        root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(
-                f"frames directory {root} does not exist; "
-                "make it with `uv run python data/make_speedruns.py` "
-                "or pass --data <dir with run_XX/*.png>"
-            )
-        runs = {
-            d.name: _image_files(d)
-            for d in sorted(root.iterdir())
-            if d.is_dir() and not d.name.startswith(".")
-        }
-        runs = {name: files for name, files in runs.items() if files}
-        if not runs and _image_files(root):
-            runs = {root.name: _image_files(root)}
-        if not runs:
-            raise FileNotFoundError(f"no .png/.jpg frames found in {root} or its run subdirectories")
-
-        frames, run_id, frame_index, segment, file_names, skipped = [], [], [], [], [], []
-        total = sum(len(files) for files in runs.values())
-        with tqdm(total=total, desc=f"reading {root}", unit="frame", disable=not show_progress) as bar:
-            for run, files in enumerate(runs.values()):
-                segment_of_file = _segments(files[0].parent)
-                for position, path in enumerate(files):
-                    image = _read_rgb(path, image_hw, resize)
-                    bar.update()
-                    if image is None:
-                        skipped.append(path)
-                        continue
-                    frames.append(image)
-                    run_id.append(run)
-                    frame_index.append(position)
-                    segment.append(segment_of_file.get(path.name, 0))
-                    file_names.append(path.name)
-        if not frames:
+        runs = list_runs(root)
+        skipped: list[Path] = []
+        records = list(read_folder(root, runs, image_hw, show_progress, resize, skipped))
+        if not records:
+            total = sum(len(files) for files in runs.values())
             raise ValueError(f"none of the {total} images in {root} could be decoded")
-        if skipped:
-            shown = ", ".join(str(path.relative_to(root)) for path in skipped[:5])
-            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-            warnings.warn(
-                f"skipped {len(skipped)} unreadable image(s) in {root}: {shown}{more}", stacklevel=2
-            )
-
-        self.frames = np.stack(frames)
-        self.run_id = np.asarray(run_id, np.int32)
-        self.frame_index = np.asarray(frame_index, np.int32)
-        self.segment = np.asarray(segment, np.int32)
-        self.file_names = file_names
+        warn_skipped(root, skipped)
+        self.frames = np.stack([r.image for r in records])
+        self.run_id = np.asarray([r.run for r in records], np.int32)
+        self.frame_index = np.asarray([r.position for r in records], np.int32)
+        self.segment = np.asarray([r.segment for r in records], np.int32)
+        self.file_names = [r.file_name for r in records]
         self.run_names = list(runs)
+        self.run_dirs = [files[0].parent for files in runs.values()]
         self.skipped = skipped
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    def run_metadata(self, run: int) -> dict | None:
+        """The run's metadata.json (data/make_speedruns.py, data/extract_frames.py), None without one."""
+        path = self.run_dirs[run] / "metadata.json"
+        return json.loads(path.read_text()) if path.is_file() else None
 
     @property
     def num_runs(self) -> int:

@@ -17,7 +17,6 @@ It is ground truth for evaluating latent actions, never an input to training.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,21 +71,15 @@ def buttons_between_saved_frames(metadata: dict) -> dict[str, str]:
     return between
 
 
-def read_buttons(
-    root: Path, dataset: FramesDataset, button_names: tuple[str, ...] = ACTION_NAMES
-) -> np.ndarray | None:
+def read_buttons(dataset: FramesDataset, button_names: tuple[str, ...] = ACTION_NAMES) -> np.ndarray | None:
     """(N,) button pressed between each dataset frame and the next saved frame of its run, as
     an index into button_names (NO_BUTTON where unknown), from runs whose metadata.json was
     written by data/make_speedruns.py. None if no run logs buttons."""
     buttons = np.full(len(dataset), NO_BUTTON, np.int32)
     found = False
-    for run, name in enumerate(dataset.run_names):
-        run_dir = Path(root) / name if (Path(root) / name).is_dir() else Path(root)
-        metadata_path = run_dir / "metadata.json"
-        if not metadata_path.is_file():
-            continue
-        metadata = json.loads(metadata_path.read_text())
-        if "presses" not in metadata:
+    for run in range(dataset.num_runs):
+        metadata = dataset.run_metadata(run)
+        if metadata is None or "presses" not in metadata:
             continue  # not a speedrun bot's log (e.g. frames extracted from a video)
         button_of_file = buttons_between_saved_frames(metadata)
         found = True
@@ -167,7 +160,7 @@ class FrameGroups:
         """Read `<root>/<run>/*.png` and build the groups, with the logged buttons (as indices
         into button_names, the env's action order by default) where the runs have them."""
         dataset = FramesDataset(root, show_progress=show_progress)
-        return cls(dataset, buttons=read_buttons(Path(root), dataset, button_names), **options)
+        return cls(dataset, buttons=read_buttons(dataset, button_names), **options)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -128,7 +128,7 @@ def test_buttons_between_saved_frames_include_taps_between_them(tmp_path):
         tmp_path / "run_01", [frame_of(40 * t) for t in range(3)], [{"file": "000000.png", "source_frame": 0}]
     )
     dataset = FramesDataset(tmp_path, show_progress=False)
-    buttons = read_buttons(tmp_path, dataset)
+    buttons = read_buttons(dataset)
     names = [ACTION_NAMES[b] if b != NO_BUTTON else None for b in buttons]
     assert names == ["up", "a", "start", "left", None, None, None, None]  # run_01 logs no buttons
 

@@ -8,19 +8,30 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from data import storage
 from data.frames import FramesDataset
 from data.pairs import FrameGroups
+from data.shards import MANIFEST, ShardedFramesDataset, is_sharded
 from models.sharding import shard_batch
 from training.cli import fail
 
 
-def load_frames(path: Path, resize: bool = False) -> FramesDataset:
-    """The frames under `path` (one folder per run), or a one-line error. Frames that are not 160x144
-    are refused unless `resize` (--resize)."""
+def load_frames(path: str | Path, resize: bool = False) -> FramesDataset:
+    """The frames at `path`, or a one-line error: a frames folder (one folder per run; frames that are not
+    160x144 are refused unless `resize`, --resize), read into memory, or a sharded dataset (data/shards.py,
+    a folder or a storage URL), read batch by batch."""
     try:
+        if is_sharded(path):
+            return ShardedFramesDataset(path)
+        if storage.is_url(path):
+            raise FileNotFoundError(
+                f"{path} holds no sharded dataset ({MANIFEST}); upload one with data/sync.py"
+            )
         return FramesDataset(path, resize=resize)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, PermissionError) as err:
         raise fail(f"--data: {err}") from None
+    except Exception as err:  # storage errors (credentials, network) come in many types
+        raise fail(f"--data {path}: {type(err).__name__}: {err}") from None
 
 
 def split_runs(data: FramesDataset, holdout_run: str) -> tuple[np.ndarray, np.ndarray, str]:
