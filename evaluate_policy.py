@@ -14,6 +14,7 @@ training read from the run's metrics.jsonl (next to the policy by default).
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from flax import nnx
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from data import storage
 from envs.actions import FRAME_SKIP, PRESS_FRAMES
 from envs.emulators import WorkerError
 from envs.games import EMUQUEST_ROM, detected_line
@@ -34,12 +36,16 @@ from models.checkpoint import CheckpointError
 from training.cli import check_file, fail, writable_dir
 from training.io import atomic_path, atomic_write
 from training.metrics import METRICS_FILE, plot_curves, read_records
+from training.out_dir import OutDir
 from training.paths import (
     EVAL_DIR,
     POLICY_FINAL_FILE,
     PPO_DIR,
     REWARD_DIR,
+    checkpoint_folder,
     find_checkpoint,
+    local_checkpoint,
+    locate_checkpoint,
     path_from_checkpoint,
 )
 from training.policy_io import load_policy
@@ -53,8 +59,8 @@ class Args:
     """Trained policy vs random: title escape, milestones, maps, return; GIF and training plot."""
 
     policy: str | None = POLICY_FINAL_FILE
-    """Policy checkpoint from train_with_cnn_reward.py: a path, or a name found in checkpoints/
-    (ignored with --random)."""
+    """Policy checkpoint from train_with_cnn_reward.py: a path, a storage URL, or a name found in
+    checkpoints/ (ignored with --random)."""
     steps: int = 2000
     """Env steps per episode (at most; finishing the game ends it sooner)."""
     episodes: int = 8
@@ -72,7 +78,8 @@ class Args:
     compare_random: bool = False
     """Evaluate the policy and the random baseline and print both."""
     gif: str | None = None
-    """Write a GIF of the first episode (the policy's, or random's with --random)."""
+    """Write a GIF of the first episode (the policy's, or random's with --random): a path or a storage
+    URL."""
     gif_frames: int = 400
     """Most env steps drawn into the GIF."""
     reward_model: str | None = None
@@ -81,7 +88,7 @@ class Args:
     metrics: str | None = None
     """metrics.jsonl of the training run for the milestones plot. None: next to --policy."""
     out_dir: str = str(EVAL_DIR)
-    """Where eval_table.md, eval.json and training_milestones.png go."""
+    """Where eval_table.md, eval.json and training_milestones.png go: a folder or a storage URL."""
     frame_skip: int | None = None
     """Frames per env step. None: the policy's training value (else 30)."""
     num_workers: int | None = None
@@ -233,17 +240,26 @@ def main(args: Args) -> dict:
     if args.steps < 1 or args.episodes < 1:
         raise fail("--steps and --episodes must be >= 1")
     # Every output place is checked before the episodes are played.
-    out_dir = writable_dir(args.out_dir, "--out-dir")
-    if args.gif:
+    with OutDir(args.out_dir) as out:
+        return evaluate(args, out)
+
+
+def evaluate(args: Args, out: OutDir) -> dict:
+    out_dir = out.local
+    if args.gif and not storage.is_url(args.gif):
         writable_dir(Path(args.gif).parent, "--gif")
-    check_file(args.metrics, "--metrics")
+    if args.metrics and storage.is_url(args.metrics):
+        local_checkpoint(args.metrics, "--metrics")
+    else:
+        check_file(args.metrics, "--metrics")
     use_policy = not args.random
     model = None
     trained_args: dict = {}  # the policy's training Args, as saved in its checkpoint
     if use_policy:
         if not args.policy:
             raise fail("--policy: give a policy checkpoint, or --random for the baseline")
-        policy_path = find_checkpoint(args.policy, "--policy", PPO_DIR)
+        policy_location = locate_checkpoint(args.policy, "--policy", PPO_DIR)
+        policy_path = local_checkpoint(policy_location, "--policy")
         try:
             model, _, ckpt = load_policy(policy_path)
         except CheckpointError as err:
@@ -254,7 +270,10 @@ def main(args: Args) -> dict:
         rom = Path(args.rom) if args.rom else EMUQUEST_ROM
 
     def trained_path(name: str) -> Path | None:  # a file the policy's run named, found from here
-        return trained_args.get(name) and path_from_checkpoint(trained_args[name], policy_path.parent)
+        if not trained_args.get(name):
+            return None
+        where = path_from_checkpoint(trained_args[name], checkpoint_folder(policy_location))
+        return local_checkpoint(where, f"the policy's {name}") if storage.is_url(where) else Path(where)
 
     initial_state = args.initial_state
     if initial_state == "power-on":
@@ -349,22 +368,28 @@ def main(args: Args) -> dict:
 
     gif = None
     if args.gif:
-        gif = Path(args.gif)
-        write_gif(gif, next(iter(logs.values())).gif_frames)
+        gif = args.gif
+        if storage.is_url(gif):
+            with tempfile.TemporaryDirectory() as scratch:
+                write_gif(Path(scratch, "episode.gif"), next(iter(logs.values())).gif_frames)
+                storage.upload(Path(scratch, "episode.gif"), gif)
+        else:
+            write_gif(Path(gif), next(iter(logs.values())).gif_frames)
         print(f"GIF: {gif}")
-    metrics = (
-        Path(args.metrics) if args.metrics else (policy_path.parent / METRICS_FILE if use_policy else None)
-    )
+    metrics = storage.local_copy(args.metrics) if args.metrics else None
+    if use_policy and metrics is None:
+        beside = storage.join(checkpoint_folder(policy_location), METRICS_FILE)
+        metrics = storage.local_copy(beside) if not storage.is_url(beside) or storage.exists(beside) else None
     plot = None
     if metrics is not None and metrics.is_file():
         plot = plot_training(metrics, out_dir / "training_milestones.png")
-        print(f"training plot: {plot}")
+        print(f"training plot: {out.location(plot)}")
     return {
         "game": env.detected,
         "rows": rows,
         "table": table,
         "gif": str(gif) if gif else None,
-        "plot": str(plot) if plot else None,
+        "plot": out.location(plot) if plot else None,
     }
 
 

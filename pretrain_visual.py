@@ -47,10 +47,11 @@ from models.quantizers import QuantizerConfig
 from models.sharding import replicate, shard_batch
 from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
 from models.vqvae import VQVAE, VQVAEConfig, encoder_params, frames_to_float, tokenizer_loss
-from training.cli import dtype_flag, fail, writable_dir
+from training.cli import dtype_flag, fail
 from training.data import fit_batch_size, load_frames, map_batches, split_runs
 from training.interrupt import StopRequest
 from training.metrics import Curves, MetricsLog, Panel
+from training.out_dir import OutDir
 from training.paths import DYNAMICS_FILE, ENCODER_FILE, PRETRAIN_DIR, TOKENIZER_FILE, find_checkpoint
 from training.pictures import save_recon_grid
 from training.steps import (
@@ -89,8 +90,9 @@ CURVES = {
 class Args:
     stage: Literal["1a", "1b", "all"] = "all"
     """1a: tokenizer; 1b: dynamics on a frozen tokenizer; all: 1a then 1b."""
-    data: Path = Path("data/speedruns/frames")
-    """Frames directory: <data>/<run>/*.png|jpg (make it with data/make_speedruns.py)."""
+    data: str = "data/speedruns/frames"
+    """Frames directory (<data>/<run>/*.png|jpg, from data/make_speedruns.py), or a sharded dataset
+    (data/shards.py): a folder or a storage URL such as s3://bucket/speedruns."""
     epochs: int = 100
     """Training epochs of each stage."""
     batch_size: int = 32
@@ -98,11 +100,11 @@ class Args:
     lr: float | None = None
     """Peak learning rate (linear warmup, then cosine decay to 10%). Default: the size preset's (1e-3 for
     small, 3e-4 for tiny and seed)."""
-    tokenizer: Path | None = None
-    """Stage 1b: the tokenizer checkpoint to freeze, a path or a name found in --out-dir or checkpoints/
-    (default: pretrained_tokenizer.pkl)."""
-    out_dir: Path = PRETRAIN_DIR
-    """Where checkpoints, metrics.jsonl and the PNGs go."""
+    tokenizer: str | None = None
+    """Stage 1b: the tokenizer checkpoint to freeze, a path, a storage URL or a name found in --out-dir or
+    checkpoints/ (default: pretrained_tokenizer.pkl)."""
+    out_dir: str = str(PRETRAIN_DIR)
+    """Where checkpoints, metrics.jsonl and the PNGs go: a folder or a storage URL (s3://bucket/run)."""
     resize: bool = False
     """Scale frames that are not 160x144 to it (without this flag they are refused)."""
     resume: bool = False
@@ -169,9 +171,9 @@ def tokenizer_config(args: Args, dtype: jnp.dtype) -> VQVAEConfig:
     )
 
 
-def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: MetricsLog) -> dict:
+def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: MetricsLog, out: OutDir) -> dict:
     """Stage 1a. Returns the last epoch's metrics."""
-    path = args.out_dir / TOKENIZER_FILE
+    path = out.local / TOKENIZER_FILE
     resumed = resume_from(path, "tokenizer", args.resume)
     cfg = tokenizer_config(args, dtype)
     if resumed:
@@ -252,7 +254,7 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
                     guard.check("stage 1a", path)
                     sums.extra["counts"] = np.asarray(epoch_counts)
                     save_tokenizer(
-                        args.out_dir, cfg, state, epoch, steps_per_epoch, step=i + 1, partial=sums.to_save()
+                        out.local, cfg, state, epoch, steps_per_epoch, step=i + 1, partial=sums.to_save()
                     )
                     raise fail(
                         f"interrupted in epoch {epoch + 1} after step {i + 1}: saved {path}; "
@@ -281,8 +283,9 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
                 summary.update(eval_recon_mse=eval_mse, eval_code_use=eval_used / cfg.vocab_size)
                 held_out = f"  held-out recon mse {eval_mse:.4f}, codebook use {summary['eval_code_use']:.0%}"
             # Saved before it is logged: a record never outlives its checkpoint.
-            save_tokenizer(args.out_dir, cfg, state, epoch + 1, steps_per_epoch)
+            save_tokenizer(out.local, cfg, state, epoch + 1, steps_per_epoch)
             log.write(summary)
+            out.push()
             tqdm.write(
                 f"1a epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}  "
                 f"recon mse {summary['train_recon_mse']:.4f}"
@@ -295,7 +298,7 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
         print(f"stage 1a: {path} already has {start_epoch} epochs (--epochs {args.epochs}); nothing to train")
     shown = eval_idx[np.linspace(0, len(eval_idx) - 1, min(8, len(eval_idx))).astype(int)]
     recons = map_batches(lambda f: reconstruct(state, f)[0], data.frames[shown], batch_size)
-    save_recon_grid(args.out_dir / "recon_grid.png", data.frames[shown], recons)
+    save_recon_grid(out.local / "recon_grid.png", data.frames[shown], recons)
     return summary
 
 
@@ -342,7 +345,7 @@ def save_tokenizer(
 # ---------------------------------------------------------------- stage 1b: dynamics
 
 
-def load_frozen_tokenizer(path: Path, out_dir: Path, dtype: jnp.dtype) -> VQVAE:
+def load_frozen_tokenizer(path: str | Path, out_dir: Path, dtype: jnp.dtype) -> VQVAE:
     """The tokenizer `path` names (a path, or a name found in out_dir or checkpoints/), in this run's
     compute dtype."""
     path = find_checkpoint(path, "--tokenizer", out_dir)
@@ -374,11 +377,11 @@ def encode_all(tokenizer: VQVAE, frames: np.ndarray, batch_size: int) -> np.ndar
     return map_batches(encode, frames, batch_size)
 
 
-def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: MetricsLog) -> dict:
+def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: MetricsLog, out: OutDir) -> dict:
     """Stage 1b. Returns the last epoch's metrics."""
-    tokenizer = load_frozen_tokenizer(args.tokenizer or TOKENIZER_FILE, args.out_dir, dtype)
+    tokenizer = load_frozen_tokenizer(args.tokenizer or TOKENIZER_FILE, out.local, dtype)
     vq_cfg = tokenizer.cfg
-    path = args.out_dir / DYNAMICS_FILE
+    path = out.local / DYNAMICS_FILE
     resumed = resume_from(path, "dynamics", args.resume)
     size = model_sizes(args)
     cfg = TransformerConfig(
@@ -530,6 +533,7 @@ def train_dynamics(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metri
                 )
             save(epoch + 1)  # before the record is logged: a record never outlives its checkpoint
             log.write(summary)
+            out.push()
             tqdm.write(
                 f"1b epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
                 f"  {summary['pairs_per_s']:.0f} pairs/s{held_out}"
@@ -545,13 +549,13 @@ def main(args: Args) -> dict:
         raise fail("--epochs, --batch-size and --eval-every must be at least 1")
     dtype = dtype_flag(args.dtype)
     data = load_frames(args.data, args.resize)
-    writable_dir(args.out_dir, "--out-dir")
     results = {}
-    with MetricsLog(args.out_dir, CURVES) as log:
+    # The log redraws its curves before the out-dir's last push.
+    with OutDir(args.out_dir) as out, MetricsLog(out.local, CURVES) as log:
         if args.stage in ("1a", "all"):
-            results["1a"] = train_tokenizer(args, data, dtype, log)
+            results["1a"] = train_tokenizer(args, data, dtype, log, out)
         if args.stage in ("1b", "all"):
-            results["1b"] = train_dynamics(args, data, dtype, log)
+            results["1b"] = train_dynamics(args, data, dtype, log, out)
     print(
         f"outputs in {args.out_dir}: {TOKENIZER_FILE}, {ENCODER_FILE}, {DYNAMICS_FILE}, recon_grid.png, "
         "metrics.jsonl, training_curves.png"

@@ -41,6 +41,7 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
+from data import storage
 from data.frames import load_branches
 from models.build import build
 from models.checkpoint import CheckpointError, params_of, restore_params, save_checkpoint
@@ -48,10 +49,11 @@ from models.presets import RESNET_SIZES
 from models.reward import RewardConfig, RewardModel, reward_loss
 from models.sharding import shard_batch
 from models.vqvae import load_encoder
-from training.cli import dtype_flag, fail, writable_dir
+from training.cli import dtype_flag, fail
 from training.data import fit_batch_size, load_frames, map_batches
 from training.interrupt import StopRequest
 from training.metrics import Curves, MetricsLog, Panel
+from training.out_dir import OutDir
 from training.paths import REWARD_DIR, TOKENIZER_FILE, find_checkpoint, reward_file
 from training.ranking import mix_in_branches, ranking_metrics, seen_token_bags
 from training.steps import (
@@ -79,11 +81,13 @@ class Args:
     backbone: Literal["resnet34", "vq"] | None = None
     """resnet34: pixels, trained end to end. vq: frozen Phase 1 encoder + MLP head. Default: vq when
     --tokenizer is given, else resnet34."""
-    data: Path = Path("data/speedruns/frames")
-    """Frames directory: <data>/<run>/*.png|jpg, one directory per run."""
-    tokenizer: Path | None = None
-    """The tokenizer or encoder checkpoint whose frozen encoder the vq head reads: a path, or a name found
-    in --out-dir or checkpoints/ (giving it selects the vq backbone; default pretrained_tokenizer.pkl)."""
+    data: str = "data/speedruns/frames"
+    """Frames directory (<data>/<run>/*.png|jpg, one directory per run), or a sharded dataset
+    (data/shards.py): a folder or a storage URL such as s3://bucket/speedruns."""
+    tokenizer: str | None = None
+    """The tokenizer or encoder checkpoint whose frozen encoder the vq head reads: a path, a storage URL,
+    or a name found in --out-dir or checkpoints/ (giving it selects the vq backbone; default
+    pretrained_tokenizer.pkl)."""
     epochs: int = 20
     """Training epochs; each sees --pairs-per-epoch random pairs."""
     pairs_per_epoch: int | None = None
@@ -106,8 +110,8 @@ class Args:
     """With --branches: the share of every batch that is (branch, run frame) pairs."""
     holdout_run: str = "-1"
     """Run used only for evaluation (name or index; -1 = last)."""
-    out_dir: Path = REWARD_DIR
-    """Where reward_<backbone>.pkl and metrics.jsonl go."""
+    out_dir: str = str(REWARD_DIR)
+    """Where reward_<backbone>.pkl and metrics.jsonl go: a folder or a storage URL."""
     resize: bool = False
     """Scale frames that are not 160x144 to it (without this flag they are refused)."""
     seed: int = 0
@@ -126,13 +130,13 @@ class Args:
     the vq head that costs about a third as much as its epoch)."""
 
 
-def build_model(args: Args, backbone: str, dtype) -> RewardModel:
+def build_model(args: Args, backbone: str, dtype, out_dir: Path) -> RewardModel:
     if backbone == "resnet34":
         cfg = RewardConfig(
             backbone="resnet34", resnet=dataclasses.replace(RESNET_SIZES[args.size], dtype=dtype.name)
         )
         return build(lambda: RewardModel(cfg, rngs=nnx.Rngs(args.seed)))
-    path = find_checkpoint(args.tokenizer or TOKENIZER_FILE, "--tokenizer", args.out_dir)
+    path = find_checkpoint(args.tokenizer or TOKENIZER_FILE, "--tokenizer", out_dir)
     try:
         encoder = load_encoder(path)
     except CheckpointError as err:
@@ -200,9 +204,9 @@ def main(args: Args) -> dict:
                 "(no 'start' or 'step' in metadata.json), which --seen-tokens needs: "
                 "re-make them with data/make_speedruns.py"
             )
-    writable_dir(args.out_dir, "--out-dir")
+    out = OutDir(args.out_dir)
 
-    model = build_model(args, backbone, dtype)
+    model = build_model(args, backbone, dtype, out.local)
     pairs_per_epoch = args.pairs_per_epoch or len(train_idx)
     batch_size = fit_batch_size(args.batch_size, pairs_per_epoch, "pairs per epoch")
     steps_per_epoch = pairs_per_epoch // batch_size
@@ -242,7 +246,7 @@ def main(args: Args) -> dict:
         observations = (observations, seen_token_bags(observations, data, branches, model.cfg.bag_size))
     take = lambda indices: jax.tree.map(lambda x: x[indices], observations)  # noqa: E731
 
-    out_path = args.out_dir / reward_file(backbone)
+    out_path = out.local / reward_file(backbone)
     print(
         f"reward ({backbone}): {count_params(state):,} trainable params, "
         f"{len(train_idx)} training frames, held-out run {data.run_names[holdout]} ({len(eval_idx)} frames), "
@@ -262,7 +266,7 @@ def main(args: Args) -> dict:
     guard = NonFiniteGuard()
     summary = {}
     # The log redraws training_curves.png on the way out, interrupted or not.
-    with MetricsLog(args.out_dir, CURVES) as log, StopRequest() as stop:
+    with out, MetricsLog(out.local, CURVES) as log, StopRequest() as stop:
         log.start("reward")
         for epoch in range(args.epochs):
             rng = np.random.default_rng([args.seed, epoch])
@@ -323,12 +327,13 @@ def main(args: Args) -> dict:
                     held_out += f"  held-out branches below {summary['eval_branch_accuracy']:.1%}"
             save((epoch + 1) * steps_per_epoch)  # before the record is logged
             log.write(summary)
+            out.push()
             tqdm.write(
                 f"reward epoch {epoch + 1}/{args.epochs}  loss {summary['train_loss']:.4f}"
                 f"  train pair acc {summary['train_pairwise_accuracy']:.1%}{held_out}  "
                 f"{summary['frames_per_s']:.0f} frames/s"
             )
-    print(f"wrote {out_path}")
+    print(f"wrote {storage.join(args.out_dir, out_path.name)}")
     return summary
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import jax
@@ -33,10 +32,11 @@ from models.quantizers import QuantizerConfig
 from models.sharding import shard_batch
 from models.video_tokenizer import VideoTokenizer, VideoTokenizerConfig, video_tokenizer_loss
 from models.vqvae import VQVAEConfig, frames_to_float
-from training.cli import dtype_flag, fail, writable_dir
+from training.cli import dtype_flag, fail
 from training.data import fit_batch_size, load_frames, split_groups
 from training.interrupt import StopRequest
 from training.metrics import Curves, MetricsLog, Panel
+from training.out_dir import OutDir
 from training.paths import VIDEO_TOKENIZER_DIR, VIDEO_TOKENIZER_FILE
 from training.pictures import save_recon_grid
 from training.steps import (
@@ -62,12 +62,13 @@ CURVES = {
 
 @dataclass
 class Args:
-    data: Path = Path("data/speedruns/frames")
-    """Frames directory: <data>/<run>/*.png (make it with data/make_speedruns.py)."""
+    data: str = "data/speedruns/frames"
+    """Frames directory (<data>/<run>/*.png, from data/make_speedruns.py), or a sharded dataset
+    (data/shards.py): a folder or a storage URL such as s3://bucket/speedruns."""
     resize: bool = False
     """Scale frames that are not 160x144 to it (without this flag they are refused)."""
-    out_dir: Path = VIDEO_TOKENIZER_DIR
-    """Where video_tokenizer.pkl, metrics.jsonl and recon_grid.png go."""
+    out_dir: str = str(VIDEO_TOKENIZER_DIR)
+    """Where video_tokenizer.pkl, metrics.jsonl and recon_grid.png go: a folder or a storage URL."""
     num_images_in_video: int = 4
     """Frames per clip: the tokens of a clip are (num_images_in_video, 9, 10)."""
     clip_stride: int | None = None
@@ -122,13 +123,17 @@ def main(args: Args) -> dict:
     """Trains the video tokenizer; returns the last epoch's metrics."""
     if args.num_images_in_video < 1 or args.epochs < 1 or args.batch_size < 1:
         raise fail("--num-images-in-video, --epochs and --batch-size must be at least 1")
-    stride = args.clip_stride or args.num_images_in_video
     dtype = dtype_flag(args.dtype)
     try:
         cfg = tokenizer_config(args, dtype)
     except ValueError as err:
         raise fail(str(err)) from None
-    writable_dir(args.out_dir, "--out-dir")
+    with OutDir(args.out_dir) as out:
+        return train(args, cfg, dtype, out)
+
+
+def train(args: Args, cfg: VideoTokenizerConfig, dtype: jnp.dtype, out: OutDir) -> dict:
+    stride = args.clip_stride or args.num_images_in_video
     data = load_frames(args.data, args.resize)
     # FrameGroups needs at least a pair; a 1-frame clip is the first frame of a pair.
     groups = FrameGroups(data, group_size=max(args.num_images_in_video, 2))
@@ -178,14 +183,14 @@ def main(args: Args) -> dict:
     train_key, restart_key = jax.random.split(jax.random.key(args.seed))
     last_restart_step = int(args.restart_until * total_steps)
     summary = {}
-    path = args.out_dir / VIDEO_TOKENIZER_FILE
+    path = out.local / VIDEO_TOKENIZER_FILE
 
     def save(steps_done: int):
         params = nnx.to_pure_dict(state["trainable"])
         save_checkpoint(path, kind="video_tokenizer", config=cfg, params=params, step=steps_done)
 
     guard = NonFiniteGuard()
-    with MetricsLog(args.out_dir, CURVES) as log, StopRequest() as stop:
+    with MetricsLog(out.local, CURVES) as log, StopRequest() as stop:
         log.start("video_tokenizer")
         for epoch in range(args.epochs):
             rng = np.random.default_rng([args.seed, epoch])
@@ -225,6 +230,7 @@ def main(args: Args) -> dict:
             }
             save((epoch + 1) * steps_per_epoch)
             log.write(summary)
+            out.push()
             tqdm.write(
                 f"epoch {epoch + 1}/{args.epochs}  recon mse {summary['train_recon_mse']:.4f} "
                 f"(eval {summary['eval_recon_mse']:.4f})"
@@ -234,7 +240,7 @@ def main(args: Args) -> dict:
 
     shown = clips_of(eval_clips[:eval_batch])
     recon = np.asarray(reconstruct(state, shard_batch(shown)))[0]
-    save_recon_grid(args.out_dir / "recon_grid.png", shown[0], recon)
+    save_recon_grid(out.local / "recon_grid.png", shown[0], recon)
     print(
         f"outputs in {args.out_dir}: {VIDEO_TOKENIZER_FILE}, metrics.jsonl, training_curves.png, "
         "recon_grid.png"

@@ -37,16 +37,20 @@ from models.build import build
 from models.checkpoint import CheckpointError, load_checkpoint, restore_tree
 from models.policy import make_policy, trainable_filter
 from models.sharding import compute_dtype
-from training.cli import fail, writable_dir
+from training.cli import fail
 from training.entropy_watch import EntropyWatch
 from training.interrupt import StopRequest
 from training.metrics import MetricsLog
+from training.out_dir import OutDir
 from training.paths import (
     POLICY_FINAL_FILE,
     PPO_DIR,
     PRETRAIN_DIR,
     REWARD_DIR,
+    checkpoint_folder,
     find_checkpoint,
+    local_checkpoint,
+    locate_checkpoint,
     path_for_checkpoint,
     path_from_checkpoint,
 )
@@ -154,7 +158,7 @@ class Args:
     checkpoint's values; changing its envs, policy, game or seed is refused, and other changes are
     printed. Without --out-dir the run continues in the checkpoint's folder."""
     out_dir: str = str(PPO_DIR)
-    """Where checkpoints and metrics.jsonl go."""
+    """Where checkpoints and metrics.jsonl go: a folder or a storage URL (s3://bucket/run)."""
     seed: int = 0
     """Seeds params, sampling and env resets."""
     worker_timeout: float = WORKER_TIMEOUT_S
@@ -231,22 +235,23 @@ def main(args: Args) -> list[dict]:
     check_args(args)
     ckpt = None
     if args.resume:
-        resume = find_checkpoint(args.resume, "--resume", args.out_dir, PPO_DIR)
+        location = locate_checkpoint(args.resume, "--resume", args.out_dir, PPO_DIR)
+        resume = local_checkpoint(location, "--resume")
         ckpt = load_resumable(resume)
         saved = dict(ckpt["config"]["args"])
         for name in PATH_SETTINGS:
             if saved.get(name):
-                saved[name] = str(path_from_checkpoint(saved[name], resume.parent))
+                saved[name] = str(path_from_checkpoint(saved[name], checkpoint_folder(location)))
         args = settings_on_resume(args, saved, fixed=FIXED_ON_RESUME, runtime=RUNTIME, same=same_setting)
         rom = bound_rom(args.rom, ckpt["config"].get("rom"), resume, args.allow_other_rom)
         if args.out_dir == Args.out_dir:  # a resumed run continues in its own folder
-            args = dataclasses.replace(args, out_dir=str(resume.parent))
-        args = dataclasses.replace(args, resume=str(resume), rom=str(rom))
+            args = dataclasses.replace(args, out_dir=str(checkpoint_folder(location)))
+        args = dataclasses.replace(args, resume=str(location), rom=str(rom))
         check_args(args)
-    writable_dir(args.out_dir, "--out-dir")
-    reward_model = find_checkpoint(args.reward_model, "--reward-model", REWARD_DIR)
+    out = OutDir(args.out_dir)
+    reward_model = locate_checkpoint(args.reward_model, "--reward-model", REWARD_DIR)
     args = dataclasses.replace(args, reward_model=str(reward_model))  # the checkpoint records the file found
-    progress = load_progress(reward_model)
+    progress = load_progress(local_checkpoint(reward_model, "--reward-model"))
     settings = ProgressSettings(
         args.reward_interval, args.time_penalty, args.reward_scale, args.progress_baseline
     )
@@ -269,7 +274,8 @@ def main(args: Args) -> list[dict]:
     )
     print(detected_line(runner.detected))
     try:
-        return train(args, runner, ckpt, jax.random.PRNGKey(args.seed), Path(args.out_dir))
+        with out:
+            return train(args, runner, ckpt, jax.random.PRNGKey(args.seed), out)
     except WorkerError as err:
         raise fail(str(err)) from None
     finally:
@@ -326,7 +332,7 @@ def build_policy(args: Args, num_actions: int, key):
     return model, policy_cfg, key
 
 
-def train(args: Args, runner: Runner, ckpt: dict | None, key, out_dir: Path) -> list[dict]:
+def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> list[dict]:
     """The PPO loop, fresh or from the resumed checkpoint `ckpt`. Returns this invocation's
     per-iteration records (also in metrics.jsonl)."""
     num_actions = runner.groups[0].env.num_actions
@@ -389,13 +395,13 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out_dir: Path) -> 
         run_args = dataclasses.asdict(args)
         for name in PATH_SETTINGS:
             if run_args[name]:
-                run_args[name] = path_for_checkpoint(run_args[name], path.parent)
+                run_args[name] = path_for_checkpoint(run_args[name], out.target)
         save_policy(
             path,
             model=model,
             policy_cfg=policy_cfg,
             run_args=run_args,
-            rom=rom_record(args.rom or EMUQUEST_ROM, path.parent),
+            rom=rom_record(args.rom or EMUQUEST_ROM, out.target),
             game=runner.detected,
             state=state,
             key=key,
@@ -405,7 +411,8 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out_dir: Path) -> 
         )
 
     history = []
-    last_saved = Path(args.resume) if args.resume else out_dir / f"policy_{start_iteration}.pkl"
+    out_dir = out.local
+    last_saved = args.resume  # the last good policy, if any (a URL for an --out-dir URL)
     steps_per_iteration = args.num_steps * args.num_envs
     bar = tqdm(
         range(start_iteration, args.iterations), initial=start_iteration, total=args.iterations, desc="PPO"
@@ -422,7 +429,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out_dir: Path) -> 
         stats["charts/update_wait_seconds"] = time.perf_counter() - waiting  # all of it, without overlap
         not_finite = [name for name, value in losses.items() if not np.isfinite(value)]
         if not_finite:
-            kept = f"{last_saved} keeps the last good policy" if last_saved.is_file() else "nothing was saved"
+            kept = f"{last_saved} keeps the last good policy" if last_saved else "nothing was saved"
             raise fail(
                 f"PPO: {', '.join(not_finite)} became NaN or infinite at iteration {iteration}; "
                 f"stopped before saving, so {kept} (try a lower --learning-rate)"
@@ -489,8 +496,9 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out_dir: Path) -> 
             finish(*in_flight)
             in_flight, acting_params = None, state.params
             if checkpoint_now or stopping:
-                last_saved = out_dir / f"policy_{iteration}.pkl"
-                save(last_saved, iteration)
+                save(out_dir / f"policy_{iteration}.pkl", iteration)
+                out.push()
+                last_saved = out.location(out_dir / f"policy_{iteration}.pkl")
                 runner.restart(iteration)
             if stopping:
                 raise fail(
@@ -498,6 +506,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out_dir: Path) -> 
                     "continues from it (with fresh episodes, as after every checkpoint)"
                 )
     save(out_dir / POLICY_FINAL_FILE, max(start_iteration, args.iterations))
+    out.push()
     return history
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from data import storage
 from training.cli import fail
 
 CHECKPOINTS = Path("checkpoints")
@@ -41,18 +42,26 @@ def reward_file(backbone: str) -> str:
     return f"reward_{backbone}.pkl"
 
 
-def find_checkpoint(path: str | Path, flag: str, *folders: str | Path) -> Path:
-    """The checkpoint file `path` names: `path` itself if it exists, else the same relative path in each
-    of `folders`, else (a bare name, or one directly under checkpoints/) the one phase folder under
-    checkpoints/ that holds a file of that name. Exits with one line naming `flag` when there is none,
-    or more than one."""
+def locate_checkpoint(path: str | Path, flag: str, *folders: str | Path) -> str | Path:
+    """Where the checkpoint `path` names is: `path` itself if it exists (a file or a storage URL), else
+    the same relative path in each of `folders` (folders or URLs), else (a bare name, or one directly
+    under checkpoints/) the one phase folder under checkpoints/ that holds a file of that name. Exits with
+    one line naming `flag` when there is none, or more than one."""
+    if storage.is_url(path):
+        return str(path)
     path = Path(path)
     if path.is_file():
         return path
-    looked = [path]
+    looked = [str(path)]
     for folder in folders:
+        if storage.is_url(folder):
+            candidate = storage.join(folder, *path.parts)
+            looked.append(candidate)
+            if _exists(candidate, flag):
+                return candidate
+            continue
         candidate = Path(folder) / path
-        looked.append(candidate)
+        looked.append(str(candidate))
         if candidate.is_file():
             return candidate
     if path.parent in (Path("."), CHECKPOINTS):
@@ -61,22 +70,57 @@ def find_checkpoint(path: str | Path, flag: str, *folders: str | Path) -> Path:
             return found[0]
         if found:
             raise fail(f"{flag}: {path.name} is in {' and '.join(map(str, found))}; give the path")
-        looked += [folder / path.name for folder in PHASE_DIRS]
-    raise fail(f"{flag}: no checkpoint {path} (looked in {', '.join(dict.fromkeys(str(p) for p in looked))})")
+        looked += [str(folder / path.name) for folder in PHASE_DIRS]
+    raise fail(f"{flag}: no checkpoint {path} (looked in {', '.join(dict.fromkeys(looked))})")
+
+
+def _exists(url: str, flag: str) -> bool:
+    try:
+        return storage.exists(url)
+    except Exception as err:  # a missing bucket, credentials, network: many exception types
+        raise fail(f"{flag} {url}: cannot read it ({type(err).__name__}: {err})") from None
+
+
+def local_checkpoint(location: str | Path, flag: str) -> Path:
+    """The local file of a checkpoint `locate_checkpoint` found: a URL is downloaded into the read cache."""
+    try:
+        return storage.local_copy(location)
+    except Exception as err:  # a missing object or bucket, credentials, network: many exception types
+        raise fail(f"{flag} {location}: cannot read it ({type(err).__name__}: {err})") from None
+
+
+def find_checkpoint(path: str | Path, flag: str, *folders: str | Path) -> Path:
+    """The local file of the checkpoint `path` names (see `locate_checkpoint`)."""
+    return local_checkpoint(locate_checkpoint(path, flag, *folders), flag)
+
+
+def checkpoint_folder(location: str | Path) -> str | Path:
+    """The folder (or URL prefix) a checkpoint found by `locate_checkpoint` lives in."""
+    return str(location).rsplit("/", 1)[0] if storage.is_url(location) else Path(location).parent
 
 
 def path_for_checkpoint(path: str | Path, checkpoint_dir: str | Path) -> str:
     """`path` as a checkpoint in `checkpoint_dir` stores it: relative to that folder, so the run works
-    from any working directory and moves with its inputs."""
+    from any working directory and moves with its inputs. A URL is stored as it is, and so is a local
+    file (as an absolute path) when the checkpoint goes to a URL."""
+    if storage.is_url(path):
+        return str(path)
+    if storage.is_url(checkpoint_dir):
+        return str(Path(path).resolve())
     return os.path.relpath(Path(path).resolve(), Path(checkpoint_dir).resolve())
 
 
-def path_from_checkpoint(stored: str | Path, checkpoint_dir: str | Path) -> Path:
-    """A path stored in a checkpoint in `checkpoint_dir`, resolved against that folder. A relative path
-    that is missing there but exists from the working directory is taken from there: checkpoints written
-    before paths were stored relative to them hold paths relative to the working directory."""
+def path_from_checkpoint(stored: str | Path, checkpoint_dir: str | Path) -> str | Path:
+    """A path stored in a checkpoint in `checkpoint_dir`, resolved against that folder (a URL stays as it
+    is). A relative path that is missing there but exists from the working directory is taken from there:
+    checkpoints written before paths were stored relative to them hold paths relative to the working
+    directory."""
+    if storage.is_url(stored):
+        return str(stored)
     stored = Path(stored)
     if stored.is_absolute():
         return stored
+    if storage.is_url(checkpoint_dir):
+        return storage.join(checkpoint_dir, *stored.parts)
     beside = Path(checkpoint_dir) / stored
     return stored if not beside.exists() and stored.exists() else beside

@@ -1,0 +1,81 @@
+"""--out-dir as a local folder or a storage URL (s3://bucket/prefix, ...).
+
+A phase always writes into a local folder. For a URL that folder is a staging copy: it starts with the
+files already at the URL (so --resume finds its checkpoint), and `push()` uploads each file written since
+the last push, atomically (data/storage.py), checkpoints first, so a metrics record never reaches the
+bucket before the checkpoint it describes. A phase pushes after every checkpoint and on the way out; if
+that last push fails, the staging folder is kept and named, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data import storage
+from training.cli import fail, writable_dir
+
+
+class OutDir:
+    def __init__(self, target: str | Path, flag: str = "--out-dir"):
+        self.target = str(target)
+        self.remote = storage.is_url(target)
+        self._pushed: dict[Path, tuple[int, int]] = {}  # file -> (size, mtime_ns) at its last upload
+        if not self.remote:
+            self.local = writable_dir(target, flag)
+            return
+        check = storage.join(self.target, ".write-check")
+        try:
+            storage.write_bytes(check, b"")
+            fs, inner = storage.filesystem(check)
+            fs.rm_file(inner)
+            fs, root = storage.filesystem(self.target)
+            existing = [name for name in fs.find(root) if not Path(name).name.startswith(".")]
+        except Exception as err:  # a missing bucket, credentials, network: many exception types
+            raise fail(f"{flag} {target}: cannot write there ({type(err).__name__}: {err})") from None
+        cache = storage.cache_dir()
+        cache.mkdir(parents=True, exist_ok=True)
+        self.local = Path(tempfile.mkdtemp(prefix="out-dir-", dir=cache))
+        for name in tqdm(existing, desc=f"downloading {target}", unit="file", disable=not existing):
+            local = self.local / Path(name).relative_to(root)
+            local.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(name, str(local))
+            self._pushed[local] = self._stamp(local)
+
+    def location(self, path: Path) -> str:
+        """Where a file written under `local` ends up: the path itself, or its URL."""
+        return storage.join(self.target, *path.relative_to(self.local).parts) if self.remote else str(path)
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple[int, int]:
+        stat = path.stat()
+        return stat.st_size, stat.st_mtime_ns
+
+    def push(self) -> None:
+        """Upload the files written since the last push (nothing to do for a local --out-dir)."""
+        if not self.remote:
+            return
+        files = [p for p in self.local.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        for path in sorted(files, key=lambda p: (p.suffix != ".pkl", str(p))):
+            stamp = self._stamp(path)
+            if self._pushed.get(path) != stamp:
+                storage.upload(path, storage.join(self.target, *path.relative_to(self.local).parts))
+                self._pushed[path] = stamp
+
+    def __enter__(self) -> OutDir:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.remote:
+            return
+        try:
+            self.push()
+        except Exception as err:
+            raise fail(
+                f"could not upload to {self.target} ({type(err).__name__}: {err}); "
+                f"the outputs are kept in {self.local}"
+            ) from None
+        shutil.rmtree(self.local, ignore_errors=True)
