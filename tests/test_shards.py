@@ -2,6 +2,9 @@
 dataset can be broken is one line before training starts."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +94,28 @@ def test_broken_datasets_are_one_line_errors(frames_and_shards, tmp_path):
         shards.main(shards.Args(frames=tmp_path / "nope", out=str(tmp_path / "out")))
     with pytest.raises(SystemExit, match="holds no sharded dataset"):
         load_frames("memory://emurl-test/no-such-dataset")
+
+
+def test_the_data_scale_bench_measures_both_loaders_at_each_scale(tmp_path):
+    output = tmp_path / "data_scale.md"
+    command = [
+        sys.executable,
+        "bench/data_scale.py",
+        "--scales",
+        "1",
+        "2",
+        "--runs",
+        "2",
+        "--frame-every",
+        "48",
+    ]
+    command += ["--batch-size", "8", "--output", str(output), "--scratch", str(tmp_path)]
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = output.read_text()
+    for row in ("| 1x |", "| 2x |"):
+        assert table.count(row) == 2  # in memory and sharded
+    assert "| sharded |" in table and "| in memory |" in table and "Sharded peak RSS 1x -> 2x:" in table
+    assert not list(tmp_path.glob("data_scale_*"))  # its scratch folder is gone
