@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -44,11 +44,12 @@ from models.checkpoint import (
 )
 from models.presets import PHASE1_LR, PHASE1_SIZES
 from models.quantizers import QuantizerConfig
-from models.sharding import replicate, shard_batch
+from models.sharding import process_rows, replicate, shard_batch, shard_local
 from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
 from models.vqvae import VQVAE, VQVAEConfig, encoder_params, frames_to_float, tokenizer_loss
 from training.cli import dtype_flag, fail
 from training.data import fit_batch_size, load_frames, map_batches, split_runs
+from training.distributed import Distributed, initialize
 from training.interrupt import StopRequest
 from training.metrics import Curves, MetricsLog, Panel
 from training.out_dir import OutDir
@@ -146,6 +147,8 @@ class Args:
     eval_every: int = 1
     """Evaluate on the held-out run every this many epochs, and after the last (a tokenizer
     evaluation costs ~15% of a small epoch on a CPU)."""
+    distributed: tyro.conf.OmitArgPrefixes[Distributed] = field(default_factory=Distributed)
+    """Several processes training as one (jax.distributed): see training/distributed.py."""
 
 
 # ---------------------------------------------------------------- stage 1a: tokenizer
@@ -232,7 +235,7 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
             started = time.perf_counter()
             rng = np.random.default_rng([args.seed, epoch])
             bar = tqdm(
-                data.batches(batch_size, rng, train_idx, skip=skip),
+                data.batches(batch_size, rng, train_idx, skip=skip, rows=process_rows(batch_size)),
                 initial=skip,
                 total=steps_per_epoch,
                 desc=f"1a epoch {epoch + 1}/{args.epochs}",
@@ -240,7 +243,7 @@ def train_tokenizer(args: Args, data: FramesDataset, dtype: jnp.dtype, log: Metr
             )
             for i, frames in enumerate(bar, start=skip):
                 step = epoch * steps_per_epoch + i
-                frames = shard_batch(frames)
+                frames = shard_local(frames)  # this process's rows of the global batch
                 state, metrics = train_step(state, frames, jax.random.fold_in(train_key, step))
                 guard.update(metrics["finite"], step)
                 counts = metrics.pop("code_counts")
@@ -307,15 +310,8 @@ def evaluate_reconstruction(
 ) -> tuple[float, int]:
     """(mean squared error on [0, 1] pixels of the deterministic reconstruction of `frames`,
     how many distinct codes their tokens use)."""
-    recons, tokens = [], []
-    for start in range(0, len(frames), batch_size):
-        chunk = frames[start : start + batch_size]
-        padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        recon, indices = reconstruct(state, shard_batch(padded))
-        recons.append(np.asarray(recon)[: len(chunk)])
-        tokens.append(np.asarray(indices)[: len(chunk)])
-    mse = float(np.mean((np.concatenate(recons) - frames.astype(np.float32) / 255.0) ** 2))
-    return mse, len(np.unique(np.concatenate(tokens)))
+    recons, tokens = map_batches(lambda f: reconstruct(state, f), frames, batch_size)
+    return float(np.mean((recons - frames.astype(np.float32) / 255.0) ** 2)), len(np.unique(tokens))
 
 
 def save_tokenizer(
@@ -547,6 +543,7 @@ def main(args: Args) -> dict:
     """Runs the requested stage(s); returns {"1a": last metrics, "1b": last metrics} for the stages run."""
     if min(args.epochs, args.batch_size, args.eval_every) < 1:
         raise fail("--epochs, --batch-size and --eval-every must be at least 1")
+    initialize(args.distributed)
     dtype = dtype_flag(args.dtype)
     data = load_frames(args.data, args.resize)
     results = {}

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -47,10 +47,11 @@ from models.build import build
 from models.checkpoint import CheckpointError, params_of, restore_params, save_checkpoint
 from models.presets import RESNET_SIZES
 from models.reward import RewardConfig, RewardModel, reward_loss
-from models.sharding import shard_batch
+from models.sharding import process_rows, shard_local
 from models.vqvae import load_encoder
 from training.cli import dtype_flag, fail
 from training.data import fit_batch_size, load_frames, map_batches
+from training.distributed import Distributed, initialize
 from training.interrupt import StopRequest
 from training.metrics import Curves, MetricsLog, Panel
 from training.out_dir import OutDir
@@ -128,6 +129,8 @@ class Args:
     eval_every: int = 1
     """Rank the held-out run (and its branches) every this many epochs, and after the last (with
     the vq head that costs about a third as much as its epoch)."""
+    distributed: tyro.conf.OmitArgPrefixes[Distributed] = field(default_factory=Distributed)
+    """Several processes training as one (jax.distributed): see training/distributed.py."""
 
 
 def build_model(args: Args, backbone: str, dtype, out_dir: Path) -> RewardModel:
@@ -159,6 +162,7 @@ def main(args: Args) -> dict:
     """Trains the reward model; returns the last epoch's metrics (held-out ranking included)."""
     if min(args.epochs, args.batch_size, args.min_gap, args.eval_every) < 1:
         raise fail("--epochs, --batch-size, --min-gap and --eval-every must be at least 1")
+    initialize(args.distributed)
     backbone = args.backbone or ("vq" if args.tokenizer is not None else "resnet34")
     if args.seen_tokens and backbone != "vq":
         raise fail("--seen-tokens needs --backbone vq: the bag is made of the tokenizer's tokens")
@@ -281,9 +285,10 @@ def main(args: Args) -> dict:
                 range(steps_per_epoch), desc=f"reward epoch {epoch + 1}/{args.epochs}", leave=False
             ):
                 batch = slice(i * batch_size, (i + 1) * batch_size)
-                pair = (take(earlier[batch]), take(later[batch]))
+                rows = process_rows(batch_size)  # this process's share of the pairs
+                pair = (take(earlier[batch][rows]), take(later[batch][rows]))
                 step = epoch * steps_per_epoch + i
-                state, metrics = train_step(state, shard_batch(pair), jax.random.fold_in(base_key, step))
+                state, metrics = train_step(state, shard_local(pair), jax.random.fold_in(base_key, step))
                 guard.update(metrics["finite"], step)
                 sums = {k: sums[k] + metrics[k] for k in sums}
                 if stop.requested:

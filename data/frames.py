@@ -205,15 +205,21 @@ class FramesDataset:
         return t[same_run], t1[same_run]
 
     def batches(
-        self, batch_size: int, rng: np.random.Generator, indices: np.ndarray | None = None, skip: int = 0
+        self,
+        batch_size: int,
+        rng: np.random.Generator,
+        indices: np.ndarray | None = None,
+        skip: int = 0,
+        rows: slice = slice(None),
     ) -> Iterator[np.ndarray]:
         """One shuffled epoch of (batch_size, H, W, 3) uint8 frames; the last partial batch is dropped
         so every step has the same shape (one compile). `skip` leaves out the epoch's first batches
-        (a run resumed mid-epoch), drawing the same order."""
+        (a run resumed mid-epoch), drawing the same order. `rows` reads only those rows of every batch
+        (one process's share of it)."""
         indices = np.arange(len(self)) if indices is None else indices
         order = rng.permutation(indices)
         for start in range(skip * batch_size, len(order) - batch_size + 1, batch_size):
-            yield self.frames[np.sort(order[start : start + batch_size])]
+            yield self.frames[np.sort(order[start : start + batch_size])[rows]]
 
     def pairs(
         self, batch_size: int, rng: np.random.Generator, indices: np.ndarray | None = None

@@ -1,9 +1,14 @@
-"""Data parallelism with one code path for 1 or N devices.
+"""Data parallelism with one code path for 1 or N devices, in 1 or N processes.
 
-A 1-D mesh named "data" spans `jax.devices()`. Batches are split along their first axis
-over it, parameters and optimizer state are replicated, and jit inserts the gradient
-all-reduce. On one device the same calls are cheap no-ops, so nothing is special-cased.
-Test with XLA_FLAGS=--xla_force_host_platform_device_count=2 on CPU.
+A 1-D mesh named "data" spans `jax.devices()`: every device of every process (training/distributed.py).
+Batches are split along their first axis over it, parameters and optimizer state are replicated, and
+jit inserts the gradient all-reduce. On one device the same calls are cheap no-ops, so nothing is
+special-cased. Test with XLA_FLAGS=--xla_force_host_platform_device_count=2 on CPU, and with two
+processes (tests/test_distributed.py).
+
+With several processes, `shard_batch` takes the global batch (the same on every process) and puts each
+process's rows on its devices; `shard_local` takes only this process's rows (`process_rows`), so a
+loader need not read the rest; `to_host` gathers a batch-sharded result back onto every process.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
@@ -23,18 +30,57 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(devices, (DATA_AXIS,))
 
 
-def shard_batch(batch, mesh: Mesh | None = None):
-    """Put every array in `batch` on the mesh, split along axis 0. The batch size must divide evenly."""
-    mesh = data_mesh() if mesh is None else mesh
-    num_devices = mesh.devices.size
+def _check_splits(batch, parts: int) -> None:
     for leaf in jax.tree.leaves(batch):
-        if leaf.shape[0] % num_devices:
+        if leaf.shape[0] % parts:
             raise ValueError(
-                f"batch size {leaf.shape[0]} does not split over {num_devices} devices: "
-                f"use a batch size that is a multiple of {num_devices}"
+                f"batch size {leaf.shape[0]} does not split over {parts} devices: "
+                f"use a batch size that is a multiple of {parts}"
             )
+
+
+def process_rows(total: int, mesh: Mesh | None = None) -> slice:
+    """The rows of a global batch of `total` that this process's devices hold."""
+    if jax.process_count() == 1:
+        return slice(0, total)
+    mesh = data_mesh() if mesh is None else mesh
+    held = NamedSharding(mesh, PartitionSpec(DATA_AXIS)).addressable_devices_indices_map((total,))
+    starts, stops = zip(*((index[0].start or 0, index[0].stop or total) for index in held.values()))
+    return slice(min(starts), max(stops))
+
+
+def shard_batch(batch, mesh: Mesh | None = None):
+    """Put every array in the global `batch` on the mesh, split along axis 0 (each process places its
+    own rows). The batch size must divide evenly."""
+    mesh = data_mesh() if mesh is None else mesh
+    _check_splits(batch, mesh.devices.size)
+    if jax.process_count() == 1:
+        return jax.device_put(batch, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+    rows = process_rows(len(jax.tree.leaves(batch)[0]), mesh)
+    return shard_local(jax.tree.map(lambda a: a[rows], batch), mesh)
+
+
+def shard_local(batch, mesh: Mesh | None = None):
+    """A global batch, split along axis 0 over the mesh, from this process's rows of it (`process_rows`):
+    the global batch is every process's rows in process order."""
+    mesh = data_mesh() if mesh is None else mesh
     sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-    return jax.device_put(batch, sharding)
+    if jax.process_count() == 1:
+        _check_splits(batch, mesh.devices.size)
+        return jax.device_put(batch, sharding)
+    _check_splits(batch, len(mesh.local_devices))
+    return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), batch)
+
+
+def to_host(tree):
+    """Every array of `tree` as a numpy array on this process, gathered from all processes if needed."""
+
+    def fetch(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree.map(fetch, tree)
 
 
 def replicate(tree, mesh: Mesh | None = None):

@@ -12,7 +12,7 @@ from data import storage
 from data.frames import FramesDataset
 from data.pairs import FrameGroups
 from data.shards import MANIFEST, ShardedFramesDataset, is_sharded
-from models.sharding import shard_batch
+from models.sharding import process_rows, shard_local, to_host
 from training.cli import fail
 
 
@@ -59,20 +59,26 @@ def fit_batch_size(batch_size: int, available: int, what: str) -> int:
     return fitted
 
 
-def map_batches(fn, arrays, batch_size: int) -> np.ndarray:
+def map_batches(fn, arrays, batch_size: int):
     """Apply a jitted per-batch `fn` over `arrays` (an array, or a tuple of arrays sharing axis 0) in
-    fixed-size (padded, sharded) batches; one compile."""
-    outputs, total = [], len(jax.tree.leaves(arrays)[0])
+    fixed-size (padded, sharded) batches; one compile. `fn` may return an array or a tuple of them; the
+    results come back as numpy arrays on every process. With several processes, each reads only its own
+    rows of every batch."""
+    total = len(jax.tree.leaves(arrays)[0])
+    rows = process_rows(batch_size)
+    outputs = []
     for start in range(0, total, batch_size):
+        first, last = min(start + rows.start, total), min(start + rows.stop, total)
+
+        def local_rows(a, first=first, last=last):
+            part = np.asarray(a[first:last])
+            padding = np.zeros((rows.stop - rows.start - len(part), *part.shape[1:]), part.dtype)
+            return np.concatenate([part, padding])
+
+        result = to_host(fn(shard_local(jax.tree.map(local_rows, arrays))))
         size = min(batch_size, total - start)
-        padded = jax.tree.map(
-            lambda a, start=start, size=size: np.concatenate(
-                [a[start : start + size], np.zeros((batch_size - size, *a.shape[1:]), a.dtype)]
-            ),
-            arrays,
-        )
-        outputs.append(np.asarray(fn(shard_batch(padded)))[:size])
-    return np.concatenate(outputs)
+        outputs.append(jax.tree.map(lambda r, size=size: r[:size], result))
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 
 def split_groups(groups: FrameGroups, holdout_run: str) -> tuple[np.ndarray, np.ndarray, str]:

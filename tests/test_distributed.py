@@ -1,0 +1,133 @@
+"""Two local processes training as one through jax.distributed (gloo on the CPU, one device each): Phase 1
+matches one process on the same global batch, only process 0 writes, and a killed process stops the other
+with an error instead of a hang."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.synthetic_frames import write_synthetic_runs
+
+REPO = Path(__file__).resolve().parents[1]
+PHASE1 = ["--stage", "1a", "--size", "tiny", "--batch-size", "16", "--restart-every", "0", "--seed", "1"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(script: str, flags: list[str], processes: int, env: dict) -> list[subprocess.Popen]:
+    port = free_port()
+    together = ["--coordinator-address", f"127.0.0.1:{port}", "--num-processes", str(processes)]
+    return [
+        subprocess.Popen(
+            [sys.executable, script, *flags, *(together + ["--process-id", str(i)] if processes > 1 else [])],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(processes)
+    ]
+
+
+def finish(processes: list[subprocess.Popen], timeout: float = 300) -> list[str]:
+    errors = []
+    for process in processes:
+        _, stderr = process.communicate(timeout=timeout)
+        assert process.returncode == 0, stderr[-3000:]
+        errors.append(stderr)
+    return errors
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distributed")
+    frames = write_synthetic_runs(root / "frames", num_runs=3, frames_per_run=40)
+    return {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "",
+        "EMURL_CACHE": str(root / "cache"),
+        "FRAMES": str(frames),
+    }
+
+
+def records(out_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_phase1_on_two_processes_matches_one_and_only_process_0_writes(env, tmp_path):
+    flags = [*PHASE1, "--data", env["FRAMES"], "--epochs", "2"]
+    one = launch("pretrain_visual.py", [*flags, "--out-dir", str(tmp_path / "one")], 1, env)
+    finish(one)
+    two = launch("pretrain_visual.py", [*flags, "--out-dir", str(tmp_path / "two")], 2, env)
+    finish(two)
+    single, together = records(tmp_path / "one"), records(tmp_path / "two")
+    assert [r["epoch"] for r in together] == [1, 2]  # one writer: no record twice
+    for name in ("train_loss", "train_recon_mse", "eval_recon_mse"):
+        np.testing.assert_allclose([r[name] for r in together], [r[name] for r in single], rtol=1e-3)
+    assert [r["codes_used"] for r in together] == [r["codes_used"] for r in single]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
+        p.name for p in (tmp_path / "one").iterdir()
+    )
+    assert not list(Path(env["EMURL_CACHE"]).glob("out-dir-*"))  # process 1's private copy is gone
+
+    # Both processes resume from process 0's checkpoint and continue the same run.
+    more = launch(
+        "pretrain_visual.py",
+        [*PHASE1, "--data", env["FRAMES"], "--epochs", "3", "--resume", "--out-dir", str(tmp_path / "two")],
+        2,
+        env,
+    )
+    finish(more)
+    assert [r["epoch"] for r in records(tmp_path / "two")] == [1, 2, 3]
+
+
+def test_a_killed_process_stops_the_other_with_an_error(env, tmp_path):
+    flags = [*PHASE1, "--data", env["FRAMES"], "--epochs", "1000", "--heartbeat-timeout", "5"]
+    survivor, victim = launch("pretrain_visual.py", [*flags, "--out-dir", str(tmp_path)], 2, env)
+    deadline = time.monotonic() + 180
+    while not (tmp_path / "metrics.jsonl").is_file():  # both are training
+        assert time.monotonic() < deadline and survivor.poll() is None, survivor.stderr.read()[-3000:]
+        time.sleep(0.5)
+    victim.kill()
+    killed_at = time.monotonic()
+    _, stderr = survivor.communicate(timeout=120)
+    assert survivor.returncode != 0
+    assert time.monotonic() - killed_at < 60
+    assert "another task died" in stderr or "heartbeat" in stderr, stderr[-3000:]
+
+
+def test_the_reward_on_two_processes_matches_one(env, tmp_path):
+    flags = [
+        "--data",
+        env["FRAMES"],
+        "--size",
+        "tiny",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--min-gap",
+        "4",
+    ]
+    flags += ["--pairs-per-epoch", "32", "--seed", "2"]
+    finish(launch("train_reward.py", [*flags, "--out-dir", str(tmp_path / "one")], 1, env))
+    finish(launch("train_reward.py", [*flags, "--out-dir", str(tmp_path / "two")], 2, env))
+    single, together = records(tmp_path / "one"), records(tmp_path / "two")
+    assert [r["epoch"] for r in together] == [1, 2]
+    for name in ("train_loss", "train_pairwise_accuracy", "eval_pairwise_accuracy"):
+        np.testing.assert_allclose(
+            [r[name] for r in together], [r[name] for r in single], rtol=1e-3, atol=1e-6
+        )
