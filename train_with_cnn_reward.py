@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -36,8 +36,9 @@ from envs.vec_gameboy import WORKER_TIMEOUT_S
 from models.build import build
 from models.checkpoint import CheckpointError, load_checkpoint, restore_tree
 from models.policy import make_policy, trainable_filter
-from models.sharding import compute_dtype
+from models.sharding import compute_dtype, local_copy, replicate, shard_local
 from training.cli import fail
+from training.distributed import Distributed, initialize
 from training.entropy_watch import EntropyWatch
 from training.interrupt import StopRequest
 from training.metrics import MetricsLog
@@ -187,6 +188,9 @@ class Args:
     overlap_update: bool = False
     """Run each update while the next rollout steps, which then acts one update behind (PPO's ratio
     corrects for it): faster when the CPU has idle time during rollouts."""
+    distributed: tyro.conf.OmitArgPrefixes[Distributed] = field(default_factory=Distributed)
+    """Several processes training as one (jax.distributed): each steps its own --num-envs envs, and the
+    update, its advantages and the return filter see every process's envs. See training/distributed.py."""
 
 
 def check_args(args: Args):
@@ -219,7 +223,7 @@ def check_args(args: Args):
 # (--rom is checked against the cartridge the checkpoint records instead: training/rom_binding.py.)
 RUNTIME = frozenset({
     "iterations", "log_every", "out_dir", "num_workers", "entropy_warn_iters", "worker_timeout", "resume",
-    "rom", "allow_other_rom",
+    "rom", "allow_other_rom", "distributed",
 })  # fmt: skip
 FIXED_ON_RESUME = frozenset({
     "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "policy", "finetune_encoder",
@@ -233,6 +237,7 @@ PATH_SETTINGS = ("reward_model", "pretrained_tokenizer", "pretrained_dynamics", 
 def main(args: Args) -> list[dict]:
     """Train; returns the per-iteration metrics of this invocation (also in metrics.jsonl)."""
     check_args(args)
+    initialize(args.distributed)
     ckpt = None
     if args.resume:
         location = locate_checkpoint(args.resume, "--resume", args.out_dir, PPO_DIR)
@@ -268,7 +273,7 @@ def main(args: Args) -> list[dict]:
         max_episode_steps=args.max_episode_steps,
         curriculum_prob=args.curriculum_prob,
         curriculum_capacity=args.curriculum_capacity,
-        seed=args.seed,
+        seed=args.seed + 7919 * jax.process_index(),  # every process's envs play their own episodes
         grayscale=args.observation == "gray",
         worker_timeout_s=args.worker_timeout,
     )
@@ -360,6 +365,8 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
         start_iteration = int(ts["iteration"])
         watch.streak = int(ts["entropy_streak"])
         runner.load_state_dict(ts["runner"])
+    # With several processes the state is replicated over all of them and each acts with its own copy.
+    state, global_frozen = replicate(state), replicate(frozen)
     runner.restart(start_iteration)
     if args.initial_state and runner.pool is not None and not args.resume:
         runner.seed_pool(Path(args.initial_state).read_bytes())
@@ -371,7 +378,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
     cache = None
     if not policy_cfg.stores_frames and args.token_cache:
         observe, act = make_observe_and_act(graphdef)
-        cache = TokenCache(lambda frames: observe(state.params, frozen, frames), args.token_cache)
+        cache = TokenCache(lambda frames: observe(local_copy(state.params), frozen, frames), args.token_cache)
 
         def policy_step(params, frozen, frames, k):
             tokens = cache.tokens(frames)
@@ -381,7 +388,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
     prepare_batch = make_prepare_batch(args.gamma, args.gae_lambda, args.return_filter)
     update = make_update(
         graphdef,
-        frozen,
+        global_frozen,
         tx,
         num_minibatches=args.num_minibatches,
         update_epochs=args.update_epochs,
@@ -391,7 +398,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
     )
 
     def save(path: Path, iteration: int):
-        nnx.update(model, state.params)
+        nnx.update(model, local_copy(state.params))
         run_args = dataclasses.asdict(args)
         for name in PATH_SETTINGS:
             if run_args[name]:
@@ -403,7 +410,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
             run_args=run_args,
             rom=rom_record(args.rom or EMUQUEST_ROM, out.target),
             game=runner.detected,
-            state=state,
+            state=local_copy(state),
             key=key,
             iteration=iteration,
             runner_state=runner.state_dict(),
@@ -413,11 +420,11 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
     history = []
     out_dir = out.local
     last_saved = args.resume  # the last good policy, if any (a URL for an --out-dir URL)
-    steps_per_iteration = args.num_steps * args.num_envs
+    steps_per_iteration = args.num_steps * args.num_envs * jax.process_count()  # every process's envs
     bar = tqdm(
         range(start_iteration, args.iterations), initial=start_iteration, total=args.iterations, desc="PPO"
     )
-    acting_params = state.params  # what the next rollout acts with
+    acting_params = local_copy(state.params)  # what the next rollout acts with
     in_flight = None  # the last iteration's update, still running while the next rollout steps
     finished_at = time.perf_counter()
 
@@ -462,6 +469,8 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
         for index in bar:
             iteration = index + 1
             key, rollout_key, update_key = jax.random.split(key, 3)
+            if jax.process_count() > 1:  # each process samples its own envs' actions
+                rollout_key = jax.random.fold_in(rollout_key, jax.process_index())
             # A checkpoint is a resume point, so its rollout ends every episode.
             checkpoint_now = iteration % args.save_every == 0
             started = time.perf_counter()
@@ -483,18 +492,22 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
             if in_flight is not None:
                 finish(*in_flight)
             stopping = stop.requested
-            flat, filter_stats = prepare_batch(batch, last_value, checkpoint_now)
+            # One batch of every process's envs (env axis 1): GAE, the return filter and the update
+            # see them all.
+            flat, filter_stats = prepare_batch(
+                shard_local(batch, axis=1), shard_local(last_value), checkpoint_now
+            )
             # With --overlap-update the next rollout steps while this update runs, acting one update
             # behind (PPO's ratio corrects for it); a checkpoint, the last iteration and a stop wait for it.
             overlap = args.overlap_update and not (checkpoint_now or stopping or iteration == args.iterations)
             if overlap:
-                acting_params = jax.tree.map(jnp.copy, state.params)  # the update donates state.params
+                acting_params = jax.tree.map(jnp.copy, local_copy(state.params))  # the update donates them
             state, losses = update(state, flat, update_key)
             in_flight = (iteration, losses, filter_stats, stats)
             if overlap:
                 continue
             finish(*in_flight)
-            in_flight, acting_params = None, state.params
+            in_flight, acting_params = None, local_copy(state.params)
             if checkpoint_now or stopping:
                 save(out_dir / f"policy_{iteration}.pkl", iteration)
                 out.push()

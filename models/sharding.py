@@ -30,11 +30,11 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(devices, (DATA_AXIS,))
 
 
-def _check_splits(batch, parts: int) -> None:
+def _check_splits(batch, parts: int, axis: int = 0) -> None:
     for leaf in jax.tree.leaves(batch):
-        if leaf.shape[0] % parts:
+        if leaf.shape[axis] % parts:
             raise ValueError(
-                f"batch size {leaf.shape[0]} does not split over {parts} devices: "
+                f"batch size {leaf.shape[axis]} does not split over {parts} devices: "
                 f"use a batch size that is a multiple of {parts}"
             )
 
@@ -60,16 +60,27 @@ def shard_batch(batch, mesh: Mesh | None = None):
     return shard_local(jax.tree.map(lambda a: a[rows], batch), mesh)
 
 
-def shard_local(batch, mesh: Mesh | None = None):
-    """A global batch, split along axis 0 over the mesh, from this process's rows of it (`process_rows`):
-    the global batch is every process's rows in process order."""
+def shard_local(batch, mesh: Mesh | None = None, axis: int = 0):
+    """A global batch, split along `axis` over the mesh, from this process's part of it (`process_rows`
+    for axis 0): the global batch is every process's part in process order."""
     mesh = data_mesh() if mesh is None else mesh
-    sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    sharding = NamedSharding(mesh, PartitionSpec(*[None] * axis, DATA_AXIS))
     if jax.process_count() == 1:
-        _check_splits(batch, mesh.devices.size)
+        _check_splits(batch, mesh.devices.size, axis)
         return jax.device_put(batch, sharding)
-    _check_splits(batch, len(mesh.local_devices))
     return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), batch)
+
+
+def local_copy(tree):
+    """This process's copy of every replicated array in `tree` (for work on this process's devices only,
+    such as acting in its own envs); arrays already local are returned as they are."""
+
+    def local(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return x.addressable_data(0)
+        return x
+
+    return jax.tree.map(local, tree)
 
 
 def to_host(tree):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.synthetic_frames import write_synthetic_runs
+from tests.test_ppo import reward_path  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 PHASE1 = ["--stage", "1a", "--size", "tiny", "--batch-size", "16", "--restart-every", "0", "--seed", "1"]
@@ -131,3 +132,62 @@ def test_the_reward_on_two_processes_matches_one(env, tmp_path):
         np.testing.assert_allclose(
             [r[name] for r in together], [r[name] for r in single], rtol=1e-3, atol=1e-6
         )
+
+
+PPO_PROCESS = """
+import sys
+import jax
+import numpy as np
+from flax import nnx
+
+import train_with_cnn_reward as ppo
+from tests.test_ppo import tiny_args
+from training.distributed import Distributed
+
+port, pid, reward, out, dump = sys.argv[1:]
+save_policy = ppo.save_policy
+
+
+def save_and_dump(path, model, **kwargs):  # every process's params, which only process 0 saves
+    save_policy(path, model=model, **kwargs)
+    leaves = [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+    np.savez(f"{dump}/params_{pid}.npz", *leaves)
+
+
+ppo.save_policy = save_and_dump
+distributed = Distributed(f"127.0.0.1:{port}", 2, int(pid))
+ppo.main(tiny_args(reward, out, iterations=2, save_every=2, distributed=distributed))
+"""
+
+
+def test_ppo_on_two_processes_ends_with_the_same_params_everywhere(env, tmp_path, reward_path):  # noqa: F811
+    port = free_port()
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                PPO_PROCESS,
+                str(port),
+                str(pid),
+                str(reward_path),
+                str(tmp_path / "run"),
+                str(tmp_path),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for pid in (0, 1)
+    ]
+    finish(processes)
+    first, second = np.load(tmp_path / "params_0.npz"), np.load(tmp_path / "params_1.npz")
+    assert len(first.files) > 4
+    for name in first.files:
+        np.testing.assert_array_equal(first[name], second[name])
+    logged = records(tmp_path / "run")
+    assert [r["iteration"] for r in logged] == [1, 2]  # one writer
+    assert logged[-1]["env_steps"] == 2 * 2 * 8 * 2  # iterations x processes x envs x steps
+    assert logged[-1]["filter/segments"] >= 4  # the return filter saw both processes' envs
