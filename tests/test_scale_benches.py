@@ -1,0 +1,67 @@
+"""The scale-out and GPU benches run end to end at tiny sizes on the CPU and write their tables."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bench(script: str, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, f"bench/{script}", *flags], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_the_gpu_bench_runs_at_tiny_size_on_the_cpu(tmp_path):
+    output = tmp_path / "gpu.md"
+    result = bench(
+        "gpu.py",
+        "--size",
+        "tiny",
+        "--steps",
+        "2",
+        "--ppo-iterations",
+        "2",
+        "--env-steps",
+        "5",
+        "--output",
+        str(output),
+        "--scratch",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = output.read_text()
+    assert "devices: cpu" in table and "--size tiny" in table
+    for row in (
+        "| tokenizer training (0.03M params), frames/s |",
+        "| dynamics training",
+        "| PPO iterations per hour",
+        "| 32 | raw PyBoy |",
+        "| 32 | VecGameBoy |",
+    ):
+        assert row in table
+    assert not list(tmp_path.glob("gpu_bench_*"))
+
+
+def test_the_scale_out_bench_compares_one_process_with_two(tmp_path):
+    output = tmp_path / "scale_out.md"
+    result = bench(
+        "scale_out.py",
+        "--runs",
+        "2",
+        "--frame-every",
+        "48",
+        "--ppo-iterations",
+        "3",
+        "--num-envs",
+        "2",
+        "--output",
+        str(output),
+        "--scratch",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = output.read_text()
+    assert "| Phase 1 stage 1a, frames/s |" in table and "| PPO, env steps/s |" in table
+    assert "two processes (jax.distributed, gloo collectives)" in table
