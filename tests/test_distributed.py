@@ -191,3 +191,25 @@ def test_ppo_on_two_processes_ends_with_the_same_params_everywhere(env, tmp_path
     assert [r["iteration"] for r in logged] == [1, 2]  # one writer
     assert logged[-1]["env_steps"] == 2 * 2 * 8 * 2  # iterations x processes x envs x steps
     assert logged[-1]["filter/segments"] >= 4  # the return filter saw both processes' envs
+
+
+def test_flags_or_slurm_decide_how_the_processes_join(monkeypatch):
+    from training import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(distributed.jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.jax.config, "update", lambda *a: None)
+    for name in ("SLURM_NTASKS", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    distributed.initialize(distributed.Distributed())
+    assert calls == []  # one process: nothing to join
+    with pytest.raises(SystemExit, match="go together"):
+        distributed.initialize(distributed.Distributed(num_processes=2))
+    with pytest.raises(SystemExit, match="--process-id 2 is not in 0 .. 1"):
+        distributed.initialize(distributed.Distributed("h:1", 2, 2))
+    distributed.initialize(distributed.Distributed("h:1", 2, 1))
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    distributed.initialize(distributed.Distributed())  # under srun jax reads SLURM's variables itself
+    assert calls == [("h:1", 2, 1), (None, None, None)]
