@@ -45,6 +45,7 @@ class Args:
     frame_every: int = 8
     """Keep every this-many emulator frames of a speedrun."""
     ppo_iterations: int = 8
+    """PPO iterations of each case; the first two compile and are not counted."""
     num_envs: int = 16
     """PPO envs in all (each of two processes steps half)."""
     scratch: Path | None = None

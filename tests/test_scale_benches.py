@@ -7,31 +7,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def bench(script: str, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, f"bench/{script}", *flags], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
-
-
-def test_the_gpu_bench_runs_at_tiny_size_on_the_cpu(tmp_path):
-    output = tmp_path / "gpu.md"
-    result = bench(
-        "gpu.py",
-        "--size",
-        "tiny",
-        "--steps",
-        "2",
-        "--ppo-iterations",
-        "2",
-        "--env-steps",
-        "5",
+def bench(script: str, tmp_path: Path, flags: str) -> str:
+    """The bench's table, after running it with `flags` (space-separated) in `tmp_path`."""
+    output = tmp_path / f"{script}.md"
+    command = [
+        sys.executable,
+        f"bench/{script}",
+        *flags.split(),
         "--output",
         str(output),
         "--scratch",
         str(tmp_path),
-    )
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    table = output.read_text()
+    return output.read_text()
+
+
+def test_the_gpu_bench_runs_at_tiny_size_on_the_cpu(tmp_path):
+    table = bench("gpu.py", tmp_path, "--size tiny --steps 2 --ppo-iterations 2 --env-steps 5")
     assert "devices: cpu" in table and "--size tiny" in table
     for row in (
         "| tokenizer training (0.03M params), frames/s |",
@@ -45,23 +39,6 @@ def test_the_gpu_bench_runs_at_tiny_size_on_the_cpu(tmp_path):
 
 
 def test_the_scale_out_bench_compares_one_process_with_two(tmp_path):
-    output = tmp_path / "scale_out.md"
-    result = bench(
-        "scale_out.py",
-        "--runs",
-        "2",
-        "--frame-every",
-        "48",
-        "--ppo-iterations",
-        "3",
-        "--num-envs",
-        "2",
-        "--output",
-        str(output),
-        "--scratch",
-        str(tmp_path),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    table = output.read_text()
+    table = bench("scale_out.py", tmp_path, "--runs 2 --frame-every 48 --ppo-iterations 3 --num-envs 2")
     assert "| Phase 1 stage 1a, frames/s |" in table and "| PPO, env steps/s |" in table
     assert "two processes (jax.distributed, gloo collectives)" in table
