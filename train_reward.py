@@ -42,7 +42,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from data import storage
-from data.frames import load_branches
+from data.frames import ConcatenatedFrames, load_branches
 from models.build import build
 from models.checkpoint import CheckpointError, params_of, restore_params, save_checkpoint
 from models.presets import RESNET_SIZES
@@ -240,7 +240,7 @@ def main(args: Args) -> dict:
     # The frozen VQ encoder sees every frame once: its token ids are what the head trains on
     # (with --seen-tokens, with their bags: observations are (tokens, bags) tuples).
     # Branch frames follow the run frames, so branch b is observation len(data) + b.
-    frames = data.frames if branches is None else np.concatenate([data.frames, branches.frames])
+    frames = data.frames if branches is None else ConcatenatedFrames([data.frames, branches.frames])
     observations = (
         frames
         if backbone == "resnet34"

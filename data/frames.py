@@ -279,6 +279,40 @@ class FramesDataset:
         return indices[earlier], indices[later]
 
 
+class ConcatenatedFrames:
+    """Frame arrays end to end along axis 0, read on demand: a sharded dataset's frames followed by its
+    branches' stay out of memory until a batch asks for them. Indexes like a numpy array (an int, a slice
+    or an integer array of any shape)."""
+
+    def __init__(self, parts: list):
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(part) for part in parts])
+        self.shape = (int(self.starts[-1]), *parts[0].shape[1:])
+        self.dtype = parts[0].dtype
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        frames = np.concatenate([np.asarray(part) for part in self.parts])
+        return frames if dtype is None else frames.astype(dtype)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self[np.asarray([key])][0]
+        indices = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
+        if indices.size and not (-len(self) <= indices.min() and indices.max() < len(self)):
+            raise IndexError(f"frame index out of range for {len(self)} frames")
+        flat = indices.reshape(-1) % max(len(self), 1)
+        out = np.empty((len(flat), *self.shape[1:]), self.dtype)
+        part_of = np.searchsorted(self.starts, flat, side="right") - 1
+        for part in np.unique(part_of):
+            chosen = part_of == part
+            out[chosen] = self.parts[part][flat[chosen] - self.starts[part]]
+        return out.reshape(*indices.shape, *self.shape[1:])
+
+
 @dataclass
 class Branches:
     """Random-play branches off the runs of a FramesDataset (data/make_speedruns.py --branch-every).

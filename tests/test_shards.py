@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from data import shards
-from data.frames import FramesDataset
+from data.frames import ConcatenatedFrames, FramesDataset
 from data.pairs import FrameGroups
 from data.shards import MANIFEST, ShardedFramesDataset, write_shards
 from tests.synthetic_frames import write_synthetic_runs
@@ -63,6 +63,11 @@ def test_shards_read_back_as_the_folder(frames_and_shards):
     )
     with pytest.raises(IndexError):
         sharded.frames[len(folder)]
+    # A sharded dataset followed by other frames (Phase 2's branches) indexes as their concatenation.
+    both = ConcatenatedFrames([sharded.frames, folder.frames[:5]])
+    expected = np.concatenate([folder.frames, folder.frames[:5]])
+    for key in (3, -2, slice(60, 74), batch, np.array([72, 2, 70, 73]), groups):
+        np.testing.assert_array_equal(both[key], expected[key])
 
 
 def test_broken_datasets_are_one_line_errors(frames_and_shards, tmp_path):
