@@ -64,6 +64,10 @@ def write_shards(
     if storage.exists(storage.join(out, MANIFEST)):
         raise FileExistsError(f"{out} already holds a sharded dataset ({MANIFEST}); write to a new place")
     runs = list_runs(frames_dir)
+    try:
+        storage.check_writable(out)
+    except OSError as err:
+        raise PermissionError(f"{out}: cannot write there ({err.strerror or err})") from None
     shards: list[dict] = []
     buffer = np.empty((shard_size, *FRAME_HW, 3), np.uint8)
     filled = 0
@@ -145,6 +149,10 @@ def is_sharded(root: str | os.PathLike) -> bool:
 def read_manifest(root: str | os.PathLike) -> dict:
     """The manifest at `root`, checked for its format and against the shard files' sizes. Raises
     ValueError or FileNotFoundError with a one-line message."""
+    if not storage.exists(storage.join(root, MANIFEST)):
+        raise FileNotFoundError(
+            f"{root} holds no sharded dataset ({MANIFEST}); write one with data/shards.py"
+        )
     try:
         manifest = json.loads(storage.read_bytes(storage.join(root, MANIFEST)))
     except json.JSONDecodeError as err:
@@ -296,6 +304,8 @@ def main(args: Args) -> dict:
         manifest = write_shards(args.frames, args.out, args.shard_size, args.resize)
     except (FileNotFoundError, FileExistsError, ValueError, PermissionError) as err:
         raise SystemExit(f"error: {err}") from None
+    except Exception as err:  # storage errors (credentials, network) come in many types
+        raise SystemExit(f"error: {args.out}: {type(err).__name__}: {err}") from None
     print(
         f"{args.out}: {manifest['num_frames']} frames of {len(manifest['runs'])} runs "
         f"in {len(manifest['shards'])} shards of up to {args.shard_size}"

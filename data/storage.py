@@ -105,6 +105,15 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         upload(local.name, path)
 
 
+def check_writable(folder: str | os.PathLike) -> None:
+    """Write and delete a small file in `folder` (a folder or URL prefix), so a place that cannot be
+    written fails before any work, with the storage's own error."""
+    check = join(folder, ".write-check")
+    write_bytes(check, b"")
+    fs, inner = filesystem(check)
+    fs.rm_file(inner)
+
+
 def read_bytes(path: str | os.PathLike) -> bytes:
     fs, inner = filesystem(path)
     return fs.cat_file(inner)

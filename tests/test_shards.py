@@ -99,6 +99,8 @@ def test_broken_datasets_are_one_line_errors(frames_and_shards, tmp_path):
         shards.main(shards.Args(frames=tmp_path / "nope", out=str(tmp_path / "out")))
     with pytest.raises(SystemExit, match="holds no sharded dataset"):
         load_frames("memory://emurl-test/no-such-dataset")
+    with pytest.raises(SystemExit, match="^error: /proc/nope/x: cannot write there"):
+        shards.main(shards.Args(frames=frames_dir, out="/proc/nope/x"))
 
 
 def test_the_data_scale_bench_measures_both_loaders_at_each_scale(tmp_path):

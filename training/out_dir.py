@@ -35,10 +35,7 @@ class OutDir:
             return
         try:
             if self.writes:
-                check = storage.join(self.target, ".write-check")
-                storage.write_bytes(check, b"")
-                fs, inner = storage.filesystem(check)
-                fs.rm_file(inner)
+                storage.check_writable(self.target)
             fs, root = storage.filesystem(self.target)
             existing = (
                 [n for n in fs.find(root) if not Path(n).name.startswith(".")] if fs.exists(root) else []
