@@ -49,6 +49,8 @@ class Args:
     frame_every: int = 4
     """Keep every this-many emulator frames of a speedrun (data/make_speedruns.py's default is 4)."""
     batch_size: int = 32
+    warm_up: bool = True
+    """Run Phase 1 once first, untimed, so no case pays for compiling (off: a quick look)."""
     scratch: Path | None = None
     """Folder the datasets are written under, in a temporary folder deleted at the end (16x of 5 runs
     is ~4 GB of shards). Default: the system's temporary folder."""
@@ -100,7 +102,8 @@ def main(args: Args) -> str:
             make_speedruns.Args(num_runs=args.runs, frame_every=args.frame_every, out=scratch / "speedruns")
         )
         base = scratch / "speedruns" / "frames"
-        phase1(base, scratch / "warmup", args.batch_size, env)  # fills the compile cache
+        if args.warm_up:
+            phase1(base, scratch / "warmup", args.batch_size, env)  # fills the compile cache
         for scale in args.scales:
             frames = scaled_copy(base, scale, scratch / f"frames_{scale}x")
             shards = scratch / f"shards_{scale}x"
@@ -131,7 +134,8 @@ def main(args: Args) -> str:
             "",
             f"Machine: {machine()}. Base: {args.runs} EmuQuest speedruns (every {args.frame_every} frames); "
             "stage 1a, --size tiny, "
-            f"--batch-size {args.batch_size}, one epoch per case, compile cache warm. "
+            f"--batch-size {args.batch_size}, one epoch per case, compile cache "
+            f"{'warm' if args.warm_up else 'cold'}. "
             "Targets: sharded peak RSS within 20% from the smallest to the largest scale; sharded frames/s "
             "within 10% of in memory.",
             "",

@@ -1,4 +1,4 @@
-"""The scale-out and GPU benches run end to end at tiny sizes on the CPU and write their tables."""
+"""The GPU bench runs end to end at tiny sizes on the CPU and writes its table."""
 
 import subprocess
 import sys
@@ -36,9 +36,3 @@ def test_the_gpu_bench_runs_at_tiny_size_on_the_cpu(tmp_path):
     ):
         assert row in table
     assert not list(tmp_path.glob("gpu_bench_*"))
-
-
-def test_the_scale_out_bench_compares_one_process_with_two(tmp_path):
-    table = bench("scale_out.py", tmp_path, "--runs 2 --frame-every 48 --ppo-iterations 3 --num-envs 2")
-    assert "| Phase 1 stage 1a, frames/s |" in table and "| PPO, env steps/s |" in table
-    assert "two processes (jax.distributed, gloo collectives)" in table

@@ -2,6 +2,7 @@
 dataset can be broken is one line before training starts."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,26 +104,17 @@ def test_broken_datasets_are_one_line_errors(frames_and_shards, tmp_path):
         shards.main(shards.Args(frames=frames_dir, out="/proc/nope/x"))
 
 
-def test_the_data_scale_bench_measures_both_loaders_at_each_scale(tmp_path):
+def test_the_data_scale_bench_measures_both_loaders(tmp_path):
     output = tmp_path / "data_scale.md"
-    command = [
-        sys.executable,
-        "bench/data_scale.py",
-        "--scales",
-        "1",
-        "2",
-        "--runs",
-        "2",
-        "--frame-every",
-        "48",
-    ]
-    command += ["--batch-size", "8", "--output", str(output), "--scratch", str(tmp_path)]
+    command = [sys.executable, "bench/data_scale.py", "--scales", "1", "--runs", "2", "--frame-every", "48"]
+    command += ["--no-warm-up", "--batch-size", "8", "--output", str(output), "--scratch", str(tmp_path)]
     result = subprocess.run(
         command, capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=600
     )
     assert result.returncode == 0, result.stderr[-2000:]
     table = output.read_text()
-    for row in ("| 1x |", "| 2x |"):
-        assert table.count(row) == 2  # in memory and sharded
-    assert "| sharded |" in table and "| in memory |" in table and "Sharded peak RSS 1x -> 2x:" in table
+    assert re.search(r"\| 1x \| [\d.]+ \| in memory \|", table) and re.search(
+        r"\| 1x \| [\d.]+ \| sharded \|", table
+    )
+    assert "Sharded peak RSS 1x -> 1x: 1.00x" in table
     assert not list(tmp_path.glob("data_scale_*"))  # its scratch folder is gone
