@@ -1,13 +1,14 @@
 """Local paths and storage URLs behind one small API, through fsspec.
 
-A URL is anything fsspec knows (`s3://bucket/key`, `gs://...`, `memory://...`); anything else is a local
-path. S3 takes its endpoint from the standard `AWS_ENDPOINT_URL` and its credentials from the standard
-AWS variables or files, as boto does.
+A URL is anything fsspec knows: `s3://bucket/key` (s3fs is a dependency), `memory://...`, or another
+protocol once its package is installed (gcsfs for `gs://`); anything else is a local path. S3 takes its
+endpoint from the standard `AWS_ENDPOINT_URL` and its credentials from the standard AWS variables or
+files, as boto does.
 
-Reads of remote files go through a local read cache (`$EMURL_CACHE`, default `~/.cache/emurl`): a
-file is downloaded once, and again only when the remote copy's size changes. Writes are atomic on
-both sides: a local file is written beside its target and renamed onto it, an object is uploaded to a
-temporary key and copied onto its key, so a reader never sees half a file.
+Reads of remote files go through a local read cache (`$EMURL_CACHE`, default `~/.cache/emurl`): a file
+is downloaded once per version (its ETag on S3). Writes are atomic on both sides: a local file is
+written beside its target and renamed onto it, an object is uploaded to a temporary key and copied onto
+its key, so a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -57,16 +58,18 @@ def size(path: str | os.PathLike) -> int | None:
 
 def local_copy(path: str | os.PathLike, expected_size: int | None = None) -> Path:
     """A local file with the contents of `path`: the path itself when it is local, else its copy in the
-    read cache, downloaded if missing or of another size than the remote (or `expected_size`)."""
+    read cache, downloaded once per version of the remote file (fsspec's ukey: S3's ETag), so a checkpoint
+    overwritten in place is fetched again. `expected_size`: the size the copy must have."""
     if not is_url(path):
         return Path(path)
     fs, inner = filesystem(path)
-    remote_size = fs.size(inner) if expected_size is None else expected_size
-    key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{path}\n{fs.ukey(inner)}".encode()).hexdigest()[:16]
     local = cache_dir() / "files" / f"{key}-{Path(inner).name}"
-    if not local.is_file() or local.stat().st_size != remote_size:
+    if not local.is_file():
         with atomic_path(local) as tmp:
             fs.get_file(inner, str(tmp))
+    if expected_size is not None and local.stat().st_size != expected_size:
+        raise ValueError(f"{path} is {local.stat().st_size} bytes, not {expected_size}: sync it again")
     return local
 
 

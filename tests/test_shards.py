@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import shards
+from data import shards, storage
 from data.frames import ConcatenatedFrames, FramesDataset
 from data.pairs import FrameGroups
 from data.shards import MANIFEST, ShardedFramesDataset, write_shards
@@ -118,3 +118,13 @@ def test_the_data_scale_bench_measures_both_loaders(tmp_path):
     )
     assert "Sharded peak RSS 1x -> 1x: 1.00x" in table
     assert not list(tmp_path.glob("data_scale_*"))  # its scratch folder is gone
+
+
+def test_the_read_cache_fetches_a_file_again_when_it_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMURL_CACHE", str(tmp_path))
+    url = "memory://emurl-test/cache/policy.pkl"
+    storage.write_bytes(url, b"first")
+    assert storage.local_copy(url).read_bytes() == b"first"
+    assert storage.local_copy(url) == storage.local_copy(url)  # downloaded once
+    storage.write_bytes(url, b"again")  # same size, new contents: a checkpoint saved over
+    assert storage.local_copy(url).read_bytes() == b"again"
