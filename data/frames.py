@@ -279,6 +279,23 @@ class FramesDataset:
         return indices[earlier], indices[later]
 
 
+def flat_indices(key, length: int) -> tuple[tuple[int, ...], np.ndarray]:
+    """A numpy-style index into axis 0 of `length` frames (an int, a slice, or an int or bool array of
+    any shape) as (the shape it gives the result's leading axes, its indices flattened into [0, length)).
+    IndexError when it is out of range."""
+    if isinstance(key, slice):
+        indices = np.arange(length)[key]
+    else:
+        indices = np.asarray(key)
+        if indices.dtype == bool:
+            indices = np.flatnonzero(indices)
+        if indices.dtype.kind not in "iu":
+            raise IndexError(f"frames can be indexed by ints, slices or int arrays, not {indices.dtype}")
+    if indices.size and not (-length <= indices.min() and indices.max() < length):
+        raise IndexError(f"frame index out of range for {length} frames")
+    return indices.shape, indices.reshape(-1) % max(length, 1)
+
+
 class ConcatenatedFrames:
     """Frame arrays end to end along axis 0, read on demand: a sharded dataset's frames followed by its
     branches' stay out of memory until a batch asks for them. Indexes like a numpy array (an int, a slice
@@ -299,18 +316,13 @@ class ConcatenatedFrames:
         return frames if dtype is None else frames.astype(dtype)
 
     def __getitem__(self, key) -> np.ndarray:
-        if isinstance(key, (int, np.integer)):
-            return self[np.asarray([key])][0]
-        indices = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
-        if indices.size and not (-len(self) <= indices.min() and indices.max() < len(self)):
-            raise IndexError(f"frame index out of range for {len(self)} frames")
-        flat = indices.reshape(-1) % max(len(self), 1)
+        shape, flat = flat_indices(key, len(self))
         out = np.empty((len(flat), *self.shape[1:]), self.dtype)
         part_of = np.searchsorted(self.starts, flat, side="right") - 1
         for part in np.unique(part_of):
             chosen = part_of == part
             out[chosen] = self.parts[part][flat[chosen] - self.starts[part]]
-        return out.reshape(*indices.shape, *self.shape[1:])
+        return out.reshape(*shape, *self.shape[1:])
 
 
 @dataclass

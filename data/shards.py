@@ -31,7 +31,7 @@ import numpy as np
 import tyro
 
 from data import storage
-from data.frames import FRAME_HW, FramesDataset, list_runs, read_folder, warn_skipped
+from data.frames import FRAME_HW, FramesDataset, flat_indices, list_runs, read_folder, warn_skipped
 
 FORMAT = "emurl-frame-shards/1"
 MANIFEST = "manifest.json"
@@ -217,19 +217,7 @@ class ShardedFrames:
         return self._opened[shard]
 
     def __getitem__(self, key) -> np.ndarray:
-        if isinstance(key, (int, np.integer)):
-            return self[np.asarray([key])][0]
-        if isinstance(key, slice):
-            indices = np.arange(len(self))[key]
-        else:
-            indices = np.asarray(key)
-            if indices.dtype == bool:
-                indices = np.flatnonzero(indices)
-            if indices.dtype.kind not in "iu":
-                raise IndexError(f"frames can be indexed by ints, slices or int arrays, not {indices.dtype}")
-        if indices.size and not (-len(self) <= indices.min() and indices.max() < len(self)):
-            raise IndexError(f"frame index out of range for {len(self)} frames")
-        flat = indices.reshape(-1) % max(len(self), 1)
+        shape, flat = flat_indices(key, len(self))
         out = np.empty((len(flat), *self.shape[1:]), self.dtype)
         order = np.argsort(flat, kind="stable")
         wanted = flat[order]
@@ -249,7 +237,7 @@ class ShardedFrames:
                     out[order[chosen[stretch]]] = np.frombuffer(data, self.dtype).reshape(
                         count, *self.shape[1:]
                     )
-        return out.reshape(*indices.shape, *self.shape[1:])
+        return out.reshape(*shape, *self.shape[1:])
 
 
 class ShardedFramesDataset(FramesDataset):
