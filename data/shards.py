@@ -42,14 +42,6 @@ def shard_name(number: int) -> str:
     return f"shard_{number:05d}.npy"
 
 
-def _run_source(run_dir: Path) -> tuple[str, str | None]:
-    """(source video, labels folder) from the run's metadata.json (data/extract_frames.py), else (the
-    run folder, None)."""
-    metadata = run_dir / "metadata.json"
-    record = json.loads(metadata.read_text()) if metadata.is_file() else {}
-    return record.get("source_video", str(run_dir)), record.get("labels")
-
-
 def write_shards(
     frames_dir: str | Path,
     out: str,
@@ -109,9 +101,16 @@ def write_shards(
     counts = np.bincount(run_id, minlength=len(runs))
     run_records = []
     for (name, files), count in zip(runs.items(), counts):
-        source, labels = _run_source(files[0].parent)
-        record = {"name": name, "frames": int(count), "source": source, "labels": labels, "metadata": None}
-        metadata = files[0].parent / "metadata.json"
+        run_dir = files[0].parent
+        metadata = run_dir / "metadata.json"  # data/extract_frames.py names the source video and labels
+        written = json.loads(metadata.read_text()) if metadata.is_file() else {}
+        record = {
+            "name": name,
+            "frames": int(count),
+            "source": written.get("source_video", str(run_dir)),
+            "labels": written.get("labels"),
+            "metadata": None,
+        }
         if metadata.is_file():
             record["metadata"] = {"file": f"metadata_{name}.json", "bytes": metadata.stat().st_size}
             storage.upload(metadata, storage.join(out, record["metadata"]["file"]))
@@ -244,8 +243,6 @@ class ShardedFramesDataset(FramesDataset):
     """A FramesDataset whose frames stay in their shards (local or remote) until a batch asks for them."""
 
     def __init__(self, root: str | os.PathLike):
-        if not storage.exists(root):
-            raise FileNotFoundError(f"sharded dataset {root} does not exist")
         manifest = read_manifest(root)
         if tuple(manifest["frame_shape"]) != (*FRAME_HW, 3):
             raise ValueError(
