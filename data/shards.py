@@ -32,9 +32,12 @@ import tyro
 
 from data import storage
 from data.frames import FRAME_HW, FramesDataset, flat_indices, list_runs, read_folder, warn_skipped
+from training.cli import one_line_errors
 
 FORMAT = "emurl-frame-shards/1"
 MANIFEST = "manifest.json"
+# What writing, reading and syncing a dataset raise with a message that says it all.
+DATASET_ERRORS = (FileNotFoundError, FileExistsError, ValueError, PermissionError)
 INDEX = "index.npz"
 
 
@@ -285,12 +288,8 @@ class Args:
 
 
 def main(args: Args) -> dict:
-    try:
+    with one_line_errors(args.out, plain=DATASET_ERRORS):
         manifest = write_shards(args.frames, args.out, args.shard_size, args.resize)
-    except (FileNotFoundError, FileExistsError, ValueError, PermissionError) as err:
-        raise SystemExit(f"error: {err}") from None
-    except Exception as err:  # storage errors (credentials, network) come in many types
-        raise SystemExit(f"error: {args.out}: {type(err).__name__}: {err}") from None
     print(
         f"{args.out}: {manifest['num_frames']} frames of {len(manifest['runs'])} runs "
         f"in {len(manifest['shards'])} shards of up to {args.shard_size}"

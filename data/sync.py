@@ -17,7 +17,8 @@ import tyro
 from tqdm import tqdm
 
 from data import storage
-from data.shards import MANIFEST, dataset_files, read_manifest
+from data.shards import DATASET_ERRORS, MANIFEST, dataset_files, read_manifest
+from training.cli import one_line_errors
 
 
 @dataclass
@@ -55,12 +56,8 @@ class Args:
 
 
 def main(args: Args) -> SyncResult:
-    try:
+    with one_line_errors(f"{args.source} -> {args.target}", plain=DATASET_ERRORS):
         result = sync(args.source, args.target)
-    except (FileNotFoundError, ValueError, PermissionError) as err:
-        raise SystemExit(f"error: {err}") from None
-    except Exception as err:  # storage errors (credentials, network) come in many types
-        raise SystemExit(f"error: {type(err).__name__}: {err}") from None
     print(
         f"{args.source} -> {args.target}: copied {len(result.copied)} file(s), "
         f"{result.bytes_copied / 2**20:.1f} MiB; {len(result.skipped)} already there"

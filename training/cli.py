@@ -4,6 +4,8 @@ folders checked before any training starts."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -14,6 +16,19 @@ from models.sharding import compute_dtype
 def fail(message: str) -> SystemExit:
     """A one-line CLI error: `raise fail(...)` exits non-zero without a traceback."""
     return SystemExit(f"error: {message}")
+
+
+@contextmanager
+def one_line_errors(where: str, plain: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Any error raised inside as a one-line CLI error naming `where`: storage errors (a missing bucket,
+    credentials, the network) come in many exception types, and none needs a traceback. Errors of the
+    `plain` types already say what went wrong, and are shown as they are."""
+    try:
+        yield
+    except plain as err:
+        raise fail(str(err)) from None
+    except Exception as err:
+        raise fail(f"{where} ({type(err).__name__}: {err})") from None
 
 
 def dtype_flag(flag: str) -> jnp.dtype:

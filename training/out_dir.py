@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data import storage
-from training.cli import fail, writable_dir
+from training.cli import fail, one_line_errors, writable_dir
 from training.distributed import is_main_process
 
 
@@ -33,15 +33,13 @@ class OutDir:
         if not self.remote and self.writes:
             self.local = writable_dir(target, flag)
             return
-        try:
+        with one_line_errors(f"{flag} {target}: cannot write there"):
             if self.writes:
                 storage.check_writable(self.target)
             fs, root = storage.filesystem(self.target)
             existing = (
                 [n for n in fs.find(root) if not Path(n).name.startswith(".")] if fs.exists(root) else []
             )
-        except Exception as err:  # a missing bucket, credentials, network: many exception types
-            raise fail(f"{flag} {target}: cannot write there ({type(err).__name__}: {err})") from None
         cache = storage.cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
         self.local = Path(tempfile.mkdtemp(prefix="out-dir-", dir=cache))

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from data import storage
-from training.cli import fail
+from training.cli import fail, one_line_errors
 
 CHECKPOINTS = Path("checkpoints")
 PRETRAIN_DIR = CHECKPOINTS / "pretrain"
@@ -75,18 +75,14 @@ def locate_checkpoint(path: str | Path, flag: str, *folders: str | Path) -> str 
 
 
 def _exists(url: str, flag: str) -> bool:
-    try:
+    with one_line_errors(f"{flag} {url}: cannot read it"):
         return storage.exists(url)
-    except Exception as err:  # a missing bucket, credentials, network: many exception types
-        raise fail(f"{flag} {url}: cannot read it ({type(err).__name__}: {err})") from None
 
 
 def local_checkpoint(location: str | Path, flag: str) -> Path:
     """The local file of a checkpoint `locate_checkpoint` found: a URL is downloaded into the read cache."""
-    try:
+    with one_line_errors(f"{flag} {location}: cannot read it"):
         return storage.local_copy(location)
-    except Exception as err:  # a missing object or bucket, credentials, network: many exception types
-        raise fail(f"{flag} {location}: cannot read it ({type(err).__name__}: {err})") from None
 
 
 def find_checkpoint(path: str | Path, flag: str, *folders: str | Path) -> Path:
