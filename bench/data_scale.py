@@ -32,10 +32,9 @@ from pathlib import Path
 
 import tyro
 
-from bench.tables import machine
+from bench.tables import machine, publish
 from data import make_speedruns
 from data.shards import write_shards
-from training.io import atomic_write
 
 PRETRAIN = Path(__file__).resolve().parents[1] / "pretrain_visual.py"
 
@@ -128,7 +127,8 @@ def main(args: Args) -> str:
         )
     rss_growth = find(last, "sharded")["peak_rss_gb"] / find(first, "sharded")["peak_rss_gb"]
     speeds = [find(s, "sharded")["frames_per_s"] / find(s, "in memory")["frames_per_s"] for s in args.scales]
-    table = "\n".join(
+    return publish(
+        args.output,
         [
             f"# Phase 1 data at scale ({datetime.date.today()})",
             "",
@@ -148,11 +148,8 @@ def main(args: Args) -> str:
             + ", ".join(f"{s}x {v:.2f}" for s, v in zip(args.scales, speeds))
             + ".",
             "",
-        ]
+        ],
     )
-    atomic_write(args.output, table.encode())
-    print(table)
-    return table
 
 
 if __name__ == "__main__":

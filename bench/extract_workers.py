@@ -30,10 +30,9 @@ from pathlib import Path
 
 import tyro
 
-from bench.tables import machine
+from bench.tables import machine, publish
 from data import extract_frames, make_speedruns
 from data.labels import VIDEO_SUFFIXES
-from training.io import atomic_write
 
 
 @dataclass
@@ -114,7 +113,8 @@ def main(args: Args) -> str:
             f"| {workers} | {num_videos} | {kept[workers]:,} | {best[workers]:.1f} | "
             f"{best[baseline] / best[workers]:.2f}x | {same} |"
         )
-    table = "\n".join(
+    return publish(
+        args.output,
         [
             f"# Parallel video extraction ({datetime.date.today()})",
             "",
@@ -128,11 +128,8 @@ def main(args: Args) -> str:
             "|---|---|---|---|---|---|",
             *rows,
             "",
-        ]
+        ],
     )
-    atomic_write(args.output, table.encode())
-    print(table)
-    return table
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 import tyro
 from flax import nnx
 
-from bench.tables import machine
+from bench.tables import machine, publish
 from models.build import build
 from models.checkpoint import params_of, save_checkpoint
 from models.presets import PHASE1_SIZES, RESNET_SIZES
@@ -40,7 +40,6 @@ from models.reward import RewardConfig, RewardModel
 from models.sharding import compute_dtype, shard_batch
 from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
 from models.vqvae import VQVAE, VQVAEConfig, tokenizer_loss
-from training.io import atomic_write
 from training.steps import count_params, make_optimizer, make_train_step, new_train_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,7 +171,8 @@ def main(args: Args) -> str:
         iterations_per_hour, sps = ppo_rate(args, Path(scratch))
         print(f"PPO: {iterations_per_hour:,.0f} iterations/hour ({sps:,.0f} env steps/s)")
         envs = env_table(args, Path(scratch))
-    table = "\n".join(
+    return publish(
+        args.output,
         [
             f"# One run on this machine's accelerator ({datetime.date.today()})",
             "",
@@ -192,11 +192,8 @@ def main(args: Args) -> str:
             "",
             envs,
             "",
-        ]
+        ],
     )
-    atomic_write(args.output, table.encode())
-    print(table)
-    return table
 
 
 if __name__ == "__main__":

@@ -28,12 +28,11 @@ import numpy as np
 import tyro
 from flax import nnx
 
-from bench.tables import machine
+from bench.tables import machine, publish
 from data import make_speedruns
 from models.checkpoint import params_of, save_checkpoint
 from models.resnet import ResNetConfig
 from models.reward import RewardConfig, RewardModel
-from training.io import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,7 +143,8 @@ def main(args: Args) -> str:
     for what in dict.fromkeys(name for name, _ in results):
         one, two = results[(what, 1)], results[(what, 2)]
         lines.append(f"| {what} | {one:,.0f} | {two:,.0f} | {two / one:.2f} |")
-    table = "\n".join(
+    return publish(
+        args.output,
         [
             f"# One process against two on one machine ({datetime.date.today()})",
             "",
@@ -162,11 +162,8 @@ def main(args: Args) -> str:
             "less the all-reduce of the gradients over the network at every step, which this machine "
             "cannot measure.",
             "",
-        ]
+        ],
     )
-    atomic_write(args.output, table.encode())
-    print(table)
-    return table
 
 
 if __name__ == "__main__":

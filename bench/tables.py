@@ -1,11 +1,14 @@
-"""The machine a bench ran on, for the header of its results file."""
+"""The machine a bench ran on, for the header of its results file, and writing that file."""
 
 from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 
 import jax
+
+from training.io import atomic_write
 
 
 def machine() -> str:
@@ -21,3 +24,11 @@ def machine() -> str:
         f"{cpu}, {len(os.sched_getaffinity(0))} cores, jax {jax.__version__} on {jax.default_backend()} "
         f"({len(jax.devices())} x {devices})"
     )
+
+
+def publish(output: Path, lines: list[str]) -> str:
+    """The results table from its lines: written to `output` atomically, printed, and returned."""
+    table = "\n".join(lines)
+    atomic_write(output, table)
+    print(table)
+    return table
