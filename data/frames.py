@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from envs.actions import ACTION_NAMES
+
 FRAME_HW = (144, 160)  # Game Boy screen, (height, width)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -338,6 +340,8 @@ class Branches:
             (-1 when metadata.json predates the field).
         step: (B,) int32, the frame's step inside its branch (1, 2, ...; 0 when metadata.json predates the
             field).
+        action: (B,) int32, the env action of that step, an index into envs.actions.ACTION_NAMES (-1 when
+            metadata.json predates the field).
     """
 
     frames: np.ndarray
@@ -345,6 +349,7 @@ class Branches:
     below: np.ndarray
     start: np.ndarray
     step: np.ndarray
+    action: np.ndarray
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -359,7 +364,7 @@ def load_branches(root: str | Path, dataset: FramesDataset, image_hw: tuple[int,
             "`uv run python data/make_speedruns.py --branch-every 48 --branch-steps 24`"
         )
     index_of = {(run, name): i for i, (run, name) in enumerate(zip(dataset.run_id, dataset.file_names))}
-    frames, run_id, below, start, step = [], [], [], [], []
+    frames, run_id, below, start, step, action = [], [], [], [], [], []
     for run, name in enumerate(dataset.run_names):
         metadata = root / name / "metadata.json"
         if not metadata.is_file():
@@ -378,6 +383,7 @@ def load_branches(root: str | Path, dataset: FramesDataset, image_hw: tuple[int,
             below.append(index_of[(run, record["below"])])
             start.append(index_of.get((run, record.get("start")), -1))
             step.append(record.get("step", 0))  # 0: metadata.json predates the field
+            action.append(ACTION_NAMES.index(record["action"]) if "action" in record else -1)
     if not frames:
         raise FileNotFoundError(f"no branches in {root} for the runs {dataset.run_names}")
     return Branches(
@@ -386,4 +392,5 @@ def load_branches(root: str | Path, dataset: FramesDataset, image_hw: tuple[int,
         np.asarray(below, np.int64),
         np.asarray(start, np.int64),
         np.asarray(step, np.int32),
+        np.asarray(action, np.int32),
     )

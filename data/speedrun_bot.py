@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from pyboy import PyBoy
 
-from envs.actions import ACTION_NAMES, FRAME_SKIP, PRESS_FRAMES
+from envs.actions import ENV_ACTIONS, FRAME_SKIP, PRESS_FRAMES
 from envs.games import EmuQuest
 
 GAME = EmuQuest()
@@ -30,7 +30,7 @@ GAME = EmuQuest()
 # the bot only steps onto one on purpose (as the goal of a path).
 WALKABLE = (GAME.FLOOR, GAME.GRASS)
 DIRECTIONS = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
-BRANCH_ACTIONS = ACTION_NAMES[:-1]  # VecGameBoy's default action set (no SELECT)
+BRANCH_ACTIONS = ENV_ACTIONS
 BOOT_FRAMES = 70  # PyBoy's own boot runs ~65 frames before the game's _main
 END_SCREEN_FRAMES = 90  # frames kept after the end screen appears
 

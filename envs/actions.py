@@ -9,4 +9,5 @@ data that imitates env steps (the speedrun bot's random branches) uses the same 
 """
 
 ACTION_NAMES = ("noop", "up", "down", "left", "right", "a", "b", "start", "select")
+ENV_ACTIONS = ACTION_NAMES[:-1]  # VecGameBoy's action set unless it is asked for SELECT
 FRAME_SKIP, PRESS_FRAMES = 30, 8

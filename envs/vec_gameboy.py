@@ -38,7 +38,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 
-from envs.actions import ACTION_NAMES, FRAME_SKIP, PRESS_FRAMES
+from envs.actions import ACTION_NAMES, ENV_ACTIONS, FRAME_SKIP, PRESS_FRAMES
 from envs.curriculum import CurriculumPool
 from envs.emulators import EnvConfig, ProcessBackend, SerialBackend, obs_shape
 from envs.games import EMUQUEST_ROM, GameProfile, detected, profile_for_rom
@@ -118,7 +118,7 @@ class VecGameBoy(gymnasium.vector.VectorEnv):
             initial_state = Path(initial_state).read_bytes()
 
         self.num_envs = num_envs
-        self.action_names = ACTION_NAMES if use_select else ACTION_NAMES[:-1]
+        self.action_names = ACTION_NAMES if use_select else ENV_ACTIONS
         self.num_actions = len(self.action_names)
         self.metadata = {"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP}
         self.single_observation_space = gymnasium.spaces.Box(0, 255, obs_shape(grayscale), np.uint8)
