@@ -1,7 +1,8 @@
 """Checkpoints: one pickled plain dict, safe to load by construction.
 
     {"format": 1,
-     "kind": "tokenizer" | "encoder" | "dynamics" | "reward" | "policy" | "lam" | "video_tokenizer",
+     "kind": "tokenizer" | "encoder" | "dynamics" | "reward" | "policy" | "lam" | "video_tokenizer"
+             | "world_model",
      "config": {...}, "params": nested dict of numpy bfloat16 arrays, "step": int,
      "train_state": None or plain containers of numpy arrays (fp32 params, optimizer state, rng, ...)}
 
@@ -30,7 +31,7 @@ import numpy as np
 from flax import nnx
 
 FORMAT = 1
-KINDS = ("tokenizer", "encoder", "dynamics", "reward", "policy", "lam", "video_tokenizer")
+KINDS = ("tokenizer", "encoder", "dynamics", "reward", "policy", "lam", "video_tokenizer", "world_model")
 
 
 class CheckpointError(Exception):

@@ -7,6 +7,7 @@ Every phase has its own folder under checkpoints/, so no phase overwrites anothe
     checkpoints/reward/     reward_resnet34.pkl, reward_vq.pkl
     checkpoints/ppo/        policy_<iteration>.pkl, policy_final.pkl
     checkpoints/eval/       the evaluation's tables and plot
+    checkpoints/world_model/  world_model.pkl and its held-out report
 
 A checkpoint flag takes a path or a bare name: `--tokenizer pretrained_tokenizer.pkl` and
 `--resume checkpoints/policy_1000.pkl` find the file in the phase folder that holds it.
@@ -27,7 +28,8 @@ PPO_DIR = CHECKPOINTS / "ppo"
 EVAL_DIR = CHECKPOINTS / "eval"
 LAM_DIR = CHECKPOINTS / "lam"
 VIDEO_TOKENIZER_DIR = CHECKPOINTS / "video_tokenizer"
-PHASE_DIRS = (PRETRAIN_DIR, REWARD_DIR, PPO_DIR, LAM_DIR, VIDEO_TOKENIZER_DIR)
+WORLD_MODEL_DIR = CHECKPOINTS / "world_model"
+PHASE_DIRS = (PRETRAIN_DIR, REWARD_DIR, PPO_DIR, LAM_DIR, VIDEO_TOKENIZER_DIR, WORLD_MODEL_DIR)
 
 TOKENIZER_FILE = "pretrained_tokenizer.pkl"  # Phase 1a: encoder + codebook + decoder
 ENCODER_FILE = "pretrained_encoder.pkl"  # Phase 1a: encoder + codebook, what the policy and reward read
@@ -35,6 +37,7 @@ DYNAMICS_FILE = "pretrained_dynamics.pkl"  # Phase 1b
 POLICY_FINAL_FILE = "policy_final.pkl"  # Phase 3
 LAM_FILE = "lam.pkl"
 VIDEO_TOKENIZER_FILE = "video_tokenizer.pkl"
+WORLD_MODEL_FILE = "world_model.pkl"
 
 
 def reward_file(backbone: str) -> str:
