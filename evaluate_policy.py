@@ -9,6 +9,10 @@ screen, milestones reached (from RAM), maps visited and the learned-progress ret
 training reward, when the reward model is available). It also writes a GIF of the first
 episode with the action and score drawn on each frame, and a PNG of milestones over
 training read from the run's metrics.jsonl (next to the policy by default).
+
+With --world-model the episodes are played in a world model's imagination (train_world_model.py)
+instead: they start from real frames, the table reports the learned-progress return and episode
+length (there is no RAM, so no milestones), and the GIF shows imagined frames.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from envs.emulators import WorkerError
 from envs.games import EMUQUEST_ROM, detected_line
 from envs.rom import RomError
 from envs.vec_gameboy import WORKER_TIMEOUT_S, VecGameBoy
+from envs.world_model_env import WorldModelEnv
 from models.checkpoint import CheckpointError
 from training.cli import check_file, fail, writable_dir
 from training.io import atomic_path, atomic_write
@@ -42,6 +47,7 @@ from training.paths import (
     POLICY_FINAL_FILE,
     PPO_DIR,
     REWARD_DIR,
+    WORLD_MODEL_DIR,
     checkpoint_folder,
     find_checkpoint,
     local_checkpoint,
@@ -52,6 +58,7 @@ from training.policy_io import load_policy
 from training.ppo import CURVES
 from training.progress import ProgressReward, ProgressSettings, load_progress
 from training.rom_binding import bound_rom
+from training.world_model import world_model_env
 
 
 @dataclass
@@ -99,6 +106,10 @@ class Args:
     """Seeds action sampling."""
     worker_timeout: float = WORKER_TIMEOUT_S
     """Seconds to wait for an emulator worker that is alive but silent before stopping with an error."""
+    world_model: str | None = None
+    """Play in this world model's imagination (its world_model.pkl) instead of the emulator."""
+    imagined_sample_steps: int = 4
+    """--world-model: Euler steps per imagined frame."""
 
 
 @dataclass
@@ -136,7 +147,27 @@ def summarize(name: str, log: EpisodeLog) -> dict:
     }
 
 
+def summarize_imagined(name: str, log: EpisodeLog) -> dict:
+    """An agent's episodes in a world model: no RAM, so only their length and learned return."""
+    episodes = log.episodes
+    return {
+        "agent": name,
+        "episodes": len(episodes),
+        "imagined": True,
+        "length_mean": float(np.mean([e["length"] for e in episodes])),
+        "return_mean": float(np.mean([e["return"] for e in episodes]))
+        if episodes[0]["return"] is not None
+        else None,
+    }
+
+
 def markdown_table(rows: list[dict]) -> str:
+    if rows[0].get("imagined"):
+        lines = ["| agent | imagined episodes | length (mean) | return |", "|---|---|---|---|"]
+        for r in rows:
+            ret = "n/a" if r["return_mean"] is None else f"{r['return_mean']:+.3f}"
+            lines.append(f"| {r['agent']} | {r['episodes']} | {r['length_mean']:.1f} | {ret} |")
+        return "\n".join(lines)
     lines = [
         "| agent | episodes | left title (median step) | intro done (median step) | milestones (mean / max) "
         "| maps visited | finished | return | game facts (mean) |",
@@ -170,7 +201,12 @@ def annotate(frame: np.ndarray, text: str) -> Image.Image:
 
 
 def play(
-    env: VecGameBoy, choose_actions, steps: int, progress: ProgressReward | None, gif_frames: int, desc: str
+    env: VecGameBoy | WorldModelEnv,
+    choose_actions,
+    steps: int,
+    progress: ProgressReward | None,
+    gif_frames: int,
+    desc: str,
 ):
     """Run every env until its first episode ends (at most `steps` steps). choose_actions(obs,
     t) -> int actions (N,). Returns an EpisodeLog with env 0 drawn into the GIF frames."""
@@ -261,7 +297,7 @@ def evaluate(args: Args, out: OutDir) -> dict:
         policy_location = locate_checkpoint(args.policy, "--policy", PPO_DIR)
         policy_path = local_checkpoint(policy_location, "--policy")
         try:
-            model, _, ckpt = load_policy(policy_path)
+            model, policy_cfg, ckpt = load_policy(policy_path)
         except CheckpointError as err:
             raise fail(f"--policy: {err}") from None
         trained_args = ckpt["config"].get("args", {})
@@ -313,20 +349,35 @@ def evaluate(args: Args, out: OutDir) -> dict:
     press_frames = min(trained("press_frames"), frame_skip - 1)
 
     try:
-        env = VecGameBoy(
-            rom,
-            initial_state=initial_state,
-            num_envs=args.episodes,
-            num_workers=args.num_workers or None,
-            backend="serial" if args.num_workers == 0 else "process",
-            frame_skip=frame_skip,
-            press_frames=press_frames,
-            max_steps=args.steps,
-            grayscale=trained_args.get("observation") == "gray",
-            worker_timeout_s=args.worker_timeout,
-        )
+        if args.world_model:
+            world_model = find_checkpoint(args.world_model, "--world-model", WORLD_MODEL_DIR)
+            env = world_model_env(
+                world_model,
+                args.episodes,
+                max_steps=args.steps,
+                sample_steps=args.imagined_sample_steps,
+                grayscale=trained_args.get("observation") == "gray",
+                seed=args.seed,
+            )
+        else:
+            env = VecGameBoy(
+                rom,
+                initial_state=initial_state,
+                num_envs=args.episodes,
+                num_workers=args.num_workers or None,
+                backend="serial" if args.num_workers == 0 else "process",
+                frame_skip=frame_skip,
+                press_frames=press_frames,
+                max_steps=args.steps,
+                grayscale=trained_args.get("observation") == "gray",
+                worker_timeout_s=args.worker_timeout,
+            )
     except (RomError, ValueError) as err:
         raise fail(f"--rom / env settings: {err}") from None
+    except CheckpointError as err:
+        raise fail(f"--world-model: {err}") from None
+    if use_policy and policy_cfg.num_actions != env.num_actions:
+        raise fail(f"the policy has {policy_cfg.num_actions} actions, the env {env.num_actions}")
 
     print(detected_line(env.detected))
     if initial_state:
@@ -360,7 +411,7 @@ def evaluate(args: Args, out: OutDir) -> dict:
     except KeyboardInterrupt:
         raise fail("interrupted: nothing written") from None
 
-    rows = [summarize(name, log) for name, log in logs.items()]
+    rows = [(summarize_imagined if args.world_model else summarize)(name, log) for name, log in logs.items()]
     table = markdown_table(rows)
     print(table)
     atomic_write(out_dir / "eval_table.md", table + "\n")

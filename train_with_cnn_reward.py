@@ -48,6 +48,7 @@ from training.paths import (
     PPO_DIR,
     PRETRAIN_DIR,
     REWARD_DIR,
+    WORLD_MODEL_DIR,
     checkpoint_folder,
     find_checkpoint,
     local_checkpoint,
@@ -66,7 +67,7 @@ from training.ppo import (
 )
 from training.progress import ProgressSettings, load_progress
 from training.resume import settings_on_resume
-from training.rollout import Runner, make_runner
+from training.rollout import ImaginedEnvs, Runner, make_runner
 from training.rom_binding import bound_rom, rom_record
 from training.token_cache import TokenCache
 
@@ -185,6 +186,16 @@ class Args:
     token_cache: int = 65_536
     """Distinct frames whose tokens the frozen VQ encoder remembers, so a repeated screen is not encoded
     again (0: encode every frame)."""
+    world_model: str | None = None
+    """A world model (train_world_model.py's world_model.pkl, conditioned on buttons): --imagined-envs of
+    the --num-envs step in its imagination instead of in the emulator, rewarded by the same reward model."""
+    imagined_envs: int = 0
+    """How many of --num-envs are imagined (needs --world-model; all of them: no emulator steps at all)."""
+    imagined_sample_steps: int = 4
+    """Euler steps per imagined frame."""
+    minutes: float = 0.0
+    """Stop after the iteration that passes this many minutes of training and save policy_final.pkl, as if
+    --iterations had ended there (0: no limit). For comparisons at equal wall-clock time."""
     overlap_update: bool = False
     """Run each update while the next rollout steps, which then acts one update behind (PPO's ratio
     corrects for it): faster when the CPU has idle time during rollouts."""
@@ -212,6 +223,12 @@ def check_args(args: Args):
         problems.append(f"--rom {args.rom} not found")
     if args.initial_state is not None and not Path(args.initial_state).is_file():
         problems.append(f"--initial-state {args.initial_state} not found")
+    if not 0 <= args.imagined_envs <= args.num_envs or (args.imagined_envs > 0) != (
+        args.world_model is not None
+    ):
+        problems.append("--imagined-envs (from 1 to --num-envs) and --world-model go together")
+    if args.minutes < 0 or args.imagined_sample_steps < 1:
+        problems.append("--minutes must be >= 0 and --imagined-sample-steps >= 1")
     if problems:
         raise fail("; ".join(problems))
 
@@ -223,15 +240,18 @@ def check_args(args: Args):
 # (--rom is checked against the cartridge the checkpoint records instead: training/rom_binding.py.)
 RUNTIME = frozenset({
     "iterations", "log_every", "out_dir", "num_workers", "entropy_warn_iters", "worker_timeout", "resume",
-    "rom", "allow_other_rom", "distributed",
+    "rom", "allow_other_rom", "distributed", "minutes",
 })  # fmt: skip
 FIXED_ON_RESUME = frozenset({
     "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "policy", "finetune_encoder",
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
+    "world_model", "imagined_envs",
 })  # fmt: skip
 # Settings that name files: a checkpoint stores them relative to its own folder.
-PATH_SETTINGS = ("reward_model", "pretrained_tokenizer", "pretrained_dynamics", "rom", "initial_state")
+PATH_SETTINGS = (
+    "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "rom", "initial_state", "world_model",
+)  # fmt: skip
 
 
 def main(args: Args) -> list[dict]:
@@ -260,6 +280,15 @@ def main(args: Args) -> list[dict]:
     settings = ProgressSettings(
         args.reward_interval, args.time_penalty, args.reward_scale, args.progress_baseline
     )
+    imagined = None
+    if args.world_model:
+        world_model = locate_checkpoint(args.world_model, "--world-model", WORLD_MODEL_DIR)
+        args = dataclasses.replace(args, world_model=str(world_model))
+        imagined = ImaginedEnvs(
+            str(local_checkpoint(world_model, "--world-model")),
+            args.imagined_envs,
+            args.imagined_sample_steps,
+        )
     runner = make_runner(
         args.rom or str(EMUQUEST_ROM),
         progress,
@@ -276,6 +305,7 @@ def main(args: Args) -> list[dict]:
         seed=args.seed + 7919 * jax.process_index(),  # every process's envs play their own episodes
         grayscale=args.observation == "gray",
         worker_timeout_s=args.worker_timeout,
+        imagined=imagined,
     )
     print(detected_line(runner.detected))
     try:
@@ -464,6 +494,8 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
             tqdm.write(format_line(record))
         return record
 
+    deadline = time.perf_counter() + 60 * args.minutes if args.minutes else None
+    final_iteration = start_iteration
     with MetricsLog(out_dir, CURVES) as log, StopRequest() as stop:
         log.start("ppo", after=start_iteration if args.resume else None, key="iteration")
         for index in bar:
@@ -499,7 +531,10 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
             )
             # With --overlap-update the next rollout steps while this update runs, acting one update
             # behind (PPO's ratio corrects for it); a checkpoint, the last iteration and a stop wait for it.
-            overlap = args.overlap_update and not (checkpoint_now or stopping or iteration == args.iterations)
+            out_of_time = deadline is not None and time.perf_counter() >= deadline
+            overlap = args.overlap_update and not (
+                checkpoint_now or stopping or out_of_time or iteration == args.iterations
+            )
             if overlap:
                 acting_params = jax.tree.map(jnp.copy, local_copy(state.params))  # the update donates them
             state, losses = update(state, flat, update_key)
@@ -508,6 +543,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
                 continue
             finish(*in_flight)
             in_flight, acting_params = None, local_copy(state.params)
+            final_iteration = iteration
             if checkpoint_now or stopping:
                 save(out_dir / f"policy_{iteration}.pkl", iteration)
                 out.push()
@@ -518,7 +554,10 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
                     f"interrupted after iteration {iteration}: saved {last_saved}; --resume {last_saved} "
                     "continues from it (with fresh episodes, as after every checkpoint)"
                 )
-    save(out_dir / POLICY_FINAL_FILE, max(start_iteration, args.iterations))
+            if out_of_time:
+                tqdm.write(f"--minutes {args.minutes:g}: stopping after iteration {iteration}")
+                break
+    save(out_dir / POLICY_FINAL_FILE, final_iteration)
     out.push()
     return history
 

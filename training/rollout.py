@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -14,15 +15,26 @@ import numpy as np
 from envs.curriculum import CurriculumPool
 from envs.rom import RomError
 from envs.vec_gameboy import WORKER_TIMEOUT_S, VecGameBoy
+from envs.world_model_env import WorldModelEnv
+from models.checkpoint import CheckpointError
 from training.progress import LearnedProgress, ProgressReward, ProgressSettings
+from training.world_model import world_model_env
 
 EPISODE_WINDOW = 100  # recent episodes averaged for the episode/* metrics
 
 
+class ImaginedEnvs(NamedTuple):
+    """Envs that step in a world model's imagination (envs/world_model_env.py) beside the emulators."""
+
+    world_model: str  # world_model.pkl
+    num_envs: int
+    sample_steps: int
+
+
 class EnvGroup:
-    """One VecGameBoy and what the rollout tracks for its envs. Several groups let one
-    group's emulators step (in a thread, waiting on its worker processes) while the policy
-    runs on another group's frames."""
+    """One VecGameBoy (or WorldModelEnv) and what the rollout tracks for its envs. Several groups let
+    one group's emulators step (in a thread, waiting on its worker processes) while the policy runs on
+    another group's frames."""
 
     def __init__(self, env, first_env: int, progress: ProgressReward):
         self.env = env
@@ -30,6 +42,7 @@ class EnvGroup:
         self.progress = progress
         self.obs = None  # (n, 144, 160, 3) uint8, our own copy of the latest frames
         self.episode_return = np.zeros(env.num_envs, np.float32)
+        self.imagined = isinstance(env, WorldModelEnv)  # no emulator states: never a curriculum source
 
 
 class Runner:
@@ -131,7 +144,7 @@ class Runner:
                     }
                 )
             group.episode_return[done] = 0
-            if scores is not None and self.pool is not None:
+            if scores is not None and self.pool is not None and not group.imagined:
                 # A done env shows its next episode's first frame: a reset, not a state it reached.
                 new_states.extend(self._new_high(group, np.where(done, -np.inf, scores)))
 
@@ -191,19 +204,23 @@ class Runner:
         return [(state, self.best_score, group.progress.bag(best_env))]
 
     def episode_stats(self) -> dict:
-        """Means over the recent-episode window (title escape rate, milestones, ...)."""
-        if not self.episodes:
-            return {}
+        """Means over the recent-episode window (title escape rate, milestones, ...) of the emulators'
+        episodes; imagined episodes, which have no RAM, only count and give their return."""
+        imagined = [e["return"] for e in self.episodes if e.get("imagined")]
+        stats = {"episode/imagined_return": float(np.mean(imagined))} if imagined else {}
+        episodes = [e for e in self.episodes if not e.get("imagined")]
+        if not episodes:
+            return stats
         # .get: episodes restored from a checkpoint written before a statistic existed lack it
-        mean = lambda name: float(np.mean([e.get(name, 0) for e in self.episodes]))  # noqa: E731
-        return {
+        mean = lambda name: float(np.mean([e.get(name, 0) for e in episodes]))  # noqa: E731
+        return stats | {
             "episode/return": mean("return"),
             "episode/length": mean("length"),
             "episode/milestones": mean("milestones"),
             "episode/maps_visited": mean("maps_visited"),
             "episode/title_escape_rate": mean("left_title"),
             "episode/intro_done_rate": mean("intro_done"),
-            "episode/count": len(self.episodes),
+            "episode/count": len(episodes),
         }
 
     def state_dict(self) -> dict:
@@ -265,18 +282,23 @@ def make_runner(
     seed: int,
     grayscale: bool = False,
     worker_timeout_s: float = WORKER_TIMEOUT_S,
+    imagined: ImaginedEnvs | None = None,
 ) -> Runner:
     """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
-    its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. A bad ROM or
-    env setting exits with one line."""
+    its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. With
+    `imagined`, that many of the envs are a WorldModelEnv instead, one group after the emulators'. A bad
+    ROM, world model or env setting exits with one line."""
     pool = CurriculumPool(curriculum_capacity) if curriculum_prob > 0 else None
     serial = num_workers == 0
     num_workers = num_workers or len(os.sched_getaffinity(0))
-    num_groups = min(env_groups, num_envs)
-    env_sizes = [len(part) for part in np.array_split(np.arange(num_envs), num_groups)]
-    worker_counts = [
-        len(part) for part in np.array_split(np.arange(max(num_workers, num_groups)), num_groups)
-    ]
+    emulated = num_envs - (imagined.num_envs if imagined else 0)
+    num_groups = min(env_groups, emulated)
+    env_sizes, worker_counts = [], []
+    if emulated:
+        env_sizes = [len(part) for part in np.array_split(np.arange(emulated), num_groups)]
+        worker_counts = [
+            len(part) for part in np.array_split(np.arange(max(num_workers, num_groups)), num_groups)
+        ]
     groups, first_env = [], 0
     try:
         for size, workers in zip(env_sizes, worker_counts):
@@ -300,6 +322,27 @@ def make_runner(
         for group in groups:
             group.env.close()
         raise SystemExit(f"--rom / env settings: {err}") from None
+    if imagined:
+        try:
+            env = world_model_env(
+                imagined.world_model,
+                imagined.num_envs,
+                max_steps=max_episode_steps,
+                sample_steps=imagined.sample_steps,
+                grayscale=grayscale,
+                seed=seed,
+            )
+        except (CheckpointError, FileNotFoundError, ValueError) as err:
+            for group in groups:
+                group.env.close()
+            raise SystemExit(f"--world-model: {err}") from None
+        if groups and env.num_actions != groups[0].env.num_actions:
+            for group in groups:
+                group.env.close()
+            raise SystemExit(
+                f"--world-model: it has {env.num_actions} actions, the emulator {groups[0].env.num_actions}"
+            )
+        groups.append(EnvGroup(env, first_env, ProgressReward(progress, imagined.num_envs, settings)))
     return Runner(groups, pool, seed)
 
 
