@@ -147,7 +147,14 @@ class Args:
     curriculum_prob: float = 0.0
     """Probability that a reset loads a saved progress state instead of power-on."""
     curriculum_capacity: int = 32
-    """Saved progress states kept in the curriculum pool."""
+    """Saved states kept in the curriculum pool (or cells in the archive)."""
+    curriculum_cells: bool = False
+    """Go-Explore's archive instead of new progress highs: a state is saved the first time the agent
+    reaches a cell (the gray screen shrunk to 9x10 blocks in 8 levels, and the score's --cell-band), and
+    resets favour new cells further along (envs/archive.py)."""
+    cell_band: float = 4.0
+    """Width of a cell's progress band, in the reward model's score units; a cell one band further
+    along is e times as likely to be a reset's start."""
     entropy_warn_iters: int = 50
     """Warn when entropy stays above 99% of its maximum for this many iterations."""
     log_every: int = 10
@@ -229,6 +236,8 @@ def check_args(args: Args):
         problems.append("--imagined-envs (from 1 to --num-envs) and --world-model go together")
     if args.minutes < 0 or args.imagined_sample_steps < 1:
         problems.append("--minutes must be >= 0 and --imagined-sample-steps >= 1")
+    if args.curriculum_capacity < 1 or not args.cell_band > 0:
+        problems.append("--curriculum-capacity must be >= 1 and --cell-band > 0")
     if problems:
         raise fail("; ".join(problems))
 
@@ -246,7 +255,7 @@ FIXED_ON_RESUME = frozenset({
     "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "policy", "finetune_encoder",
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
-    "world_model", "imagined_envs",
+    "world_model", "imagined_envs", "curriculum_cells", "cell_band",
 })  # fmt: skip
 # Settings that name files: a checkpoint stores them relative to its own folder.
 PATH_SETTINGS = (
@@ -302,6 +311,7 @@ def main(args: Args) -> list[dict]:
         max_episode_steps=args.max_episode_steps,
         curriculum_prob=args.curriculum_prob,
         curriculum_capacity=args.curriculum_capacity,
+        cell_band=args.cell_band if args.curriculum_cells else None,
         seed=args.seed + 7919 * jax.process_index(),  # every process's envs play their own episodes
         grayscale=args.observation == "gray",
         worker_timeout_s=args.worker_timeout,

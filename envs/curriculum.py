@@ -41,9 +41,9 @@ class CurriculumPool:
     def __len__(self) -> int:
         return len(self.states)
 
-    def add(self, state: bytes, score: float, payload=None) -> bool:
+    def add(self, state: bytes, score: float, payload=None, key: bytes | None = None) -> bool:
         """Store a state (and its payload); returns False when the pool is full and every state scores
-        higher."""
+        higher. `key` names a CellArchive's cell; this pool has none and ignores it."""
         if len(self.states) < self.capacity:
             self.states.append(bytes(state))
             self.scores.append(float(score))

@@ -161,6 +161,7 @@ def test_vit_policy_patches_cover_the_frame():
 
 from flax import nnx  # noqa: E402
 
+from envs.archive import CellArchive, cell_keys  # noqa: E402
 from envs.curriculum import CurriculumPool  # noqa: E402
 from envs.games import EMUQUEST_ROM  # noqa: E402
 from envs.vec_gameboy import VecGameBoy  # noqa: E402
@@ -337,10 +338,10 @@ def test_curriculum_saves_new_highs_and_resets_from_them(learned):
         obs, *_ = env.step(np.full(env.num_envs, 7))
         saved_frame = obs[1].copy()
         scores = np.array([0.5, 2.0, 1.0], np.float32)
-        [(state, score, bag)] = runner._new_high(group, scores)
-        assert score == 2.0 and bag is None  # a one-frame reward keeps no bags
+        [(state, score, bag, key)] = runner._new_high(group, scores)
+        assert score == 2.0 and bag is None and key is None  # a one-frame reward keeps no bags
         assert runner._new_high(group, scores - 1.0) == []  # not a new high: nothing saved
-        [(_, higher, _)] = runner._new_high(group, np.array([0.0, 0.0, 3.0], np.float32))
+        [(_, higher, _, _)] = runner._new_high(group, np.array([0.0, 0.0, 3.0], np.float32))
         assert higher == 3.0
         pool.add(state, score)
         # With pool_prob 1, a reset starts every env from pool states.
@@ -376,6 +377,42 @@ def test_a_reset_frame_is_never_a_curriculum_state():
         runner.close()
     assert stats["rollout/episodes_ended"] == 3 * env.num_envs
     assert len(pool) > 0 and max(pool.scores) < first_frame_score
+
+
+def test_archive_saves_each_new_cell_once_counts_sightings_and_resets_into_it():
+    """A rollout from power-on with random presses: every cell it reaches is saved once, each cell's
+    seen count is the number of scored frames in it, and a state loaded back shows a frame of its cell."""
+    band = 0.5
+    archive = CellArchive(capacity=64, band=band)
+    score_fn = ScoreOfFrame(
+        lambda frames: frames.reshape(len(frames), -1).mean(axis=1).astype(np.float32) / 9
+    )
+    with tiny_env(max_steps=9, curriculum=archive, pool_prob=0.0) as env:
+        progress = ProgressReward(score_fn, env.num_envs, ProgressSettings(1, 0.0))
+        runner = Runner([EnvGroup(env, 0, progress)], archive, seed=0)
+        runner.restart(0)
+        rng = np.random.default_rng(0)
+
+        def policy_step(frames, key):
+            zeros = np.zeros(len(frames))
+            return frames.copy(), rng.integers(0, 8, len(frames)), zeros, zeros
+
+        batch, _, _ = runner.rollout(policy_step, jax.random.key(0), num_steps=24)
+        # Every scored frame: the frame after each step (the next observation, or the last frames).
+        after = np.concatenate([np.asarray(batch["obs"][1:]), runner.obs[None]])
+        reached = [
+            k
+            for frames, done in zip(after, np.asarray(batch["dones"]))
+            for k, reset in zip(cell_keys(frames, score_fn.score(frames), band), done)
+            if not reset
+        ]
+        assert 1 < len(archive) <= len(set(reached)) and len(set(archive.keys)) == len(archive)
+        assert archive.seen == [reached.count(k) for k in archive.keys]
+        obs, _ = env.reset(seed=1)
+        for state, k in zip(archive.states, archive.keys):
+            env.load_states([0], [state])
+            assert cell_keys(obs[:1], score_fn.score(obs[:1]), band)[0] == k
+        runner.close()
 
 
 def test_wrong_kind_reward_model_or_tokenizer_is_refused(reward_path, tmp_path):
@@ -431,11 +468,13 @@ def deterministic(records):
     return [{k: v for k, v in r.items() if not k.startswith("charts/")} for r in records]
 
 
-def test_resume_continues_exactly(reward_path, tmp_path):
+@pytest.mark.parametrize("cells", [False, True], ids=["new-highs", "cell-archive"])
+def test_resume_continues_exactly(reward_path, tmp_path, cells):
     """Run 2N iterations straight; separately resume from the checkpoint at N (in a fresh
     directory, as after a kill) and continue to 2N: the logged metrics must match exactly."""
+    curriculum = dict(curriculum_cells=cells, cell_band=0.01, curriculum_capacity=8 if cells else 4)
     straight = ppo.main(
-        tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2, env_groups=2)
+        tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2, env_groups=2, **curriculum)
     )
     assert [r["iteration"] for r in straight] == [1, 2, 3, 4]
     assert straight[-1]["curriculum/pool_size"] > 0  # the pool takes part in what must be restored
@@ -453,6 +492,7 @@ def test_resume_continues_exactly(reward_path, tmp_path):
             save_every=2,
             env_groups=2,
             resume=str(resumed_dir / "policy_2.pkl"),
+            **curriculum,
         )
     )
     assert [r["iteration"] for r in resumed] == [3, 4]

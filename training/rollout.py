@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from envs.archive import CellArchive, cell_keys
 from envs.curriculum import CurriculumPool
 from envs.rom import RomError
 from envs.vec_gameboy import WORKER_TIMEOUT_S, VecGameBoy
@@ -21,6 +22,7 @@ from training.progress import LearnedProgress, ProgressReward, ProgressSettings
 from training.world_model import world_model_env
 
 EPISODE_WINDOW = 100  # recent episodes averaged for the episode/* metrics
+NEW_CELLS_PER_ROLLOUT = 8  # a saved state costs ~20 ms; a cell not saved now is saved when next reached
 
 
 class ImaginedEnvs(NamedTuple):
@@ -53,7 +55,8 @@ class Runner:
     def __init__(self, groups: list[EnvGroup], pool, seed: int):
         self.groups = groups
         self.num_envs = sum(group.env.num_envs for group in groups)
-        self.pool = pool  # CurriculumPool shared by every group, or None
+        self.pool = pool  # shared by every group: CurriculumPool (new highs), CellArchive (new cells) or None
+        self.cells = isinstance(pool, CellArchive)
         self.seed = seed
         self.best_score = -np.inf  # highest learned score any env reached
         self.episodes: list[dict] = []  # the last EPISODE_WINDOW episodes' stats
@@ -86,7 +89,8 @@ class Runner:
             score = model.score_tokens(model.tokens(frames), group.progress.bags[:1])[0]
         else:
             score = model.score(frames)[0]
-        self.pool.add(state, float(score), payload=group.progress.bag(0))
+        key = cell_keys(frames, [score], self.pool.band)[0] if self.cells else None
+        self.pool.add(state, float(score), payload=group.progress.bag(0), key=key)
         self.best_score = max(self.best_score, float(score))
 
     def _start_bags(self, info) -> dict[int, np.ndarray]:
@@ -109,6 +113,7 @@ class Runner:
         ]
         milestones_max = np.zeros(self.num_envs, np.int32)
         new_states, ended, last_values = [], [], [None] * num_groups
+        sightings = []  # cell keys of every scored frame, counted once the envs stop
         seconds = {"policy": 0.0, "env_wait": 0.0, "reward": 0.0}  # where the rollout's time goes
         pending = [None] * num_groups  # each group's env step in flight
 
@@ -146,7 +151,12 @@ class Runner:
             group.episode_return[done] = 0
             if scores is not None and self.pool is not None and not group.imagined:
                 # A done env shows its next episode's first frame: a reset, not a state it reached.
-                new_states.extend(self._new_high(group, np.where(done, -np.inf, scores)))
+                if self.cells:
+                    keys = cell_keys(group.obs, scores, self.pool.band)
+                    sightings.extend(key for key, reset in zip(keys, done) if not reset)
+                    new_states.extend(self._new_cells(group, keys, scores, done, new_states))
+                else:
+                    new_states.extend(self._new_high(group, np.where(done, -np.inf, scores)))
 
         for t in range(num_steps + 1):  # the last pass only reads the value after the last step
             for g, group in enumerate(self.groups):
@@ -170,9 +180,11 @@ class Runner:
                 ):
                     columns[g][name].append(value_)
                 pending[g] = self.stepper.submit(group.env.step, action)
-        # Pool additions wait until no group is stepping: resets read the pool.
-        for state, score, bag in new_states:
-            self.pool.add(state, score, payload=bag)
+        # Pool changes wait until no group is stepping: resets read the pool.
+        for state, score, bag, key in new_states:
+            self.pool.add(state, score, payload=bag, key=key)
+        if self.cells:
+            self.pool.count(sightings)
         self.episodes = (self.episodes + ended)[-EPISODE_WINDOW:]
 
         def stack(name):  # (T, N, ...) with the groups side by side along the env axis
@@ -201,7 +213,22 @@ class Runner:
             return []
         self.best_score = float(scores[best_env])
         [state] = group.env.save_states([best_env])
-        return [(state, self.best_score, group.progress.bag(best_env))]
+        return [(state, self.best_score, group.progress.bag(best_env), None)]
+
+    def _new_cells(self, group: EnvGroup, keys, scores, done, pending) -> list[tuple]:
+        """States of the group's envs in cells neither the archive nor this rollout has (the first env
+        in each), at most NEW_CELLS_PER_ROLLOUT a rollout, as [(state, score, bag, key)]."""
+        self.best_score = max(self.best_score, float(np.max(np.where(done, -np.inf, scores))))
+        taken = {entry[3] for entry in pending}
+        envs = []
+        for env, key in enumerate(keys):
+            if len(taken) >= NEW_CELLS_PER_ROLLOUT:
+                break
+            if not done[env] and key not in taken and key not in self.pool:
+                taken.add(key)
+                envs.append(env)
+        states = group.env.save_states(envs) if envs else []
+        return [(state, float(scores[e]), group.progress.bag(e), keys[e]) for state, e in zip(states, envs)]
 
     def episode_stats(self) -> dict:
         """Means over the recent-episode window (title escape rate, milestones, ...) of the emulators'
@@ -234,7 +261,9 @@ class Runner:
     def _pool_as_arrays(self) -> dict:
         """The pool as plain data a checkpoint accepts: each state's bytes as a uint8 array."""
         pool = self.pool.to_dict()
-        pool["states"] = [np.frombuffer(state, np.uint8) for state in pool["states"]]
+        for name in ("states", "keys"):
+            if name in pool:
+                pool[name] = [np.frombuffer(value, np.uint8) for value in pool[name]]
         return pool  # payloads: bags (uint8 arrays) or None
 
     def load_state_dict(self, state: dict):
@@ -248,16 +277,12 @@ class Runner:
         for group, progress in zip(self.groups, state["progress"]):
             group.progress.load_state_dict(progress)
         if self.pool is not None and state["pool"] is not None:
-            pool = {
-                **state["pool"],
-                "states": [np.asarray(s, np.uint8).tobytes() for s in state["pool"]["states"]],
-            }
-            restored = CurriculumPool.from_dict(pool)
-            self.pool.states, self.pool.scores, self.pool.payloads = (
-                restored.states,
-                restored.scores,
-                restored.payloads,
-            )
+            pool = dict(state["pool"])
+            for name in ("states", "keys"):
+                if name in pool:
+                    pool[name] = [np.asarray(value, np.uint8).tobytes() for value in pool[name]]
+            # VecGameBoy holds this object, so it is refilled in place.
+            vars(self.pool).update(vars(type(self.pool).from_dict(pool)))
 
     def close(self):
         self.stepper.shutdown(wait=True)
@@ -280,15 +305,21 @@ def make_runner(
     curriculum_prob: float,
     curriculum_capacity: int,
     seed: int,
+    cell_band: float | None = None,
     grayscale: bool = False,
     worker_timeout_s: float = WORKER_TIMEOUT_S,
     imagined: ImaginedEnvs | None = None,
 ) -> Runner:
     """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
     its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. With
+    `cell_band` the curriculum is a CellArchive of that band, else a CurriculumPool of new highs. With
     `imagined`, that many of the envs are a WorldModelEnv instead, one group after the emulators'. A bad
     ROM, world model or env setting exits with one line."""
-    pool = CurriculumPool(curriculum_capacity) if curriculum_prob > 0 else None
+    pool = None
+    if curriculum_prob > 0:
+        pool = CurriculumPool(curriculum_capacity)
+        if cell_band is not None:
+            pool = CellArchive(curriculum_capacity, cell_band)
     serial = num_workers == 0
     num_workers = num_workers or len(os.sched_getaffinity(0))
     emulated = num_envs - (imagined.num_envs if imagined else 0)
