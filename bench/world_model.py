@@ -36,6 +36,7 @@ import numpy as np
 import tyro
 from flax import nnx
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 import evaluate_policy
 import pipeline
@@ -77,6 +78,9 @@ class Args:
     """Where the world models, the LAM, the PPO runs and their evaluations go."""
     steps: int = 2000
     """Training steps of each world model."""
+    reuse: bool = False
+    """Measure the world models and LAM already in --out-dir (from an earlier run of this bench with the
+    same settings) instead of training them again."""
     lam_steps: int = 800
     """Training steps of the latent-action model."""
     dynamics_steps: int = 1500
@@ -106,6 +110,14 @@ class Args:
 def train_world_models(args: Args) -> dict[str, Path]:
     """The world models conditioned on buttons (plain flow, and with the shortcut) and on latent actions
     (and the LAM): {name: world_model.pkl}."""
+    models = {name: args.out_dir / name / WORLD_MODEL_FILE for name in ("button", "shortcut", "latent")}
+    if args.reuse:
+        missing = [
+            path for path in [*models.values(), args.out_dir / "lam" / "lam.pkl"] if not path.is_file()
+        ]
+        if missing:
+            raise SystemExit(f"--reuse: {', '.join(map(str, missing))} not found; run without --reuse first")
+        return models
     speedruns, checkpoints = args.run / "speedruns", args.run / "checkpoints"
     common = dict(
         data=speedruns / "frames",
@@ -138,7 +150,7 @@ def train_world_models(args: Args) -> dict[str, Path]:
             **common,
         )
     )
-    return {name: args.out_dir / name / WORLD_MODEL_FILE for name in ("button", "shortcut", "latent")}
+    return models
 
 
 def dynamics_baseline(args, tokenizer, sequences, latents, train_windows, eval_windows) -> np.ndarray:
@@ -155,7 +167,7 @@ def dynamics_baseline(args, tokenizer, sequences, latents, train_windows, eval_w
     step = make_train_step(graphdef, optimizer, lambda model, batch, key: dynamics_loss(model, *batch))
     rng = np.random.default_rng(args.seed)
     last = train_windows + 1  # the last context frame of a 2-frame window, and the frame after it
-    for i in range(args.dynamics_steps):
+    for i in tqdm(range(args.dynamics_steps), desc="dynamics baseline"):
         chosen = rng.choice(last, size=32)
         state, _ = step(state, (tokens[chosen], tokens[chosen + 1]), jax.random.key(i))
     model = nnx.merge(graphdef, state["trainable"], state["frozen"])
