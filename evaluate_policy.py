@@ -208,8 +208,9 @@ def play(
     gif_frames: int,
     desc: str,
 ):
-    """Run every env until its first episode ends (at most `steps` steps). choose_actions(obs,
-    t) -> int actions (N,). Returns an EpisodeLog with env 0 drawn into the GIF frames."""
+    """Run every env until its first episode ends (at most `steps` steps). choose_actions(obs, t,
+    first) -> int actions (N,), `first` (N,) marking the frames that start an episode. Returns an
+    EpisodeLog with env 0 drawn into the GIF frames."""
     obs, _ = env.reset(seed=0)
     obs = obs.copy()
     if progress is not None:
@@ -219,12 +220,14 @@ def play(
     frames = []
     score = None
     milestones = 0  # env 0's milestones in the frame being drawn
+    first = np.ones(env.num_envs, bool)
     for t in tqdm(range(steps), desc=desc, leave=False):
-        actions = np.asarray(choose_actions(obs, t))
+        actions = np.asarray(choose_actions(obs, t, first))
         previous = obs
         obs, _, terminated, truncated, info = env.step(actions)
         obs = obs.copy()
         done = terminated | truncated
+        first = done
         if progress is not None:
             rewards, scores = progress(obs, done)
             returns += np.where([i in first_episode for i in range(env.num_envs)], 0.0, rewards)
@@ -259,16 +262,26 @@ def plot_training(metrics_path: Path, out_path: Path) -> Path | None:
 
 
 def policy_chooser(model, greedy: bool, seed: int):
+    """choose_actions for `play`: the policy's actions, its memory carried from step to step."""
     graphdef, state = nnx.split(model)
 
     @jax.jit
-    def act(state, frames, key):
+    def act(state, frames, first, memory, key):
         policy = nnx.merge(graphdef, state)
-        logits, _ = policy(policy.observe(frames))
-        return jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
+        logits, _, memory = policy.step(policy.observe(frames), memory, first)
+        return (jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)), memory
 
     key = jax.random.PRNGKey(seed)
-    return lambda obs, t: act(state, obs, jax.random.fold_in(key, t))
+    memory = None
+
+    def choose(obs, t, first):
+        nonlocal memory
+        if memory is None:
+            memory = model.initial_memory(len(obs))
+        actions, memory = act(state, obs, first, memory, jax.random.fold_in(key, t))
+        return actions
+
+    return choose
 
 
 def main(args: Args) -> dict:
@@ -383,7 +396,7 @@ def evaluate(args: Args, out: OutDir) -> dict:
     if initial_state:
         print(f"episodes start from {initial_state}")
     rng = np.random.default_rng(args.seed)
-    random_actions = lambda obs, t: rng.integers(0, env.num_actions, env.num_envs)  # noqa: E731
+    random_actions = lambda obs, t, first: rng.integers(0, env.num_actions, env.num_envs)  # noqa: E731
 
     def make_progress():  # the training reward, as the trained run computed it
         if learned_progress is None:

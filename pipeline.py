@@ -131,6 +131,7 @@ PPO_OVERRIDES = dict(
     observation="gray",
     overlap_update=True,
 )
+CELL_CAPACITY = 256  # cells kept with --curriculum-cells (EmuQuest's speedruns show ~250 of them)
 ENV_ONLY_SECONDS = 15  # the envs alone, with PPO's settings, timed in the same run for report.json
 
 
@@ -162,6 +163,11 @@ class Args:
     """Continue this PPO checkpoint to --ppo-iterations instead of training from scratch."""
     reward_scale: float | None = None
     """PPO's --reward-scale (None: the preset's)."""
+    curriculum_cells: bool = False
+    """PPO's curriculum is Go-Explore's cell archive (--curriculum-cells, CELL_CAPACITY cells) instead
+    of states saved at new progress highs."""
+    memory: int = 0
+    """PPO's --memory: the width of a GRU memory in the policy (0: none)."""
     rom: Path | None = None
     """A user's Game Boy ROM for PPO and the evaluation (needs --videos of that game). None: EmuQuest."""
     videos: Path | None = None
@@ -362,6 +368,10 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
     overrides = dict(PPO_OVERRIDES)
     if args.reward_scale is not None:
         overrides["reward_scale"] = args.reward_scale
+    if args.curriculum_cells:
+        overrides |= dict(curriculum_cells=True, curriculum_capacity=CELL_CAPACITY)
+    if args.memory:
+        overrides["memory"] = args.memory
     return train_with_cnn_reward.Args(
         rom=None if args.rom is None else str(args.rom),
         initial_state=None if args.initial_state is None else str(args.initial_state),

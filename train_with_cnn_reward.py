@@ -184,6 +184,10 @@ class Args:
     """Fresh VQ encoder's channels when no tokenizer is given (tiny runs: 8 16 16 16)."""
     codebook_size: int = 512
     """Fresh VQ codebook size when no tokenizer is given."""
+    memory: int = 0
+    """Width of a GRU memory on the trunk's features, carried from step to step and reset at episode
+    ends (0: the policy sees one frame). With memory, PPO's minibatches are whole env sequences, so
+    --num-minibatches must divide --num-envs."""
     trunk_pool: tuple[int, int] = (1, 1)
     """Merge windows of this many token rows and columns into one trunk token, when no dynamics
     checkpoint fixes it ((3, 2): 15 tokens instead of 90)."""
@@ -236,6 +240,8 @@ def check_args(args: Args):
         problems.append("--imagined-envs (from 1 to --num-envs) and --world-model go together")
     if args.minutes < 0 or args.imagined_sample_steps < 1:
         problems.append("--minutes must be >= 0 and --imagined-sample-steps >= 1")
+    if args.memory < 0 or (args.memory and args.num_envs % args.num_minibatches):
+        problems.append("--memory must be >= 0, and with memory --num-minibatches must divide --num-envs")
     if args.curriculum_capacity < 1 or not args.cell_band > 0:
         problems.append("--curriculum-capacity must be >= 1 and --cell-band > 0")
     if problems:
@@ -255,7 +261,7 @@ FIXED_ON_RESUME = frozenset({
     "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "policy", "finetune_encoder",
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
-    "world_model", "imagined_envs", "curriculum_cells", "cell_band",
+    "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory",
 })  # fmt: skip
 # Settings that name files: a checkpoint stores them relative to its own folder.
 PATH_SETTINGS = (
@@ -312,6 +318,7 @@ def main(args: Args) -> list[dict]:
         curriculum_prob=args.curriculum_prob,
         curriculum_capacity=args.curriculum_capacity,
         cell_band=args.cell_band if args.curriculum_cells else None,
+        memory=args.memory,
         seed=args.seed + 7919 * jax.process_index(),  # every process's envs play their own episodes
         grayscale=args.observation == "gray",
         worker_timeout_s=args.worker_timeout,
@@ -367,6 +374,7 @@ def build_policy(args: Args, num_actions: int, key):
         codebook_size=args.codebook_size,
         gray=args.observation == "gray",
         pool=args.trunk_pool,
+        memory=args.memory,
     )
     key, init_key = jax.random.split(key)
     model = build(lambda: make_policy(policy_cfg, nnx.Rngs(init_key)))
@@ -420,12 +428,13 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
         observe, act = make_observe_and_act(graphdef)
         cache = TokenCache(lambda frames: observe(local_copy(state.params), frozen, frames), args.token_cache)
 
-        def policy_step(params, frozen, frames, k):
+        def policy_step(params, frozen, frames, first, memory, k):
             tokens = cache.tokens(frames)
-            return (tokens, *act(params, frozen, tokens, k))
+            return (tokens, *act(params, frozen, tokens, first, memory, k))
     else:
         policy_step = make_policy_step(graphdef)
-    prepare_batch = make_prepare_batch(args.gamma, args.gae_lambda, args.return_filter)
+    sequences = policy_cfg.memory > 0  # a policy with memory trains on whole env sequences
+    prepare_batch = make_prepare_batch(args.gamma, args.gae_lambda, args.return_filter, sequences)
     update = make_update(
         graphdef,
         global_frozen,
@@ -435,6 +444,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
         clip_coef=args.clip_coef,
         vf_coef=args.vf_coef,
         ent_coef=args.ent_coef,
+        sequences=sequences,
     )
 
     def save(path: Path, iteration: int):
@@ -517,7 +527,9 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
             checkpoint_now = iteration % args.save_every == 0
             started = time.perf_counter()
             batch, last_value, stats = runner.rollout(
-                lambda frames, k, params=acting_params: policy_step(params, frozen, frames, k),
+                lambda frames, first, memory, k, params=acting_params: policy_step(
+                    params, frozen, frames, first, memory, k
+                ),
                 rollout_key,
                 args.num_steps,
                 share_tokens,

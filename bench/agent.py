@@ -54,6 +54,10 @@ class Args:
     reward_scale: float | None = None
     """PPO's --reward-scale (None: the main job's). A seen-token head's scores span ~20x a one-frame
     head's."""
+    curriculum_cells: bool = False
+    """PPO's curriculum is Go-Explore's cell archive instead of new progress highs."""
+    memory: int = 0
+    """PPO's --memory: the width of a GRU memory in the policy (0: none)."""
 
 
 def run_seed(args: Args, seed: int) -> dict:
@@ -74,6 +78,8 @@ def run_seed(args: Args, seed: int) -> dict:
             ppo_iterations=args.ppo_iterations,
             ppo_resume=resume,
             reward_scale=args.reward_scale,
+            curriculum_cells=args.curriculum_cells,
+            memory=args.memory,
         )
     )
     report = result["report"]
@@ -91,7 +97,9 @@ def markdown(rows: list[dict], args: Args) -> str:
     ppo, budget = rows[0]["ppo_args"], rows[0]["budget"]
     lines = [
         f"Agent benchmark, {datetime.date.today()}, {machine()}; PPO {ppo['iterations']} iterations x "
-        f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, reward scale {ppo['reward_scale']:g}; "
+        f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, reward scale {ppo['reward_scale']:g}, "
+        f"curriculum {'cell archive' if ppo['curriculum_cells'] else 'new highs'}, "
+        f"memory {ppo['memory'] or 'none'}; "
         f"evaluation {budget['eval_episodes']} episodes x {budget['eval_steps']} steps; "
         f"checkpoints {args.checkpoints}"
         + (f"; continued from {args.resume_from}." if args.resume_from else "."),

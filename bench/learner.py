@@ -154,7 +154,11 @@ def mflop_per_env_step(ppo: train_with_cnn_reward.Args, hit_rate: float) -> dict
     )
     return {
         "encoder": flops(observe, params, frozen, frames) / batch * (1 - hit_rate) / 1e6,
-        "trunk and heads": flops(act, params, frozen, tokens, key) / batch / 1e6,
+        "trunk and heads": flops(
+            act, params, frozen, tokens, jnp.ones(batch, bool), model.initial_memory(batch), key
+        )
+        / batch
+        / 1e6,
         "reward": flops(reward_on_tokens, reward_state, tokens) / batch / ppo.reward_interval / 1e6,
         "update": update_flops / samples / 1e6,
     }

@@ -15,7 +15,13 @@ mean over the 90 cells -> action logits and value.
 ViTPolicy (legacy): 16x16 patches -> linear embedding -> the same transformer trunk.
 
 Both split their work into `observe(frames)` (no trainable parameters on the path when the
-encoder is frozen) and `__call__(observation)`; the trainer stores observations.
+encoder is frozen) and the rest; the trainer stores observations.
+
+Memory (`memory` > 0): a GRU on the pooled trunk features, whose state (B, memory) the heads read,
+as the Pokémon Red agents that finish the game use. `step(observation, memory, first)` advances one
+env step (the state is zeroed where `first`: an episode's first frame); `unroll` runs the same over
+(T, B) sequences for PPO's update, the trunk batched over every step and only the GRU scanned. A
+memoryless policy takes the same calls with memory of width 0.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class PolicyConfig:
     """Train the VQ encoder with PPO instead of keeping it frozen."""
     patch_size: int = 16
     """ViT patch side (kind "vit"); 144x160 frames give the 9x10 grid."""
+    memory: int = 0
+    """Width of the GRU state carried from step to step (0: no memory, the heads read one frame)."""
 
     def __post_init__(self):
         if self.kind not in ("vq", "vit"):
@@ -79,7 +87,52 @@ class ActorCriticHeads(nnx.Module):
         return self.actor(pooled), self.critic(pooled)[:, 0]
 
 
-class VQPolicy(nnx.Module):
+class ActorCritic(nnx.Module):
+    """What both policies share: pooled features (B, D) of an observation -> optional GRU -> heads."""
+
+    def _core_and_heads(self, cfg: PolicyConfig, rngs: nnx.Rngs):
+        width = cfg.transformer.embed_dim
+        self.core = nnx.GRUCell(width, cfg.memory, rngs=rngs) if cfg.memory else None
+        self.heads = ActorCriticHeads(cfg.memory or width, cfg.num_actions, rngs)
+
+    def __call__(self, observation):
+        """(logits (B, A), value (B,)) of an episode's first frame (an empty memory)."""
+        batch = observation.shape[0]
+        logits, value, _ = self.step(observation, self.initial_memory(batch), jnp.ones(batch, bool))
+        return logits, value
+
+    def initial_memory(self, batch: int) -> jax.Array:
+        return jnp.zeros((batch, self.cfg.memory), jnp.float32)
+
+    def _remember(self, memory, features, first):
+        memory = jnp.where(first[:, None], 0.0, memory)
+        if self.core is None:
+            return memory, features
+        memory, _ = self.core(memory, features.astype(jnp.float32))
+        return memory, memory
+
+    def step(self, observation, memory, first):
+        """One env step: observation (B, ...), memory (B, M), first (B,) bool -> (logits (B, A),
+        value (B,), memory after this frame (B, M))."""
+        memory, features = self._remember(memory, self.features(observation), first)
+        return *self.heads(features), memory
+
+    def unroll(self, observations, memory, firsts):
+        """observations (T, B, ...), memory (B, M) before the first step, firsts (T, B) ->
+        (logits (T, B, A), values (T, B)), as `step` T times."""
+        steps, batch = firsts.shape
+        features = self.features(observations.reshape(steps * batch, *observations.shape[2:]))
+        features = features.reshape(steps, batch, -1)
+
+        def one(memory, inputs):
+            return self._remember(memory, *inputs)
+
+        _, features = jax.lax.scan(one, memory, (features, firsts))
+        logits, values = self.heads(features.reshape(steps * batch, -1))
+        return logits.reshape(steps, batch, -1), values.reshape(steps, batch)
+
+
+class VQPolicy(ActorCritic):
     def __init__(self, cfg: PolicyConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         self.vq = VQEncoder(cfg.encoder, rngs=rngs)
@@ -87,7 +140,7 @@ class VQPolicy(nnx.Module):
         vq_dim, width = cfg.encoder.embed_dim, cfg.transformer.embed_dim
         input_dim = vq_dim if cfg.finetune_encoder and vq_dim != width else None
         self.trunk = TokenTransformer(dataclasses.replace(cfg.transformer, input_dim=input_dim), rngs=rngs)
-        self.heads = ActorCriticHeads(cfg.transformer.embed_dim, cfg.num_actions, rngs)
+        self._core_and_heads(cfg, rngs)
 
     def observe(self, frames: jax.Array) -> jax.Array:
         """uint8 frames (B, 144, 160, 3) -> what `__call__` reads: tokens (B, 9, 10) int32 when
@@ -97,15 +150,16 @@ class VQPolicy(nnx.Module):
         _, indices, _ = self.vq.encode(frames)
         return indices
 
-    def __call__(self, observation: jax.Array):
+    def features(self, observation: jax.Array) -> jax.Array:
+        """(B, D): the trunk's features averaged over its tokens."""
         if self.cfg.finetune_encoder:
             trunk_input, _, _ = self.vq.encode(observation)  # z_q (B, 9, 10, D_vq), straight-through
         else:
             trunk_input = observation  # token ids (B, 9, 10)
-        return self.heads(self.trunk.features(trunk_input).mean(axis=1))
+        return self.trunk.features(trunk_input).mean(axis=1)
 
 
-class ViTPolicy(nnx.Module):
+class ViTPolicy(ActorCritic):
     """The legacy policy: non-overlapping patches -> linear embedding -> transformer trunk."""
 
     def __init__(self, cfg: PolicyConfig, *, rngs: nnx.Rngs):
@@ -114,18 +168,18 @@ class ViTPolicy(nnx.Module):
         # Patchify by reshape + matmul: on CPU its gradient is 2.5x faster than a stride-16 conv's.
         self.patch_embed = nnx.Linear(p * p * 3, width, rngs=rngs)
         self.trunk = TokenTransformer(dataclasses.replace(cfg.transformer, input_dim=None), rngs=rngs)
-        self.heads = ActorCriticHeads(width, cfg.num_actions, rngs)
+        self._core_and_heads(cfg, rngs)
 
     def observe(self, frames: jax.Array) -> jax.Array:
         return frames
 
-    def __call__(self, frames: jax.Array):
+    def features(self, frames: jax.Array) -> jax.Array:
         p = self.cfg.patch_size
         batch, height, width, _ = frames.shape
         x = frames_to_float(frames) * 2.0 - 1.0
         x = x.reshape(batch, height // p, p, width // p, p, 3).transpose(0, 1, 3, 2, 4, 5)
         patches = self.patch_embed(x.reshape(batch, height // p, width // p, p * p * 3))  # (B, 9, 10, D)
-        return self.heads(self.trunk.features(patches).mean(axis=1))
+        return self.trunk.features(patches).mean(axis=1)
 
 
 def make_policy(cfg: PolicyConfig, rngs: nnx.Rngs) -> VQPolicy | ViTPolicy:

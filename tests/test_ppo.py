@@ -338,12 +338,14 @@ def test_curriculum_saves_new_highs_and_resets_from_them(learned):
         obs, *_ = env.step(np.full(env.num_envs, 7))
         saved_frame = obs[1].copy()
         scores = np.array([0.5, 2.0, 1.0], np.float32)
-        [(state, score, bag, key)] = runner._new_high(group, scores)
-        assert score == 2.0 and bag is None and key is None  # a one-frame reward keeps no bags
-        assert runner._new_high(group, scores - 1.0) == []  # not a new high: nothing saved
-        [(_, higher, _, _)] = runner._new_high(group, np.array([0.0, 0.0, 3.0], np.float32))
+        memory = group.memory  # (3, 0): a memoryless policy
+        [(state, score, payload, key)] = runner._new_high(group, scores, memory)
+        assert score == 2.0 and key is None
+        assert payload == {"bag": None, "memory": None}  # a one-frame reward and policy keep neither
+        assert runner._new_high(group, scores - 1.0, memory) == []  # not a new high: nothing saved
+        [(_, higher, _, _)] = runner._new_high(group, np.array([0.0, 0.0, 3.0], np.float32), memory)
         assert higher == 3.0
-        pool.add(state, score)
+        pool.add(state, score, payload)
         # With pool_prob 1, a reset starts every env from pool states.
         runner.restart(1)
         for env_id in range(env.num_envs):
@@ -370,8 +372,8 @@ def test_a_reset_frame_is_never_a_curriculum_state():
         # power-on frames are blank: the top score
         assert score_fn.score(runner.obs).min() == first_frame_score
 
-        def policy_step(frames, key):
-            return (frames, np.full(len(frames), 7), np.zeros(len(frames)), np.zeros(len(frames)))
+        def policy_step(frames, first, memory, key):
+            return (frames, np.full(len(frames), 7), np.zeros(len(frames)), np.zeros(len(frames)), memory)
 
         batch, _, stats = runner.rollout(policy_step, jax.random.key(0), num_steps=6)
         runner.close()
@@ -393,9 +395,9 @@ def test_archive_saves_each_new_cell_once_counts_sightings_and_resets_into_it():
         runner.restart(0)
         rng = np.random.default_rng(0)
 
-        def policy_step(frames, key):
+        def policy_step(frames, first, memory, key):
             zeros = np.zeros(len(frames))
-            return frames.copy(), rng.integers(0, 8, len(frames)), zeros, zeros
+            return frames.copy(), rng.integers(0, 8, len(frames)), zeros, zeros, memory
 
         batch, _, _ = runner.rollout(policy_step, jax.random.key(0), num_steps=24)
         # Every scored frame: the frame after each step (the next observation, or the last frames).
@@ -468,11 +470,15 @@ def deterministic(records):
     return [{k: v for k, v in r.items() if not k.startswith("charts/")} for r in records]
 
 
-@pytest.mark.parametrize("cells", [False, True], ids=["new-highs", "cell-archive"])
-def test_resume_continues_exactly(reward_path, tmp_path, cells):
+@pytest.mark.parametrize(
+    "cells, memory", [(False, 0), (True, 0), (True, 8)], ids=["new-highs", "cell-archive", "cells-and-memory"]
+)
+def test_resume_continues_exactly(reward_path, tmp_path, cells, memory):
     """Run 2N iterations straight; separately resume from the checkpoint at N (in a fresh
     directory, as after a kill) and continue to 2N: the logged metrics must match exactly."""
-    curriculum = dict(curriculum_cells=cells, cell_band=0.01, curriculum_capacity=8 if cells else 4)
+    curriculum = dict(
+        curriculum_cells=cells, cell_band=0.01, curriculum_capacity=8 if cells else 4, memory=memory
+    )
     straight = ppo.main(
         tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2, env_groups=2, **curriculum)
     )
@@ -555,7 +561,8 @@ def test_a_seen_token_reward_reads_the_policys_tokens_and_resumes_exactly(
     runner_state = load_checkpoint(tmp_path / "shared" / "policy_2.pkl", "policy")["train_state"]["runner"]
     assert all(progress["bags"].sum() > 0 for progress in runner_state["progress"])
     payloads = runner_state["pool"]["payloads"]
-    assert payloads and all(bag.shape == (16,) and bag.sum() > 0 for bag in payloads)
+    bags = [payload["bag"] for payload in payloads]
+    assert bags and all(bag.shape == (16,) and bag.sum() > 0 for bag in bags)
 
     with monkeypatch.context() as patch:
         patch.setattr(LearnedProgress, "reads_tokens_of", lambda self, policy: False)
@@ -600,9 +607,9 @@ def test_resume_with_curriculum_replays_the_same_frames(reward_path, tmp_path):
         real = Runner.rollout
 
         def recording(self, policy_step, key, num_steps, share_tokens=False):
-            def step(frames, k):
+            def step(frames, first, memory, k):
                 seen.append(hashlib.sha1(np.ascontiguousarray(frames).tobytes()).hexdigest())
-                return policy_step(frames, k)
+                return policy_step(frames, first, memory, k)
 
             return real(self, step, key, num_steps, share_tokens)
 

@@ -49,6 +49,7 @@ def policy_config(
     codebook_size: int,
     gray: bool = False,
     pool: tuple[int, int] = (1, 1),
+    memory: int = 0,
 ):
     """PolicyConfig plus the pretrained parameters to copy in: (config, encoder params or None,
     dynamics transformer params or None). Pretrained checkpoints fix their parts' sizes; the size
@@ -96,6 +97,7 @@ def policy_config(
         encoder=encoder_cfg,
         transformer=transformer_cfg,
         finetune_encoder=finetune_encoder,
+        memory=memory,
     )
     return cfg, encoder_params, dynamics_params
 

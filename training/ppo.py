@@ -1,6 +1,8 @@
 """PPO's arithmetic, cleanrl/purejaxrl shaped: pure functions of (T, N) = (num_steps, num_envs)
 arrays. GAE is a reverse `lax.scan`; the return filter keeps the best episode segments; one jitted,
-donated `update(state, batch, key)` runs every epoch and minibatch."""
+donated `update(state, batch, key)` runs every epoch and minibatch. A policy with memory trains on
+whole env columns (sequences of T steps, its memory replayed from the rollout's first step), a
+memoryless one on shuffled single steps."""
 
 from __future__ import annotations
 
@@ -132,24 +134,33 @@ def make_update(
     clip_coef: float,
     vf_coef: float,
     ent_coef: float,
+    sequences: bool = False,
 ):
     """Build `update(state, batch, key) -> (state, metrics)`: one jitted call that runs all
     epochs and minibatches, with the state's buffers donated.
 
     graphdef/frozen: the policy as split by `nnx.split(model, trainable_filter(cfg), ...)`
     (frozen holds the encoder when it is not fine-tuned); it is passed to the jitted
-    function as an argument, not baked in as a constant. batch: flat arrays (B, ...) with
-    obs (policy observations), actions, log_probs, advantages, returns, mask."""
+    function as an argument, not baked in as a constant. batch: `prepare_batch`'s, with obs (policy
+    observations), actions, log_probs, advantages, returns, mask; flat (B, ...) arrays, or with
+    `sequences` (T, N, ...) arrays plus firsts and memory, split into minibatches of whole env columns."""
 
     def minibatch_loss(params, frozen, minibatch):
-        logits, values = nnx.merge(graphdef, params, frozen)(minibatch["obs"])
+        policy = nnx.merge(graphdef, params, frozen)
+        if sequences:
+            logits, values = policy.unroll(minibatch["obs"], minibatch["memory"][0], minibatch["firsts"])
+            minibatch = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), minibatch)
+            logits, values = logits.reshape(-1, logits.shape[-1]), values.reshape(-1)
+        else:
+            logits, values = policy(minibatch["obs"])
         return ppo_loss(logits, values, minibatch, clip_coef, vf_coef, ent_coef)
 
     grad_fn = jax.value_and_grad(minibatch_loss, has_aux=True)
 
     @partial(jax.jit, donate_argnums=0)
     def update_with(state: PPOState, frozen, batch, key):
-        batch_size = batch["actions"].shape[0]
+        axis = 1 if sequences else 0  # what is shuffled: env columns, or single steps
+        batch_size = batch["actions"].shape[axis]
         minibatch_size = batch_size // num_minibatches
 
         def train_minibatch(state: PPOState, minibatch):
@@ -159,12 +170,15 @@ def make_update(
             metrics["losses/grad_norm"] = optax.tree.norm(grads)
             return PPOState(params, opt_state), metrics
 
+        def split(x, order):
+            """x's shuffled rows (or columns) as (num_minibatches, ...) of minibatches."""
+            x = jnp.moveaxis(jnp.take(x, order, axis=axis), axis, 0)
+            x = x.reshape(num_minibatches, minibatch_size, *x.shape[1:])
+            return jnp.moveaxis(x, 1, axis + 1)
+
         def train_epoch(state, epoch_key):
             order = jax.random.permutation(epoch_key, batch_size)[: num_minibatches * minibatch_size]
-            minibatches = jax.tree.map(
-                lambda x: x[order].reshape(num_minibatches, minibatch_size, *x.shape[1:]), batch
-            )
-            return jax.lax.scan(train_minibatch, state, minibatches)
+            return jax.lax.scan(train_minibatch, state, jax.tree.map(lambda x: split(x, order), batch))
 
         state, metrics = jax.lax.scan(train_epoch, state, jax.random.split(key, update_epochs))
         return state, jax.tree.map(jnp.mean, metrics)
@@ -173,15 +187,16 @@ def make_update(
 
 
 def make_policy_step(graphdef):
-    """Jitted `policy_step(params, frozen, frames, key) -> (observation, action, log_prob, value)`:
-    the policy's observation of uint8 frames (B, 144, 160, C) (its tokens when the encoder is frozen),
-    a sampled action (B,), its log-probability (B,) and the value (B,)."""
+    """Jitted `policy_step(params, frozen, frames, first, memory, key) -> (observation, action, log_prob,
+    value, memory)`: the policy's observation of uint8 frames (B, 144, 160, C) (its tokens when the
+    encoder is frozen), a sampled action (B,), its log-probability (B,), the value (B,) and the memory
+    (B, M) after this frame, from the memory before it (zeroed where `first` (B,) marks a new episode)."""
 
     @jax.jit
-    def policy_step(params, frozen, frames, key):
+    def policy_step(params, frozen, frames, first, memory, key):
         policy = nnx.merge(graphdef, params, frozen)
         observation = policy.observe(frames)
-        return (observation, *act(policy, observation, key))
+        return (observation, *act(policy, observation, first, memory, key))
 
     return policy_step
 
@@ -189,31 +204,32 @@ def make_policy_step(graphdef):
 def make_observe_and_act(graphdef):
     """The policy step in two jitted halves, so the frozen encoder's half can be skipped for frames
     whose tokens are known (training/token_cache.py): `observe(params, frozen, frames) -> observation`
-    and `act(params, frozen, observation, key) -> (action, log_prob, value)`."""
+    and `act(params, frozen, observation, first, memory, key) -> (action, log_prob, value, memory)`."""
 
     @jax.jit
     def observe(params, frozen, frames):
         return nnx.merge(graphdef, params, frozen).observe(frames)
 
     @jax.jit
-    def act_on(params, frozen, observation, key):
-        return act(nnx.merge(graphdef, params, frozen), observation, key)
+    def act_on(params, frozen, observation, first, memory, key):
+        return act(nnx.merge(graphdef, params, frozen), observation, first, memory, key)
 
     return observe, act_on
 
 
-def act(policy, observation, key):
-    """(action (B,) sampled from the policy, its log-probability (B,), the value (B,))."""
-    logits, value = policy(observation)
+def act(policy, observation, first, memory, key):
+    """(action (B,) sampled from the policy, its log-probability (B,), the value (B,), memory (B, M))."""
+    logits, value, memory = policy.step(observation, memory, first)
     action = jax.random.categorical(key, logits)
     log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
-    return action, log_prob, value
+    return action, log_prob, value, memory
 
 
-def make_prepare_batch(gamma: float, gae_lambda: float, return_filter: float):
-    """Jitted `prepare_batch(batch, last_value, episode_boundary) -> (flat batch, filter stats)`: GAE
-    and the return filter on a rollout's (T, N) arrays, flattened to (T*N, ...) for `update`. With
-    `episode_boundary` the rollout's last step ends every episode (a checkpoint's rollout)."""
+def make_prepare_batch(gamma: float, gae_lambda: float, return_filter: float, sequences: bool = False):
+    """Jitted `prepare_batch(batch, last_value, episode_boundary) -> (batch for update, filter stats)`:
+    GAE and the return filter on a rollout's (T, N) arrays, flattened to (T*N, ...) for `update`, or
+    kept as (T, N) sequences with each step's firsts and memory. With `episode_boundary` the rollout's
+    last step ends every episode (a checkpoint's rollout)."""
 
     @partial(jax.jit, static_argnames="episode_boundary")
     def prepare_batch(batch, last_value, episode_boundary: bool):
@@ -222,7 +238,7 @@ def make_prepare_batch(gamma: float, gae_lambda: float, return_filter: float):
             batch["rewards"], batch["values"], dones, last_value, gamma, gae_lambda
         )
         mask, kept, total = return_filter_mask(batch["rewards"], dones, return_filter)
-        flat = {
+        prepared = {
             "obs": batch["obs"],
             "actions": batch["actions"],
             "log_probs": batch["log_probs"],
@@ -230,8 +246,11 @@ def make_prepare_batch(gamma: float, gae_lambda: float, return_filter: float):
             "returns": returns,
             "mask": mask,
         }
-        flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), flat)
-        return flat, {"filter/kept_segments": kept, "filter/segments": total}
+        if sequences:
+            prepared |= {"firsts": batch["firsts"], "memory": batch["memory"]}
+        else:
+            prepared = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), prepared)
+        return prepared, {"filter/kept_segments": kept, "filter/segments": total}
 
     return prepare_batch
 

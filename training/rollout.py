@@ -1,5 +1,10 @@
 """The host side of PPO: env groups stepping VecGameBoy in threads while the policy runs, the
-progress reward, curriculum candidates and episode statistics, all resumable as plain data."""
+progress reward, curriculum candidates, each env's policy memory and episode statistics, all
+resumable as plain data.
+
+A curriculum state's payload is {"bag": the reward's bag of seen tokens or None, "memory": the
+policy's memory on reaching it or None}; an env reset onto the state starts with both, so its
+episode goes on as if it had got there itself."""
 
 from __future__ import annotations
 
@@ -38,11 +43,13 @@ class EnvGroup:
     one group's emulators step (in a thread, waiting on its worker processes) while the policy runs on
     another group's frames."""
 
-    def __init__(self, env, first_env: int, progress: ProgressReward):
+    def __init__(self, env, first_env: int, progress: ProgressReward, memory_size: int = 0):
         self.env = env
         self.first_env = first_env  # global id of this group's env 0
         self.progress = progress
         self.obs = None  # (n, 144, 160, 3) uint8, our own copy of the latest frames
+        self.memory = np.zeros((env.num_envs, memory_size), np.float32)  # the policy's, before obs
+        self.first = np.ones(env.num_envs, bool)  # obs starts an episode: the policy's memory is zeroed
         self.episode_return = np.zeros(env.num_envs, np.float32)
         self.imagined = isinstance(env, WorldModelEnv)  # no emulator states: never a curriculum source
 
@@ -79,6 +86,8 @@ class Runner:
             group.obs = obs.copy()  # the env overwrites its buffer in place on the next step
             group.progress.start(group.obs, self._start_bags(info))
             group.episode_return[:] = 0
+            group.memory[:] = 0
+            self._start_memories(group, np.ones(group.env.num_envs, bool), info)
 
     def seed_pool(self, state: bytes):
         """Start the curriculum pool with the run's initial state (the frame env 0 shows after `restart`,
@@ -90,25 +99,38 @@ class Runner:
         else:
             score = model.score(frames)[0]
         key = cell_keys(frames, [score], self.pool.band)[0] if self.cells else None
-        self.pool.add(state, float(score), payload=group.progress.bag(0), key=key)
+        self.pool.add(state, float(score), payload={"bag": group.progress.bag(0), "memory": None}, key=key)
         self.best_score = max(self.best_score, float(score))
 
     def _start_bags(self, info) -> dict[int, np.ndarray]:
         """{env: bag of seen tokens} of the envs that just restarted on a curriculum state."""
-        return {env: self.pool.payloads[index] for env, index in info["pool_starts"].items()}
+        return {env: self.pool.payloads[index]["bag"] for env, index in info["pool_starts"].items()}
+
+    def _start_memories(self, group: EnvGroup, done, info):
+        """After a step: the envs that ended an episode start the next one with an empty memory, or
+        with the memory their curriculum state was saved with."""
+        group.first = done.copy()
+        for env, index in info["pool_starts"].items():
+            memory = self.pool.payloads[index]["memory"]
+            if memory is not None:
+                group.memory[env], group.first[env] = memory, False
 
     def rollout(self, policy_step, key, num_steps: int, share_tokens: bool = False):
-        """Step every env num_steps times. `policy_step(frames, key) -> (observation, action,
-        log_prob, value)` is the jitted policy. Returns (batch of (T, N, ...) arrays, the value
-        (N,) of the frames after the last step, stats). With `share_tokens` the reward's bags of
-        seen tokens take the policy's observations of each frame (its VQ tokens).
+        """Step every env num_steps times. `policy_step(frames, first, memory, key) -> (observation,
+        action, log_prob, value, memory)` is the jitted policy (training/ppo.py). Returns (batch of
+        (T, N, ...) arrays, with each step's `firsts` and `memory` before it, the value (N,) of the
+        frames after the last step, stats). With `share_tokens` the reward's bags of seen tokens take
+        the policy's observations of each frame (its VQ tokens).
 
         Groups are pipelined: group g's env step is submitted to a thread, and the policy
         runs on group g+1 while it steps. Results are consumed in a fixed order, so the
         outcome does not depend on timing."""
         num_groups = len(self.groups)
         columns = [
-            {name: [] for name in ("obs", "actions", "log_probs", "values", "rewards", "dones")}
+            {
+                name: []
+                for name in ("obs", "actions", "log_probs", "values", "rewards", "dones", "firsts", "memory")
+            }
             for _ in self.groups
         ]
         milestones_max = np.zeros(self.num_envs, np.int32)
@@ -125,9 +147,9 @@ class Runner:
             seconds["env_wait"] += time.perf_counter() - clock
             return terminated | truncated, info
 
-        def finish_step(g, done, info, observation):
-            """Group g's step after the policy has seen its new frames (`observation`): rewards,
-            episode stats, curriculum candidates."""
+        def finish_step(g, done, info, observation, memory):
+            """Group g's step after the policy has seen its new frames (`observation`, with `memory`
+            before them): rewards, episode stats, curriculum candidates."""
             group = self.groups[g]
             clock = time.perf_counter()
             reward, scores = group.progress(
@@ -154,35 +176,41 @@ class Runner:
                 if self.cells:
                     keys = cell_keys(group.obs, scores, self.pool.band)
                     sightings.extend(key for key, reset in zip(keys, done) if not reset)
-                    new_states.extend(self._new_cells(group, keys, scores, done, new_states))
+                    new_states.extend(self._new_cells(group, keys, scores, done, memory, new_states))
                 else:
-                    new_states.extend(self._new_high(group, np.where(done, -np.inf, scores)))
+                    new_states.extend(self._new_high(group, np.where(done, -np.inf, scores), memory))
 
         for t in range(num_steps + 1):  # the last pass only reads the value after the last step
             for g, group in enumerate(self.groups):
                 step = collect(g) if pending[g] is not None else None
+                if step is not None:
+                    self._start_memories(group, *step)
                 clock = time.perf_counter()
-                observation, action, log_prob, value = policy_step(
-                    group.obs, jax.random.fold_in(key, t * num_groups + g)
+                first, memory = group.first, group.memory
+                observation, action, log_prob, value, next_memory = policy_step(
+                    group.obs, first, memory, jax.random.fold_in(key, t * num_groups + g)
                 )
                 action = np.asarray(action)  # waits for the policy
                 seconds["policy"] += time.perf_counter() - clock
                 if step is not None:
-                    finish_step(g, *step, observation)
-                if t == num_steps:
+                    finish_step(g, *step, observation, memory)
+                if t == num_steps:  # the next rollout starts on these frames, with this memory
                     last_values[g] = value
                     continue
+                group.memory = np.array(next_memory)
                 for name, value_ in (
                     ("obs", observation),
                     ("actions", action),
                     ("log_probs", log_prob),
                     ("values", value),
+                    ("firsts", first),
+                    ("memory", memory),
                 ):
                     columns[g][name].append(value_)
                 pending[g] = self.stepper.submit(group.env.step, action)
         # Pool changes wait until no group is stepping: resets read the pool.
-        for state, score, bag, key in new_states:
-            self.pool.add(state, score, payload=bag, key=key)
+        for state, score, payload, key in new_states:
+            self.pool.add(state, score, payload=payload, key=key)
         if self.cells:
             self.pool.count(sightings)
         self.episodes = (self.episodes + ended)[-EPISODE_WINDOW:]
@@ -204,20 +232,23 @@ class Runner:
         }
         return batch, last_value, stats
 
-    def _new_high(self, group: EnvGroup, scores) -> list[tuple[bytes, float, np.ndarray | None]]:
+    def _payload(self, group: EnvGroup, env: int, memory) -> dict:
+        """What a curriculum state of this env keeps besides the emulator's (see the module's doc)."""
+        return {"bag": group.progress.bag(env), "memory": memory[env].copy() if memory.shape[1] else None}
+
+    def _new_high(self, group: EnvGroup, scores, memory) -> list[tuple]:
         """The state of the group's best env when it beats every score seen so far (states
-        cost 20 ms each, so only new highs are kept), as [(state, score, its bag of seen
-        tokens or None)] or []."""
+        cost 20 ms each, so only new highs are kept), as [(state, score, payload, None)] or []."""
         best_env = int(np.argmax(scores))
         if scores[best_env] <= self.best_score:
             return []
         self.best_score = float(scores[best_env])
         [state] = group.env.save_states([best_env])
-        return [(state, self.best_score, group.progress.bag(best_env), None)]
+        return [(state, self.best_score, self._payload(group, best_env, memory), None)]
 
-    def _new_cells(self, group: EnvGroup, keys, scores, done, pending) -> list[tuple]:
+    def _new_cells(self, group: EnvGroup, keys, scores, done, memory, pending) -> list[tuple]:
         """States of the group's envs in cells neither the archive nor this rollout has (the first env
-        in each), at most NEW_CELLS_PER_ROLLOUT a rollout, as [(state, score, bag, key)]."""
+        in each), at most NEW_CELLS_PER_ROLLOUT a rollout, as [(state, score, payload, key)]."""
         self.best_score = max(self.best_score, float(np.max(np.where(done, -np.inf, scores))))
         taken = {entry[3] for entry in pending}
         envs = []
@@ -228,7 +259,10 @@ class Runner:
                 taken.add(key)
                 envs.append(env)
         states = group.env.save_states(envs) if envs else []
-        return [(state, float(scores[e]), group.progress.bag(e), keys[e]) for state, e in zip(states, envs)]
+        return [
+            (state, float(scores[e]), self._payload(group, e, memory), keys[e])
+            for state, e in zip(states, envs)
+        ]
 
     def episode_stats(self) -> dict:
         """Means over the recent-episode window (title escape rate, milestones, ...) of the emulators'
@@ -264,7 +298,7 @@ class Runner:
         for name in ("states", "keys"):
             if name in pool:
                 pool[name] = [np.frombuffer(value, np.uint8) for value in pool[name]]
-        return pool  # payloads: bags (uint8 arrays) or None
+        return pool  # payloads: {"bag": uint8 array or None, "memory": float32 array or None}
 
     def load_state_dict(self, state: dict):
         self.best_score = float(state["best_score"])
@@ -281,6 +315,11 @@ class Runner:
             for name in ("states", "keys"):
                 if name in pool:
                     pool[name] = [np.asarray(value, np.uint8).tobytes() for value in pool[name]]
+            # Checkpoints written before policies had memory keep the bag alone.
+            pool["payloads"] = [
+                p if isinstance(p, dict) else {"bag": p, "memory": None}
+                for p in pool.get("payloads", [None] * len(pool["states"]))
+            ]
             # VecGameBoy holds this object, so it is refilled in place.
             vars(self.pool).update(vars(type(self.pool).from_dict(pool)))
 
@@ -306,13 +345,15 @@ def make_runner(
     curriculum_capacity: int,
     seed: int,
     cell_band: float | None = None,
+    memory: int = 0,
     grayscale: bool = False,
     worker_timeout_s: float = WORKER_TIMEOUT_S,
     imagined: ImaginedEnvs | None = None,
 ) -> Runner:
     """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
     its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. With
-    `cell_band` the curriculum is a CellArchive of that band, else a CurriculumPool of new highs. With
+    `cell_band` the curriculum is a CellArchive of that band, else a CurriculumPool of new highs. `memory`
+    is the width of the policy's memory each env carries. With
     `imagined`, that many of the envs are a WorldModelEnv instead, one group after the emulators'. A bad
     ROM, world model or env setting exits with one line."""
     pool = None
@@ -347,7 +388,7 @@ def make_runner(
                 grayscale=grayscale,
                 worker_timeout_s=worker_timeout_s,
             )
-            groups.append(EnvGroup(env, first_env, ProgressReward(progress, size, settings)))
+            groups.append(EnvGroup(env, first_env, ProgressReward(progress, size, settings), memory))
             first_env += size
     except (RomError, ValueError) as err:
         for group in groups:
@@ -373,7 +414,8 @@ def make_runner(
             raise SystemExit(
                 f"--world-model: it has {env.num_actions} actions, the emulator {groups[0].env.num_actions}"
             )
-        groups.append(EnvGroup(env, first_env, ProgressReward(progress, imagined.num_envs, settings)))
+        progress_reward = ProgressReward(progress, imagined.num_envs, settings)
+        groups.append(EnvGroup(env, first_env, progress_reward, memory))
     return Runner(groups, pool, seed)
 
 

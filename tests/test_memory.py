@@ -1,0 +1,178 @@
+"""A policy with memory: the GRU carried through a rollout, reset at episode ends and restored with
+curriculum states, and PPO's sequence minibatches against a Python loop over the same sequences.
+(Exact --resume with memory is tests/test_ppo.py's resume test.)"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from envs.curriculum import CurriculumPool
+from envs.games import EMUQUEST_ROM
+from envs.vec_gameboy import VecGameBoy
+from models.policy import PolicyConfig, make_policy, trainable_filter
+from models.quantizers import QuantizerConfig
+from models.transformer import TransformerConfig
+from models.vqvae import VQVAEConfig
+from training.ppo import PPOState, make_update, ppo_loss
+from training.progress import ProgressReward, ProgressSettings
+from training.rollout import EnvGroup, Runner
+
+MEMORY = 6
+
+
+def tiny_policy(memory=MEMORY):
+    cfg = PolicyConfig(
+        num_actions=4,
+        encoder=VQVAEConfig(
+            embed_dim=8, encoder_channels=(4, 4, 8, 8), quantizer=QuantizerConfig(codebook_size=8)
+        ),
+        transformer=TransformerConfig(vocab_size=8, embed_dim=8, num_layers=1, num_heads=2),
+        memory=memory,
+    )
+    return cfg, make_policy(cfg, nnx.Rngs(0))
+
+
+def sequences(steps=5, envs=4, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens = jnp.asarray(rng.integers(0, 8, (steps, envs, 9, 10)), jnp.int32)
+    firsts = jnp.asarray(rng.random((steps, envs)) < 0.3)
+    memory = jnp.asarray(rng.normal(size=(envs, MEMORY)), jnp.float32)
+    return tokens, firsts, memory
+
+
+def test_unroll_is_step_repeated_and_first_empties_the_memory():
+    _, policy = tiny_policy()
+    tokens, firsts, memory = sequences()
+    logits, values = policy.unroll(tokens, memory, firsts)
+    carried, looped = memory, []
+    for t in range(len(tokens)):
+        step_logits, step_values, carried = policy.step(tokens[t], carried, firsts[t])
+        looped.append((step_logits, step_values))
+    np.testing.assert_allclose(logits, jnp.stack([a for a, _ in looped]), atol=1e-6)
+    np.testing.assert_allclose(values, jnp.stack([b for _, b in looped]), atol=1e-6)
+    # The memory matters, and `first` forgets it: a first frame acts as with an empty memory.
+    start = jnp.ones(4, bool)
+    assert not np.allclose(
+        policy.step(tokens[0], memory, ~start)[0], policy.step(tokens[0], memory * 0, ~start)[0]
+    )
+    np.testing.assert_allclose(policy.step(tokens[0], memory, start)[0], policy(tokens[0])[0], atol=1e-6)
+
+
+def test_sequence_update_equals_a_python_loop_over_the_same_sequences():
+    """make_update(sequences=True) against the same PPO steps written out: each minibatch's env
+    columns (in the epoch's permutation), the policy stepped through time in a Python loop from the
+    rollout's memory, the loss on every step, one optimizer step per minibatch (SGD: Adam would blow
+    float noise in near-zero gradients up to whole steps)."""
+    cfg, policy = tiny_policy()
+    graphdef, params, frozen = nnx.split(policy, trainable_filter(cfg), ...)
+    steps, envs, minibatches = 5, 4, 2
+    tokens, firsts, memory0 = sequences(steps, envs)
+    rng = np.random.default_rng(1)
+    batch = {
+        "obs": tokens,
+        "actions": jnp.asarray(rng.integers(0, 4, (steps, envs)), jnp.int32),
+        "log_probs": jnp.asarray(np.log(rng.uniform(0.1, 0.5, (steps, envs))), jnp.float32),
+        "advantages": jnp.asarray(rng.normal(size=(steps, envs)), jnp.float32),
+        "returns": jnp.asarray(rng.normal(size=(steps, envs)), jnp.float32),
+        "mask": jnp.asarray(rng.random((steps, envs)) < 0.8, jnp.float32),
+        "firsts": firsts,
+        # Only step 0's memory is read; the others are what the rollout recorded and must not matter.
+        "memory": jnp.concatenate([memory0[None], jnp.full((steps - 1, envs, MEMORY), 99.0)]),
+    }
+    losses = dict(clip_coef=0.2, vf_coef=0.5, ent_coef=0.01)
+    tx = optax.sgd(0.5)
+    update = make_update(
+        graphdef, frozen, tx, num_minibatches=minibatches, update_epochs=1, sequences=True, **losses
+    )
+    key = jax.random.PRNGKey(3)
+    fresh = jax.tree.map(jnp.copy, params)
+    updated, _ = update(PPOState(fresh, tx.init(fresh)), batch, key)
+
+    order = np.asarray(jax.random.permutation(jax.random.split(key, 1)[0], envs))
+    params_, opt_state = params, tx.init(params)
+    width = envs // minibatches
+    for m in range(minibatches):
+        columns = order[m * width : (m + 1) * width]
+
+        def loss(params, columns=columns):
+            policy = nnx.merge(graphdef, params, frozen)
+            memory, logits, values = batch["memory"][0, columns], [], []
+            for t in range(steps):
+                step_logits, step_values, memory = policy.step(tokens[t, columns], memory, firsts[t, columns])
+                logits.append(step_logits)
+                values.append(step_values)
+            flat = {
+                name: batch[name][:, columns].reshape(steps * width)
+                for name in ("actions", "log_probs", "advantages", "returns", "mask")
+            }
+            return ppo_loss(jnp.concatenate(logits), jnp.concatenate(values), flat, **losses)[0]
+
+        grads = jax.grad(loss)(params_)
+        changes, opt_state = tx.update(grads, opt_state, params_)
+        params_ = optax.apply_updates(params_, changes)
+    for ours, looped in zip(jax.tree.leaves(updated.params), jax.tree.leaves(params_)):
+        np.testing.assert_allclose(ours, looped, atol=1e-5)
+    assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(params_)))
+
+
+class ScoreOfFrame:
+    bag_size = 0
+
+    def score(self, frames):
+        return frames.reshape(len(frames), -1).mean(axis=1).astype(np.float32)
+
+
+def counting_step(frames, first, memory, key):
+    """A stand-in policy whose memory counts the frames it has seen this episode."""
+    zeros = np.zeros(len(frames))
+    return frames, np.full(len(frames), 7), zeros, zeros, np.where(first[:, None], 0.0, memory) + 1.0
+
+
+def test_the_rollout_carries_memory_resets_it_at_episode_ends_and_keeps_it_with_curriculum_states():
+    max_steps = 4
+    pool = CurriculumPool(capacity=4)
+    with VecGameBoy(
+        EMUQUEST_ROM,
+        num_envs=2,
+        backend="serial",
+        frame_skip=8,
+        press_frames=4,
+        max_steps=max_steps,
+        curriculum=pool,
+        pool_prob=0.0,
+    ) as env:
+        group = EnvGroup(
+            env, 0, ProgressReward(ScoreOfFrame(), env.num_envs, ProgressSettings(1, 0.0)), memory_size=1
+        )
+        runner = Runner([group], pool, seed=0)
+        runner.restart(0)
+        batch, _, _ = runner.rollout(counting_step, jax.random.key(0), num_steps=10)
+        firsts, memory, dones = (np.asarray(batch[name]) for name in ("firsts", "memory", "dones"))
+        # Each env's episodes are max_steps long: step t is the (t % max_steps)-th of its episode.
+        t = np.arange(10)[:, None]
+        np.testing.assert_array_equal(firsts, np.broadcast_to(t % max_steps == 0, (10, 2)))
+        np.testing.assert_array_equal(dones[:-1], firsts[1:])
+        # The memory before each step is the frames seen so far in the episode (stale where it starts).
+        np.testing.assert_array_equal(
+            np.where(firsts, 0.0, memory[..., 0]), np.broadcast_to(t % max_steps, (10, 2))
+        )
+        # The memory rides with the new highs saved as curriculum states: the count at that frame.
+        saved = [payload["memory"] for payload in pool.payloads]
+        assert saved and all(m is not None and m.shape == (1,) and 1 <= m[0] < max_steps for m in saved)
+
+        # An env reset onto a curriculum state starts with its memory, not an empty one.
+        pool.states, pool.scores, pool.payloads = (
+            pool.states[:1],
+            pool.scores[:1],
+            [{"bag": None, "memory": np.array([42.0], np.float32)}],
+        )
+        env.pool_prob = 1.0
+        batch, _, _ = runner.rollout(counting_step, jax.random.key(1), num_steps=6)
+        firsts, memory, dones = (np.asarray(batch[name]) for name in ("firsts", "memory", "dones"))
+        after_reset = np.argwhere(dones[:-1])
+        assert len(after_reset)
+        for step, env_id in after_reset:
+            assert not firsts[step + 1, env_id] and memory[step + 1, env_id, 0] == 42.0
+        runner.close()
