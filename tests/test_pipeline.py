@@ -51,15 +51,19 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path)
             out_dir=tmp_path / "runs",
             output=output,
             reward_scale=0.5,
+            curriculum_cells=True,
+            memory=4,
         )
     )
     assert output.read_text() == table
     [row] = [line for line in table.splitlines() if line.startswith("| 3 |")]
     assert len(row.split("|")) == 12  # seed and the ten measures
     assert (tmp_path / "runs" / "seed_3" / "eval" / "trained_agent.gif").is_file()
-    # --reward-scale reaches PPO, and the table says which scale it ran with.
-    policy = load_checkpoint(tmp_path / "runs" / "seed_3" / "ppo" / "policy_final.pkl", "policy")
-    assert policy["config"]["args"]["reward_scale"] == 0.5 and "reward scale 0.5;" in table
+    # --reward-scale, --curriculum-cells and --memory reach PPO, and the table says what it ran with.
+    ran_with = load_checkpoint(tmp_path / "runs" / "seed_3" / "ppo" / "policy_final.pkl", "policy")["config"]
+    assert (ran_with["args"]["reward_scale"], ran_with["args"]["curriculum_cells"]) == (0.5, True)
+    assert ran_with["args"]["memory"] == ran_with["policy"]["memory"] == 4
+    assert "reward scale 0.5, curriculum cell archive, memory 4;" in table
 
 
 def test_agent_bench_refuses_missing_checkpoints(tmp_path):

@@ -471,7 +471,7 @@ def deterministic(records):
 
 
 @pytest.mark.parametrize(
-    "cells, memory", [(False, 0), (True, 0), (True, 8)], ids=["new-highs", "cell-archive", "cells-and-memory"]
+    "cells, memory", [(False, 0), (True, 8)], ids=["new-highs", "cell-archive-and-memory"]
 )
 def test_resume_continues_exactly(reward_path, tmp_path, cells, memory):
     """Run 2N iterations straight; separately resume from the checkpoint at N (in a fresh
