@@ -91,25 +91,26 @@ def test_sequence_update_equals_a_python_loop_over_the_same_sequences():
     updated, _ = update(PPOState(fresh, tx.init(fresh)), batch, key)
 
     order = np.asarray(jax.random.permutation(jax.random.split(key, 1)[0], envs))
-    params_, opt_state = params, tx.init(params)
     width = envs // minibatches
+
+    @jax.jit
+    @jax.grad
+    def looped_grads(params, columns):
+        policy = nnx.merge(graphdef, params, frozen)
+        memory, logits, values = batch["memory"][0, columns], [], []
+        for t in range(steps):  # one env step at a time, as the rollout ran them
+            step_logits, step_values, memory = policy.step(tokens[t, columns], memory, firsts[t, columns])
+            logits.append(step_logits)
+            values.append(step_values)
+        flat = {
+            name: batch[name][:, columns].reshape(steps * width)
+            for name in ("actions", "log_probs", "advantages", "returns", "mask")
+        }
+        return ppo_loss(jnp.concatenate(logits), jnp.concatenate(values), flat, **losses)[0]
+
+    params_, opt_state = params, tx.init(params)
     for m in range(minibatches):
-        columns = order[m * width : (m + 1) * width]
-
-        def loss(params, columns=columns):
-            policy = nnx.merge(graphdef, params, frozen)
-            memory, logits, values = batch["memory"][0, columns], [], []
-            for t in range(steps):
-                step_logits, step_values, memory = policy.step(tokens[t, columns], memory, firsts[t, columns])
-                logits.append(step_logits)
-                values.append(step_values)
-            flat = {
-                name: batch[name][:, columns].reshape(steps * width)
-                for name in ("actions", "log_probs", "advantages", "returns", "mask")
-            }
-            return ppo_loss(jnp.concatenate(logits), jnp.concatenate(values), flat, **losses)[0]
-
-        grads = jax.grad(loss)(params_)
+        grads = looped_grads(params_, jnp.asarray(order[m * width : (m + 1) * width]))
         changes, opt_state = tx.update(grads, opt_state, params_)
         params_ = optax.apply_updates(params_, changes)
     for ours, looped in zip(jax.tree.leaves(updated.params), jax.tree.leaves(params_)):

@@ -259,8 +259,9 @@ def test_tokens_without_rendering_and_a_progress_reward(trained):
 
 
 def test_ppo_learns_inside_the_world_model_and_the_evaluation_plays_there(trained, reward_path, tmp_path):  # noqa: F811
-    """Two of four envs imagined, then all four (stopped by --minutes after one iteration); the
-    evaluation plays the policy in the world model and draws imagined frames."""
+    """Two of four envs imagined, then two of two (stopped by --minutes after one iteration; env groups
+    of two throughout, so the policy step compiles once); the evaluation plays the policy in the world
+    model and draws imagined frames."""
     _, _, out, _ = trained
     world_model = str(out / "world_model.pkl")
     mixed = ppo.main(
@@ -273,8 +274,8 @@ def test_ppo_learns_inside_the_world_model_and_the_evaluation_plays_there(traine
     assert "episode/imagined_return" in mixed[-1] and mixed[-1]["episode/count"] > 0
     imagined = ppo.main(
         tiny_args(
-            reward_path, tmp_path / "imagined", num_envs=4, iterations=3, curriculum_prob=0.0,
-            world_model=world_model, imagined_envs=4, imagined_sample_steps=1, minutes=1e-6,
+            reward_path, tmp_path / "imagined", num_envs=2, iterations=3, curriculum_prob=0.0,
+            world_model=world_model, imagined_envs=2, imagined_sample_steps=1, minutes=1e-6,
         )
     )  # fmt: skip
     assert [r["iteration"] for r in imagined] == [1]  # --minutes: the first iteration passes the limit
