@@ -49,12 +49,10 @@ class CellArchive(CurriculumPool):
         self.band = band
         self.keys: list[bytes] = []
         self.seen: list[int] = []
+        self.position: dict[bytes, int] = {}  # key -> its index in the lists, kept with them
 
     def __contains__(self, key: bytes) -> bool:
-        return key in self._index()
-
-    def _index(self) -> dict[bytes, int]:
-        return {key: i for i, key in enumerate(self.keys)}
+        return key in self.position
 
     def weights(self) -> np.ndarray:
         weights = self._raw_weights(self.scores, self.seen)
@@ -66,10 +64,9 @@ class CellArchive(CurriculumPool):
 
     def count(self, keys: list[bytes]):
         """One more sighting of each of these cells (keys not in the archive are ignored)."""
-        index = self._index()
         for key in keys:
-            if key in index:
-                self.seen[index[key]] += 1
+            if key in self.position:
+                self.seen[self.position[key]] += 1
 
     def add(self, state: bytes, score: float, payload=None, key: bytes | None = None) -> bool:
         """Store the state of a cell not yet in the archive; returns False for a known cell, or when
@@ -86,9 +83,11 @@ class CellArchive(CurriculumPool):
                 return False
             for column in (self.states, self.scores, self.payloads, self.keys, self.seen):
                 del column[worst]
+            self.position = {k: i for i, k in enumerate(self.keys)}
         self.states.append(bytes(state))
         self.scores.append(float(score))
         self.payloads.append(payload)
+        self.position[bytes(key)] = len(self.keys)
         self.keys.append(bytes(key))
         self.seen.append(0)  # the sighting that found it is counted with the others
         return True
@@ -105,4 +104,5 @@ class CellArchive(CurriculumPool):
         archive.states, archive.scores, archive.payloads = pool.states, pool.scores, pool.payloads
         archive.keys = [bytes(k) for k in data["keys"]]
         archive.seen = [int(s) for s in data["seen"]]
+        archive.position = {k: i for i, k in enumerate(archive.keys)}
         return archive

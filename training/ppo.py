@@ -143,7 +143,8 @@ def make_update(
     (frozen holds the encoder when it is not fine-tuned); it is passed to the jitted
     function as an argument, not baked in as a constant. batch: `prepare_batch`'s, with obs (policy
     observations), actions, log_probs, advantages, returns, mask; flat (B, ...) arrays, or with
-    `sequences` (T, N, ...) arrays plus firsts and memory, split into minibatches of whole env columns."""
+    `sequences` (T, N, ...) arrays plus firsts and memory (the rollout's (T, N, M) or its first step's
+    (1, N, M)), split into minibatches of whole env columns."""
 
     def minibatch_loss(params, frozen, minibatch):
         policy = nnx.merge(graphdef, params, frozen)
@@ -228,8 +229,8 @@ def act(policy, observation, first, memory, key):
 def make_prepare_batch(gamma: float, gae_lambda: float, return_filter: float, sequences: bool = False):
     """Jitted `prepare_batch(batch, last_value, episode_boundary) -> (batch for update, filter stats)`:
     GAE and the return filter on a rollout's (T, N) arrays, flattened to (T*N, ...) for `update`, or
-    kept as (T, N) sequences with each step's firsts and memory. With `episode_boundary` the rollout's
-    last step ends every episode (a checkpoint's rollout)."""
+    kept as (T, N) sequences with each step's firsts and the memory before the first step. With
+    `episode_boundary` the rollout's last step ends every episode (a checkpoint's rollout)."""
 
     @partial(jax.jit, static_argnames="episode_boundary")
     def prepare_batch(batch, last_value, episode_boundary: bool):
@@ -247,7 +248,8 @@ def make_prepare_batch(gamma: float, gae_lambda: float, return_filter: float, se
             "mask": mask,
         }
         if sequences:
-            prepared |= {"firsts": batch["firsts"], "memory": batch["memory"]}
+            # The update replays memory from each column's first step; (1, N, M) keeps the env axis at 1.
+            prepared |= {"firsts": batch["firsts"], "memory": batch["memory"][:1]}
         else:
             prepared = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), prepared)
         return prepared, {"filter/kept_segments": kept, "filter/segments": total}
