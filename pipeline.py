@@ -213,11 +213,7 @@ def main(args: Args) -> dict:
     """Returns {"durations", "budget", "ppo_args" (the PPO run's settings), "tokenizer", "dynamics",
     "reward" (each phase's last metrics; None when reused), "history" (PPO's per-iteration records),
     "evaluation"}."""
-    budget = QUICK if args.quick else FULL
-    if args.ppo_iterations is not None:
-        if args.ppo_iterations < 1:
-            raise SystemExit("--ppo-iterations must be >= 1")
-        budget = dataclasses.replace(budget, ppo_iterations=args.ppo_iterations)
+    budget = budget_for(args)
     check_user_game(args)
     out = args.out_dir
     ckpt, ppo_dir, eval_dir = args.checkpoints or out / "checkpoints", out / "ppo", out / "eval"
@@ -361,6 +357,15 @@ def main(args: Args) -> dict:
         "history": history,
         "evaluation": evaluation,
     }
+
+
+def budget_for(args: Args) -> Budget:
+    budget = QUICK if args.quick else FULL
+    if args.ppo_iterations is not None:
+        if args.ppo_iterations < 1:
+            raise SystemExit("--ppo-iterations must be >= 1")
+        budget = dataclasses.replace(budget, ppo_iterations=args.ppo_iterations)
+    return budget
 
 
 def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> train_with_cnn_reward.Args:

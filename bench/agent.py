@@ -16,17 +16,22 @@ writes it to --output (atomically).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import tyro
 
 import pipeline
+import train_with_cnn_reward
 from bench.tables import machine
+from models.checkpoint import load_checkpoint
 from training.io import atomic_write
-from training.paths import POLICY_FINAL_FILE
+from training.paths import POLICY_FINAL_FILE, path_from_checkpoint
 
 
 @dataclass
@@ -58,39 +63,80 @@ class Args:
     """PPO's curriculum is Go-Explore's cell archive instead of new progress highs."""
     memory: int = 0
     """PPO's --memory: the width of a GRU memory in the policy (0: none)."""
+    reuse: bool = False
+    """Read a seed's finished run in --out-dir (report.json and the final policy) instead of running it
+    again, when its policy was trained with exactly the PPO settings this bench would use: an interrupted
+    bench, or one with seeds added, continues where it stopped."""
+
+
+# PPO settings that do not change what is trained: a reused run may differ in them.
+RUNTIME_SETTINGS = frozenset({"num_workers", "out_dir", "log_every", "resume"})
+
+
+def pipeline_args(args: Args, seed: int, resume: Path | None = None) -> pipeline.Args:
+    return pipeline.Args(
+        quick=args.quick,
+        out_dir=args.out_dir / f"seed_{seed}",
+        seed=seed,
+        num_workers=args.num_workers,
+        checkpoints=args.checkpoints,
+        ppo_iterations=args.ppo_iterations,
+        ppo_resume=resume,
+        reward_scale=args.reward_scale,
+        curriculum_cells=args.curriculum_cells,
+        memory=args.memory,
+    )
+
+
+def finished_run(args: Args, seed: int) -> dict | None:
+    """The seed's row from an earlier run in --out-dir, or None when there is none or its PPO settings
+    differ from this bench's (paths compared as the files they name)."""
+    run_dir = args.out_dir / f"seed_{seed}"
+    report, policy = run_dir / "report.json", run_dir / "ppo" / POLICY_FINAL_FILE
+    if not (report.is_file() and policy.is_file()):
+        return None
+    wanted_args = pipeline_args(args, seed)
+    budget = pipeline.budget_for(wanted_args)
+    wanted = dataclasses.asdict(pipeline.ppo_args(budget, args.checkpoints, run_dir / "ppo", wanted_args))
+    trained = load_checkpoint(policy, "policy")["config"]["args"]
+    for name, value in wanted.items():
+        if name in RUNTIME_SETTINGS:
+            continue
+        theirs = trained.get(name)
+        if name in train_with_cnn_reward.PATH_SETTINGS and value and theirs:
+            value = Path(value).resolve()
+            theirs = Path(path_from_checkpoint(theirs, policy.parent)).resolve()
+        if value != theirs:
+            print(f"seed {seed}: {run_dir} was trained with {name}={theirs!r}, not {value!r}: training again")
+            return None
+    summary = json.loads(report.read_text())
+    print(f"seed {seed}: reusing {run_dir}")
+    return row(seed, summary, run_dir / "eval" / "trained_agent.gif", wanted, dataclasses.asdict(budget))
+
+
+def row(seed: int, report: dict, gif, ppo_args: dict, budget: dict) -> dict:
+    return {
+        "seed": seed,
+        **report,
+        "ppo_sps_wall": report["ppo_env_steps"] / 60 / report["minutes"]["PPO"],
+        "gif": gif,
+        "ppo_args": ppo_args,
+        "budget": budget,
+    }
 
 
 def run_seed(args: Args, seed: int) -> dict:
     """pipeline.py --checkpoints for one seed: its PPO run, evaluation and settings."""
+    if args.reuse and (earlier := finished_run(args, seed)) is not None:
+        return earlier
     run_dir = args.out_dir / f"seed_{seed}"
     resume = None
     if args.resume_from is not None:
         shutil.rmtree(run_dir / "ppo", ignore_errors=True)
         shutil.copytree(args.resume_from / f"seed_{seed}" / "ppo", run_dir / "ppo")
         resume = run_dir / "ppo" / POLICY_FINAL_FILE
-    result = pipeline.main(
-        pipeline.Args(
-            quick=args.quick,
-            out_dir=run_dir,
-            seed=seed,
-            num_workers=args.num_workers,
-            checkpoints=args.checkpoints,
-            ppo_iterations=args.ppo_iterations,
-            ppo_resume=resume,
-            reward_scale=args.reward_scale,
-            curriculum_cells=args.curriculum_cells,
-            memory=args.memory,
-        )
-    )
-    report = result["report"]
-    return {
-        "seed": seed,
-        **report,
-        "ppo_sps_wall": report["ppo_env_steps"] / 60 / report["minutes"]["PPO"],
-        "gif": result["evaluation"]["gif"],
-        "ppo_args": result["ppo_args"],
-        "budget": result["budget"],
-    }
+    result = pipeline.main(pipeline_args(args, seed, resume))
+    return row(seed, result["report"], result["evaluation"]["gif"], result["ppo_args"], result["budget"])
 
 
 def markdown(rows: list[dict], args: Args) -> str:
@@ -121,7 +167,25 @@ def markdown(rows: list[dict], args: Args) -> str:
             f"{r['entropy_fraction_final']:.1%} | {r['ppo_sps']:.0f} / {r['ppo_sps_wall']:.0f} | "
             f"{r['env_only_sps']:.0f} | {r['ppo_to_env_sps']:.2f} |"
         )
+    if len(rows) > 1:
+        mean = {key: float(np.mean([r[key] for r in rows])) for key in MEANS}
+        lines.append(
+            f"| **mean** | {mean['title_escape_rate']:.0%} / {mean['random_title_escape_rate']:.0%} | | "
+            f"**{mean['trained_milestones_mean']:.2f} / {mean['random_milestones_mean']:.2f}** | "
+            f"**{mean['trained_milestones_mean'] / mean['random_milestones_mean']:.2f}x** | "
+            f"{mean['trained_finished_rate']:.0%} / {mean['random_finished_rate']:.0%} | "
+            f"{mean['entropy_fraction_final']:.1%} | {mean['ppo_sps']:.0f} / {mean['ppo_sps_wall']:.0f} | "
+            f"{mean['env_only_sps']:.0f} | {mean['ppo_to_env_sps']:.2f} |"
+        )
     return "\n".join(lines) + "\n"
+
+
+# Averaged over seeds for the table's last row (its ratio is of the means).
+MEANS = (
+    "title_escape_rate", "random_title_escape_rate", "trained_milestones_mean", "random_milestones_mean",
+    "trained_finished_rate", "random_finished_rate", "entropy_fraction_final", "ppo_sps", "ppo_sps_wall",
+    "env_only_sps", "ppo_to_env_sps",
+)  # fmt: skip
 
 
 def main(args: Args) -> str:

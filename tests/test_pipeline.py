@@ -1,5 +1,6 @@
 """The main job at --quick sizes, and bench/agent.py on its checkpoints: every phase wired together."""
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -40,7 +41,7 @@ def test_quick_pipeline_runs_every_phase_and_writes_its_report(quick_run):
     assert summary["ppo_sps"] > 0 and summary["env_only_sps"] > 0
 
 
-def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path):
+def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path, monkeypatch):
     out, _ = quick_run
     output = tmp_path / "agent.md"
     table = agent.main(
@@ -64,6 +65,19 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path)
     assert (ran_with["args"]["reward_scale"], ran_with["args"]["curriculum_cells"]) == (0.5, True)
     assert ran_with["args"]["memory"] == ran_with["policy"]["memory"] == 4
     assert "reward scale 0.5, curriculum cell archive, memory 4;" in table
+    # --reuse reads the finished seed back instead of training it again, but only at the same settings.
+    bench = agent.Args(
+        checkpoints=out / "checkpoints", seeds=(3,), quick=True, out_dir=tmp_path / "runs",
+        output=tmp_path / "again.md", reward_scale=0.5, curriculum_cells=True, memory=4, reuse=True,
+    )  # fmt: skip
+    monkeypatch.setattr(agent.pipeline, "main", lambda _: pytest.fail("a finished seed was trained again"))
+    assert agent.main(bench) == table
+    # Several seeds end with their mean; a seed's row repeated has itself as the mean.
+    seed_row = agent.finished_run(bench, 3)
+    [mean] = [line for line in agent.markdown([seed_row, seed_row], bench).splitlines() if "mean" in line]
+    assert mean.split("|")[4:6] == [f" **{c.strip()}** " for c in row.split("|")[4:6]]
+    assert agent.finished_run(dataclasses.replace(bench, memory=8), 3) is None
+    assert agent.finished_run(dataclasses.replace(bench, checkpoints=tmp_path), 3) is None
 
 
 def test_agent_bench_refuses_missing_checkpoints(tmp_path):
