@@ -33,9 +33,8 @@ from envs.actions import FRAME_SKIP, PRESS_FRAMES
 from envs.emulators import WorkerError
 from envs.games import EMUQUEST_ROM, detected_line
 from envs.vec_gameboy import WORKER_TIMEOUT_S
-from models.build import build
-from models.checkpoint import CheckpointError, load_checkpoint, restore_tree
-from models.policy import make_policy, trainable_filter
+from models.checkpoint import CheckpointError, restore_tree
+from models.policy import trainable_filter
 from models.sharding import compute_dtype, local_copy, replicate, shard_local
 from training.cli import fail
 from training.distributed import Distributed, initialize
@@ -56,7 +55,7 @@ from training.paths import (
     path_for_checkpoint,
     path_from_checkpoint,
 )
-from training.policy_io import copy_params, policy_config, policy_from_checkpoint, save_policy
+from training.policy_io import load_resumable, new_policy, policy_config, policy_from_checkpoint, save_policy
 from training.ppo import (
     CURVES,
     PPOState,
@@ -341,17 +340,6 @@ def same_setting(name: str, mine, theirs) -> bool:
     return mine == theirs
 
 
-def load_resumable(path: Path) -> dict:
-    """The policy checkpoint --resume names, with the train_state a resumed run needs."""
-    try:
-        ckpt = load_checkpoint(path, "policy")
-    except CheckpointError as err:
-        raise fail(f"--resume: {err}") from None
-    if ckpt["train_state"] is None:
-        raise fail(f"--resume: {path} holds no train_state to continue from")
-    return ckpt
-
-
 def build_policy(args: Args, num_actions: int, key):
     """A fresh policy with the pretrained encoder and dynamics copied in: (model, config, key)."""
     tokenizer, dynamics = (
@@ -377,12 +365,7 @@ def build_policy(args: Args, num_actions: int, key):
         memory=args.memory,
     )
     key, init_key = jax.random.split(key)
-    model = build(lambda: make_policy(policy_cfg, nnx.Rngs(init_key)))
-    if encoder is not None:
-        copy_params(model.vq, encoder, "--pretrained-tokenizer")
-    if dynamics is not None:
-        copy_params(model.trunk, dynamics, "--pretrained-dynamics")
-    return model, policy_cfg, key
+    return new_policy(policy_cfg, encoder, dynamics, init_key), policy_cfg, key
 
 
 def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> list[dict]:

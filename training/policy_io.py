@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from models.build import abstract
+from models.build import abstract, build
 from models.checkpoint import (
     CheckpointError,
     config_from_dict,
@@ -102,6 +102,16 @@ def policy_config(
     return cfg, encoder_params, dynamics_params
 
 
+def new_policy(cfg: PolicyConfig, encoder_params: dict | None, dynamics_params: dict | None, key):
+    """A freshly initialised policy with the pretrained encoder and dynamics parameters copied in."""
+    model = build(lambda: make_policy(cfg, nnx.Rngs(key)))
+    if encoder_params is not None:
+        copy_params(model.vq, encoder_params, "--pretrained-tokenizer")
+    if dynamics_params is not None:
+        copy_params(model.trunk, dynamics_params, "--pretrained-dynamics")
+    return model
+
+
 def copy_params(target: nnx.Module, params: dict, source_name: str):
     """Copy every parameter in `params` (a nested dict) into the same path of `target` (which may hold
     more, e.g. an input projection the pretrained model lacks); shapes are checked."""
@@ -164,6 +174,14 @@ def policy_from_checkpoint(ckpt: dict, source: str) -> tuple[nnx.Module, PolicyC
     model = abstract(lambda: make_policy(cfg, nnx.Rngs(0)))
     weights = ckpt["params"] if ckpt["train_state"] is None else ckpt["train_state"]["params"]
     return restore_params(model, weights, source=source), cfg
+
+
+def load_resumable(path: Path) -> dict:
+    """The policy checkpoint --resume names, with the train_state a resumed run needs."""
+    ckpt = load_or_exit(lambda p: load_checkpoint(p, "policy"), path, "--resume")
+    if ckpt["train_state"] is None:
+        raise SystemExit(f"--resume: {path} holds no train_state to continue from")
+    return ckpt
 
 
 def load_policy(path) -> tuple[nnx.Module, PolicyConfig, dict]:
