@@ -118,7 +118,8 @@ QUICK = Budget(
 # each env often; progress counted from each episode's best score makes leaving an overrated state free.
 # The learner is sized to keep up with the emulators (bench/learner.py): gray frames, a token cache, a
 # trunk of one block on 15 pooled tokens (the dynamics model's size), one epoch per rollout, and each
-# update overlapped with the next rollout.
+# update overlapped with the next rollout. A GRU memory of 128 lets the policy know what it has done
+# (bench/agent.py: 2.67 milestones against 2.xx without, 3 seeds) at no measurable cost in steps/s.
 PPO_OVERRIDES = dict(
     reward_interval=8,
     learning_rate=1e-3,
@@ -130,6 +131,7 @@ PPO_OVERRIDES = dict(
     progress_baseline="best",
     observation="gray",
     overlap_update=True,
+    memory=128,
 )
 CELL_CAPACITY = 256  # cells kept with --curriculum-cells (EmuQuest's speedruns show ~250 of them)
 ENV_ONLY_SECONDS = 15  # the envs alone, with PPO's settings, timed in the same run for report.json
@@ -166,8 +168,8 @@ class Args:
     curriculum_cells: bool = False
     """PPO's curriculum is Go-Explore's cell archive (--curriculum-cells, CELL_CAPACITY cells) instead
     of states saved at new progress highs."""
-    memory: int = 0
-    """PPO's --memory: the width of a GRU memory in the policy (0: none)."""
+    memory: int | None = None
+    """PPO's --memory: the width of the policy's GRU memory (None: the main job's 128; 0: none)."""
     rom: Path | None = None
     """A user's Game Boy ROM for PPO and the evaluation (needs --videos of that game). None: EmuQuest."""
     videos: Path | None = None
@@ -375,7 +377,7 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
         overrides["reward_scale"] = args.reward_scale
     if args.curriculum_cells:
         overrides |= dict(curriculum_cells=True, curriculum_capacity=CELL_CAPACITY)
-    if args.memory:
+    if args.memory is not None:
         overrides["memory"] = args.memory
     return train_with_cnn_reward.Args(
         rom=None if args.rom is None else str(args.rom),

@@ -61,8 +61,8 @@ class Args:
     head's."""
     curriculum_cells: bool = False
     """PPO's curriculum is Go-Explore's cell archive instead of new progress highs."""
-    memory: int = 0
-    """PPO's --memory: the width of a GRU memory in the policy (0: none)."""
+    memory: int | None = None
+    """PPO's --memory: the width of the policy's GRU memory (None: the main job's; 0: none)."""
     reuse: bool = False
     """Read a seed's finished run in --out-dir (report.json and the final policy) instead of running it
     again, when its policy was trained with exactly the PPO settings this bench would use: an interrupted

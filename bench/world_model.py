@@ -249,7 +249,9 @@ def ppo_at_equal_time(args: Args, world_model: Path) -> list[dict]:
     rows = []
     for fraction in args.imagined_fractions:
         out = args.out_dir / f"ppo_imagined_{fraction:g}"
-        ppo = pipeline.ppo_args(pipeline.FULL, args.run / "checkpoints", out, pipeline.Args(seed=args.seed))
+        # The memoryless policy, as BENCHMARKS.md's figures were measured.
+        settings = pipeline.Args(seed=args.seed, memory=0)
+        ppo = pipeline.ppo_args(pipeline.FULL, args.run / "checkpoints", out, settings)
         imagined = int(round(fraction * ppo.num_envs))
         ppo = dataclasses.replace(
             ppo,
