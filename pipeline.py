@@ -1,6 +1,6 @@
 """The main job: every phase of EmuRL on the embedded game, in one command.
 
-    uv run python pipeline.py            # ~12 minutes on 2 CPU cores (an Intel Xeon)
+    uv run python pipeline.py            # ~20 minutes on 2 CPU cores (an AMD EPYC)
     uv run python pipeline.py --quick    # ~1 minute, a smoke test
     uv run python pipeline.py --rom red.gb --videos speedruns/ --initial-state red_intro.state
 
@@ -149,7 +149,7 @@ class Args:
     """Run every phase on the embedded game EmuQuest, or on a user's ROM and speedrun videos."""
 
     quick: bool = False
-    """Smoke-test sizes (~1 minute) instead of the full CPU run (~12 minutes on 2 cores)."""
+    """Smoke-test sizes (~1 minute) instead of the full CPU run (~20 minutes on 2 cores)."""
     out_dir: Path = Path("runs/pipeline")
     """Where speedruns, checkpoints, plots, the GIF and report.md go."""
     seed: int = 0
