@@ -6,8 +6,10 @@ import warnings
 
 import pytest
 
+from models.checkpoint import save_checkpoint
 from training.io import atomic_path, atomic_write
 from training.metrics import Curves, MetricsLog, Panel, read_records
+from training.policy_io import load_resumable
 from training.steps import is_eval_epoch
 
 CURVES = {
@@ -86,3 +88,11 @@ def test_a_truncated_last_line_is_skipped_with_a_warning(tmp_path):
 
 def test_eval_epochs_are_every_n_and_the_last():
     assert [is_eval_epoch(epoch, 2, 5) for epoch in range(5)] == [False, True, False, True, True]
+
+
+def test_resume_refuses_a_policy_without_its_train_state_in_one_line(tmp_path):
+    exported = save_checkpoint(tmp_path / "policy.pkl", kind="policy", config={}, params={}, step=3)
+    with pytest.raises(SystemExit, match=r"^error: --resume: .*policy.pkl holds no train_state"):
+        load_resumable(exported)
+    with pytest.raises(SystemExit, match=r"^error: --resume: .*missing.pkl: no such checkpoint file"):
+        load_resumable(tmp_path / "missing.pkl")

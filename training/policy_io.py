@@ -23,6 +23,7 @@ from models.policy import PolicyConfig, make_policy
 from models.quantizers import QuantizerConfig
 from models.transformer import TransformerConfig, load_dynamics
 from models.vqvae import VQVAEConfig, gray_encoder, load_encoder
+from training.cli import fail
 from training.ppo import PPOState
 
 
@@ -178,9 +179,12 @@ def policy_from_checkpoint(ckpt: dict, source: str) -> tuple[nnx.Module, PolicyC
 
 def load_resumable(path: Path) -> dict:
     """The policy checkpoint --resume names, with the train_state a resumed run needs."""
-    ckpt = load_or_exit(lambda p: load_checkpoint(p, "policy"), path, "--resume")
+    try:
+        ckpt = load_checkpoint(path, "policy")
+    except CheckpointError as err:
+        raise fail(f"--resume: {err}") from None
     if ckpt["train_state"] is None:
-        raise SystemExit(f"--resume: {path} holds no train_state to continue from")
+        raise fail(f"--resume: {path} holds no train_state to continue from")
     return ckpt
 
 
