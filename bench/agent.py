@@ -97,6 +97,9 @@ def finished_run(args: Args, seed: int) -> dict | None:
     report, policy = run_dir / "report.json", run_dir / "ppo" / POLICY_FINAL_FILE
     if not (report.is_file() and policy.is_file()):
         return None
+    if report.stat().st_mtime < policy.stat().st_mtime:  # the policy's evaluation never finished
+        print(f"seed {seed}: {report} is older than {policy}: training again")
+        return None
     wanted_args = pipeline_args(args, seed)
     budget = pipeline.budget_for(wanted_args)
     wanted = dataclasses.asdict(pipeline.ppo_args(budget, args.checkpoints, run_dir / "ppo", wanted_args))

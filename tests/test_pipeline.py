@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -78,6 +79,10 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
     assert mean.split("|")[4:6] == [f" **{c.strip()}** " for c in row.split("|")[4:6]]
     assert agent.finished_run(dataclasses.replace(bench, memory=8), 3) is None
     assert agent.finished_run(dataclasses.replace(bench, checkpoints=tmp_path), 3) is None
+    # A report older than the policy is an earlier run's: the policy's own evaluation never finished.
+    report = tmp_path / "runs" / "seed_3" / "report.json"
+    os.utime(report, (0, 0))
+    assert agent.finished_run(bench, 3) is None
 
 
 def test_agent_bench_refuses_missing_checkpoints(tmp_path):
