@@ -18,7 +18,8 @@ noise (as in D-REX): frames of random play branched off the runs (data/make_spee
 A frame alone cannot tell a room before an event from the same room after it. With
 --seen-tokens (vq only) the head also reads the episode's bag of seen tokens: every codebook
 entry shown so far in the run (for a branch frame: the run's bag when the branch left, plus the
-branch's frames), as PPO keeps it per env.
+branch's frames), as PPO keeps it per env. --events k reads that bag through k learned,
+bounded event features, so that showing more of a room cannot keep raising the score.
 
 On the held-out run (--holdout-run, default the last) it reports pairwise accuracy over every
 pair at least --min-gap apart, the Spearman rank correlation of score vs frame index, and
@@ -56,7 +57,7 @@ from training.interrupt import StopRequest
 from training.metrics import Curves, MetricsLog, Panel
 from training.out_dir import OutDir
 from training.paths import REWARD_DIR, TOKENIZER_FILE, find_checkpoint, reward_file
-from training.ranking import mix_in_branches, ranking_metrics, seen_token_bags
+from training.ranking import branch_pairs, mix_in_branches, ranking_metrics, seen_token_bags
 from training.steps import (
     NonFiniteGuard,
     count_params,
@@ -109,6 +110,10 @@ class Args:
     from the same moment. Default: none, frame order only."""
     branch_fraction: float = 0.25
     """With --branches: the share of every batch that is (branch, run frame) pairs."""
+    drift_fraction: float = 0.0
+    """With --branches: the share of branch pairs that rank a branch frame below an earlier frame
+    of its own trajectory instead of the run's frame (D-REX: the more random play, the lower), so
+    that wandering cannot raise a score that reads the episode's seen tokens."""
     holdout_run: str = "-1"
     """Run used only for evaluation (name or index; -1 = last)."""
     out_dir: str = str(REWARD_DIR)
@@ -126,6 +131,10 @@ class Args:
     seen_tokens: bool = False
     """vq backbone: the head also reads the bag of tokens the episode has shown so far (one 0/1
     input per codebook entry), so it can tell a room after an event from the room before it."""
+    events: int = 0
+    """With --seen-tokens: the head reads the bag through this many learned event features, each
+    a noisy OR over the seen tokens, bounded so that wandering cannot keep adding to the score
+    (0: the bag itself, one input per codebook entry)."""
     eval_every: int = 1
     """Rank the held-out run (and its branches) every this many epochs, and after the last (with
     the vq head that costs about a third as much as its epoch)."""
@@ -151,6 +160,7 @@ def build_model(args: Args, backbone: str, dtype, out_dir: Path) -> RewardModel:
         tokenizer=dataclasses.replace(encoder.cfg, dtype=dtype.name),
         head_hidden=args.head_hidden,
         seen_tokens=args.seen_tokens,
+        events=args.events,
     )
     model = build(lambda: RewardModel(cfg, rngs=nnx.Rngs(args.seed)))
     restore_params(model.encoder, params_of(encoder), source=str(path))
@@ -166,10 +176,14 @@ def main(args: Args) -> dict:
     backbone = args.backbone or ("vq" if args.tokenizer is not None else "resnet34")
     if args.seen_tokens and backbone != "vq":
         raise fail("--seen-tokens needs --backbone vq: the bag is made of the tokenizer's tokens")
+    if args.events < 0 or (args.events and not args.seen_tokens):
+        raise fail(f"--events {args.events}: needs --seen-tokens and must be >= 0 (the bag's event features)")
     if args.tokenizer is not None and backbone != "vq":
         print("note: --tokenizer is read by the vq backbone only; the resnet34 backbone reads pixels")
     if not 0 < args.branch_fraction < 1:
         raise fail(f"--branch-fraction must lie in (0, 1), got {args.branch_fraction}")
+    if not 0 <= args.drift_fraction <= 1:
+        raise fail(f"--drift-fraction must lie in [0, 1], got {args.drift_fraction}")
     dtype = dtype_flag(args.dtype)
     data = load_frames(args.data, args.resize)
     if data.num_runs < 2:
@@ -202,10 +216,10 @@ def main(args: Args) -> dict:
                 f"--branches: {args.branches} has branches only for the held-out run "
                 f"{data.run_names[holdout]}"
             )
-        if args.seen_tokens and ((branches.start < 0) | (branches.step < 1)).any():
+        if (args.seen_tokens or args.drift_fraction) and ((branches.start < 0) | (branches.step < 1)).any():
             raise fail(
                 f"--branches: {args.branches} does not say where its branches left the runs "
-                "(no 'start' or 'step' in metadata.json), which --seen-tokens needs: "
+                "(no 'start' or 'step' in metadata.json), which --seen-tokens and --drift-fraction need: "
                 "re-make them with data/make_speedruns.py"
             )
     out = OutDir(args.out_dir)
@@ -214,11 +228,11 @@ def main(args: Args) -> dict:
     pairs_per_epoch = args.pairs_per_epoch or len(train_idx)
     batch_size = fit_batch_size(args.batch_size, pairs_per_epoch, "pairs per epoch")
     steps_per_epoch = pairs_per_epoch // batch_size
-    branch_pairs = 0 if branches is None else round(args.branch_fraction * batch_size)  # per batch
-    if branches is not None and not 0 < branch_pairs < batch_size:
+    branch_pairs_per_batch = 0 if branches is None else round(args.branch_fraction * batch_size)
+    if branches is not None and not 0 < branch_pairs_per_batch < batch_size:
         raise fail(
             f"--branch-fraction {args.branch_fraction} of a batch of {batch_size} pairs leaves "
-            f"{branch_pairs} branch pairs; it needs at least one of each kind"
+            f"{branch_pairs_per_batch} branch pairs; it needs at least one of each kind"
         )
     optimizer = make_optimizer(args.lr, args.epochs * steps_per_epoch)
     graphdef, state = new_train_state(model, optimizer, trainable=model.trainable_filter())
@@ -259,7 +273,7 @@ def main(args: Args) -> dict:
     if branches is not None:
         print(
             f"branches: {len(train_branches)} for training, {len(eval_branches)} held out, "
-            f"{branch_pairs} of every {batch_size} pairs"
+            f"{branch_pairs_per_batch} of every {batch_size} pairs"
         )
 
     def save(steps_done: int):
@@ -275,11 +289,16 @@ def main(args: Args) -> dict:
         for epoch in range(args.epochs):
             rng = np.random.default_rng([args.seed, epoch])
             earlier, later = data.order_pair_indices(
-                (batch_size - branch_pairs) * steps_per_epoch, rng, args.min_gap, train_idx, args.pair_gaps
+                (batch_size - branch_pairs_per_batch) * steps_per_epoch,
+                rng,
+                args.min_gap,
+                train_idx,
+                args.pair_gaps,
             )
             if branches is not None:
-                branch = rng.choice(train_branches, size=(steps_per_epoch, branch_pairs))
-                earlier, later = mix_in_branches(earlier, later, branch, branches.below, len(data))
+                branch = rng.choice(train_branches, size=(steps_per_epoch, branch_pairs_per_batch))
+                low, high = branch_pairs(branch, branches, len(data), rng, args.drift_fraction)
+                earlier, later = mix_in_branches(earlier, later, low, high)
             sums, started = {"loss": 0.0, "pairwise_accuracy": 0.0}, time.perf_counter()
             for i in tqdm(
                 range(steps_per_epoch), desc=f"reward epoch {epoch + 1}/{args.epochs}", leave=False

@@ -8,9 +8,10 @@ The main job's reward scores one frame, and the town looks the same before the g
 and after it, so the talk is worth nothing to PPO (BENCHMARKS.md). This bench trains the main
 job's reward head (frozen VQ tokens -> MLP; Bradley-Terry on frame order with log-uniform gaps
 of at least 10 frames; random-play branches in a quarter of each batch; 200 epochs of 768
-pairs; the last run held out) twice per seed: as it is, and with a second input, the bag of
+pairs; the last run held out) three times per seed: as it is; with a second input, the bag of
 seen tokens: a (vocab,) 0/1 vector of every codebook entry the run has shown up to this frame
-(for a branch frame, the run's bag when the branch left plus the branch's own frames).
+(for a branch frame, the run's bag when the branch left plus the branch's own frames); and with
+that bag read through --events learned event features (train_reward.py --events).
 
 On the held-out run it reports the ranking and the town's scores before the talk (overworld,
 milestone 2), during the guide's text and after the talk (milestone 3). PPO credits only gains
@@ -35,14 +36,14 @@ from flax import nnx
 from tqdm import tqdm
 
 from bench.tables import machine
-from data.frames import FramesDataset, load_branches
+from data.frames import Branches, FramesDataset, load_branches
 from models.build import build
 from models.checkpoint import CheckpointError
 from models.reward import VQRewardHead, bradley_terry_loss
 from models.vqvae import load_encoder
 from training.data import map_batches
 from training.io import atomic_write
-from training.ranking import mix_in_branches, ranking_metrics, seen_token_bags
+from training.ranking import branch_pairs, mix_in_branches, ranking_metrics, seen_token_bags
 from training.steps import make_optimizer
 
 GUIDE_TALK, TOWN, OVERWORLD, TEXT = 3, 1, 2, 1  # RAM values in metadata.json: talk id, map id, mode
@@ -70,6 +71,10 @@ class Args:
     """Fewest frames between the two frames of an order pair (train_reward.py's default)."""
     lr: float = 1e-3
     """Peak learning rate (train_reward.py's default)."""
+    events: int = 8
+    """Event features of the third and fourth heads (train_reward.py --events)."""
+    drift_fraction: float = 0.5
+    """Drift pairs of the fourth head (train_reward.py --drift-fraction)."""
     output: Path = Path("bench/results/history_reward.md")
     """Where the markdown table goes."""
 
@@ -131,8 +136,10 @@ def train_head(
     seed: int,
     embeddings,
     bags,
+    events: int,
+    drift_fraction: float,
     data: FramesDataset,
-    below: np.ndarray,
+    branches: Branches,
     train_idx: np.ndarray,
     train_branches: np.ndarray,
 ) -> np.ndarray:
@@ -140,7 +147,7 @@ def train_head(
     steps = args.pairs_per_epoch // args.batch_size
     model = build(
         lambda: VQRewardHead(
-            embeddings.shape[-1], embeddings.shape[1:3], 16, 256, bags.shape[1], nnx.Rngs(seed)
+            embeddings.shape[-1], embeddings.shape[1:3], 16, 256, bags.shape[1], nnx.Rngs(seed), events
         )
     )
     optimizer = nnx.Optimizer(model, make_optimizer(args.lr, args.epochs * steps), wrt=nnx.Param)
@@ -162,9 +169,8 @@ def train_head(
             (args.batch_size - args.branch_pairs) * steps, rng, args.min_gap, train_idx, "log"
         )
         branch = rng.choice(train_branches, size=(steps, args.branch_pairs))
-        earlier, later = (
-            pairs.reshape(steps, -1) for pairs in mix_in_branches(earlier, later, branch, below, len(data))
-        )
+        low, high = branch_pairs(branch, branches, len(data), rng, drift_fraction)
+        earlier, later = (pairs.reshape(steps, -1) for pairs in mix_in_branches(earlier, later, low, high))
         for step in range(steps):
             train_step(model, optimizer, jnp.asarray(earlier[step]), jnp.asarray(later[step]))
     score = nnx.jit(lambda model, e, b: model(e, b))
@@ -205,9 +211,15 @@ def main(args: Args) -> str:
     )
     rows = []
     for seed in tqdm(args.seeds, desc="seeds"):
-        for variant, memory in (("one frame (the main job)", no_bag), ("frame + bag of seen tokens", bags)):
+        variants = (
+            ("one frame", no_bag, 0, 0.0),
+            ("frame + bag of seen tokens", bags, 0, 0.0),
+            (f"frame + {args.events} event features of the bag", bags, args.events, 0.0),
+            (f"the same, {args.drift_fraction:.0%} drift pairs", bags, args.events, args.drift_fraction),
+        )
+        for variant, memory, events, drift in variants:
             scores = train_head(
-                args, seed, embeddings, memory, data, branches.below, train_idx, train_branches
+                args, seed, embeddings, memory, events, drift, data, branches, train_idx, train_branches
             )
             ranking = ranking_metrics(scores[eval_idx], data.frame_index[eval_idx], args.min_gap)
             branch_below = np.mean(scores[len(data) + eval_branches] < scores[branches.below[eval_branches]])

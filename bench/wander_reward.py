@@ -154,7 +154,11 @@ def main(args: Args) -> str:
     for path, model in models.items():
         scores = scores_along(model, reset_frames, frames)
         again, house = revisits(scores, screens), house_and_leaving(scores, milestones)
-        kind = "frame + bag of seen tokens" if model.bag_size else "one frame"
+        kind = "one frame"
+        if model.bag_size:
+            kind = "frame + bag of seen tokens"
+            if model.cfg.events:
+                kind += f" as {model.cfg.events} event features"
         rows.append(
             f"| `{path}` | {kind} | {again['screens']} | {again['steps_apart']:.0f} | {again['drift']:+.2f} "
             f"| {house['in_house']} / {house['left']} | {house['rise']:+.2f} | {house['leaving']:+.2f} "

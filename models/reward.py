@@ -15,6 +15,12 @@ With `seen_tokens` the "vq" head also reads the episode's bag of seen tokens: a 
 vector of every codebook entry shown since the episode began. One frame cannot tell the town
 before a talk from the town after it; the bag can, because the talk's text box showed tokens
 the town never does (bench/history_reward.py). Whoever calls the model keeps the bags.
+
+A head that reads the bag through a linear layer pays for wandering: each new token adds its
+weight, and every room has tokens the runs show late (bench/wander_reward.py). With `events` k > 0
+the head reads k event features of the bag instead, each a noisy OR over the seen tokens,
+1 - exp(-sum_{v in bag} softplus(l_v)): bounded in [0, 1], so a bag can switch on at most k things,
+however much of a room the episode has shown.
 """
 
 from __future__ import annotations
@@ -48,12 +54,16 @@ class RewardConfig:
     """VQ head: hidden width of the MLP over the flattened grid."""
     seen_tokens: bool = False
     """VQ head: also read the bag of tokens seen so far in the episode (vocab_size 0/1 inputs)."""
+    events: int = 0
+    """With seen_tokens: read the bag through this many learned event features (0: the bag itself)."""
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
             raise ValueError(f"reward backbone {self.backbone!r} is not one of {BACKBONES}")
         if self.seen_tokens and self.backbone != "vq":
             raise ValueError("seen_tokens needs the vq backbone: a bag of seen tokens needs a tokenizer")
+        if self.events < 0 or (self.events and not self.seen_tokens):
+            raise ValueError(f"events ({self.events}) must be >= 0, and > 0 only with seen_tokens")
 
     @property
     def bag_size(self) -> int:
@@ -73,7 +83,8 @@ def pairwise_accuracy(s_earlier: jax.Array, s_later: jax.Array) -> jax.Array:
 
 class VQRewardHead(nnx.Module):
     """Token embeddings (B, rows, cols, D) and a bag (B, bag_size) -> score (B,). Flattening keeps
-    where things are on screen; the bag joins the flattened grid (bag_size 0: no bag)."""
+    where things are on screen; the bag (bag_size 0: none), or its `events` event features, joins
+    the flattened grid."""
 
     def __init__(
         self,
@@ -83,14 +94,25 @@ class VQRewardHead(nnx.Module):
         hidden: int,
         bag_size: int,
         rngs: nnx.Rngs,
+        events: int = 0,
     ):
         self.reduce = nnx.Linear(feature_dim, reduce_dim, rngs=rngs)
-        self.hidden = nnx.Linear(grid[0] * grid[1] * reduce_dim + bag_size, hidden, rngs=rngs)
+        if events:
+            # (bag_size, events) logits. Starting near softplus(-6) ~ 0.0025 per token, a bag of a
+            # hundred tokens leaves each feature near 0.2, off but with a gradient to every token.
+            self.event_logits = nnx.Param(jax.random.normal(rngs.params(), (bag_size, events)) - 6.0)
+        self.events = events
+        self.hidden = nnx.Linear(grid[0] * grid[1] * reduce_dim + (events or bag_size), hidden, rngs=rngs)
         self.out = nnx.Linear(hidden, 1, rngs=rngs)
+
+    def event_features(self, bags: jax.Array) -> jax.Array:
+        """(B, bag_size) 0/1 -> (B, events) in [0, 1]: per event, a noisy OR over the seen tokens."""
+        return 1.0 - jnp.exp(-bags.astype(jnp.float32) @ jax.nn.softplus(self.event_logits[...]))
 
     def __call__(self, features: jax.Array, bags: jax.Array) -> jax.Array:
         x = nnx.gelu(self.reduce(features.astype(jnp.float32)))
-        x = jnp.concatenate([x.reshape(x.shape[0], -1), bags.astype(jnp.float32)], axis=1)
+        memory = self.event_features(bags) if self.events else bags.astype(jnp.float32)
+        x = jnp.concatenate([x.reshape(x.shape[0], -1), memory], axis=1)
         return self.out(nnx.gelu(self.hidden(x)))[:, 0]
 
 
@@ -105,7 +127,7 @@ class RewardModel(nnx.Module):
             tok = cfg.tokenizer
             self.encoder = VQEncoder(tok, rngs=rngs)
             self.head = VQRewardHead(
-                tok.embed_dim, tok.grid, cfg.head_reduce_dim, cfg.head_hidden, cfg.bag_size, rngs
+                tok.embed_dim, tok.grid, cfg.head_reduce_dim, cfg.head_hidden, cfg.bag_size, rngs, cfg.events
             )
 
     def trainable_filter(self):

@@ -216,6 +216,32 @@ def test_vq_reward_trains_its_head_on_token_ids_and_the_encoder_gets_no_gradient
     assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads["head"]))
 
 
+def test_event_features_are_a_bounded_noisy_or_over_the_seen_tokens():
+    """Each feature is 1 - prod over seen tokens v of exp(-softplus(l_v)): 0 for an empty bag, in
+    [0, 1], never lower for a bag that holds more, and the head reads `events` of them, not the bag."""
+    vocab, events = TINY_VQVAE.vocab_size, 3
+    model = RewardModel(
+        RewardConfig(backbone="vq", tokenizer=TINY_VQVAE, seen_tokens=True, events=events), rngs=nnx.Rngs(0)
+    )
+    head = model.head
+    head.event_logits[...] = jax.random.normal(jax.random.key(1), (vocab, events)) * 3
+    rng = np.random.default_rng(0)
+    bags = (rng.random((6, vocab)) < 0.3).astype(np.uint8)
+    bags[0] = 0
+    more = bags | (rng.random((6, vocab)) < 0.3).astype(np.uint8)
+    features, more_features = np.asarray(head.event_features(bags)), np.asarray(head.event_features(more))
+    logits = np.asarray(head.event_logits[...], np.float64)
+    by_hand = 1 - np.prod(np.where(bags[:, :, None], np.exp(-np.logaddexp(0, logits)), 1.0), axis=1)
+    np.testing.assert_allclose(features, by_hand, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(features[0], 0)
+    assert (features >= 0).all() and (more_features <= 1).all() and (more_features >= features - 1e-6).all()
+    assert head.hidden.in_features == np.prod(TINY_VQVAE.grid) * RewardConfig().head_reduce_dim + events
+    tokens = jnp.zeros((6, *TINY_VQVAE.grid), jnp.int32)
+    assert model.score_observations(tokens, jnp.asarray(bags)).shape == (6,)
+    with pytest.raises(ValueError, match="only with seen_tokens"):
+        RewardConfig(backbone="vq", tokenizer=TINY_VQVAE, events=2)
+
+
 def test_bradley_terry_loss_matches_hand_computation():
     s_earlier = jnp.array([0.0, 1.0, 2.0])
     s_later = jnp.array([1.0, 0.0, 2.0])

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import jax
@@ -27,7 +28,7 @@ from models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from models.reward import load_reward  # noqa: E402
 from models.transformer import load_dynamics  # noqa: E402
 from models.vqvae import load_encoder, load_tokenizer  # noqa: E402
-from training.ranking import mix_in_branches, ranking_metrics, seen_token_bags, spearman  # noqa: E402
+from training.ranking import branch_pairs, mix_in_branches, ranking_metrics, seen_token_bags, spearman  # noqa: E402
 
 TINY = dict(size="tiny", batch_size=16, seed=0)
 
@@ -158,16 +159,21 @@ def test_vq_reward_ranks_branches(phase1, speedrun_frames):
         train_reward.main(dataclasses.replace(args, branches=out / "missing"))
 
 
-def test_seen_token_reward_trains_on_bags_and_scores_them_standalone(phase1, speedrun_frames):
+@pytest.mark.parametrize("events, drift_fraction", [(0, 0.0), (4, 0.5)])
+def test_seen_token_reward_trains_on_bags_and_scores_them_standalone(
+    phase1, speedrun_frames, events, drift_fraction
+):
     out, _, _ = phase1
     args = train_reward.Args(
         backbone="vq",
         data=speedrun_frames,
         branches=speedrun_frames.parent / "branches",
         seen_tokens=True,
+        events=events,
+        drift_fraction=drift_fraction,
         epochs=1,
         pairs_per_epoch=64,
-        out_dir=out / "bags",
+        out_dir=out / f"bags_{events}",
         min_gap=4,
         tokenizer=out / "pretrained_tokenizer.pkl",
         head_hidden=32,
@@ -177,8 +183,9 @@ def test_seen_token_reward_trains_on_bags_and_scores_them_standalone(phase1, spe
     assert 0 <= summary["eval_branch_accuracy"] <= 1
 
     # The saved model, given the held-out run's bags, reproduces the reported ranking (bf16 weights).
-    model = load_reward(out / "bags" / "reward_vq.pkl")
+    model = load_reward(out / f"bags_{events}" / "reward_vq.pkl")
     assert model.cfg.seen_tokens and model.cfg.bag_size == model.cfg.tokenizer.vocab_size
+    assert model.cfg.events == events
     data = FramesDataset(speedrun_frames, show_progress=False)
     held_out = data.run_indices(data.num_runs - 1)
     tokens = np.asarray(model.observe(data.frames))
@@ -190,6 +197,12 @@ def test_seen_token_reward_trains_on_bags_and_scores_them_standalone(phase1, spe
         model.score(data.frames[:2])
     with pytest.raises(SystemExit, match="--seen-tokens needs --backbone vq"):
         train_reward.main(dataclasses.replace(args, backbone="resnet34"))
+    with pytest.raises(SystemExit, match="--events -1"):
+        train_reward.main(dataclasses.replace(args, events=-1))
+    with pytest.raises(SystemExit, match="--events 4: needs --seen-tokens"):
+        train_reward.main(dataclasses.replace(args, events=4, seen_tokens=False))
+    with pytest.raises(SystemExit, match="--drift-fraction"):
+        train_reward.main(dataclasses.replace(args, drift_fraction=1.5))
 
 
 def test_eval_every_evaluates_at_its_epochs_and_the_last_and_changes_no_weights(phase1, speedrun_frames):
@@ -218,10 +231,27 @@ def test_eval_every_evaluates_at_its_epochs_and_the_last_and_changes_no_weights(
 def test_mix_in_branches_puts_the_branch_frame_first():
     # 2 batches of 2 order pairs, then 1 branch pair each; branch b is observation 10 + b.
     earlier, later = np.array([0, 1, 2, 3]), np.array([5, 6, 7, 8])
-    below = np.array([4, 9, 2])
-    mixed_earlier, mixed_later = mix_in_branches(earlier, later, np.array([[2], [0]]), below, offset=10)
+    branches = SimpleNamespace(below=np.array([4, 9, 2]))
+    low, high = branch_pairs(np.array([[2], [0]]), branches, 10, np.random.default_rng(0))
+    mixed_earlier, mixed_later = mix_in_branches(earlier, later, low, high)
     np.testing.assert_array_equal(mixed_earlier, [0, 1, 12, 2, 3, 10])
     np.testing.assert_array_equal(mixed_later, [5, 6, 2, 7, 8, 4])
+
+
+def test_drift_pairs_rank_a_branch_frame_below_its_own_past():
+    # Two branches of 3 steps after observation 20: branch numbers 0-2 left run frame 5, 3-5 run frame 7.
+    branches = SimpleNamespace(
+        below=np.array([6, 7, 8, 8, 9, 10]), start=np.array([5, 5, 5, 7, 7, 7]), step=np.array([1, 2, 3] * 2)
+    )
+    branch = np.repeat(np.arange(6), 200).reshape(40, 30)
+    low, high = branch_pairs(branch, branches, 20, np.random.default_rng(0), drift_fraction=1.0)
+    np.testing.assert_array_equal(low, 20 + branch)
+    for b in range(6):
+        first = 20 + b - branches.step[b] + 1  # the branch's step 1
+        past = {branches.start[b], *range(first, 20 + b)}  # the run frame it left, then its earlier steps
+        assert set(high[branch == b]) == past
+    _, half = branch_pairs(branch, branches, 20, np.random.default_rng(0), drift_fraction=0.5)
+    assert 0.4 < np.mean(half == branches.below[branch]) < 0.6
 
 
 def test_ranking_metrics_by_hand():

@@ -39,19 +39,36 @@ def ranking_metrics(scores: np.ndarray, frame_index: np.ndarray, min_gap: int) -
     }
 
 
-def mix_in_branches(
-    earlier: np.ndarray, later: np.ndarray, branch: np.ndarray, below: np.ndarray, offset: int
+def branch_pairs(
+    branch: np.ndarray, branches: Branches, offset: int, rng: np.random.Generator, drift_fraction: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Appends (branch frame, run frame) pairs to every batch of (earlier, later) order pairs.
+    """(low, high) observation indices, shaped like `branch`, of pairs that rank branch frame b
+    (observation offset + b) below a frame that should score higher: its run's frame from the same
+    moment, or, for a `drift_fraction` of them, an earlier frame of its own trajectory (an earlier
+    step of the branch, or the run frame it left from), as D-REX ranks noisier play lower. Random
+    play then cannot raise the score as it goes, which a reward reading the episode's seen tokens
+    would otherwise learn from every room the branches wander through."""
+    low, high = offset + branch, branches.below[branch]
+    if drift_fraction > 0:
+        steps = branches.step[branch]
+        back = rng.integers(1, steps + 1)  # steps back; back == step is the run frame it left from
+        earlier = np.where(back < steps, offset + branch - back, branches.start[branch])
+        high = np.where(rng.random(branch.shape) < drift_fraction, earlier, high)
+    return low, high
+
+
+def mix_in_branches(
+    earlier: np.ndarray, later: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Appends (low, high) branch pairs to every batch of (earlier, later) order pairs.
 
     earlier, later: (steps * k,) observation indices of order pairs, batch after batch.
-    branch: (steps, m) branch numbers for each batch; branch b is observation offset + b and
-    ranks below observation below[b]. Returns (steps * (k + m),) arrays: each batch is its k
-    order pairs, then its m branch pairs."""
-    steps = len(branch)
+    low, high: (steps, m) observation indices of each batch's branch pairs (`branch_pairs`).
+    Returns (steps * (k + m),) arrays: each batch is its k order pairs, then its m branch pairs."""
+    steps = len(low)
     return (
-        np.concatenate([earlier.reshape(steps, -1), offset + branch], axis=1).ravel(),
-        np.concatenate([later.reshape(steps, -1), below[branch]], axis=1).ravel(),
+        np.concatenate([earlier.reshape(steps, -1), low], axis=1).ravel(),
+        np.concatenate([later.reshape(steps, -1), high], axis=1).ravel(),
     )
 
 
