@@ -35,6 +35,7 @@ import train_with_cnn_reward
 from data import extract_frames, make_speedruns
 from envs.games import EMUQUEST_ROM, detected, detected_line, profile_for_rom
 from envs.rom import RomError, check_rom
+from models.reward import load_reward
 from training.io import atomic_write
 from training.metrics import METRICS_FILE
 from training.paths import DYNAMICS_FILE, ENCODER_FILE, POLICY_FINAL_FILE, TOKENIZER_FILE, reward_file
@@ -59,6 +60,7 @@ class Budget:
     dynamics_pool: tuple[int, int]  # token windows merged into one trunk token
     reward_epochs: int  # of the frozen-VQ reward head on cached tokens: ~0.5 s per epoch, a ResNet-34's ~40 s
     reward_pairs_per_epoch: int
+    reward_events: int  # event features of the seen-token bag the reward reads (0: one frame)
     ppo_iterations: int
     ppo_envs: int
     ppo_steps: int
@@ -86,6 +88,7 @@ FULL = Budget(
     dynamics_pool=(3, 2),
     reward_epochs=200,
     reward_pairs_per_epoch=768,
+    reward_events=8,
     ppo_iterations=500,
     ppo_envs=64,
     ppo_steps=32,
@@ -107,6 +110,7 @@ QUICK = Budget(
     dynamics_pool=(3, 2),
     reward_epochs=2,
     reward_pairs_per_epoch=256,
+    reward_events=8,
     ppo_iterations=4,
     ppo_envs=8,
     ppo_steps=32,
@@ -142,6 +146,10 @@ ENV_ONLY_SECONDS = 15  # the envs alone, with PPO's settings, timed in the same 
 TOKENIZER_EVAL_EVERY, REWARD_EVAL_EVERY = 4, 20
 
 REWARD_BACKBONE = "vq"  # the frozen-VQ reward head: a ResNet-34 costs ~40x more per epoch on a CPU
+# A reward with event features ranks half its branch pairs below their own trajectory's past, so that
+# random play cannot raise it (bench/wander_reward.py), and its scores span ~3x a one-frame head's on the
+# held-out run (99.5 against 34.4), so PPO scales them down to the one-frame head's unit.
+REWARD_DRIFT_FRACTION, EVENT_REWARD_SCALE = 0.5, 0.35
 
 
 @dataclass
@@ -164,12 +172,15 @@ class Args:
     ppo_resume: Path | None = None
     """Continue this PPO checkpoint to --ppo-iterations instead of training from scratch."""
     reward_scale: float | None = None
-    """PPO's --reward-scale (None: the preset's)."""
+    """PPO's --reward-scale (None: 1, or EVENT_REWARD_SCALE for a reward that reads event features)."""
     curriculum_cells: bool = False
     """PPO's curriculum is Go-Explore's cell archive (--curriculum-cells, CELL_CAPACITY cells) instead
     of states saved at new progress highs."""
     memory: int | None = None
     """PPO's --memory: the width of the policy's GRU memory (None: the main job's 128; 0: none)."""
+    reward_events: int | None = None
+    """train_reward.py's --events: event features of the episode's seen tokens the reward reads
+    (None: the preset's 8; 0: a reward that reads one frame). With --checkpoints, their reward is used."""
     rom: Path | None = None
     """A user's Game Boy ROM for PPO and the evaluation (needs --videos of that game). None: EmuQuest."""
     videos: Path | None = None
@@ -299,6 +310,9 @@ def main(args: Args) -> dict:
                 pair_gaps="log",
                 eval_every=REWARD_EVAL_EVERY,
                 branches=branches,
+                seen_tokens=budget.reward_events > 0,
+                events=budget.reward_events,
+                drift_fraction=REWARD_DRIFT_FRACTION if budget.reward_events and branches else 0.0,
                 tokenizer=ckpt / TOKENIZER_FILE,
                 data=frames,
                 out_dir=ckpt,
@@ -367,14 +381,21 @@ def budget_for(args: Args) -> Budget:
         if args.ppo_iterations < 1:
             raise SystemExit("--ppo-iterations must be >= 1")
         budget = dataclasses.replace(budget, ppo_iterations=args.ppo_iterations)
+    if args.reward_events is not None:
+        if args.reward_events < 0:
+            raise SystemExit("--reward-events must be >= 0")
+        budget = dataclasses.replace(budget, reward_events=args.reward_events)
     return budget
 
 
 def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> train_with_cnn_reward.Args:
     """The main job's PPO run on the Phase 1-2 checkpoints in `checkpoints`."""
     overrides = dict(PPO_OVERRIDES)
+    reward = checkpoints / reward_file(REWARD_BACKBONE)
     if args.reward_scale is not None:
         overrides["reward_scale"] = args.reward_scale
+    elif reward.is_file() and load_reward(reward).cfg.events:
+        overrides["reward_scale"] = EVENT_REWARD_SCALE
     if args.curriculum_cells:
         overrides |= dict(curriculum_cells=True, curriculum_capacity=CELL_CAPACITY)
     if args.memory is not None:
@@ -382,7 +403,7 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
     return train_with_cnn_reward.Args(
         rom=None if args.rom is None else str(args.rom),
         initial_state=None if args.initial_state is None else str(args.initial_state),
-        reward_model=str(checkpoints / reward_file(REWARD_BACKBONE)),
+        reward_model=str(reward),
         pretrained_tokenizer=str(checkpoints / ENCODER_FILE),
         pretrained_dynamics=str(checkpoints / DYNAMICS_FILE),
         iterations=budget.ppo_iterations,

@@ -59,8 +59,8 @@ class Args:
     output: Path = Path("bench/results/agent.md")
     """Where the markdown table is written."""
     reward_scale: float | None = None
-    """PPO's --reward-scale (None: the main job's). A seen-token head's scores span ~20x a one-frame
-    head's."""
+    """PPO's --reward-scale (None: the main job's for the checkpoints' reward: 1 for a one-frame
+    head, pipeline.EVENT_REWARD_SCALE for one with event features)."""
     curriculum_cells: bool = False
     """PPO's curriculum is Go-Explore's cell archive instead of new progress highs."""
     memory: int | None = None

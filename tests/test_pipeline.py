@@ -13,6 +13,7 @@ import pipeline
 from data import make_start_state
 from envs.games import EMUQUEST_ROM
 from models.checkpoint import load_checkpoint
+from models.reward import load_reward
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import agent  # noqa: E402  (bench/agent.py)
@@ -40,6 +41,10 @@ def test_quick_pipeline_runs_every_phase_and_writes_its_report(quick_run):
     for key in keys:
         assert isinstance(summary[key], float), key
     assert summary["ppo_sps"] > 0 and summary["env_only_sps"] > 0
+    # The reward reads the episode's seen tokens through event features, and PPO scales it to match.
+    reward = load_reward(out / "checkpoints" / "reward_vq.pkl")
+    assert reward.cfg.seen_tokens and reward.cfg.events == pipeline.QUICK.reward_events > 0
+    assert result["ppo_args"]["reward_scale"] == pipeline.EVENT_REWARD_SCALE
 
 
 def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path, monkeypatch):
