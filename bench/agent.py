@@ -3,7 +3,10 @@
     uv run python pipeline.py                      # once: speedruns, tokenizer, dynamics, reward
     uv run python bench/agent.py --checkpoints runs/pipeline/checkpoints
     uv run python bench/agent.py --checkpoints runs/pipeline/checkpoints --memory 0 \
-        --out-dir runs/bench_agent_no_memory --output bench/results/agent_no_memory.md   # the ablation
+        --out-dir runs/bench_agent_no_memory --output bench/results/agent_no_memory.md   # an ablation
+    uv run python pipeline.py --reward-events 0 --ppo-iterations 1 --out-dir runs/one_frame
+    uv run python bench/agent.py --checkpoints runs/one_frame/checkpoints \
+        --out-dir runs/bench_agent_one_frame --output bench/results/agent_one_frame_reward.md
 
 For each seed it runs the main job's PPO and evaluation (`pipeline.py --checkpoints`: the same
 sizes and settings) on the shared Phase 1-2 checkpoints; pipeline.py also times the envs alone
