@@ -180,7 +180,8 @@ class Args:
     """PPO's --memory: the width of the policy's GRU memory (None: the main job's 128; 0: none)."""
     reward_events: int | None = None
     """train_reward.py's --events: event features of the episode's seen tokens the reward reads
-    (None: the preset's 8; 0: a reward that reads one frame). With --checkpoints, their reward is used."""
+    (None: the preset's 8; 0: a reward that reads one frame). With --videos, which have no random-play
+    branches to rank it against, the reward reads one frame; with --checkpoints, theirs is used."""
     rom: Path | None = None
     """A user's Game Boy ROM for PPO and the evaluation (needs --videos of that game). None: EmuQuest."""
     videos: Path | None = None
@@ -299,6 +300,9 @@ def main(args: Args) -> dict:
             ),
         )["1b"]
         # Log-uniform pair gaps: PPO reads score deltas over a few steps, so local order matters most.
+        # Without random-play branches (a user's videos) there are no drift pairs, and a reward that reads
+        # the seen tokens without them pays for wandering (bench/wander_reward.py): it reads one frame.
+        events = budget.reward_events if branches is not None else 0
         reward = timed(
             "reward",
             durations,
@@ -310,9 +314,9 @@ def main(args: Args) -> dict:
                 pair_gaps="log",
                 eval_every=REWARD_EVAL_EVERY,
                 branches=branches,
-                seen_tokens=budget.reward_events > 0,
-                events=budget.reward_events,
-                drift_fraction=REWARD_DRIFT_FRACTION if budget.reward_events and branches else 0.0,
+                seen_tokens=events > 0,
+                events=events,
+                drift_fraction=REWARD_DRIFT_FRACTION if events else 0.0,
                 tokenizer=ckpt / TOKENIZER_FILE,
                 data=frames,
                 out_dir=ckpt,

@@ -123,6 +123,9 @@ def test_pipeline_from_a_users_rom_and_videos(quick_run, tmp_path):
     assert "| frames from videos | 3 videos at 15 fps |" in report and "cartridge EMUQUEST" in report
     summary = result["report"]
     assert summary["game"]["game"] == "emuquest" and summary["intro_done_rate"] == 1.0
+    # Videos have no random-play branches, so the reward reads one frame at PPO's plain scale.
+    assert not load_reward(tmp_path / "run" / "checkpoints" / "reward_vq.pkl").cfg.seen_tokens
+    assert result["ppo_args"]["reward_scale"] == 1.0
     policy = load_checkpoint(tmp_path / "run" / "ppo" / "policy_final.pkl", "policy")["config"]
     assert (tmp_path / "run" / "ppo" / policy["rom"]["path"]).resolve() == rom.resolve()
 
