@@ -35,7 +35,7 @@ import train_with_cnn_reward
 from data import extract_frames, make_speedruns
 from envs.games import EMUQUEST_ROM, detected, detected_line, profile_for_rom
 from envs.rom import RomError, check_rom
-from models.reward import load_reward
+from models.reward import reward_config
 from training.io import atomic_write
 from training.metrics import METRICS_FILE
 from training.paths import DYNAMICS_FILE, ENCODER_FILE, POLICY_FINAL_FILE, TOKENIZER_FILE, reward_file
@@ -300,9 +300,6 @@ def main(args: Args) -> dict:
             ),
         )["1b"]
         # Log-uniform pair gaps: PPO reads score deltas over a few steps, so local order matters most.
-        # Without random-play branches (a user's videos) there are no drift pairs, and a reward that reads
-        # the seen tokens without them pays for wandering (bench/wander_reward.py): it reads one frame.
-        events = budget.reward_events if branches is not None else 0
         reward = timed(
             "reward",
             durations,
@@ -314,9 +311,9 @@ def main(args: Args) -> dict:
                 pair_gaps="log",
                 eval_every=REWARD_EVAL_EVERY,
                 branches=branches,
-                seen_tokens=events > 0,
-                events=events,
-                drift_fraction=REWARD_DRIFT_FRACTION if events else 0.0,
+                seen_tokens=budget.reward_events > 0,
+                events=budget.reward_events,
+                drift_fraction=REWARD_DRIFT_FRACTION if budget.reward_events else 0.0,
                 tokenizer=ckpt / TOKENIZER_FILE,
                 data=frames,
                 out_dir=ckpt,
@@ -389,6 +386,10 @@ def budget_for(args: Args) -> Budget:
         if args.reward_events < 0:
             raise SystemExit("--reward-events must be >= 0")
         budget = dataclasses.replace(budget, reward_events=args.reward_events)
+    if args.videos is not None:
+        # Videos have no random-play branches, so no drift pairs, and a reward that reads the seen
+        # tokens without them pays for wandering (bench/wander_reward.py): it reads one frame.
+        budget = dataclasses.replace(budget, reward_events=0)
     return budget
 
 
@@ -398,7 +399,7 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
     reward = checkpoints / reward_file(REWARD_BACKBONE)
     if args.reward_scale is not None:
         overrides["reward_scale"] = args.reward_scale
-    elif reward.is_file() and load_reward(reward).cfg.events:
+    elif reward.is_file() and reward_config(reward).events:
         overrides["reward_scale"] = EVENT_REWARD_SCALE
     if args.curriculum_cells:
         overrides |= dict(curriculum_cells=True, curriculum_capacity=CELL_CAPACITY)

@@ -184,6 +184,11 @@ def reward_loss(model: RewardModel, earlier, later):
     return loss, {"loss": loss, "pairwise_accuracy": pairwise_accuracy(s_earlier, s_later)}
 
 
+def reward_config(path) -> RewardConfig:
+    """The RewardConfig of a 'reward' checkpoint, without building its model."""
+    return config_from_dict(RewardConfig, load_checkpoint(path, "reward")["config"])
+
+
 def load_reward(path) -> RewardModel:
     """A RewardModel rebuilt from a 'reward' checkpoint (either backbone)."""
     ckpt = load_checkpoint(path, "reward")
