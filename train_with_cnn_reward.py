@@ -147,6 +147,10 @@ class Args:
     """Probability that a reset loads a saved progress state instead of power-on."""
     curriculum_capacity: int = 32
     """Saved states kept in the curriculum pool (or cells in the archive)."""
+    curriculum_temperature: float = 1.0
+    """How the pool of new highs picks a reset's state: softmax over score / temperature, in the reward
+    model's score units. Low: nearly always the frontier; high: every stretch of the route saved so
+    far, which the pool keeps as a chain of ever higher states."""
     curriculum_cells: bool = False
     """Go-Explore's archive instead of new progress highs: a state is saved the first time the agent
     reaches a cell (the gray screen shrunk to 9x10 blocks in 8 levels, and the score's --cell-band), and
@@ -241,8 +245,8 @@ def check_args(args: Args):
         problems.append("--minutes must be >= 0 and --imagined-sample-steps >= 1")
     if args.memory < 0 or (args.memory and args.num_envs % args.num_minibatches):
         problems.append("--memory must be >= 0, and with memory --num-minibatches must divide --num-envs")
-    if args.curriculum_capacity < 1 or not args.cell_band > 0:
-        problems.append("--curriculum-capacity must be >= 1 and --cell-band > 0")
+    if args.curriculum_capacity < 1 or not args.cell_band > 0 or not args.curriculum_temperature > 0:
+        problems.append("--curriculum-capacity must be >= 1, --cell-band and --curriculum-temperature > 0")
     if problems:
         raise fail("; ".join(problems))
 
@@ -316,6 +320,7 @@ def main(args: Args) -> list[dict]:
         max_episode_steps=args.max_episode_steps,
         curriculum_prob=args.curriculum_prob,
         curriculum_capacity=args.curriculum_capacity,
+        curriculum_temperature=args.curriculum_temperature,
         cell_band=args.cell_band if args.curriculum_cells else None,
         memory=args.memory,
         seed=args.seed + 7919 * jax.process_index(),  # every process's envs play their own episodes

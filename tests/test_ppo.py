@@ -576,7 +576,8 @@ def test_a_seen_token_reward_reads_the_policys_tokens_and_resumes_exactly(
 
 def test_resume_restores_the_runs_settings_and_refuses_a_different_structure(reward_path, tmp_path, capsys):
     """Resuming without repeating the flags keeps the checkpoint's return filter, curriculum and envs;
-    changing the env count is refused with one line; changing a hyperparameter is printed."""
+    changing the env count is refused with one line; changing a hyperparameter is printed, and a new
+    curriculum temperature applies to the restored pool."""
     run = tmp_path / "run"
     straight = ppo.main(tiny_args(reward_path, run, iterations=2, save_every=1))
     assert straight[-1]["curriculum/pool_size"] > 0
@@ -594,8 +595,12 @@ def test_resume_restores_the_runs_settings_and_refuses_a_different_structure(rew
     ):
         ppo.main(dataclasses.replace(bare, num_envs=3))
     capsys.readouterr()
-    ppo.main(dataclasses.replace(bare, ent_coef=0.05, iterations=3))
-    assert "resume: --ent-coef 0.05 instead of the checkpoint's 0.01" in capsys.readouterr().out
+    ppo.main(dataclasses.replace(bare, ent_coef=0.05, curriculum_temperature=7.0, iterations=3))
+    out = capsys.readouterr().out
+    assert "resume: --ent-coef 0.05 instead of the checkpoint's 0.01" in out
+    # The restored pool keeps its states but is drawn at the resumed run's temperature.
+    pool = load_checkpoint(run / "policy_final.pkl", "policy")["train_state"]["runner"]["pool"]
+    assert pool["temperature"] == 7.0 and len(pool["states"]) > 0
 
 
 def test_resume_with_curriculum_replays_the_same_frames(reward_path, tmp_path):

@@ -320,8 +320,12 @@ class Runner:
                 p if isinstance(p, dict) else {"bag": p, "memory": None}
                 for p in pool.get("payloads", [None] * len(pool["states"]))
             ]
-            # VecGameBoy holds this object, so it is refilled in place.
+            # VecGameBoy holds this object, so it is refilled in place. A new-highs pool is drawn at
+            # this run's temperature, which --resume may change; an archive's is its fixed band.
+            temperature = self.pool.temperature
             vars(self.pool).update(vars(type(self.pool).from_dict(pool)))
+            if not self.cells:
+                self.pool.temperature = temperature
 
     def close(self):
         self.stepper.shutdown(wait=True)
@@ -344,6 +348,7 @@ def make_runner(
     curriculum_prob: float,
     curriculum_capacity: int,
     seed: int,
+    curriculum_temperature: float = 1.0,
     cell_band: float | None = None,
     memory: int = 0,
     grayscale: bool = False,
@@ -352,13 +357,14 @@ def make_runner(
 ) -> Runner:
     """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
     its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. With
-    `cell_band` the curriculum is a CellArchive of that band, else a CurriculumPool of new highs. `memory`
+    `cell_band` the curriculum is a CellArchive of that band, else a CurriculumPool of new highs drawn at
+    `curriculum_temperature`. `memory`
     is the width of the policy's memory each env carries. With
     `imagined`, that many of the envs are a WorldModelEnv instead, one group after the emulators'. A bad
     ROM, world model or env setting exits with one line."""
     pool = None
     if curriculum_prob > 0:
-        pool = CurriculumPool(curriculum_capacity)
+        pool = CurriculumPool(curriculum_capacity, curriculum_temperature)
         if cell_band is not None:
             pool = CellArchive(curriculum_capacity, cell_band)
     serial = num_workers == 0
