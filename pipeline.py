@@ -24,6 +24,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tyro
@@ -178,6 +179,10 @@ class Args:
     of states saved at new progress highs."""
     memory: int | None = None
     """PPO's --memory: the width of the policy's GRU memory (None: the main job's 128; 0: none)."""
+    curriculum_temperature: float | None = None
+    """PPO's --curriculum-temperature, in the reward's score units (None: the main job's)."""
+    progress_baseline: Literal["last", "best"] | None = None
+    """PPO's --progress-baseline (None: the main job's, best)."""
     reward_events: int | None = None
     """train_reward.py's --events: event features of the episode's seen tokens the reward reads
     (None: the preset's 8; 0: a reward that reads one frame). With --videos, which have no random-play
@@ -405,6 +410,10 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
         overrides |= dict(curriculum_cells=True, curriculum_capacity=CELL_CAPACITY)
     if args.memory is not None:
         overrides["memory"] = args.memory
+    if args.curriculum_temperature is not None:
+        overrides["curriculum_temperature"] = args.curriculum_temperature
+    if args.progress_baseline is not None:
+        overrides["progress_baseline"] = args.progress_baseline
     return train_with_cnn_reward.Args(
         rom=None if args.rom is None else str(args.rom),
         initial_state=None if args.initial_state is None else str(args.initial_state),

@@ -27,6 +27,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tyro
@@ -68,6 +69,10 @@ class Args:
     """PPO's curriculum is Go-Explore's cell archive instead of new progress highs."""
     memory: int | None = None
     """PPO's --memory: the width of the policy's GRU memory (None: the main job's; 0: none)."""
+    curriculum_temperature: float | None = None
+    """PPO's --curriculum-temperature (None: the main job's)."""
+    progress_baseline: Literal["last", "best"] | None = None
+    """PPO's --progress-baseline (None: the main job's)."""
     reuse: bool = False
     """Read a seed's finished run in --out-dir (report.json and the final policy) instead of running it
     again, when its policy was trained with exactly the PPO settings this bench would use: an interrupted
@@ -90,6 +95,8 @@ def pipeline_args(args: Args, seed: int, resume: Path | None = None) -> pipeline
         reward_scale=args.reward_scale,
         curriculum_cells=args.curriculum_cells,
         memory=args.memory,
+        curriculum_temperature=args.curriculum_temperature,
+        progress_baseline=args.progress_baseline,
     )
 
 
@@ -107,10 +114,11 @@ def finished_run(args: Args, seed: int) -> dict | None:
     budget = pipeline.budget_for(wanted_args)
     wanted = dataclasses.asdict(pipeline.ppo_args(budget, args.checkpoints, run_dir / "ppo", wanted_args))
     trained = load_checkpoint(policy, "policy")["config"]["args"]
+    defaults = dataclasses.asdict(train_with_cnn_reward.Args())  # for settings added after a run
     for name, value in wanted.items():
         if name in RUNTIME_SETTINGS:
             continue
-        theirs = trained.get(name)
+        theirs = trained.get(name, defaults[name])
         if name in train_with_cnn_reward.PATH_SETTINGS and value and theirs:
             value = Path(value).resolve()
             theirs = Path(path_from_checkpoint(theirs, policy.parent)).resolve()
@@ -149,11 +157,16 @@ def run_seed(args: Args, seed: int) -> dict:
 
 def markdown(rows: list[dict], args: Args) -> str:
     ppo, budget = rows[0]["ppo_args"], rows[0]["budget"]
+    curriculum = (
+        f"cell archive (band {ppo['cell_band']:g})"
+        if ppo["curriculum_cells"]
+        else f"new highs at temperature {ppo.get('curriculum_temperature', 1.0):g}"
+    )
     lines = [
         f"Agent benchmark, {datetime.date.today()}, {machine()}; PPO {ppo['iterations']} iterations x "
         f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, reward scale {ppo['reward_scale']:g}, "
-        f"curriculum {'cell archive' if ppo['curriculum_cells'] else 'new highs'}, "
-        f"memory {ppo['memory'] or 'none'}; "
+        f"curriculum {curriculum}, memory {ppo['memory'] or 'none'}, "
+        f"progress baseline {ppo['progress_baseline']}; "
         f"evaluation {budget['eval_episodes']} episodes x {budget['eval_steps']} steps; "
         f"checkpoints {args.checkpoints}"
         + (f"; continued from {args.resume_from}." if args.resume_from else "."),

@@ -60,21 +60,26 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
             reward_scale=0.5,
             curriculum_cells=True,
             memory=4,
+            curriculum_temperature=3.0,
+            progress_baseline="last",
         )
     )
     assert output.read_text() == table
     [row] = [line for line in table.splitlines() if line.startswith("| 3 |")]
     assert len(row.split("|")) == 12  # seed and the ten measures
     assert (tmp_path / "runs" / "seed_3" / "eval" / "trained_agent.gif").is_file()
-    # --reward-scale, --curriculum-cells and --memory reach PPO, and the table says what it ran with.
+    # The bench's PPO settings reach PPO, and the table says what it ran with.
     ran_with = load_checkpoint(tmp_path / "runs" / "seed_3" / "ppo" / "policy_final.pkl", "policy")["config"]
     assert (ran_with["args"]["reward_scale"], ran_with["args"]["curriculum_cells"]) == (0.5, True)
     assert ran_with["args"]["memory"] == ran_with["policy"]["memory"] == 4
-    assert "reward scale 0.5, curriculum cell archive, memory 4;" in table
+    ran = ran_with["args"]
+    assert (ran["curriculum_temperature"], ran["progress_baseline"]) == (3.0, "last")
+    assert "reward scale 0.5, curriculum cell archive (band 4), memory 4, progress baseline last;" in table
     # --reuse reads the finished seed back instead of training it again, but only at the same settings.
     bench = agent.Args(
         checkpoints=out / "checkpoints", seeds=(3,), quick=True, out_dir=tmp_path / "runs",
         output=tmp_path / "again.md", reward_scale=0.5, curriculum_cells=True, memory=4, reuse=True,
+        curriculum_temperature=3.0, progress_baseline="last",
     )  # fmt: skip
     monkeypatch.setattr(agent.pipeline, "main", lambda _: pytest.fail("a finished seed was trained again"))
     assert agent.main(bench) == table
