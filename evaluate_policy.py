@@ -22,11 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import tyro
-from flax import nnx
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
@@ -54,7 +51,7 @@ from training.paths import (
     locate_checkpoint,
     path_from_checkpoint,
 )
-from training.policy_io import load_policy
+from training.policy_io import load_policy, policy_chooser
 from training.ppo import CURVES
 from training.progress import ProgressReward, ProgressSettings, load_progress
 from training.rom_binding import bound_rom
@@ -259,29 +256,6 @@ def plot_training(metrics_path: Path, out_path: Path) -> Path | None:
     if not any(r.get("stage") == "ppo" for r in records):
         return None
     return plot_curves(out_path, records, CURVES, title=f"Training: {metrics_path}")
-
-
-def policy_chooser(model, greedy: bool, seed: int):
-    """choose_actions for `play`: the policy's actions, its memory carried from step to step."""
-    graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def act(state, frames, first, memory, key):
-        policy = nnx.merge(graphdef, state)
-        logits, _, memory = policy.step(policy.observe(frames), memory, first)
-        return (jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)), memory
-
-    key = jax.random.PRNGKey(seed)
-    memory = None
-
-    def choose(obs, t, first):
-        nonlocal memory
-        if memory is None:
-            memory = model.initial_memory(len(obs))
-        actions, memory = act(state, obs, first, memory, jax.random.fold_in(key, t))
-        return actions
-
-    return choose
 
 
 def main(args: Args) -> dict:

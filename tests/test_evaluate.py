@@ -8,6 +8,7 @@ from test_ppo import reward_path, tiny_args  # noqa: F401  (reward_path is a fix
 
 import evaluate_policy
 import train_with_cnn_reward as ppo
+from bench import door_scores
 from training.policy_io import load_policy
 from training.progress import ProgressReward
 
@@ -136,3 +137,23 @@ def test_bad_output_places_are_refused_before_any_episode(trained_run, tmp_path,
                 policy=policy, metrics=str(tmp_path / "missing.jsonl"), out_dir=str(tmp_path)
             )
         )
+
+
+def test_the_door_bench_plays_the_trained_policy_and_scores_it_with_its_reward(
+    trained_run,
+    reward_path,  # noqa: F811
+    tmp_path,
+):
+    """bench/door_scores.py end to end on a tiny run: the policy's own reward (found through its
+    checkpoint) scores its play, and the table is written."""
+    table = door_scores.main(
+        door_scores.Args(
+            policy=trained_run / "policy_final.pkl",
+            episodes=2,
+            steps=24,
+            num_workers=0,
+            output=tmp_path / "d.md",
+        )
+    )
+    assert (tmp_path / "d.md").read_text() == table
+    assert "| room entry |" in table and f"reward `{reward_path}`" in table

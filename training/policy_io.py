@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -193,3 +194,27 @@ def load_policy(path) -> tuple[nnx.Module, PolicyConfig, dict]:
     ckpt = load_checkpoint(path, "policy")
     model, cfg = policy_from_checkpoint(ckpt, str(path))
     return model, cfg, ckpt
+
+
+def policy_chooser(model, greedy: bool, seed: int):
+    """choose_actions(obs, t, first) -> actions (N,) for an evaluation loop: the policy's actions (sampled,
+    or its most likely with `greedy`), its memory carried from step to step and reset where `first`."""
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def act(state, frames, first, memory, key):
+        policy = nnx.merge(graphdef, state)
+        logits, _, memory = policy.step(policy.observe(frames), memory, first)
+        return (jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)), memory
+
+    key = jax.random.PRNGKey(seed)
+    memory = None
+
+    def choose(obs, t, first):
+        nonlocal memory
+        if memory is None:
+            memory = model.initial_memory(len(obs))
+        actions, memory = act(state, obs, first, memory, jax.random.fold_in(key, t))
+        return actions
+
+    return choose
