@@ -65,11 +65,6 @@ class Args:
     """Chance, per run and bystander (mom in the house, the sign in town), of talking to it on
     the way. Without these talks every text box in the runs comes with progress, and a reward
     model learns to overrate any text box, which PPO can then hold open."""
-    peek_prob: float = 0.5
-    """Chance, per run, of looking into the lab before the guide has sent the player there (a few
-    steps in, then out): the one room the route can reach out of its order. If every run shows the
-    lab only after the talk, a reward that reads the episode's seen tokens takes "has seen the lab"
-    for progress, and an agent that looks in early scores the town above the lab itself."""
     branch_every: int = 0
     """Branch off the run into random play every this many emulator frames, at the bot's
     next decision (0: no branches). Branch frames go to <out>/branches/run_XX/."""
@@ -110,7 +105,6 @@ def run_speedrun(
     branch_every: int = 0,
     branch_steps: int = 8,
     branch_pairing: BranchPairing = "same-moment",
-    peek_prob: float = 0.5,
 ) -> Speedrun:
     """Play one run from power-on to the end screen.
 
@@ -152,7 +146,6 @@ def run_speedrun(
         chat_prob,
         branch_every,
         branch_steps,
-        peek_prob,
     )
     try:
         bot.play()
@@ -227,7 +220,6 @@ def write_run(args: Args, index: int, pool: ThreadPoolExecutor) -> dict:
             args.branch_every,
             args.branch_steps,
             args.branch_pairing,
-            args.peek_prob,
         )
     finally:
         video.release()
@@ -276,10 +268,8 @@ def main(args: Args) -> None:
         raise SystemExit("make_speedruns.py: --num-runs, --frame-every and --max-idle-frames must be >= 1")
     if args.branch_every < 0 or args.branch_steps < 1:
         raise SystemExit("make_speedruns.py: --branch-every must be >= 0 and --branch-steps >= 1")
-    if not all(0 <= p <= 1 for p in (args.detour_prob, args.idle_prob, args.chat_prob, args.peek_prob)):
-        raise SystemExit(
-            "make_speedruns.py: --detour-prob, --idle-prob, --chat-prob and --peek-prob must lie in [0, 1]"
-        )
+    if not all(0 <= p <= 1 for p in (args.detour_prob, args.idle_prob, args.chat_prob)):
+        raise SystemExit("make_speedruns.py: --detour-prob, --idle-prob and --chat-prob must lie in [0, 1]")
     with ThreadPoolExecutor(2) as pool:
         bar = tqdm(range(args.num_runs), desc="speedruns", unit="run")
         for index in bar:

@@ -3,9 +3,9 @@
 The bot reads the game's RAM through the EmuQuest profile (mode, map, position, the 9x10
 tile-kind grid; envs/games.py, envs/roms/emuquest/RAM.md), path-finds with BFS to the next
 milestone's goal and fights or flees every wild battle. Seeded random detours, idle waits,
-extra grass walks, talks with bystanders (mom, the town sign) and a look into the lab before the
-guide has sent the player there make runs differ; every random choice comes from generators
-seeded by the run's seed, so a seed always plays the same run.
+extra grass walks and talks with bystanders (mom, the town sign) make runs differ; every
+random choice comes from generators seeded by the run's seed, so a seed always plays the
+same run.
 
 It can also branch off its run into random agent play (VecGameBoy's action set and timing)
 and restore the emulator state afterwards, so the run itself is unchanged.
@@ -51,7 +51,6 @@ class Bot:
         chat_prob: float = 0.0,
         branch_every: int = 0,
         branch_steps: int = 8,
-        peek_prob: float = 0.0,
     ):
         self.pyboy = PyBoy(str(rom), window="null", sound_emulated=False)
         self.memory = self.pyboy.memory
@@ -72,9 +71,6 @@ class Bot:
         self.battle_plan: tuple[bool, int] | None = None
         # Bystanders still to talk to in this run: map -> (tile kind, talk id).
         self.chats = {map_id: who for map_id, who in GAME.BYSTANDERS.items() if self.rng.random() < chat_prob}
-        # Whether this run looks into the lab before the guide's talk, the one room the route can reach
-        # out of its order. Drawn from its own generator, so runs that do not peek are unchanged.
-        self.peek_lab = bool(np.random.default_rng([seed, 2]).random() < peek_prob)
         # Branches draw from their own generator, so the run is the same with or without them.
         self.branch_rng = np.random.default_rng([seed, 1])
         self.branch_every, self.branch_steps = branch_every, branch_steps
@@ -138,14 +134,6 @@ class Bot:
         bits = self.memory[GAME.MILESTONES]
         if not bits & 0b10:
             return "map", (GAME.TOWN,)
-        if self.peek_lab and not bits & 0b100:
-            if here != GAME.LAB:
-                return "map", (GAME.LAB,)
-            # In: a few random steps, then on to the guide (out through the door).
-            self.peek_lab = False
-            self.detour = self.random_walk(
-                self.grid(), self.memory[GAME.X], self.memory[GAME.Y], int(self.rng.integers(2, 7))
-            )
         if not bits & 0b100:
             return "talk", GAME.GUIDE
         if not bits & 0b1000:
