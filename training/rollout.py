@@ -358,8 +358,7 @@ def make_runner(
     """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
     its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. With
     `cell_band` the curriculum is a CellArchive of that band, else a CurriculumPool of new highs drawn at
-    `curriculum_temperature`. `memory`
-    is the width of the policy's memory each env carries. With
+    `curriculum_temperature`. `memory` is the width of the policy's memory each env carries. With
     `imagined`, that many of the envs are a WorldModelEnv instead, one group after the emulators'. A bad
     ROM, world model or env setting exits with one line."""
     pool = None
