@@ -47,7 +47,7 @@ from data.frames import ConcatenatedFrames, load_branches
 from models.build import build
 from models.checkpoint import CheckpointError, params_of, restore_params, save_checkpoint
 from models.presets import RESNET_SIZES
-from models.reward import RewardConfig, RewardModel, mark_seen, reward_loss
+from models.reward import RewardConfig, RewardModel, reward_loss
 from models.sharding import process_rows, shard_local
 from models.vqvae import load_encoder
 from training.cli import dtype_flag, fail
@@ -57,13 +57,7 @@ from training.interrupt import StopRequest
 from training.metrics import Curves, MetricsLog, Panel
 from training.out_dir import OutDir
 from training.paths import REWARD_DIR, TOKENIZER_FILE, find_checkpoint, reward_file
-from training.ranking import (
-    branch_pairs,
-    foresight_partners,
-    mix_in_branches,
-    ranking_metrics,
-    seen_token_bags,
-)
+from training.ranking import branch_pairs, mix_in_branches, ranking_metrics, seen_token_bags
 from training.steps import (
     NonFiniteGuard,
     count_params,
@@ -120,11 +114,6 @@ class Args:
     """With --branches: the share of branch pairs that rank a branch frame below an earlier frame
     of its own trajectory instead of the run's frame (D-REX: the more random play, the lower), so
     that wandering cannot raise a score that reads the episode's seen tokens."""
-    foresight_fraction: float = 0.0
-    """With --seen-tokens: the share of order pairs whose earlier frame's bag also holds the tokens of
-    one frame further along its run than the later frame, so that having seen a room before its time
-    (as an agent that looks around does) scores no further along. The runs show every room only in its
-    turn, so without these the reward takes the sight of a later room for the progress it comes with."""
     holdout_run: str = "-1"
     """Run used only for evaluation (name or index; -1 = last)."""
     out_dir: str = str(REWARD_DIR)
@@ -193,10 +182,6 @@ def main(args: Args) -> dict:
         print("note: --tokenizer is read by the vq backbone only; the resnet34 backbone reads pixels")
     if not 0 < args.branch_fraction < 1:
         raise fail(f"--branch-fraction must lie in (0, 1), got {args.branch_fraction}")
-    if not 0 <= args.foresight_fraction <= 1 or (args.foresight_fraction and not args.seen_tokens):
-        raise fail(
-            f"--foresight-fraction {args.foresight_fraction}: needs --seen-tokens and must lie in [0, 1]"
-        )
     if not 0 <= args.drift_fraction <= 1:
         raise fail(f"--drift-fraction must lie in [0, 1], got {args.drift_fraction}")
     dtype = dtype_flag(args.dtype)
@@ -277,15 +262,7 @@ def main(args: Args) -> dict:
     )
     if args.seen_tokens:
         observations = (observations, seen_token_bags(observations, data, branches, model.cfg.bag_size))
-        shown = np.zeros_like(observations[1])  # (N, vocab): each frame's own tokens
-        mark_seen(shown, np.asarray(observations[0]))
     take = lambda indices: jax.tree.map(lambda x: x[indices], observations)  # noqa: E731
-
-    def take_earlier(indices, partners):  # with the partners' tokens in the bags (foresight pairs)
-        if not args.foresight_fraction:
-            return take(indices)
-        tokens, bags = take(indices)
-        return tokens, np.where((partners >= 0)[:, None], bags | shown[partners], bags)
 
     out_path = out.local / reward_file(backbone)
     print(
@@ -318,14 +295,9 @@ def main(args: Args) -> dict:
                 train_idx,
                 args.pair_gaps,
             )
-            partners = np.full(len(earlier), -1)
-            if args.foresight_fraction:  # drawn only then, so runs without it sample as before
-                partners = foresight_partners(earlier, later, data, rng, args.foresight_fraction)
             if branches is not None:
                 branch = rng.choice(train_branches, size=(steps_per_epoch, branch_pairs_per_batch))
                 low, high = branch_pairs(branch, branches, len(data), rng, args.drift_fraction)
-                no_partner = np.full_like(low, -1)
-                partners, _ = mix_in_branches(partners, partners, no_partner, no_partner)
                 earlier, later = mix_in_branches(earlier, later, low, high)
             sums, started = {"loss": 0.0, "pairwise_accuracy": 0.0}, time.perf_counter()
             for i in tqdm(
@@ -333,7 +305,7 @@ def main(args: Args) -> dict:
             ):
                 batch = slice(i * batch_size, (i + 1) * batch_size)
                 rows = process_rows(batch_size)  # this process's share of the pairs
-                pair = (take_earlier(earlier[batch][rows], partners[batch][rows]), take(later[batch][rows]))
+                pair = (take(earlier[batch][rows]), take(later[batch][rows]))
                 step = epoch * steps_per_epoch + i
                 state, metrics = train_step(state, shard_local(pair), jax.random.fold_in(base_key, step))
                 guard.update(metrics["finite"], step)

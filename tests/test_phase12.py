@@ -28,14 +28,7 @@ from models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from models.reward import load_reward  # noqa: E402
 from models.transformer import load_dynamics  # noqa: E402
 from models.vqvae import load_encoder, load_tokenizer  # noqa: E402
-from training.ranking import (  # noqa: E402
-    branch_pairs,
-    foresight_partners,
-    mix_in_branches,
-    ranking_metrics,
-    seen_token_bags,
-    spearman,
-)
+from training.ranking import branch_pairs, mix_in_branches, ranking_metrics, seen_token_bags, spearman  # noqa: E402
 
 TINY = dict(size="tiny", batch_size=16, seed=0)
 
@@ -166,9 +159,9 @@ def test_vq_reward_ranks_branches(phase1, speedrun_frames):
         train_reward.main(dataclasses.replace(args, branches=out / "missing"))
 
 
-@pytest.mark.parametrize("events, drift_fraction, foresight_fraction", [(0, 0.0, 0.0), (4, 0.5, 0.5)])
+@pytest.mark.parametrize("events, drift_fraction", [(0, 0.0), (4, 0.5)])
 def test_seen_token_reward_trains_on_bags_and_scores_them_standalone(
-    phase1, speedrun_frames, events, drift_fraction, foresight_fraction
+    phase1, speedrun_frames, events, drift_fraction
 ):
     out, _, _ = phase1
     args = train_reward.Args(
@@ -178,7 +171,6 @@ def test_seen_token_reward_trains_on_bags_and_scores_them_standalone(
         seen_tokens=True,
         events=events,
         drift_fraction=drift_fraction,
-        foresight_fraction=foresight_fraction,
         epochs=1,
         pairs_per_epoch=64,
         out_dir=out / f"bags_{events}",
@@ -211,10 +203,6 @@ def test_seen_token_reward_trains_on_bags_and_scores_them_standalone(
         train_reward.main(dataclasses.replace(args, events=4, seen_tokens=False))
     with pytest.raises(SystemExit, match="--drift-fraction"):
         train_reward.main(dataclasses.replace(args, drift_fraction=1.5))
-    with pytest.raises(SystemExit, match="--foresight-fraction 1.5"):
-        train_reward.main(dataclasses.replace(args, foresight_fraction=1.5))
-    with pytest.raises(SystemExit, match="--foresight-fraction 0.5: needs --seen-tokens"):
-        train_reward.main(dataclasses.replace(args, foresight_fraction=0.5, seen_tokens=False, events=0))
 
 
 def test_eval_every_evaluates_at_its_epochs_and_the_last_and_changes_no_weights(phase1, speedrun_frames):
@@ -264,25 +252,6 @@ def test_drift_pairs_rank_a_branch_frame_below_its_own_past():
         assert set(high[branch == b]) == past
     _, half = branch_pairs(branch, branches, 20, np.random.default_rng(0), drift_fraction=0.5)
     assert 0.4 < np.mean(half == branches.below[branch]) < 0.6
-
-
-def test_foresight_partners_are_frames_of_the_later_frames_run_further_along():
-    # Run 0 is dataset indices 0..4 (frames 0..4), run 1 indices 5..7 (frames 0..2), stored out of order.
-    data = SimpleNamespace(
-        run_id=np.array([0, 0, 0, 0, 0, 1, 1, 1]),
-        frame_index=np.array([0, 1, 2, 3, 4, 2, 0, 1]),
-        run_indices=lambda run: np.flatnonzero(np.array([0, 0, 0, 0, 0, 1, 1, 1]) == run),
-    )
-    earlier, later = np.array([0, 1, 6, 0]), np.array([2, 3, 7, 4])
-    partners = np.stack(
-        [foresight_partners(earlier, later, data, np.random.default_rng(seed), 1.0) for seed in range(200)]
-    )
-    assert set(partners[:, 0]) == {3, 4} and set(partners[:, 1]) == {4}  # further than frames 2, 3
-    assert set(partners[:, 2]) == {5}  # run 1's frame 2, past its frame 1
-    assert set(partners[:, 3]) == {-1}  # nothing is further than a run's last frame
-    some = foresight_partners(np.zeros(1000, int), np.ones(1000, int), data, np.random.default_rng(0), 0.5)
-    assert 0.45 < np.mean(some >= 0) < 0.55 and set(some) == {-1, 2, 3, 4}
-    assert (foresight_partners(earlier, later, data, np.random.default_rng(0), 0.0) == -1).all()
 
 
 def test_ranking_metrics_by_hand():

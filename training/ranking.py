@@ -57,25 +57,6 @@ def branch_pairs(
     return low, high
 
 
-def foresight_partners(
-    earlier: np.ndarray, later: np.ndarray, data: FramesDataset, rng: np.random.Generator, fraction: float
-) -> np.ndarray:
-    """For order pairs (earlier, later) of run frames (dataset indices), a `fraction` of them get a
-    partner: a frame of the same run further along than `later`, whose tokens join the earlier frame's
-    bag (train_reward.py --foresight-fraction). Having seen a room before its time, as an agent that
-    looks around does, must not put a frame further along the route than the frames that follow it;
-    in the runs every room shows only in its turn, so the reward would otherwise take the sight of a
-    later room for the progress that comes with it. Returns (len(earlier),) partner indices, -1 for
-    pairs without one (and where `later` is its run's last frame)."""
-    partners = np.full(len(earlier), -1)
-    for row in np.flatnonzero(rng.random(len(earlier)) < fraction):
-        run = data.run_indices(data.run_id[later[row]])
-        further = run[data.frame_index[run] > data.frame_index[later[row]]]
-        if len(further):
-            partners[row] = further[rng.integers(len(further))]
-    return partners
-
-
 def mix_in_branches(
     earlier: np.ndarray, later: np.ndarray, low: np.ndarray, high: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
