@@ -32,11 +32,10 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from bench.tables import machine
+from bench.tables import machine, publish
 from envs.games import EMUQUEST_ROM, EmuQuest
 from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
-from training.io import atomic_write
 from training.paths import path_from_checkpoint
 from training.policy_io import load_policy, policy_chooser
 from training.progress import ProgressReward, ProgressSettings, load_progress
@@ -96,7 +95,7 @@ def play(args: Args, model, trained: dict, progress: ProgressReward):
             first = terminated | truncated
             # An ended episode is scored on its last frame, not its successor's first; its env plays
             # on, but from the next step its columns repeat this one.
-            shown = obs.copy()
+            shown = obs.copy() if first.any() else obs
             for env_id in np.flatnonzero(first):
                 shown[env_id] = info["final_obs"][env_id]
             scores[t] = progress(shown, np.zeros(args.episodes, bool))[1]
@@ -163,7 +162,8 @@ def main(args: Args) -> str:
         f"| {row['visit']:+.2f} | {row['steps']:.1f} | {row['new milestone']} |"
         for (a, b, m), row in sorted(entries.items(), key=lambda item: (item[0][2], -item[1]["entries"]))
     ]
-    table = "\n".join(
+    return publish(
+        args.output,
         [
             f"# Does the reward pay at the doors? (`bench/door_scores.py`), {datetime.date.today()}, "
             f"{machine()}",
@@ -178,11 +178,8 @@ def main(args: Args) -> str:
             "|---|---|---|---|---|---|---|",
             *rows,
             "",
-        ]
+        ],
     )
-    print(table)
-    atomic_write(args.output, table)
-    return table
 
 
 if __name__ == "__main__":

@@ -35,14 +35,13 @@ import tyro
 from flax import nnx
 from tqdm import tqdm
 
-from bench.tables import machine
+from bench.tables import machine, publish
 from data.frames import Branches, FramesDataset, load_branches
 from models.build import build
 from models.checkpoint import CheckpointError
 from models.reward import VQRewardHead, bradley_terry_loss
 from models.vqvae import load_encoder
 from training.data import map_batches
-from training.io import atomic_write
 from training.ranking import branch_pairs, mix_in_branches, ranking_metrics, seen_token_bags
 from training.steps import make_optimizer
 
@@ -234,7 +233,8 @@ def main(args: Args) -> str:
                 f"| {(text.mean() - before.max()) / spread:+.3f} | {np.mean(text > before.max()):.0%} "
                 f"| {(after.mean() - before.mean()) / spread:+.3f} | {np.mean(wander > text.mean()):.0%} |"
             )
-    table = "\n".join(
+    return publish(
+        args.output,
         [
             f"# A reward head with a bag of seen tokens (`bench/history_reward.py`), {datetime.date.today()}",
             "",
@@ -255,11 +255,8 @@ def main(args: Args) -> str:
             "|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-        ]
+        ],
     )
-    print(table)
-    atomic_write(args.output, table)
-    return table
 
 
 if __name__ == "__main__":

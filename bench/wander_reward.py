@@ -36,12 +36,11 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from bench.tables import machine
+from bench.tables import machine, publish
 from envs.games import EMUQUEST_ROM, EmuQuest
 from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
 from models.reward import load_reward
-from training.io import atomic_write
 from training.progress import LearnedProgress, ProgressReward, ProgressSettings
 
 INTRO_DONE, LEFT_HOUSE = 1, 2  # EmuQuest's ordered milestone counts: in the house, then in town
@@ -164,7 +163,8 @@ def main(args: Args) -> str:
             f"| {house['in_house']} / {house['left']} | {house['rise']:+.2f} | {house['leaving']:+.2f} "
             f"| {again['drift'] / house['leaving']:+.2f} |"
         )
-    table = "\n".join(
+    return publish(
+        args.output,
         [
             f"# Does the reward pay for wandering? (`bench/wander_reward.py`), {datetime.date.today()}, "
             f"{machine()}",
@@ -182,11 +182,8 @@ def main(args: Args) -> str:
             "|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-        ]
+        ],
     )
-    print(table)
-    atomic_write(args.output, table)
-    return table
 
 
 if __name__ == "__main__":
