@@ -68,6 +68,7 @@ from training.progress import ProgressSettings, load_progress
 from training.resume import settings_on_resume
 from training.rollout import ImaginedEnvs, Runner, make_runner
 from training.rom_binding import bound_rom, rom_record
+from training.route import load_routes
 from training.token_cache import TokenCache
 
 
@@ -123,6 +124,17 @@ class Args:
     delta). best: the episode's best score so far, credited only when beaten, so a detour through
     lower-scored states costs nothing. With last, leaving a state the reward model overrates (an
     open dialogue box, say) is a negative reward, which can hold the agent there."""
+    route_frames: str | None = None
+    """Speedrun frames (<dir>/<run>/*.png, e.g. the main job's speedruns/frames): score each episode by
+    the reward model's score of the furthest speedrun frame it has matched in order, instead of its
+    own frames (training/route.py). Needs a reward with the VQ backbone."""
+    route_window: int = ProgressSettings.route_window
+    """With --route-frames: a frame is matched against this many frames of each run after the last
+    match (30 saved frames at every 4th emulator frame are 4 env steps), so no stretch of the run that
+    long can be skipped by looking ahead."""
+    route_tolerance: int = ProgressSettings.route_tolerance
+    """With --route-frames: tokens (of the 9x10 grid) a frame may differ from a run's frame by and still
+    match it. A step of the player changes 2, so 1 means the same place."""
     gamma: float = 0.99
     """Discount."""
     gae_lambda: float = 0.95
@@ -247,6 +259,10 @@ def check_args(args: Args):
         problems.append("--memory must be >= 0, and with memory --num-minibatches must divide --num-envs")
     if args.curriculum_capacity < 1 or not args.cell_band > 0 or not args.curriculum_temperature > 0:
         problems.append("--curriculum-capacity must be >= 1, --cell-band and --curriculum-temperature > 0")
+    if args.route_frames is not None and not Path(args.route_frames).is_dir():
+        problems.append(f"--route-frames {args.route_frames} is not a folder")
+    if args.route_window < 1 or args.route_tolerance < 0:
+        problems.append("--route-window must be >= 1 and --route-tolerance >= 0")
     if problems:
         raise fail("; ".join(problems))
 
@@ -264,11 +280,12 @@ FIXED_ON_RESUME = frozenset({
     "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "policy", "finetune_encoder",
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
-    "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory",
+    "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory", "route_frames",
 })  # fmt: skip
 # Settings that name files: a checkpoint stores them relative to its own folder.
 PATH_SETTINGS = (
     "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "rom", "initial_state", "world_model",
+    "route_frames",
 )  # fmt: skip
 
 
@@ -296,8 +313,20 @@ def main(args: Args) -> list[dict]:
     args = dataclasses.replace(args, reward_model=str(reward_model))  # the checkpoint records the file found
     progress = load_progress(local_checkpoint(reward_model, "--reward-model"))
     settings = ProgressSettings(
-        args.reward_interval, args.time_penalty, args.reward_scale, args.progress_baseline
+        args.reward_interval,
+        args.time_penalty,
+        args.reward_scale,
+        args.progress_baseline,
+        args.route_window,
+        args.route_tolerance,
     )
+    routes = None
+    if args.route_frames:
+        try:
+            routes = load_routes(args.route_frames, progress)
+        except (ValueError, FileNotFoundError) as err:
+            raise fail(f"--route-frames: {err}") from None
+        print(f"route: {len(routes)} runs, {sum(len(route.scores) for route in routes)} frames")
     imagined = None
     if args.world_model:
         world_model = locate_checkpoint(args.world_model, "--world-model", WORLD_MODEL_DIR)
@@ -327,6 +356,7 @@ def main(args: Args) -> list[dict]:
         grayscale=args.observation == "gray",
         worker_timeout_s=args.worker_timeout,
         imagined=imagined,
+        routes=routes,
     )
     print(detected_line(runner.detected))
     try:
@@ -339,9 +369,12 @@ def main(args: Args) -> list[dict]:
 
 
 def same_setting(name: str, mine, theirs) -> bool:
-    """Two values of a setting agree; checkpoint paths agree when they name the same file."""
+    """Two values of a setting agree; checkpoint paths agree when they name the same file, route
+    frames when they name the same folder."""
     if name in ("reward_model", "pretrained_tokenizer", "pretrained_dynamics") and mine and theirs:
         return Path(mine).resolve() == Path(theirs).resolve() or Path(mine).name == Path(theirs).name
+    if name == "route_frames" and mine and theirs:
+        return Path(mine).resolve() == Path(theirs).resolve()
     return mine == theirs
 
 

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 import train_with_cnn_reward as ppo
 from training.entropy_watch import EntropyWatch
@@ -307,7 +308,8 @@ def test_bags_see_every_step_restart_on_done_and_start_from_curriculum_bags():
     # Env 1's episode ends and it restarts on a curriculum state whose bag holds {5, 6}.
     curriculum_bag = np.zeros(8, np.uint8)
     curriculum_bag[[5, 6]] = 1
-    rewards, scores = progress(np.array([[2], [0]]), np.array([False, True]), start_bags={1: curriculum_bag})
+    start_states = {1: {"bag": curriculum_bag, "memory": None}}
+    rewards, scores = progress(np.array([[2], [0]]), np.array([False, True]), start_states=start_states)
     assert (
         seen() == [{0, 1, 2}, {0, 5, 6}] and list(scores) == [3, 3] and list(rewards) == [0, 0]
     )  # baselines
@@ -316,14 +318,14 @@ def test_bags_see_every_step_restart_on_done_and_start_from_curriculum_bags():
     rewards, scores = progress(np.array([[4], [4]]), no)
     # Env 0 gains over its baseline; env 1's new episode has its first scored frame, a baseline.
     assert seen() == [{0, 1, 2, 4, 7}, {0, 4, 5, 6, 7}] and list(rewards) == [5 - 3, 0]
-    bag = progress.bag(0)
+    bag = progress.episode_state(0)["bag"]
     bag[:] = 0
-    assert seen()[0] == {0, 1, 2, 4, 7}  # bag() is a copy
+    assert seen()[0] == {0, 1, 2, 4, 7}  # episode_state() copies
     again = ProgressReward(TokensAreFrames(), 2, ProgressSettings(interval=2, time_penalty=0.0))
     again.load_state_dict(progress.state_dict())
     np.testing.assert_array_equal(again.bags, progress.bags)
     assert (
-        ProgressReward(ScoreOfFrame(lambda f: f), 2, ProgressSettings(1, 0.0)).bag(0) is None
+        ProgressReward(ScoreOfFrame(lambda f: f), 2, ProgressSettings(1, 0.0)).episode_state(0)["bag"] is None
     )  # one-frame rewards keep none
 
 
@@ -341,7 +343,7 @@ def test_curriculum_saves_new_highs_and_resets_from_them(learned):
         memory = group.memory  # (3, 0): a memoryless policy
         [(state, score, payload, key)] = runner._new_high(group, scores, memory)
         assert score == 2.0 and key is None
-        assert payload == {"bag": None, "memory": None}  # a one-frame reward and policy keep neither
+        assert payload == {"bag": None, "route": None, "memory": None}  # a one-frame reward keeps none
         assert runner._new_high(group, scores - 1.0, memory) == []  # not a new high: nothing saved
         [(_, higher, _, _)] = runner._new_high(group, np.array([0.0, 0.0, 3.0], np.float32), memory)
         assert higher == 3.0
@@ -731,3 +733,30 @@ def test_the_reward_on_the_policys_tokens_is_the_reward_on_its_frames(bag_reward
     np.testing.assert_array_equal(
         learned.score(gray), learned.score(frames)
     )  # a gray palette: the same frame
+
+
+def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_reward, tmp_path):
+    """PPO with --route-frames: the route is a run of the game's own frames (random play from power-on,
+    with PPO's env settings), the envs move along it, curriculum states keep their positions, and a
+    resumed run continues exactly."""
+    encoder, reward, _ = bag_reward
+    run = tmp_path / "frames" / "run_00"
+    run.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    with tiny_env(max_steps=100) as env:
+        frames, _ = env.reset(seed=0)
+        for t in range(24):
+            Image.fromarray(frames[0]).save(run / f"{t:06d}.png")
+            frames, *_ = env.step(rng.integers(0, env.num_actions, env.num_envs))
+    settings = dict(pretrained_tokenizer=str(encoder), route_frames=str(tmp_path / "frames"), route_window=4,
+                    iterations=4, save_every=2, env_groups=2)  # fmt: skip
+    straight = ppo.main(tiny_args(reward, tmp_path / "run", **settings))
+    runner = load_checkpoint(tmp_path / "run" / "policy_2.pkl", "policy")["train_state"]["runner"]
+    assert all(progress["route"].shape == (1, 1) for progress in runner["progress"])  # 1 env x 1 run
+    positions = [payload["route"] for payload in runner["pool"]["payloads"]]
+    assert positions and all(p.shape == (1,) for p in positions) and max(int(p[0]) for p in positions) > 0
+    checkpoint = str(tmp_path / "run" / "policy_2.pkl")
+    resumed = ppo.main(tiny_args(reward, tmp_path / "run", resume=checkpoint, **settings))
+    assert deterministic(resumed) == deterministic(straight[2:])
+    with pytest.raises(SystemExit, match="--route-frames .* is not a folder"):
+        ppo.main(tiny_args(reward, tmp_path / "bad", route_frames=str(tmp_path / "nowhere")))

@@ -14,7 +14,9 @@ rewarded.
 
 A reward model trained with --seen-tokens also reads each episode's bag of seen tokens. Each env's
 bag is updated every env step (a text box may be up for fewer steps than the interval), from the
-policy's own tokens when the policy sees frames through the reward's encoder.
+policy's own tokens when the policy sees frames through the reward's encoder. With routes
+(training/route.py) the score is instead that of the furthest speedrun frame the episode has matched
+in order, and the route positions are what each env carries.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from flax import nnx
 from models.checkpoint import CheckpointError, params_of
 from models.reward import RewardModel, load_reward, mark_seen
 from models.vqvae import gray_encoder
+from training.route import Route, RouteTracker
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class ProgressSettings:
     """Multiplies the progress delta (the reward model's scores have no fixed unit)."""
     baseline: str = "last"
     """"last": R(now) - R(last scored frame); "best": gains over the episode's best score so far."""
+    route_window: int = 30
+    """With routes: a frame is matched against this many frames of each run after the last match."""
+    route_tolerance: int = 1
+    """With routes: tokens (of 90) a frame may differ from a run's frame and still match it."""
 
 
 class LearnedProgress:
@@ -102,12 +109,19 @@ class ProgressReward:
     the last scored frame ("last"), or the episode's best R so far with gains clipped at 0 ("best").
 
     `model` is a LearnedProgress (or anything with its `bag_size` and `score`, and for bags
-    `tokens` and `score_tokens`). With bags, each env's bag of seen tokens takes every frame.
+    `tokens` and `score_tokens`). With bags, each env's bag of seen tokens takes every frame; with
+    `routes`, each env's route positions take every frame and the score is the route's.
     Each episode's first scored frame sets its env's baseline and earns nothing; the reset frame
     itself never does, since after power-on it is a blank screen the reward model has barely seen
     and scores arbitrarily. Its state is plain data for checkpoints."""
 
-    def __init__(self, model, num_envs: int, settings: ProgressSettings = ProgressSettings()):
+    def __init__(
+        self,
+        model,
+        num_envs: int,
+        settings: ProgressSettings = ProgressSettings(),
+        routes: list[Route] | None = None,
+    ):
         if settings.baseline not in ("last", "best"):
             raise ValueError(f'progress baseline must be "last" or "best", got {settings.baseline!r}')
         self.model = model
@@ -119,49 +133,70 @@ class ProgressReward:
             num_envs, np.nan, np.float32
         )  # per env: last scored R, or episode best; NaN: none yet
         self.steps = 0  # env steps taken since training started
-        self.bags = np.zeros((num_envs, model.bag_size), np.uint8)  # per env: tokens seen this episode
+        self.route = None
+        if routes:
+            self.route = RouteTracker(routes, num_envs, settings.route_window, settings.route_tolerance)
+        bag_size = 0 if self.route else model.bag_size  # a route's scores come with their run's history
+        self.bags = np.zeros((num_envs, bag_size), np.uint8)  # per env: tokens seen this episode
 
-    def start(self, obs, start_bags: dict[int, np.ndarray] | None = None):
+    def start(self, obs, start_states: dict[int, dict] | None = None):
         """New episodes in every env (after `env.reset`), showing `obs`: forget every baseline (the
-        next scored frame sets it) and bag; `start_bags` {env: bag} for envs on curriculum states."""
+        next scored frame sets it), bag and route position; `start_states` {env: episode_state} for
+        envs on curriculum states."""
         self.baseline = np.full_like(self.baseline, np.nan)
         self.bags[:] = 0
-        self._see(obs, None, np.ones(len(self.bags), bool), start_bags or {})
+        self._see(obs, None, np.ones(len(self.bags), bool), start_states or {})
 
-    def _see(self, obs, tokens, restarted, start_bags):
-        """Adds the frames' tokens to the bags (restarted envs start from empty or `start_bags`);
-        returns the tokens (as given, without bags)."""
-        if not self.model.bag_size:
+    def _see(self, obs, tokens, restarted, start_states):
+        """Adds the frames' tokens to the bags, or moves the envs along the routes (restarted envs
+        start from empty or power-on, or `start_states`); returns the tokens (as given, or None)."""
+        if not self.bags.shape[1] and self.route is None:
+            return tokens
+        tokens = self.model.tokens(obs) if tokens is None else np.asarray(tokens)
+        if self.route is not None:
+            positions = {env: state.get("route") for env, state in start_states.items()}
+            positions = {env: at for env, at in positions.items() if at is not None}
+            self.route.restart(restarted, positions)
+            self.route.advance(tokens)
             return tokens
         self.bags[restarted] = 0
-        for env, bag in start_bags.items():
-            if bag is not None:
-                self.bags[env] = bag
-        tokens = self.model.tokens(obs) if tokens is None else np.asarray(tokens)
+        for env, state in start_states.items():
+            if state.get("bag") is not None:
+                self.bags[env] = state["bag"]
         mark_seen(self.bags, tokens)
         return tokens
 
-    def bag(self, env: int) -> np.ndarray | None:
-        """A copy of env's bag of seen tokens (None when the model reads one frame)."""
-        return self.bags[env].copy() if self.model.bag_size else None
+    def episode_state(self, env: int) -> dict:
+        """What env's episode has built up that a curriculum state must restore: copies of its bag of
+        seen tokens and its route positions (None where the reward keeps none)."""
+        return {
+            "bag": self.bags[env].copy() if self.bags.shape[1] else None,
+            "route": None if self.route is None else self.route.positions[env].copy(),
+        }
 
-    def __call__(self, obs, dones, tokens=None, start_bags: dict[int, np.ndarray] | None = None):
+    def score(self, obs, tokens=None) -> np.ndarray:
+        """(N,) the reward model's scores of the envs' current frames `obs`, with their histories."""
+        if self.route is not None:
+            return self.route.scores()
+        if self.bags.shape[1]:
+            tokens = self.model.tokens(obs) if tokens is None else tokens
+            return self.model.score_tokens(tokens, self.bags)
+        if tokens is not None and self.model.reads_tokens:  # the policy's tokens: no second encoder pass
+            return self.model.score_tokens(tokens)
+        return self.model.score(obs)
+
+    def __call__(self, obs, dones, tokens=None, start_states: dict[int, dict] | None = None):
         """Reward for the step that produced `obs` (with `dones` true where an episode ended and `obs`
         is already the next episode's first frame). `tokens`: the frames' tokens under the reward's
-        own encoder, if the caller has them; `start_bags` {env: bag} for done envs that restarted on a
-        curriculum state. Returns (rewards (N,), scores (N,) on scored steps else None)."""
+        own encoder, if the caller has them; `start_states` {env: episode_state} for done envs that
+        restarted on a curriculum state. Returns (rewards (N,), scores (N,) on scored steps else None)."""
         self.steps += 1
-        tokens = self._see(obs, tokens, dones, start_bags or {})
+        tokens = self._see(obs, tokens, dones, start_states or {})
         rewards = np.full(dones.shape, -self.time_penalty, np.float32)
         if self.steps % self.interval:
             self.baseline[dones] = np.nan
             return rewards, None
-        if self.model.bag_size:
-            scores = self.model.score_tokens(tokens, self.bags)
-        elif tokens is not None and self.model.reads_tokens:  # the policy's tokens: no second encoder pass
-            scores = self.model.score_tokens(tokens)
-        else:
-            scores = self.model.score(obs)
+        scores = self.score(obs, tokens)
         known = ~np.isnan(self.baseline) & ~dones
         gain = np.where(known, scores - self.baseline, 0.0)
         if self.from_best:
@@ -174,13 +209,20 @@ class ProgressReward:
         return rewards, scores
 
     def state_dict(self) -> dict:
-        return {"baseline": self.baseline.copy(), "steps": self.steps, "bags": self.bags.copy()}
+        return {
+            "baseline": self.baseline.copy(),
+            "steps": self.steps,
+            "bags": self.bags.copy(),
+            "route": None if self.route is None else self.route.positions.copy(),
+        }
 
     def load_state_dict(self, state: dict):
         self.baseline = np.asarray(state["baseline"], np.float32).copy()
         self.steps = int(state["steps"])
         if state.get("bags") is not None:
             self.bags = np.asarray(state["bags"], np.uint8).copy()
+        if self.route is not None and state.get("route") is not None:
+            self.route.positions = np.asarray(state["route"], np.int32).copy()
 
 
 def load_progress(path: str) -> LearnedProgress:

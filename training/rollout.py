@@ -2,9 +2,9 @@
 progress reward, curriculum candidates, each env's policy memory and episode statistics, all
 resumable as plain data.
 
-A curriculum state's payload is {"bag": the reward's bag of seen tokens or None, "memory": the
-policy's memory on reaching it or None}; an env reset onto the state starts with both, so its
-episode goes on as if it had got there itself."""
+A curriculum state's payload is {"bag": the reward's bag of seen tokens or None, "route": the
+reward's route positions or None, "memory": the policy's memory on reaching it or None}; an env
+reset onto the state starts with all of them, so its episode goes on as if it had got there itself."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from envs.vec_gameboy import WORKER_TIMEOUT_S, VecGameBoy
 from envs.world_model_env import WorldModelEnv
 from models.checkpoint import CheckpointError
 from training.progress import LearnedProgress, ProgressReward, ProgressSettings
+from training.route import Route
 from training.world_model import world_model_env
 
 EPISODE_WINDOW = 100  # recent episodes averaged for the episode/* metrics
@@ -84,7 +85,7 @@ class Runner:
         for g, group in enumerate(self.groups):
             obs, info = group.env.reset(seed=(self.seed * 1_000_003 + iteration) * len(self.groups) + g)
             group.obs = obs.copy()  # the env overwrites its buffer in place on the next step
-            group.progress.start(group.obs, self._start_bags(info))
+            group.progress.start(group.obs, self._start_states(info))
             group.episode_return[:] = 0
             group.memory[:] = 0
             self._start_memories(group, np.ones(group.env.num_envs, bool), info)
@@ -93,18 +94,15 @@ class Runner:
         """Start the curriculum pool with the run's initial state (the frame env 0 shows after `restart`,
         with an empty pool), scored as the reward model scores it; later states must beat it."""
         group = self.groups[0]
-        model, frames = group.progress.model, group.obs[:1]
-        if model.bag_size:
-            score = model.score_tokens(model.tokens(frames), group.progress.bags[:1])[0]
-        else:
-            score = model.score(frames)[0]
-        key = cell_keys(frames, [score], self.pool.band)[0] if self.cells else None
-        self.pool.add(state, float(score), payload={"bag": group.progress.bag(0), "memory": None}, key=key)
+        score = group.progress.score(group.obs)[0]
+        key = cell_keys(group.obs[:1], [score], self.pool.band)[0] if self.cells else None
+        payload = {**group.progress.episode_state(0), "memory": None}
+        self.pool.add(state, float(score), payload=payload, key=key)
         self.best_score = max(self.best_score, float(score))
 
-    def _start_bags(self, info) -> dict[int, np.ndarray]:
-        """{env: bag of seen tokens} of the envs that just restarted on a curriculum state."""
-        return {env: self.pool.payloads[index]["bag"] for env, index in info["pool_starts"].items()}
+    def _start_states(self, info) -> dict[int, dict]:
+        """{env: its curriculum state's payload} of the envs that just restarted on one."""
+        return {env: self.pool.payloads[index] for env, index in info["pool_starts"].items()}
 
     def _start_memories(self, group: EnvGroup, done, info):
         """After a step: the envs that ended an episode start the next one with an empty memory, or
@@ -153,7 +151,7 @@ class Runner:
             group = self.groups[g]
             clock = time.perf_counter()
             reward, scores = group.progress(
-                group.obs, done, observation if share_tokens else None, self._start_bags(info)
+                group.obs, done, observation if share_tokens else None, self._start_states(info)
             )
             seconds["reward"] += time.perf_counter() - clock
             columns[g]["rewards"].append(reward)
@@ -234,7 +232,8 @@ class Runner:
 
     def _payload(self, group: EnvGroup, env: int, memory) -> dict:
         """What a curriculum state of this env keeps besides the emulator's (see the module's doc)."""
-        return {"bag": group.progress.bag(env), "memory": memory[env].copy() if memory.shape[1] else None}
+        policy_memory = memory[env].copy() if memory.shape[1] else None
+        return {**group.progress.episode_state(env), "memory": policy_memory}
 
     def _new_high(self, group: EnvGroup, scores, memory) -> list[tuple]:
         """The state of the group's best env when it beats every score seen so far (states
@@ -298,7 +297,7 @@ class Runner:
         for name in ("states", "keys"):
             if name in pool:
                 pool[name] = [np.frombuffer(value, np.uint8) for value in pool[name]]
-        return pool  # payloads: {"bag": uint8 array or None, "memory": float32 array or None}
+        return pool  # payloads: {"bag": uint8 or None, "route": int32 or None, "memory": float32 or None}
 
     def load_state_dict(self, state: dict):
         self.best_score = float(state["best_score"])
@@ -354,13 +353,15 @@ def make_runner(
     grayscale: bool = False,
     worker_timeout_s: float = WORKER_TIMEOUT_S,
     imagined: ImaginedEnvs | None = None,
+    routes: list[Route] | None = None,
 ) -> Runner:
     """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
     its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. With
     `cell_band` the curriculum is a CellArchive of that band, else a CurriculumPool of new highs drawn at
     `curriculum_temperature`. `memory` is the width of the policy's memory each env carries. With
-    `imagined`, that many of the envs are a WorldModelEnv instead, one group after the emulators'. A bad
-    ROM, world model or env setting exits with one line."""
+    `imagined`, that many of the envs are a WorldModelEnv instead, one group after the emulators'. With
+    `routes` the progress is along them (training/route.py). A bad ROM, world model or env setting
+    exits with one line."""
     pool = None
     if curriculum_prob > 0:
         pool = CurriculumPool(curriculum_capacity, curriculum_temperature)
@@ -393,7 +394,7 @@ def make_runner(
                 grayscale=grayscale,
                 worker_timeout_s=worker_timeout_s,
             )
-            groups.append(EnvGroup(env, first_env, ProgressReward(progress, size, settings), memory))
+            groups.append(EnvGroup(env, first_env, ProgressReward(progress, size, settings, routes), memory))
             first_env += size
     except (RomError, ValueError) as err:
         for group in groups:
@@ -419,7 +420,7 @@ def make_runner(
             raise SystemExit(
                 f"--world-model: it has {env.num_actions} actions, the emulator {groups[0].env.num_actions}"
             )
-        progress_reward = ProgressReward(progress, imagined.num_envs, settings)
+        progress_reward = ProgressReward(progress, imagined.num_envs, settings, routes)
         groups.append(EnvGroup(env, first_env, progress_reward, memory))
     return Runner(groups, pool, seed)
 

@@ -1,0 +1,117 @@
+"""The route reward (training/route.py): speedrun frames matched in order, within a window."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.progress import ProgressReward, ProgressSettings
+from training.route import Route, RouteTracker, load_routes
+
+
+def grid(value: int, changed: int = 0) -> np.ndarray:
+    """A (9, 10) token grid of one id, with the first `changed` tokens set to another."""
+    tokens = np.full((9, 10), value, np.int32)
+    tokens.flat[:changed] = 99
+    return tokens
+
+
+def route_of(values, scores=None) -> Route:
+    scores = np.arange(len(values), dtype=np.float32) if scores is None else np.asarray(scores, np.float32)
+    return Route(np.stack([grid(v).reshape(-1) for v in values]), scores)
+
+
+def test_a_frame_counts_only_within_the_window_after_the_last_match():
+    tracker = RouteTracker([route_of(range(10))], num_envs=1, window=2, tolerance=0)
+    seen = []
+    for value in (1, 5, 2, 3, 9, 4, 0):  # 5 and 9 lie beyond the window: a look ahead moves nothing
+        tracker.advance(grid(value)[None])
+        seen.append(int(tracker.positions[0, 0]))
+    assert seen == [1, 1, 2, 3, 3, 4, 4]  # and going back (0) loses nothing
+    assert tracker.scores().tolist() == [4.0]
+
+
+def test_tolerance_repeats_and_the_best_of_several_runs():
+    # The route shows grid 1 twice: a frame moves to the furthest match in the window.
+    tracker = RouteTracker([route_of([0, 1, 1, 2])], num_envs=2, window=3, tolerance=2)
+    tracker.advance(np.stack([grid(1, changed=2), grid(1, changed=3)]))  # 3 tokens off is no match
+    assert tracker.positions[:, 0].tolist() == [2, 0]
+
+    first, second = route_of([0, 1, 2, 3], [0, 1, 2, 3]), route_of([0, 2, 3], [0, 10, 20])
+    tracker = RouteTracker([first, second], num_envs=2, window=1, tolerance=0)
+    tracker.advance(np.stack([grid(1), grid(2)]))
+    assert tracker.positions.tolist() == [[1, 0], [0, 1]]
+    assert tracker.scores().tolist() == [1.0, 10.0]  # each env's best run
+
+
+def test_restart_goes_to_power_on_or_a_curriculum_states_positions():
+    tracker = RouteTracker([route_of(range(5)), route_of(range(5))], num_envs=3, window=5, tolerance=0)
+    tracker.advance(np.stack([grid(3)] * 3))
+    tracker.restart(np.array([True, True, False]), {1: np.array([2, 4], np.int32)})
+    assert tracker.positions.tolist() == [[0, 0], [2, 4], [3, 3]]
+
+
+def test_bad_routes_are_refused():
+    with pytest.raises(ValueError, match="at least one run"):
+        RouteTracker([], num_envs=1, window=1, tolerance=0)
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        RouteTracker([route_of([0])], num_envs=1, window=0, tolerance=0)
+
+
+class TokensOfFrames:
+    """A stand-in VQ reward: a 'frame' (N, 9, 10) is its own token grid; it reads no bag."""
+
+    bag_size = 0
+    reads_tokens = True
+
+    def tokens(self, frames):
+        return np.asarray(frames)
+
+
+def test_progress_reward_pays_the_routes_score_and_carries_the_positions():
+    route = route_of([0, 1, 2, 3], [0.0, 1.0, 5.0, 6.0])
+    settings = ProgressSettings(interval=1, time_penalty=0.0, scale=2.0, baseline="best", route_window=2)
+    progress = ProgressReward(TokensOfFrames(), 2, settings, [route])
+    progress.start(np.stack([grid(0), grid(0)]))
+    no = np.array([False, False])
+    rewards, scores = progress(np.stack([grid(1), grid(3)]), no)  # env 1 looks too far ahead
+    assert scores.tolist() == [1.0, 0.0] and rewards.tolist() == [0.0, 0.0]  # first scores: baselines
+    rewards, _ = progress(np.stack([grid(2), grid(1)]), no)
+    assert rewards.tolist() == [8.0, 2.0]
+    state = progress.episode_state(0)
+    assert state["bag"] is None and state["route"].tolist() == [2]
+    # Env 1 restarts on a curriculum state saved at position 2: its episode goes on from there.
+    rewards, scores = progress(
+        np.stack([grid(3), grid(3)]), np.array([False, True]), start_states={1: state | {"memory": None}}
+    )
+    assert scores.tolist() == [6.0, 6.0] and rewards.tolist() == [2.0, 0.0]  # a new episode's baseline
+    again = ProgressReward(TokensOfFrames(), 2, settings, [route])
+    again.load_state_dict(progress.state_dict())
+    np.testing.assert_array_equal(again.route.positions, progress.route.positions)
+
+
+class PixelTokens:
+    """A stand-in VQ reward for load_routes: a frame's tokens are its top-left pixel value everywhere,
+    and the score counts the ids in the bag."""
+
+    bag_size = 8
+    reads_tokens = True
+
+    def tokens(self, frames):
+        return np.broadcast_to(frames[:, :1, :1, 0].astype(np.int32), (len(frames), 9, 10)).copy()
+
+    def score_tokens(self, tokens, bags):
+        return bags.sum(axis=1).astype(np.float32)
+
+
+def test_load_routes_scores_each_frame_with_its_runs_history(tmp_path):
+    for run, values in {"run_00": [1, 2, 1, 3], "run_01": [4, 4]}.items():
+        (tmp_path / run).mkdir()
+        for i, value in enumerate(values):
+            Image.fromarray(np.full((144, 160, 3), value, np.uint8)).save(tmp_path / run / f"{i:06d}.png")
+    first, second = load_routes(tmp_path, PixelTokens())
+    assert first.tokens[:, 0].tolist() == [1, 2, 1, 3] and first.tokens.shape == (4, 90)
+    assert first.scores.tolist() == [1, 2, 2, 3] and second.scores.tolist() == [1, 1]
+    one_frame = PixelTokens()
+    one_frame.reads_tokens = False
+    with pytest.raises(ValueError, match="VQ backbone"):
+        load_routes(tmp_path, one_frame)
