@@ -55,6 +55,7 @@ from training.policy_io import load_policy, policy_chooser
 from training.ppo import CURVES
 from training.progress import ProgressReward, ProgressSettings, load_progress
 from training.rom_binding import bound_rom
+from training.route import load_routes
 from training.world_model import world_model_env
 
 
@@ -320,6 +321,15 @@ def evaluate(args: Args, out: OutDir) -> dict:
                 f"note: the policy's reward model {trained_reward} is not there, so there is "
                 "no return column; give --reward-model"
             )
+    routes = None
+    if learned_progress is not None and (route_frames := trained_path("route_frames")):
+        if route_frames.is_dir():
+            routes = load_routes(route_frames, learned_progress)
+        else:
+            print(
+                f"note: the policy's route frames {route_frames} are not there, so the return column "
+                "scores the agent's own frames, not its progress along the speedruns"
+            )
     defaults = {
         "frame_skip": FRAME_SKIP,
         "press_frames": PRESS_FRAMES,
@@ -327,6 +337,8 @@ def evaluate(args: Args, out: OutDir) -> dict:
         "time_penalty": ProgressSettings.time_penalty,
         "reward_scale": ProgressSettings.scale,
         "progress_baseline": ProgressSettings.baseline,
+        "route_window": ProgressSettings.route_window,
+        "route_tolerance": ProgressSettings.route_tolerance,
     }
 
     def trained(name: str):  # the policy's training setting, else the training script's default
@@ -380,8 +392,10 @@ def evaluate(args: Args, out: OutDir) -> dict:
             trained("time_penalty"),
             trained("reward_scale"),
             trained("progress_baseline"),
+            trained("route_window"),
+            trained("route_tolerance"),
         )
-        return ProgressReward(learned_progress, env.num_envs, settings)
+        return ProgressReward(learned_progress, env.num_envs, settings, routes)
 
     logs = {}
     try:

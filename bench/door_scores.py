@@ -39,6 +39,7 @@ from models.checkpoint import CheckpointError
 from training.paths import path_from_checkpoint
 from training.policy_io import load_policy, policy_chooser
 from training.progress import ProgressReward, ProgressSettings, load_progress
+from training.route import load_routes
 
 GAME = EmuQuest()
 MAP_NAMES = {GAME.HOUSE: "house", GAME.TOWN: "town", GAME.LAB: "lab", GAME.ROUTE: "route",
@@ -153,9 +154,16 @@ def main(args: Args) -> str:
         reward = load_progress(str(reward_path))
     except (CheckpointError, FileNotFoundError) as err:
         raise SystemExit(f"--reward-model: {err}") from None
-    progress = ProgressReward(
-        reward, num_envs=args.episodes, settings=ProgressSettings(interval=1, time_penalty=0.0)
+    routes = None  # a policy trained along speedrun routes is scored along them, as PPO scored it
+    if trained.get("route_frames"):
+        routes = load_routes(path_from_checkpoint(trained["route_frames"], args.policy.parent), reward)
+    settings = ProgressSettings(
+        interval=1,
+        time_penalty=0.0,
+        route_window=trained.get("route_window", ProgressSettings.route_window),
+        route_tolerance=trained.get("route_tolerance", ProgressSettings.route_tolerance),
     )
+    progress = ProgressReward(reward, num_envs=args.episodes, settings=settings, routes=routes)
     entries = room_entries(*play(args, model, trained, progress))
     rows = [
         f"| {MAP_NAMES.get(a, a)} → {MAP_NAMES.get(b, b)} | {m} | {row['entries']} | {row['entry']:+.2f} "
