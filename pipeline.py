@@ -9,12 +9,14 @@ scripted speedruns, and PPO, the envs-alone timing and the evaluation run on tha
 --initial-state, if given).
 
 speedruns -> tokenizer (1a) -> dynamics (1b) -> reward -> PPO -> evaluation, each phase
-calling the same `main(Args)` as its standalone script, with sizes chosen for a CPU.
-Everything goes under --out-dir: report.md holds the results table and the paths of the
-GIF and plots, and report.json the same figures for programs (time, env steps, PPO and
-env-only steps/s, trained and random milestones), all measured in the run. Re-running skips
-nothing: each phase starts fresh. With --checkpoints it reuses an earlier run's Phase 1-2
-checkpoints and runs only PPO and the evaluation, as bench/agent.py does for each seed.
+calling the same `main(Args)` as its standalone script, with sizes chosen for a CPU. PPO's
+reward is the Phase 2 reward's score of the furthest speedrun frame each episode has matched in
+order (training/route.py; --no-route: the score of its own frames). Everything goes under
+--out-dir: report.md holds the results table and the paths of the GIF and plots, and
+report.json the same figures for programs (time, env steps, PPO and env-only steps/s, trained
+and random milestones), all measured in the run. Re-running skips nothing: each phase starts
+fresh. With --checkpoints it reuses an earlier run's Phase 1-2 checkpoints (and the speedrun
+frames beside them) and runs only PPO and the evaluation, as bench/agent.py does for each seed.
 """
 
 from __future__ import annotations
@@ -183,6 +185,12 @@ class Args:
     """PPO's --curriculum-temperature, in the reward's score units (None: the main job's)."""
     progress_baseline: Literal["last", "best"] | None = None
     """PPO's --progress-baseline (None: the main job's, best)."""
+    route: bool = True
+    """PPO's reward follows the speedruns in order (train_with_cnn_reward.py --route-frames,
+    training/route.py); --no-route scores the agent's own frames and the tokens they have shown."""
+    route_frames: Path | None = None
+    """The speedrun frames of --route (None: those the checkpoints were trained on, <out-dir>/speedruns
+    or videos/frames, or with --checkpoints the same folders beside them)."""
     reward_events: int | None = None
     """train_reward.py's --events: event features of the episode's seen tokens the reward reads
     (None: the preset's 8; 0: a reward that reads one frame). With --videos, which have no random-play
@@ -247,6 +255,11 @@ def main(args: Args) -> dict:
                 raise SystemExit(
                     f"--checkpoints: {ckpt / name} not found; run pipeline.py without --checkpoints first"
                 )
+        if (frames := route_frames(args, ckpt)) is not None and not frames.is_dir():
+            raise SystemExit(
+                f"--checkpoints: no speedrun frames at {frames} for PPO's route; pass --route-frames "
+                "(the frames the checkpoints were trained on) or --no-route"
+            )
     elif args.videos is not None:
         frames, branches = out / "videos" / "frames", None
         timed(
@@ -414,6 +427,8 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
         overrides["curriculum_temperature"] = args.curriculum_temperature
     if args.progress_baseline is not None:
         overrides["progress_baseline"] = args.progress_baseline
+    if (frames := route_frames(args, checkpoints)) is not None:
+        overrides["route_frames"] = str(frames)
     return train_with_cnn_reward.Args(
         rom=None if args.rom is None else str(args.rom),
         initial_state=None if args.initial_state is None else str(args.initial_state),
@@ -431,6 +446,17 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
         resume=None if args.ppo_resume is None else str(args.ppo_resume),
         **overrides,
     )
+
+
+def route_frames(args: Args, checkpoints: Path) -> Path | None:
+    """The speedrun frames PPO's reward follows: --route-frames, else the frames of the run that made
+    the checkpoints (its videos' frames, or its scripted speedruns); None with --no-route."""
+    if not args.route:
+        return None
+    if args.route_frames is not None:
+        return args.route_frames
+    videos = checkpoints.parent / "videos" / "frames"
+    return videos if videos.is_dir() else checkpoints.parent / "speedruns" / "frames"
 
 
 def write_summary(out: Path, durations, history, evaluation, ppo, env_sps: float) -> dict:

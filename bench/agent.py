@@ -73,6 +73,11 @@ class Args:
     """PPO's --curriculum-temperature (None: the main job's)."""
     progress_baseline: Literal["last", "best"] | None = None
     """PPO's --progress-baseline (None: the main job's)."""
+    route: bool = True
+    """PPO's reward follows the speedruns in order (the main job's); --no-route: it scores the agent's
+    own frames and their seen tokens."""
+    route_frames: Path | None = None
+    """The speedrun frames the route follows (None: the main job's, beside --checkpoints)."""
     reuse: bool = False
     """Read a seed's finished run in --out-dir (report.json and the final policy) instead of running it
     again, when its policy was trained with exactly the PPO settings this bench would use: an interrupted
@@ -97,6 +102,8 @@ def pipeline_args(args: Args, seed: int, resume: Path | None = None) -> pipeline
         memory=args.memory,
         curriculum_temperature=args.curriculum_temperature,
         progress_baseline=args.progress_baseline,
+        route=args.route,
+        route_frames=args.route_frames,
     )
 
 
@@ -162,11 +169,17 @@ def markdown(rows: list[dict], args: Args) -> str:
         if ppo["curriculum_cells"]
         else f"new highs at temperature {ppo.get('curriculum_temperature', 1.0):g}"
     )
+    route = "no route"
+    if ppo.get("route_frames"):
+        route = (
+            f"route along {ppo['route_frames']} (window {ppo['route_window']}, "
+            f"tolerance {ppo['route_tolerance']})"
+        )
     lines = [
         f"Agent benchmark, {datetime.date.today()}, {machine()}; PPO {ppo['iterations']} iterations x "
         f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, reward scale {ppo['reward_scale']:g}, "
         f"curriculum {curriculum}, memory {ppo['memory'] or 'none'}, "
-        f"progress baseline {ppo['progress_baseline']}; "
+        f"progress baseline {ppo['progress_baseline']}, {route}; "
         f"evaluation {budget['eval_episodes']} episodes x {budget['eval_steps']} steps; "
         f"checkpoints {args.checkpoints}"
         + (f"; continued from {args.resume_from}." if args.resume_from else "."),

@@ -154,9 +154,11 @@ def main(args: Args) -> str:
         reward = load_progress(str(reward_path))
     except (CheckpointError, FileNotFoundError) as err:
         raise SystemExit(f"--reward-model: {err}") from None
-    routes = None  # a policy trained along speedrun routes is scored along them, as PPO scored it
-    if trained.get("route_frames"):
-        routes = load_routes(path_from_checkpoint(trained["route_frames"], args.policy.parent), reward)
+    routes, scored_by = None, f"reward `{reward_path}`"
+    if trained.get("route_frames"):  # a policy trained along speedrun routes is scored along them, as PPO was
+        route_frames = os.path.normpath(path_from_checkpoint(trained["route_frames"], args.policy.parent))
+        routes = load_routes(route_frames, reward)
+        scored_by += f" along the speedruns in `{route_frames}`"
     settings = ProgressSettings(
         interval=1,
         time_penalty=0.0,
@@ -176,7 +178,7 @@ def main(args: Args) -> str:
             f"# Does the reward pay at the doors? (`bench/door_scores.py`), {datetime.date.today()}, "
             f"{machine()}",
             "",
-            f"Policy `{args.policy}`, reward `{reward_path}`; {args.episodes} episodes of {args.steps} steps "
+            f"Policy `{args.policy}`, {scored_by}; {args.episodes} episodes of {args.steps} steps "
             f"from power-on, sampled actions, seed {args.seed}. Entry: the first frame in the room minus the "
             "episode's best score before it; visit: the best score in the room minus that best (PPO's "
             "best baseline pays only what is above 0). Scores have the reward's own unit.",

@@ -45,6 +45,8 @@ def test_quick_pipeline_runs_every_phase_and_writes_its_report(quick_run):
     reward = load_reward(out / "checkpoints" / "reward_vq.pkl")
     assert reward.cfg.seen_tokens and reward.cfg.events == pipeline.QUICK.reward_events > 0
     assert result["ppo_args"]["reward_scale"] == pipeline.EVENT_REWARD_SCALE
+    # PPO's reward follows the run's own speedruns in order.
+    assert result["ppo_args"]["route_frames"] == str(out / "speedruns" / "frames")
 
 
 def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path, monkeypatch):
@@ -74,7 +76,10 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
     assert ran_with["args"]["memory"] == ran_with["policy"]["memory"] == 4
     ran = ran_with["args"]
     assert (ran["curriculum_temperature"], ran["progress_baseline"]) == (3.0, "last")
-    assert "reward scale 0.5, curriculum cell archive (band 4), memory 4, progress baseline last;" in table
+    assert (
+        "reward scale 0.5, curriculum cell archive (band 4), memory 4, progress baseline last, "
+        f"route along {out / 'speedruns' / 'frames'} (window 30, tolerance" in table
+    )
     # --reuse reads the finished seed back instead of training it again, but only at the same settings.
     bench = agent.Args(
         checkpoints=out / "checkpoints", seeds=(3,), quick=True, out_dir=tmp_path / "runs",
@@ -88,6 +93,7 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
     [mean] = [line for line in agent.markdown([seed_row, seed_row], bench).splitlines() if "mean" in line]
     assert mean.split("|")[4:6] == [f" **{c.strip()}** " for c in row.split("|")[4:6]]
     assert agent.finished_run(dataclasses.replace(bench, memory=8), 3) is None
+    assert agent.finished_run(dataclasses.replace(bench, route=False), 3) is None
     assert agent.finished_run(dataclasses.replace(bench, checkpoints=tmp_path), 3) is None
     # A report older than the policy is an earlier run's: the policy's own evaluation never finished.
     report = tmp_path / "runs" / "seed_3" / "report.json"
@@ -100,6 +106,15 @@ def test_agent_bench_refuses_missing_checkpoints(tmp_path):
         SystemExit, match="pretrained_encoder.pkl not found; run pipeline.py without --checkpoints"
     ):
         agent.main(agent.Args(checkpoints=tmp_path, quick=True, out_dir=tmp_path / "runs"))
+
+
+def test_checkpoints_without_their_speedrun_frames_need_route_frames_or_no_route(tmp_path):
+    checkpoints = tmp_path / "elsewhere" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for name in ("pretrained_encoder.pkl", "pretrained_dynamics.pkl", "reward_vq.pkl"):
+        (checkpoints / name).touch()  # only their presence is checked before the route's frames
+    with pytest.raises(SystemExit, match="no speedrun frames at .*speedruns/frames for PPO's route"):
+        pipeline.main(pipeline.Args(quick=True, out_dir=tmp_path / "run", checkpoints=checkpoints))
 
 
 def test_pipeline_from_a_users_rom_and_videos(quick_run, tmp_path):
@@ -131,6 +146,7 @@ def test_pipeline_from_a_users_rom_and_videos(quick_run, tmp_path):
     # Videos have no random-play branches, so the reward reads one frame at PPO's plain scale.
     assert not load_reward(tmp_path / "run" / "checkpoints" / "reward_vq.pkl").cfg.seen_tokens
     assert result["ppo_args"]["reward_scale"] == 1.0
+    assert result["ppo_args"]["route_frames"] == str(tmp_path / "run" / "videos" / "frames")
     policy = load_checkpoint(tmp_path / "run" / "ppo" / "policy_final.pkl", "policy")["config"]
     assert (tmp_path / "run" / "ppo" / policy["rom"]["path"]).resolve() == rom.resolve()
 
