@@ -24,11 +24,14 @@ see it), so per reward model this reports:
   many steps apart those showings are;
 - the house's rise: its best score after the intro minus its first, per episode;
 - leaving: the first score in town minus the house's best, per episode that left.
+With --route-frames each model is also scored as PPO scores it along the speedruns in order
+(training/route.py), one more row per model.
 """
 
 from __future__ import annotations
 
 import datetime
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +45,7 @@ from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
 from models.reward import load_reward
 from training.progress import LearnedProgress, ProgressReward, ProgressSettings
+from training.route import Route, load_routes
 
 INTRO_DONE, LEFT_HOUSE = 1, 2  # EmuQuest's ordered milestone counts: in the house, then in town
 GAME = EmuQuest()
@@ -62,6 +66,9 @@ class Args:
     """Seeds the random actions."""
     num_workers: int | None = None
     """Emulator worker processes (None: one per CPU core)."""
+    route_frames: Path | None = None
+    """Speedrun frames (<dir>/<run>/*.png): also score each model along them in order, as PPO with
+    --route-frames does (the main job's; needs VQ reward models)."""
     output: Path = Path("bench/results/wander_reward.md")
     """Where the markdown table is written."""
 
@@ -92,13 +99,15 @@ def play(args: Args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return reset_frames, frames, milestones, screens
 
 
-def scores_along(model: LearnedProgress, reset_frames: np.ndarray, frames: np.ndarray) -> np.ndarray:
+def scores_along(
+    model: LearnedProgress, reset_frames: np.ndarray, frames: np.ndarray, routes: list[Route] | None = None
+) -> np.ndarray:
     """(T, N) scores of every step, taken from PPO's own ProgressReward scoring every step: a
     seen-token model reads each episode's bag, which holds every frame shown since the reset, the
-    reset frame and the current one included. No episode ends during the play."""
-    progress = ProgressReward(
-        model, num_envs=frames.shape[1], settings=ProgressSettings(interval=1, time_penalty=0.0)
-    )
+    reset frame and the current one included; with `routes`, the score is the route's. No episode
+    ends during the play."""
+    settings = ProgressSettings(interval=1, time_penalty=0.0)
+    progress = ProgressReward(model, num_envs=frames.shape[1], settings=settings, routes=routes)
     progress.start(reset_frames)
     never_done = np.zeros(frames.shape[1], bool)
     return np.stack([progress(step_frames, never_done)[1] for step_frames in frames])
@@ -148,16 +157,27 @@ def main(args: Args) -> str:
         models = {path: LearnedProgress(load_reward(path)) for path in args.rewards}
     except CheckpointError as err:
         raise SystemExit(f"--rewards: {err} (train one with train_reward.py)") from None
+    try:
+        routes = {
+            path: args.route_frames and load_routes(args.route_frames, model)
+            for path, model in models.items()
+        }
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"--route-frames: {err}") from None
     reset_frames, frames, milestones, screens = play(args)
     rows = []
-    for path, model in models.items():
-        scores = scores_along(model, reset_frames, frames)
+    for (path, model), route in itertools.product(models.items(), (False, True)):
+        if route and not routes[path]:
+            continue
+        scores = scores_along(model, reset_frames, frames, routes[path] if route else None)
         again, house = revisits(scores, screens), house_and_leaving(scores, milestones)
         kind = "one frame"
         if model.bag_size:
             kind = "frame + bag of seen tokens"
             if model.cfg.events:
                 kind += f" as {model.cfg.events} event features"
+        if route:
+            kind = f"along the speedruns in order, scored by its {kind} head"
         rows.append(
             f"| `{path}` | {kind} | {again['screens']} | {again['steps_apart']:.0f} | {again['drift']:+.2f} "
             f"| {house['in_house']} / {house['left']} | {house['rise']:+.2f} | {house['leaving']:+.2f} "

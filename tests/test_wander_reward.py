@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bench.wander_reward import Args, house_and_leaving, play, revisits, scores_along
+from training.route import Route
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,6 +51,29 @@ def test_bags_hold_every_frame_of_the_episode_so_far_including_the_current_one()
     assert scores_along(CountSeen(), reset, frames).tolist() == [[1, 1], [1, 1], [2, 1], [3, 1]]
     reset[1, 0, 0, 0] = 3  # a token seen only at episode 1's reset stays in its bag
     assert scores_along(CountSeen(), reset, frames).tolist() == [[1, 2], [1, 2], [2, 2], [3, 2]]
+
+
+class TwoTokens:
+    """A stand-in VQ reward whose token grid is the frame's first pixel twice (2 tokens differ between
+    two frames, more than the route's tolerance of 1)."""
+
+    bag_size = 0
+
+    def tokens(self, frames):
+        return np.repeat(frames[:, :1, :1, 0].astype(np.int64), 2, axis=2)
+
+
+def test_along_a_route_a_screen_shown_again_scores_the_same():
+    """Scored along a run whose frame i shows token i (score 10 i), an episode walking 1, 2, 1, 2 gains
+    twice and then nothing, and one that looks at 35, beyond the 30-frame window, gets nothing for it."""
+    grids = np.repeat(np.arange(40, dtype=np.int32)[:, None], 2, axis=1)
+    route = Route(grids, 10 * np.arange(40, dtype=np.float32))
+    reset = np.zeros((2, 1, 1, 1), np.uint8)
+    frames = np.zeros((4, 2, 1, 1, 1), np.uint8)
+    frames[:, 0, 0, 0, 0] = [1, 2, 1, 2]
+    frames[:, 1, 0, 0, 0] = [1, 35, 35, 2]
+    scores = scores_along(TwoTokens(), reset, frames, [route])
+    assert scores.T.tolist() == [[10, 20, 20, 20], [10, 10, 10, 20]]
 
 
 @pytest.mark.parametrize("problem", ["missing", "not a reward"])
