@@ -29,8 +29,9 @@ import numpy as np
 
 from data.frames import list_runs, read_folder, warn_skipped
 from models.reward import mark_seen
+from training.data import map_batches
 
-ENCODE_BATCH = 64
+ENCODE_BATCH = 64  # frames per encoder call; map_batches pads the last, so one compile
 
 
 class Route(NamedTuple):
@@ -53,25 +54,16 @@ def load_routes(root: str | Path, progress) -> list[Route]:
     warn_skipped(root, skipped)
     routes = []
     for frames in frames_by_run:
-        frames = np.stack(frames)
-        tokens = np.concatenate(
-            [progress.tokens(frames[i : i + ENCODE_BATCH]) for i in range(0, len(frames), ENCODE_BATCH)]
-        )
-        bags = [None] * len(tokens)
+        tokens = map_batches(progress.tokens, np.stack(frames), ENCODE_BATCH)
         if progress.bag_size:  # each frame's bag: every token its run has shown up to it
             seen = np.zeros((len(tokens), progress.bag_size), np.uint8)
             mark_seen(seen, tokens)
             bags = np.maximum.accumulate(seen, axis=0)
-        batches = range(0, len(tokens), ENCODE_BATCH)
-        scores = np.concatenate(
-            [progress.score_tokens(tokens[i : i + ENCODE_BATCH], _rows(bags, i)) for i in batches]
-        )
+            scores = map_batches(lambda batch: progress.score_tokens(*batch), (tokens, bags), ENCODE_BATCH)
+        else:
+            scores = map_batches(progress.score_tokens, tokens, ENCODE_BATCH)
         routes.append(Route(tokens.reshape(len(tokens), -1).astype(np.int32), scores.astype(np.float32)))
     return routes
-
-
-def _rows(bags, start: int):
-    return None if bags[0] is None else bags[start : start + ENCODE_BATCH]
 
 
 class RouteTracker:
