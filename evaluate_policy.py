@@ -339,6 +339,7 @@ def evaluate(args: Args, out: OutDir) -> dict:
         "progress_baseline": ProgressSettings.baseline,
         "route_window": ProgressSettings.route_window,
         "route_tolerance": ProgressSettings.route_tolerance,
+        "route_scene_change": ProgressSettings.route_scene_change,
     }
 
     def trained(name: str):  # the policy's training setting, else the training script's default
@@ -394,6 +395,7 @@ def evaluate(args: Args, out: OutDir) -> dict:
             trained("progress_baseline"),
             trained("route_window"),
             trained("route_tolerance"),
+            trained("route_scene_change"),
         )
         return ProgressReward(learned_progress, env.num_envs, settings, routes)
 

@@ -130,11 +130,16 @@ class Args:
     own frames (training/route.py). Needs a reward with the VQ backbone."""
     route_window: int = ProgressSettings.route_window
     """With --route-frames: a frame is matched against this many frames of each run after the last
-    match (30 saved frames at every 4th emulator frame are 4 env steps), so no stretch of the run that
-    long can be skipped by looking ahead."""
+    match, or with --route-scene-change after the end of its scene (30 saved frames at every 4th
+    emulator frame are 4 env steps), so no new scene that long can be skipped by looking ahead."""
     route_tolerance: int = ProgressSettings.route_tolerance
     """With --route-frames: tokens (of the 9x10 grid) a frame may differ from a run's frame by and still
     match it. A step of the player changes 2, so 1 means the same place."""
+    route_scene_change: int = ProgressSettings.route_scene_change
+    """With --route-frames: a run's scene (a room walked in, a text page) ends where the next frame
+    differs by more than this many tokens (a step changes at most 8, a text box 40, a room 90). A frame
+    is matched against the rest of its env's scene as well as the window, and one that still matches
+    its scene stays in it, so a text as short as the window cannot be skipped (0: the window alone)."""
     gamma: float = 0.99
     """Discount."""
     gae_lambda: float = 0.95
@@ -261,8 +266,8 @@ def check_args(args: Args):
         problems.append("--curriculum-capacity must be >= 1, --cell-band and --curriculum-temperature > 0")
     if args.route_frames is not None and not Path(args.route_frames).is_dir():
         problems.append(f"--route-frames {args.route_frames} is not a folder")
-    if args.route_window < 1 or args.route_tolerance < 0:
-        problems.append("--route-window must be >= 1 and --route-tolerance >= 0")
+    if args.route_window < 1 or args.route_tolerance < 0 or args.route_scene_change < 0:
+        problems.append("--route-window must be >= 1, --route-tolerance and --route-scene-change >= 0")
     if problems:
         raise fail("; ".join(problems))
 
@@ -319,6 +324,7 @@ def main(args: Args) -> list[dict]:
         args.progress_baseline,
         args.route_window,
         args.route_tolerance,
+        args.route_scene_change,
     )
     routes = None
     if args.route_frames:

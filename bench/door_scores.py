@@ -164,6 +164,7 @@ def main(args: Args) -> str:
         time_penalty=0.0,
         route_window=trained.get("route_window", ProgressSettings.route_window),
         route_tolerance=trained.get("route_tolerance", ProgressSettings.route_tolerance),
+        route_scene_change=trained.get("route_scene_change", ProgressSettings.route_scene_change),
     )
     progress = ProgressReward(reward, num_envs=args.episodes, settings=settings, routes=routes)
     entries = room_entries(*play(args, model, trained, progress))

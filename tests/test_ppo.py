@@ -749,7 +749,7 @@ def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_rew
             Image.fromarray(frames[0]).save(run / f"{t:06d}.png")
             frames, *_ = env.step(rng.integers(0, env.num_actions, env.num_envs))
     settings = dict(pretrained_tokenizer=str(encoder), route_frames=str(tmp_path / "frames"), route_window=4,
-                    iterations=4, save_every=2, env_groups=2)  # fmt: skip
+                    route_scene_change=20, iterations=4, save_every=2, env_groups=2)  # fmt: skip
     straight = ppo.main(tiny_args(reward, tmp_path / "run", **settings))
     runner = load_checkpoint(tmp_path / "run" / "policy_2.pkl", "policy")["train_state"]["runner"]
     assert all(progress["route"].shape == (1, 1) for progress in runner["progress"])  # 1 env x 1 run
@@ -760,3 +760,5 @@ def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_rew
     assert deterministic(resumed) == deterministic(straight[2:])
     with pytest.raises(SystemExit, match="--route-frames .* is not a folder"):
         ppo.main(tiny_args(reward, tmp_path / "bad", route_frames=str(tmp_path / "nowhere")))
+    with pytest.raises(SystemExit, match="--route-scene-change >= 0"):
+        ppo.main(tiny_args(reward, tmp_path / "bad", route_scene_change=-1))

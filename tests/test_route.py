@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from training.progress import ProgressReward, ProgressSettings
-from training.route import Route, RouteTracker, load_routes
+from training.route import Route, RouteTracker, load_routes, scene_bounds
 
 
 def grid(value: int, changed: int = 0) -> np.ndarray:
@@ -43,6 +43,51 @@ def test_tolerance_repeats_and_the_best_of_several_runs():
     assert tracker.scores().tolist() == [1.0, 10.0]  # each env's best run
 
 
+def walking(value: int, tiles: range) -> list[np.ndarray]:
+    """Frames of a room of one token id with the 'player' (id 50) on each tile in turn: a step changes 2."""
+    frames = []
+    for tile in tiles:
+        frame = grid(value).reshape(-1)
+        frame[tile] = 50
+        frames.append(frame)
+    return frames
+
+
+def scripted_run() -> list[np.ndarray]:
+    """A room walked over tiles 0-19, a text page of 8 frames, the same room walked back over tiles
+    19-10 (it looks as it did before the text) and the next room."""
+    room, text, next_room = walking(1, range(20)), walking(2, range(8)), walking(4, range(10))
+    return room + text + walking(1, range(19, 9, -1)) + next_room
+
+
+def test_scenes_end_where_the_next_frame_changes_more_than_scene_change():
+    frames = np.stack(scripted_run())
+    first, last = scene_bounds(frames, 5)
+    assert first.tolist() == [0] * 20 + [20] * 8 + [28] * 10 + [38] * 10
+    assert last.tolist() == [19] * 20 + [27] * 8 + [37] * 10 + [47] * 10
+    assert [b.tolist() for b in scene_bounds(frames, 0)] == [list(range(48))] * 2  # each frame alone
+    assert [b.tolist() for b in scene_bounds(frames, 90)] == [[0] * 48, [47] * 48]
+
+
+def test_a_scene_is_matched_in_any_order_and_no_text_is_skipped():
+    frames = scripted_run()
+    route = Route(np.stack(frames), np.arange(len(frames), dtype=np.float32))
+
+    def positions(tracker, seen):
+        moved = []
+        for t in seen:
+            tracker.advance(frames[t].reshape(1, 9, 10))
+            moved.append(int(tracker.positions[0, 0]))
+        return moved
+
+    scenes = RouteTracker([route], num_envs=1, window=13, tolerance=0, scene_change=5)
+    # The room's last tile is credited at once, but neither the next room (beyond the window) nor the
+    # room after the text (tile 17, frame 30, looks like frame 17: it stays) until the text is seen.
+    assert positions(scenes, [19, 38, 30, 24, 30, 38]) == [19, 19, 19, 24, 30, 38]
+    window_only = RouteTracker([route], num_envs=1, window=13, tolerance=0)
+    assert positions(window_only, [19, 6, 19, 30]) == [0, 6, 19, 30]  # it skipped the text
+
+
 def test_restart_goes_to_power_on_or_a_curriculum_states_positions():
     tracker = RouteTracker([route_of(range(5)), route_of(range(5))], num_envs=3, window=5, tolerance=0)
     tracker.advance(np.stack([grid(3)] * 3))
@@ -55,6 +100,8 @@ def test_bad_routes_are_refused():
         RouteTracker([], num_envs=1, window=1, tolerance=0)
     with pytest.raises(ValueError, match="window must be >= 1"):
         RouteTracker([route_of([0])], num_envs=1, window=0, tolerance=0)
+    with pytest.raises(ValueError, match="scene change >= 0"):
+        RouteTracker([route_of([0])], num_envs=1, window=1, tolerance=0, scene_change=-1)
 
 
 class TokensOfFrames:

@@ -47,9 +47,13 @@ class ProgressSettings:
     baseline: str = "last"
     """"last": R(now) - R(last scored frame); "best": gains over the episode's best score so far."""
     route_window: int = 30
-    """With routes: a frame is matched against this many frames of each run after the last match."""
+    """With routes: a frame is matched against this many frames of each run after the last match (with
+    scenes, after the end of its scene)."""
     route_tolerance: int = 1
     """With routes: tokens (of 90) a frame may differ from a run's frame and still match it."""
+    route_scene_change: int = 0
+    """With routes: tokens by which consecutive run frames differ where a new scene (text box, room)
+    begins; the rest of the env's scene is matched as well as the window (0: the window alone)."""
 
 
 class LearnedProgress:
@@ -135,7 +139,9 @@ class ProgressReward:
         self.steps = 0  # env steps taken since training started
         self.route = None
         if routes:
-            self.route = RouteTracker(routes, num_envs, settings.route_window, settings.route_tolerance)
+            self.route = RouteTracker(
+                routes, num_envs, settings.route_window, settings.route_tolerance, settings.route_scene_change
+            )
         bag_size = 0 if self.route else model.bag_size  # a route's scores come with their run's history
         self.bags = np.zeros((num_envs, bag_size), np.uint8)  # per env: tokens seen this episode
 

@@ -13,8 +13,19 @@ head that reads seen tokens), taken over the runs; at power-on every run stands 
 
 The tolerance is small because a step of the player changes only two of the 90 tokens, and one text
 box differs from another in a few: at 2 or more, a player anywhere in town matches the run's frame
-beside the guide, and the gate's text matches the guide's (bench/agent.py measured both). The window
-of 30 saved frames is 4 agent steps of a scripted run, shorter than any talk's text.
+beside the guide, and the gate's text matches the guide's (bench/agent.py measured both).
+
+The window alone (`scene_change` 0) has two faults. A text shorter than it can be skipped, because the
+room looks the same before the text and after it: the professor's 25 frames fit in a window of 30, so
+an agent beside him was credited with the key it never took. And an agent that steps off the run's
+tiles falls behind the run for good. With `scene_change`, the run is cut into scenes where
+consecutive frames differ by more than that many tokens: a text box opening (40 of the 90 tokens on
+EmuQuest), a page turning (23) or a new room (90), against at most 6 for a step (8 in tall grass). An
+env may match anything in the rest of its scene and the `window` frames after it: inside a room it is
+credited on any tile the run walked on, in any order and at any pace. But a frame that still matches a
+frame of its own scene stays in that scene, so standing where the run stood before a text does not
+count as after it. PPO on EmuQuest got further in training with scenes but no further from power-on
+(BENCHMARKS.md), so they are off unless asked for.
 
 The route is the speedruns' frames under the reward's encoder: `load_routes` encodes and scores them
 once, at startup.
@@ -70,14 +81,27 @@ class RouteTracker:
     """Each env's position on every route: `positions` (num_envs, num_routes) int32, the index of the
     furthest frame of each route matched in order (0 at power-on). Plain data for checkpoints."""
 
-    def __init__(self, routes: list[Route], num_envs: int, window: int, tolerance: int):
+    def __init__(
+        self, routes: list[Route], num_envs: int, window: int, tolerance: int, scene_change: int = 0
+    ):
         if not routes:
             raise ValueError("a route tracker needs at least one run")
-        if window < 1 or tolerance < 0:
-            raise ValueError(f"route window must be >= 1 and tolerance >= 0, got {window} and {tolerance}")
+        if window < 1 or tolerance < 0 or scene_change < 0:
+            raise ValueError(
+                f"route window must be >= 1, tolerance and scene change >= 0, got {window}, {tolerance} "
+                f"and {scene_change}"
+            )
         self.routes = routes
         self.window = window
         self.tolerance = tolerance
+        self.scene_change = scene_change
+        self.scenes = [
+            scene_bounds(route.tokens, scene_change) for route in routes
+        ]  # (first, last) per frame
+        # reach[r][t]: the last frame of route r an env standing at frame t may match next.
+        self.reach = [
+            np.minimum(last + window, len(route.tokens) - 1) for route, (_, last) in zip(routes, self.scenes)
+        ]
         self.positions = np.zeros((num_envs, len(routes)), np.int32)
 
     def restart(self, envs: np.ndarray, start_positions: dict[int, np.ndarray]):
@@ -89,18 +113,37 @@ class RouteTracker:
 
     def advance(self, tokens: np.ndarray):
         """Moves every env (tokens (N, rows, cols), its current frames) to the furthest frame of each
-        route within the window after its position that the frame matches."""
-        grids = tokens.reshape(len(tokens), 1, -1)
-        offsets = np.arange(1, self.window + 1)
+        route within its reach that the frame matches; with scenes, to the furthest in its own scene
+        when the frame matches any frame of that scene."""
+        grids = tokens.reshape(len(tokens), -1)
         for r, route in enumerate(self.routes):
-            ahead = self.positions[:, r : r + 1] + offsets  # (N, window)
-            inside = ahead < len(route.tokens)
-            distance = (route.tokens[np.minimum(ahead, len(route.tokens) - 1)] != grids).sum(-1)
-            matched = inside & (distance <= self.tolerance)
-            furthest = np.where(matched, ahead, -1).max(axis=1)
-            self.positions[:, r] = np.maximum(self.positions[:, r], furthest)
+            position, (first, last) = self.positions[:, r], self.scenes[r]
+            start = first[position] if self.scene_change else position + 1  # the scene, to tell a stay
+            counts = np.maximum(self.reach[r][position] + 1 - start, 0)  # (N,) frames looked at
+            env = np.repeat(np.arange(len(grids)), counts)
+            frame = np.arange(counts.sum()) + np.repeat(start - np.cumsum(counts) + counts, counts)
+            matched = (route.tokens[frame] != grids[env]).sum(-1) <= self.tolerance
+            stays = matched & (frame <= last[position][env])  # never without scenes: frames start after
+            in_scene = np.zeros(len(grids), bool)
+            in_scene[env[stays]] = True
+            kept = stays | (matched & ~in_scene[env])
+            furthest = position.copy()
+            np.maximum.at(furthest, env[kept], frame[kept].astype(np.int32))
+            self.positions[:, r] = furthest
 
     def scores(self) -> np.ndarray:
         """(N,) each env's best score over the routes' matched frames."""
         matched = [route.scores[self.positions[:, r]] for r, route in enumerate(self.routes)]
         return np.max(np.stack(matched, axis=1), axis=1)
+
+
+def scene_bounds(tokens: np.ndarray, scene_change: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first, last): (T,) each frame's scene's first and last frame, a scene ending where the next frame
+    differs by more than `scene_change` tokens (0: every frame is its own scene)."""
+    frames = np.arange(len(tokens))
+    if not scene_change:
+        return frames, frames
+    cuts = np.flatnonzero((tokens[1:] != tokens[:-1]).sum(-1) > scene_change)
+    last_frames = np.append(cuts, len(tokens) - 1)  # each scene's last frame, increasing
+    scene = np.searchsorted(last_frames, frames)
+    return np.append(0, cuts + 1)[scene], last_frames[scene]
