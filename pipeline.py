@@ -191,6 +191,9 @@ class Args:
     route_frames: Path | None = None
     """The speedrun frames of --route (None: those the checkpoints were trained on, <out-dir>/speedruns
     or videos/frames, or with --checkpoints the same folders beside them)."""
+    route_scene_change: int = 0
+    """PPO's --route-scene-change: the route is also matched across the rest of each scene (a room, a
+    text page) and no text as short as the window can be skipped (0: the window alone, the main job's)."""
     reward_events: int | None = None
     """train_reward.py's --events: event features of the episode's seen tokens the reward reads
     (None: the preset's 8; 0: a reward that reads one frame). With --videos, which have no random-play
@@ -226,6 +229,8 @@ def check_user_game(args: Args):
         raise SystemExit(f"--initial-state {args.initial_state}: no such file")
     if args.video_fps <= 0:
         raise SystemExit("--video-fps must be positive")
+    if args.route_scene_change < 0:
+        raise SystemExit("--route-scene-change must be >= 0")
 
 
 def timed(name: str, durations: dict, fn, *a, **kw):
@@ -428,7 +433,7 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
     if args.progress_baseline is not None:
         overrides["progress_baseline"] = args.progress_baseline
     if (frames := route_frames(args, checkpoints)) is not None:
-        overrides["route_frames"] = str(frames)
+        overrides |= dict(route_frames=str(frames), route_scene_change=args.route_scene_change)
     return train_with_cnn_reward.Args(
         rom=None if args.rom is None else str(args.rom),
         initial_state=None if args.initial_state is None else str(args.initial_state),

@@ -78,6 +78,9 @@ class Args:
     own frames and their seen tokens."""
     route_frames: Path | None = None
     """The speedrun frames the route follows (None: the main job's, beside --checkpoints)."""
+    route_scene_change: int = 0
+    """PPO's --route-scene-change: scenes of the route matched whole, no text skipped (0: the main
+    job's, the window alone)."""
     reuse: bool = False
     """Read a seed's finished run in --out-dir (report.json and the final policy) instead of running it
     again, when its policy was trained with exactly the PPO settings this bench would use: an interrupted
@@ -104,6 +107,7 @@ def pipeline_args(args: Args, seed: int, resume: Path | None = None) -> pipeline
         progress_baseline=args.progress_baseline,
         route=args.route,
         route_frames=args.route_frames,
+        route_scene_change=args.route_scene_change,
     )
 
 
@@ -171,9 +175,10 @@ def markdown(rows: list[dict], args: Args) -> str:
     )
     route = "no route"
     if ppo.get("route_frames"):
+        scene_change = ppo.get("route_scene_change", 0)
         route = (
             f"route along {ppo['route_frames']} (window {ppo['route_window']}, "
-            f"tolerance {ppo['route_tolerance']})"
+            f"tolerance {ppo['route_tolerance']}, scene change {scene_change})"
         )
     lines = [
         f"Agent benchmark, {datetime.date.today()}, {machine()}; PPO {ppo['iterations']} iterations x "

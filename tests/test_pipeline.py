@@ -64,6 +64,7 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
             memory=4,
             curriculum_temperature=3.0,
             progress_baseline="last",
+            route_scene_change=20,
         )
     )
     assert output.read_text() == table
@@ -75,16 +76,20 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
     assert (ran_with["args"]["reward_scale"], ran_with["args"]["curriculum_cells"]) == (0.5, True)
     assert ran_with["args"]["memory"] == ran_with["policy"]["memory"] == 4
     ran = ran_with["args"]
-    assert (ran["curriculum_temperature"], ran["progress_baseline"]) == (3.0, "last")
+    assert (ran["curriculum_temperature"], ran["progress_baseline"], ran["route_scene_change"]) == (
+        3.0,
+        "last",
+        20,
+    )
     assert (
         "reward scale 0.5, curriculum cell archive (band 4), memory 4, progress baseline last, "
-        f"route along {out / 'speedruns' / 'frames'} (window 30, tolerance" in table
+        f"route along {out / 'speedruns' / 'frames'} (window 30, tolerance 1, scene change 20)" in table
     )
     # --reuse reads the finished seed back instead of training it again, but only at the same settings.
     bench = agent.Args(
         checkpoints=out / "checkpoints", seeds=(3,), quick=True, out_dir=tmp_path / "runs",
         output=tmp_path / "again.md", reward_scale=0.5, curriculum_cells=True, memory=4, reuse=True,
-        curriculum_temperature=3.0, progress_baseline="last",
+        curriculum_temperature=3.0, progress_baseline="last", route_scene_change=20,
     )  # fmt: skip
     monkeypatch.setattr(agent.pipeline, "main", lambda _: pytest.fail("a finished seed was trained again"))
     assert agent.main(bench) == table
@@ -94,6 +99,7 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
     assert mean.split("|")[4:6] == [f" **{c.strip()}** " for c in row.split("|")[4:6]]
     assert agent.finished_run(dataclasses.replace(bench, memory=8), 3) is None
     assert agent.finished_run(dataclasses.replace(bench, route=False), 3) is None
+    assert agent.finished_run(dataclasses.replace(bench, route_scene_change=0), 3) is None
     assert agent.finished_run(dataclasses.replace(bench, checkpoints=tmp_path), 3) is None
     # A report older than the policy is an earlier run's: the policy's own evaluation never finished.
     report = tmp_path / "runs" / "seed_3" / "report.json"
@@ -115,6 +121,8 @@ def test_checkpoints_without_their_speedrun_frames_need_route_frames_or_no_route
         (checkpoints / name).touch()  # only their presence is checked before the route's frames
     with pytest.raises(SystemExit, match="no speedrun frames at .*speedruns/frames for PPO's route"):
         pipeline.main(pipeline.Args(quick=True, out_dir=tmp_path / "run", checkpoints=checkpoints))
+    with pytest.raises(SystemExit, match="--route-scene-change must be >= 0"):
+        pipeline.main(pipeline.Args(quick=True, out_dir=tmp_path / "run", route_scene_change=-1))
 
 
 def test_pipeline_from_a_users_rom_and_videos(quick_run, tmp_path):
