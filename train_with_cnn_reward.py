@@ -131,7 +131,8 @@ class Args:
     route_window: int = ProgressSettings.route_window
     """With --route-frames: a frame is matched against this many frames of each run after the last
     match, or with --route-scene-change after the end of its scene (30 saved frames at every 4th
-    emulator frame are 4 env steps), so no new scene that long can be skipped by looking ahead."""
+    emulator frame are 4 env steps), so no stretch of the run (with scenes, no new scene) that long can
+    be skipped by looking ahead."""
     route_tolerance: int = ProgressSettings.route_tolerance
     """With --route-frames: tokens (of the 9x10 grid) a frame may differ from a run's frame by and still
     match it. A step of the player changes 2, so 1 means the same place."""
@@ -139,7 +140,8 @@ class Args:
     """With --route-frames: a run's scene (a room walked in, a text page) ends where the next frame
     differs by more than this many tokens (a step changes at most 8, a text box 40, a room 90). A frame
     is matched against the rest of its env's scene as well as the window, and one that still matches
-    its scene stays in it, so a text as short as the window cannot be skipped (0: the window alone)."""
+    its scene stays in it: standing where the run stood before a text is not after it (0: the window
+    alone, which lets a text shorter than the window be skipped)."""
     gamma: float = 0.99
     """Discount."""
     gae_lambda: float = 0.95

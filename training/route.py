@@ -95,9 +95,8 @@ class RouteTracker:
         self.window = window
         self.tolerance = tolerance
         self.scene_change = scene_change
-        self.scenes = [
-            scene_bounds(route.tokens, scene_change) for route in routes
-        ]  # (first, last) per frame
+        # scenes[r]: (first, last), each frame's scene's first and last frame in route r.
+        self.scenes = [scene_bounds(route.tokens, scene_change) for route in routes]
         # reach[r][t]: the last frame of route r an env standing at frame t may match next.
         self.reach = [
             np.minimum(last + window, len(route.tokens) - 1) for route, (_, last) in zip(routes, self.scenes)
