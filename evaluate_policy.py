@@ -53,7 +53,7 @@ from training.paths import (
 )
 from training.policy_io import load_policy, policy_chooser
 from training.ppo import CURVES
-from training.progress import ProgressReward, ProgressSettings, load_progress
+from training.progress import ProgressReward, load_progress, settings_of_run
 from training.rom_binding import bound_rom
 from training.route import load_routes
 from training.world_model import world_model_env
@@ -333,13 +333,6 @@ def evaluate(args: Args, out: OutDir) -> dict:
     defaults = {
         "frame_skip": FRAME_SKIP,
         "press_frames": PRESS_FRAMES,
-        "reward_interval": ProgressSettings.interval,
-        "time_penalty": ProgressSettings.time_penalty,
-        "reward_scale": ProgressSettings.scale,
-        "progress_baseline": ProgressSettings.baseline,
-        "route_window": ProgressSettings.route_window,
-        "route_tolerance": ProgressSettings.route_tolerance,
-        "route_scene_change": ProgressSettings.route_scene_change,
     }
 
     def trained(name: str):  # the policy's training setting, else the training script's default
@@ -388,16 +381,7 @@ def evaluate(args: Args, out: OutDir) -> dict:
     def make_progress():  # the training reward, as the trained run computed it
         if learned_progress is None:
             return None
-        settings = ProgressSettings(
-            trained("reward_interval"),
-            trained("time_penalty"),
-            trained("reward_scale"),
-            trained("progress_baseline"),
-            trained("route_window"),
-            trained("route_tolerance"),
-            trained("route_scene_change"),
-        )
-        return ProgressReward(learned_progress, env.num_envs, settings, routes)
+        return ProgressReward(learned_progress, env.num_envs, settings_of_run(trained_args), routes)
 
     logs = {}
     try:

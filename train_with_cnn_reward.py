@@ -64,7 +64,7 @@ from training.ppo import (
     make_prepare_batch,
     make_update,
 )
-from training.progress import ProgressSettings, load_progress
+from training.progress import ProgressSettings, load_progress, settings_of_run
 from training.resume import settings_on_resume
 from training.rollout import ImaginedEnvs, Runner, make_runner
 from training.rom_binding import bound_rom, rom_record
@@ -319,15 +319,7 @@ def main(args: Args) -> list[dict]:
     reward_model = locate_checkpoint(args.reward_model, "--reward-model", REWARD_DIR)
     args = dataclasses.replace(args, reward_model=str(reward_model))  # the checkpoint records the file found
     progress = load_progress(local_checkpoint(reward_model, "--reward-model"))
-    settings = ProgressSettings(
-        args.reward_interval,
-        args.time_penalty,
-        args.reward_scale,
-        args.progress_baseline,
-        args.route_window,
-        args.route_tolerance,
-        args.route_scene_change,
-    )
+    settings = settings_of_run(dataclasses.asdict(args))
     routes = None
     if args.route_frames:
         try:

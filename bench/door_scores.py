@@ -38,7 +38,7 @@ from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
 from training.paths import path_from_checkpoint
 from training.policy_io import load_policy, policy_chooser
-from training.progress import ProgressReward, ProgressSettings, load_progress
+from training.progress import ProgressReward, load_progress, settings_of_run
 from training.route import load_routes
 
 GAME = EmuQuest()
@@ -159,13 +159,7 @@ def main(args: Args) -> str:
         route_frames = os.path.normpath(path_from_checkpoint(trained["route_frames"], args.policy.parent))
         routes = load_routes(route_frames, reward)
         scored_by += f" along the speedruns in `{route_frames}`"
-    settings = ProgressSettings(
-        interval=1,
-        time_penalty=0.0,
-        route_window=trained.get("route_window", ProgressSettings.route_window),
-        route_tolerance=trained.get("route_tolerance", ProgressSettings.route_tolerance),
-        route_scene_change=trained.get("route_scene_change", ProgressSettings.route_scene_change),
-    )
+    settings = settings_of_run(trained, interval=1, time_penalty=0.0)  # a score at every step
     progress = ProgressReward(reward, num_envs=args.episodes, settings=settings, routes=routes)
     entries = room_entries(*play(args, model, trained, progress))
     rows = [

@@ -17,7 +17,13 @@ from PIL import Image
 import train_with_cnn_reward as ppo
 from training.entropy_watch import EntropyWatch
 from training.ppo import PPOState, compute_gae, make_update, return_filter_mask
-from training.progress import LearnedProgress, ProgressReward, ProgressSettings, load_progress
+from training.progress import (
+    LearnedProgress,
+    ProgressReward,
+    ProgressSettings,
+    load_progress,
+    settings_of_run,
+)
 from training.rollout import EnvGroup, Runner
 
 
@@ -210,6 +216,19 @@ class ScoreOfFrame:
 
 def tiny_env(**kwargs):
     return VecGameBoy(EMUQUEST_ROM, num_envs=3, backend="serial", frame_skip=8, press_frames=4, **kwargs)
+
+
+def test_a_runs_reward_settings_are_read_from_its_ppo_flags():
+    flags = dataclasses.asdict(ppo.Args(reward_interval=4, reward_scale=0.35, progress_baseline="best",
+                                        route_tolerance=2, route_scene_change=20))  # fmt: skip
+    assert settings_of_run(flags) == ProgressSettings(
+        interval=4, scale=0.35, baseline="best", route_tolerance=2, route_scene_change=20
+    )
+    # A run saved before a flag existed scored with its default; overrides replace any setting.
+    del flags["route_scene_change"], flags["reward_interval"]
+    assert settings_of_run(flags, time_penalty=0.0) == ProgressSettings(
+        scale=0.35, baseline="best", route_tolerance=2, time_penalty=0.0
+    )
 
 
 def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(learned):

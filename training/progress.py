@@ -56,6 +56,28 @@ class ProgressSettings:
     begins; the rest of the env's scene is matched as well as the window (0: the window alone)."""
 
 
+# ProgressSettings' fields as PPO's flags name them (train_with_cnn_reward.py Args).
+PPO_FLAG_OF_SETTING = {
+    "interval": "reward_interval",
+    "time_penalty": "time_penalty",
+    "scale": "reward_scale",
+    "baseline": "progress_baseline",
+    "route_window": "route_window",
+    "route_tolerance": "route_tolerance",
+    "route_scene_change": "route_scene_change",
+}
+
+
+def settings_of_run(run_args: dict, **overrides) -> ProgressSettings:
+    """The settings a PPO run scored with, from its args (a policy checkpoint's config["args"]); a
+    setting the run predates takes today's default, and `overrides` replace any."""
+    defaults = ProgressSettings()
+    settings = {
+        name: run_args.get(flag, getattr(defaults, name)) for name, flag in PPO_FLAG_OF_SETTING.items()
+    }
+    return ProgressSettings(**settings | overrides)
+
+
 class LearnedProgress:
     """A 'reward' checkpoint as jitted host functions on numpy arrays (frames uint8 (N, 144, 160, C),
     RGB, or gray for a gray-palette game): `score(frames) -> (N,)` for a one-frame model; for the vq

@@ -92,7 +92,6 @@ class RouteTracker:
                 f"and {scene_change}"
             )
         self.routes = routes
-        self.window = window
         self.tolerance = tolerance
         self.scene_change = scene_change
         # scenes[r]: (first, last), each frame's scene's first and last frame in route r.
