@@ -121,8 +121,12 @@ def test_checkpoints_without_their_speedrun_frames_need_route_frames_or_no_route
         (checkpoints / name).touch()  # only their presence is checked before the route's frames
     with pytest.raises(SystemExit, match="no speedrun frames at .*speedruns/frames for PPO's route"):
         pipeline.main(pipeline.Args(quick=True, out_dir=tmp_path / "run", checkpoints=checkpoints))
+
+
+def test_a_negative_route_scene_change_is_refused_before_any_phase(tmp_path):
     with pytest.raises(SystemExit, match="--route-scene-change must be >= 0"):
         pipeline.main(pipeline.Args(quick=True, out_dir=tmp_path / "run", route_scene_change=-1))
+    assert not (tmp_path / "run").exists()
 
 
 def test_pipeline_from_a_users_rom_and_videos(quick_run, tmp_path):
