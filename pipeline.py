@@ -194,6 +194,9 @@ class Args:
     route_scene_change: int = 0
     """PPO's --route-scene-change: the route is also matched across the rest of each scene (a room, a
     text page) and no text as short as the window can be skipped (0: the window alone, the main job's)."""
+    novelty_bonus: float | None = None
+    """PPO's --novelty-bonus: reward for each coarse screen an episode shows for the first time (None:
+    the main job's)."""
     reward_events: int | None = None
     """train_reward.py's --events: event features of the episode's seen tokens the reward reads
     (None: the preset's 8; 0: a reward that reads one frame). With --videos, which have no random-play
@@ -231,6 +234,8 @@ def check_user_game(args: Args):
         raise SystemExit("--video-fps must be positive")
     if args.route_scene_change < 0:
         raise SystemExit("--route-scene-change must be >= 0")
+    if args.novelty_bonus is not None and args.novelty_bonus < 0:
+        raise SystemExit("--novelty-bonus must be >= 0")
 
 
 def timed(name: str, durations: dict, fn, *a, **kw):
@@ -432,6 +437,8 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
         overrides["curriculum_temperature"] = args.curriculum_temperature
     if args.progress_baseline is not None:
         overrides["progress_baseline"] = args.progress_baseline
+    if args.novelty_bonus is not None:
+        overrides["novelty_bonus"] = args.novelty_bonus
     if (frames := route_frames(args, checkpoints)) is not None:
         overrides |= dict(route_frames=str(frames), route_scene_change=args.route_scene_change)
     return train_with_cnn_reward.Args(

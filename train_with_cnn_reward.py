@@ -142,6 +142,10 @@ class Args:
     is matched against the rest of its env's scene as well as the window, and one that still matches
     its scene stays in it: standing where the run stood before a text is not after it (0: the window
     alone, which lets a text shorter than the window be skipped)."""
+    novelty_bonus: float = ProgressSettings.novelty
+    """Reward for each coarse screen (a 9x10 gray thumbnail, Go-Explore's cell without its score band)
+    an episode shows for the first time: an episodic exploration bonus from pixels, so a room the reward
+    has no slope in pays once per tile stood on (0: none)."""
     gamma: float = 0.99
     """Discount."""
     gae_lambda: float = 0.95
@@ -270,6 +274,8 @@ def check_args(args: Args):
         problems.append(f"--route-frames {args.route_frames} is not a folder")
     if args.route_window < 1 or args.route_tolerance < 0 or args.route_scene_change < 0:
         problems.append("--route-window must be >= 1, --route-tolerance and --route-scene-change >= 0")
+    if args.novelty_bonus < 0:
+        problems.append("--novelty-bonus must be >= 0")
     if problems:
         raise fail("; ".join(problems))
 

@@ -81,6 +81,8 @@ class Args:
     route_scene_change: int = 0
     """PPO's --route-scene-change: scenes of the route matched whole, no text skipped (0: the main
     job's, the window alone)."""
+    novelty_bonus: float | None = None
+    """PPO's --novelty-bonus for each screen an episode shows first (None: the main job's)."""
     reuse: bool = False
     """Read a seed's finished run in --out-dir (report.json and the final policy) instead of running it
     again, when its policy was trained with exactly the PPO settings this bench would use: an interrupted
@@ -108,6 +110,7 @@ def pipeline_args(args: Args, seed: int, resume: Path | None = None) -> pipeline
         route=args.route,
         route_frames=args.route_frames,
         route_scene_change=args.route_scene_change,
+        novelty_bonus=args.novelty_bonus,
     )
 
 
@@ -184,7 +187,8 @@ def markdown(rows: list[dict], args: Args) -> str:
         f"Agent benchmark, {datetime.date.today()}, {machine()}; PPO {ppo['iterations']} iterations x "
         f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, reward scale {ppo['reward_scale']:g}, "
         f"curriculum {curriculum}, memory {ppo['memory'] or 'none'}, "
-        f"progress baseline {ppo['progress_baseline']}, {route}; "
+        f"progress baseline {ppo['progress_baseline']}, {route}, "
+        f"novelty bonus {ppo.get('novelty_bonus', 0.0):g}; "
         f"evaluation {budget['eval_episodes']} episodes x {budget['eval_steps']} steps; "
         f"checkpoints {args.checkpoints}"
         + (f"; continued from {args.resume_from}." if args.resume_from else "."),

@@ -31,14 +31,23 @@ CELL_GRID = (9, 10)  # one cell pixel per 16x16 block of the 144x160 screen
 CELL_LEVELS = 8
 
 
-def cell_keys(frames: np.ndarray, scores, band: float, grid=CELL_GRID, levels=CELL_LEVELS) -> list[bytes]:
-    """frames (N, 144, 160, C) uint8 (C = 1: gray, 3: RGB), scores (N,) -> one key per frame."""
+def screen_keys(frames: np.ndarray, grid=CELL_GRID, levels=CELL_LEVELS) -> list[bytes]:
+    """frames (N, 144, 160, C) uint8 (C = 1: gray, 3: RGB) -> what each frame looks like at a glance,
+    grid[0] * grid[1] bytes per frame."""
     keys = []
-    for frame, score in zip(frames, scores):
+    for frame in frames:
         gray = frame[..., 0] if frame.shape[-1] == 1 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         small = cv2.resize(gray, (grid[1], grid[0]), interpolation=cv2.INTER_AREA) // (256 // levels)
-        keys.append(small.astype(np.uint8).tobytes() + np.int32(np.floor(score / band)).tobytes())
+        keys.append(small.astype(np.uint8).tobytes())
     return keys
+
+
+def cell_keys(frames: np.ndarray, scores, band: float, grid=CELL_GRID, levels=CELL_LEVELS) -> list[bytes]:
+    """frames (N, 144, 160, C) uint8, scores (N,) -> one key per frame: its screen key and score band."""
+    return [
+        screen + np.int32(np.floor(score / band)).tobytes()
+        for screen, score in zip(screen_keys(frames, grid, levels), scores)
+    ]
 
 
 class CellArchive(CurriculumPool):

@@ -123,9 +123,12 @@ def test_checkpoints_without_their_speedrun_frames_need_route_frames_or_no_route
         pipeline.main(pipeline.Args(quick=True, out_dir=tmp_path / "run", checkpoints=checkpoints))
 
 
-def test_a_negative_route_scene_change_is_refused_before_any_phase(tmp_path):
-    with pytest.raises(SystemExit, match="--route-scene-change must be >= 0"):
-        pipeline.main(pipeline.Args(quick=True, out_dir=tmp_path / "run", route_scene_change=-1))
+@pytest.mark.parametrize(
+    "flag, bad", [("route_scene_change", -1), ("novelty_bonus", -0.1)], ids=["scene-change", "novelty"]
+)
+def test_a_negative_reward_setting_is_refused_before_any_phase(tmp_path, flag, bad):
+    with pytest.raises(SystemExit, match=f"--{flag.replace('_', '-')} must be >= 0"):
+        pipeline.main(pipeline.Args(quick=True, out_dir=tmp_path / "run", **{flag: bad}))
     assert not (tmp_path / "run").exists()
 
 

@@ -168,7 +168,7 @@ def test_vit_policy_patches_cover_the_frame():
 
 from flax import nnx  # noqa: E402
 
-from envs.archive import CellArchive, cell_keys  # noqa: E402
+from envs.archive import CellArchive, cell_keys, screen_keys  # noqa: E402
 from envs.curriculum import CurriculumPool  # noqa: E402
 from envs.games import EMUQUEST_ROM  # noqa: E402
 from envs.vec_gameboy import VecGameBoy  # noqa: E402
@@ -220,12 +220,13 @@ def tiny_env(**kwargs):
 
 def test_a_runs_reward_settings_are_read_from_its_ppo_flags():
     flags = dataclasses.asdict(ppo.Args(reward_interval=4, reward_scale=0.35, progress_baseline="best",
-                                        route_tolerance=2, route_scene_change=20))  # fmt: skip
+                                        route_tolerance=2, route_scene_change=20,
+                                        novelty_bonus=0.05))  # fmt: skip
     assert settings_of_run(flags) == ProgressSettings(
-        interval=4, scale=0.35, baseline="best", route_tolerance=2, route_scene_change=20
+        interval=4, scale=0.35, baseline="best", route_tolerance=2, route_scene_change=20, novelty=0.05
     )
     # A run saved before a flag existed scored with its default; overrides replace any setting.
-    del flags["route_scene_change"], flags["reward_interval"]
+    del flags["route_scene_change"], flags["reward_interval"], flags["novelty_bonus"]
     assert settings_of_run(flags, time_penalty=0.0) == ProgressSettings(
         scale=0.35, baseline="best", route_tolerance=2, time_penalty=0.0
     )
@@ -489,6 +490,44 @@ def tiny_args(reward_path, out_dir, **overrides):
 def deterministic(records):
     """Everything logged except wall-clock speeds."""
     return [{k: v for k, v in r.items() if not k.startswith("charts/")} for r in records]
+
+
+def screen(*lit_blocks) -> np.ndarray:
+    """A gray frame (1, 144, 160, 1), black but for these 16x16 blocks (row, col) in white."""
+    frame = np.zeros((1, 144, 160, 1), np.uint8)
+    for row, col in lit_blocks:
+        frame[0, 16 * row : 16 * row + 16, 16 * col : 16 * col + 16] = 255
+    return frame
+
+
+def test_the_novelty_bonus_pays_each_screen_once_per_episode():
+    """One env, scores that never change (only the bonus and the penalty remain): a screen pays the
+    first time its episode shows it, the first frame of an episode pays nothing, and an episode on a
+    curriculum state starts with the screens that state's episode had shown."""
+    settings = ProgressSettings(interval=1, time_penalty=0.25, baseline="best", novelty=2.0)
+    progress = ProgressReward(ScoreOfFrame(lambda frames: np.zeros(len(frames), np.float32)), 1, settings)
+    progress.start(screen())
+    a, b, c = screen((0, 0)), screen((4, 5)), screen((8, 9))
+    no, yes = np.array([False]), np.array([True])
+    rewards = [
+        progress(frame, done)[0][0] for frame, done in [(a, no), (b, no), (a, no), (screen(), no), (b, no)]
+    ]
+    assert rewards == [1.75, 1.75, -0.25, -0.25, -0.25]
+    moved = screen((4, 5))
+    moved[0, 64:80, 80:88] = 0  # half the block lit: the same 9x10 cell at another level
+    assert progress(moved, no)[0][0] == 1.75
+    saved = progress.episode_state(0)["screens"]
+    assert saved.shape == (4, 90) and saved.dtype == np.uint8
+    saved[:] = 0
+    assert progress(b, no)[0][0] == -0.25  # episode_state() copies
+    # A new episode from power-on shows a again and is paid; one on a curriculum state that had shown
+    # a, b and c is paid for neither, and its first frame c was not new to it anyway.
+    assert [progress(f, d)[0][0] for f, d in [(c, yes), (a, no)]] == [-0.25, 1.75]
+    shown = np.stack([np.frombuffer(key, np.uint8) for key in screen_keys(np.concatenate([a, b, c]))])
+    assert progress(c, yes, start_states={0: {"screens": shown}})[0][0] == -0.25
+    assert [progress(f, no)[0][0] for f in (a, b, screen((1, 1)))] == [-0.25, -0.25, 1.75]
+    plain = ProgressReward(ScoreOfFrame(lambda f: f), 1, ProgressSettings(1, 0.0))
+    assert plain.screens is None and plain.episode_state(0)["screens"] is None
 
 
 @pytest.mark.parametrize(
@@ -768,12 +807,16 @@ def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_rew
             Image.fromarray(frames[0]).save(run / f"{t:06d}.png")
             frames, *_ = env.step(rng.integers(0, env.num_actions, env.num_envs))
     settings = dict(pretrained_tokenizer=str(encoder), route_frames=str(tmp_path / "frames"), route_window=4,
-                    route_scene_change=20, iterations=4, save_every=2, env_groups=2)  # fmt: skip
+                    route_scene_change=20, novelty_bonus=0.05, iterations=4, save_every=2,
+                    env_groups=2)  # fmt: skip
     straight = ppo.main(tiny_args(reward, tmp_path / "run", **settings))
     runner = load_checkpoint(tmp_path / "run" / "policy_2.pkl", "policy")["train_state"]["runner"]
     assert all(progress["route"].shape == (1, 1) for progress in runner["progress"])  # 1 env x 1 run
     positions = [payload["route"] for payload in runner["pool"]["payloads"]]
     assert positions and all(p.shape == (1,) for p in positions) and max(int(p[0]) for p in positions) > 0
+    # Curriculum states keep the screens their episode had shown (the seed state: its first frame).
+    assert all(payload["screens"].shape[1] == 90 for payload in runner["pool"]["payloads"])
+    assert max(len(payload["screens"]) for payload in runner["pool"]["payloads"]) > 1
     checkpoint = str(tmp_path / "run" / "policy_2.pkl")
     resumed = ppo.main(tiny_args(reward, tmp_path / "run", resume=checkpoint, **settings))
     assert deterministic(resumed) == deterministic(straight[2:])
@@ -781,3 +824,5 @@ def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_rew
         ppo.main(tiny_args(reward, tmp_path / "bad", route_frames=str(tmp_path / "nowhere")))
     with pytest.raises(SystemExit, match="--route-scene-change >= 0"):
         ppo.main(tiny_args(reward, tmp_path / "bad", route_scene_change=-1))
+    with pytest.raises(SystemExit, match="--novelty-bonus must be >= 0"):
+        ppo.main(tiny_args(reward, tmp_path / "bad", novelty_bonus=-0.1))

@@ -17,6 +17,11 @@ bag is updated every env step (a text box may be up for fewer steps than the int
 policy's own tokens when the policy sees frames through the reward's encoder. With routes
 (training/route.py) the score is instead that of the furthest speedrun frame the episode has matched
 in order, and the route positions are what each env carries.
+
+A novelty bonus (`novelty` > 0) pays for each coarse screen an episode shows for the first time
+(Go-Explore's cell without its score band, envs/archive.py): an episodic count-based exploration bonus
+that reads pixels only. A room pays once per tile stood on, so the bonus is bounded by what the game
+shows; a curriculum state keeps the screens its episode had shown.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from envs.archive import CELL_GRID, screen_keys
 from models.checkpoint import CheckpointError, params_of
 from models.reward import RewardModel, load_reward, mark_seen
 from models.vqvae import gray_encoder
@@ -54,6 +60,8 @@ class ProgressSettings:
     route_scene_change: int = 0
     """With routes: tokens by which consecutive run frames differ where a new scene (text box, room)
     begins; the rest of the env's scene is matched as well as the window (0: the window alone)."""
+    novelty: float = 0.0
+    """Added to the reward for each coarse screen an episode shows for the first time (0: none)."""
 
 
 # ProgressSettings' fields as PPO's flags name them (train_with_cnn_reward.py Args).
@@ -65,6 +73,7 @@ PPO_FLAG_OF_SETTING = {
     "route_window": "route_window",
     "route_tolerance": "route_tolerance",
     "route_scene_change": "route_scene_change",
+    "novelty": "novelty_bonus",
 }
 
 
@@ -166,6 +175,8 @@ class ProgressReward:
             )
         bag_size = 0 if self.route else model.bag_size  # a route's scores come with their run's history
         self.bags = np.zeros((num_envs, bag_size), np.uint8)  # per env: tokens seen this episode
+        self.novelty = settings.novelty
+        self.screens = [set() for _ in range(num_envs)] if self.novelty else None  # per env: screen keys
 
     def start(self, obs, start_states: dict[int, dict] | None = None):
         """New episodes in every env (after `env.reset`), showing `obs`: forget every baseline (the
@@ -173,7 +184,9 @@ class ProgressReward:
         envs on curriculum states."""
         self.baseline = np.full_like(self.baseline, np.nan)
         self.bags[:] = 0
-        self._see(obs, None, np.ones(len(self.bags), bool), start_states or {})
+        restarted = np.ones(len(self.bags), bool)
+        self._see(obs, None, restarted, start_states or {})
+        self._new_screens(obs, restarted, start_states or {})
 
     def _see(self, obs, tokens, restarted, start_states):
         """Adds the frames' tokens to the bags, or moves the envs along the routes (restarted envs
@@ -194,12 +207,33 @@ class ProgressReward:
         mark_seen(self.bags, tokens)
         return tokens
 
+    def _new_screens(self, obs, restarted, start_states) -> np.ndarray:
+        """(N,) 1.0 where an env's frame is a screen its episode has not shown before, else 0. Restarted
+        envs begin with their curriculum state's screens or none, and their first frame earns nothing."""
+        new = np.zeros(len(obs), np.float32)
+        if self.screens is None:
+            return new
+        for env, key in enumerate(screen_keys(obs)):
+            if restarted[env]:
+                shown = start_states.get(env, {}).get("screens")
+                self.screens[env] = set() if shown is None else {row.tobytes() for row in shown}
+            elif key not in self.screens[env]:
+                new[env] = 1.0
+            self.screens[env].add(key)
+        return new
+
     def episode_state(self, env: int) -> dict:
         """What env's episode has built up that a curriculum state must restore: copies of its bag of
-        seen tokens and its route positions (None where the reward keeps none)."""
+        seen tokens, its route positions and the screens it has shown, uint8 (K, cells) (None where the
+        reward keeps none)."""
+        screens = None
+        if self.screens is not None:
+            shown = b"".join(sorted(self.screens[env]))
+            screens = np.frombuffer(shown, np.uint8).reshape(-1, CELL_GRID[0] * CELL_GRID[1]).copy()
         return {
             "bag": self.bags[env].copy() if self.bags.shape[1] else None,
             "route": None if self.route is None else self.route.positions[env].copy(),
+            "screens": screens,
         }
 
     def score(self, obs, tokens=None) -> np.ndarray:
@@ -220,7 +254,7 @@ class ProgressReward:
         restarted on a curriculum state. Returns (rewards (N,), scores (N,) on scored steps else None)."""
         self.steps += 1
         tokens = self._see(obs, tokens, dones, start_states or {})
-        rewards = np.full(dones.shape, -self.time_penalty, np.float32)
+        rewards = self.novelty * self._new_screens(obs, dones, start_states or {}) - self.time_penalty
         if self.steps % self.interval:
             self.baseline[dones] = np.nan
             return rewards, None

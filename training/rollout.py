@@ -297,7 +297,7 @@ class Runner:
         for name in ("states", "keys"):
             if name in pool:
                 pool[name] = [np.frombuffer(value, np.uint8) for value in pool[name]]
-        return pool  # payloads: {"bag": uint8 or None, "route": int32 or None, "memory": float32 or None}
+        return pool  # payloads: {"bag", "route", "screens", "memory"}: arrays or None
 
     def load_state_dict(self, state: dict):
         self.best_score = float(state["best_score"])
