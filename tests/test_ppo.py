@@ -363,7 +363,8 @@ def test_curriculum_saves_new_highs_and_resets_from_them(learned):
         memory = group.memory  # (3, 0): a memoryless policy
         [(state, score, payload, key)] = runner._new_high(group, scores, memory)
         assert score == 2.0 and key is None
-        assert payload == {"bag": None, "route": None, "memory": None}  # a one-frame reward keeps none
+        # A one-frame reward without the novelty bonus, and a policy without memory, keep nothing more.
+        assert payload == {"bag": None, "route": None, "screens": None, "memory": None}
         assert runner._new_high(group, scores - 1.0, memory) == []  # not a new high: nothing saved
         [(_, higher, _, _)] = runner._new_high(group, np.array([0.0, 0.0, 3.0], np.float32), memory)
         assert higher == 3.0
