@@ -145,7 +145,7 @@ class Args:
     novelty_bonus: float = ProgressSettings.novelty
     """Reward for each coarse screen (a 9x10 gray thumbnail, Go-Explore's cell without its score band)
     an episode shows for the first time: an episodic exploration bonus from pixels, so a room the reward
-    has no slope in pays once per tile stood on (0: none)."""
+    has no slope in pays about once per tile stood on (0: none)."""
     gamma: float = 0.99
     """Discount."""
     gae_lambda: float = 0.95

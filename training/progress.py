@@ -20,8 +20,9 @@ in order, and the route positions are what each env carries.
 
 A novelty bonus (`novelty` > 0) pays for each coarse screen an episode shows for the first time
 (Go-Explore's cell without its score band, envs/archive.py): an episodic count-based exploration bonus
-that reads pixels only. A room pays once per tile stood on, so the bonus is bounded by what the game
-shows; a curriculum state keeps the screens its episode had shown.
+that reads pixels only. A room pays about once per tile stood on (whether a turn alone changes the
+coarse screen is not measured), so the bonus is bounded by what the game shows; a curriculum state
+keeps the screens its episode had shown.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class ProgressReward:
     """Per-step rewards from frames: `scale * (R(now) - baseline) - time_penalty` on every
     `interval`-th env step, `-time_penalty` on the steps between (`settings`). The baseline is R of
     the last scored frame ("last"), or the episode's best R so far with gains clipped at 0 ("best").
+    With `settings.novelty`, every step also earns it for a screen its episode has not shown before.
 
     `model` is a LearnedProgress (or anything with its `bag_size` and `score`, and for bags
     `tokens` and `score_tokens`). With bags, each env's bag of seen tokens takes every frame; with
