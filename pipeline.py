@@ -481,7 +481,8 @@ def write_summary(out: Path, durations, history, evaluation, ppo, env_sps: float
         "game": evaluation["game"],
         "minutes_total": sum(durations.values()) / 60,
         "minutes": {name: seconds / 60 for name, seconds in durations.items()},
-        "ppo_env_steps": history[-1]["env_steps"],
+        "ppo_env_steps": history[-1]["env_steps"],  # with --ppo-resume, the earlier run's included
+        "ppo_env_steps_run": len(history) * ppo.num_envs * ppo.num_steps,  # this run's alone
         "ppo_sps": ppo_sps,
         "env_only_sps": env_sps,
         "ppo_to_env_sps": ppo_sps / env_sps,

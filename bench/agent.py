@@ -145,10 +145,11 @@ def finished_run(args: Args, seed: int) -> dict | None:
 
 
 def row(seed: int, report: dict, gif, ppo_args: dict, budget: dict) -> dict:
+    steps_run = report.get("ppo_env_steps_run", report["ppo_env_steps"])  # older reports: the total only
     return {
         "seed": seed,
         **report,
-        "ppo_sps_wall": report["ppo_env_steps"] / 60 / report["minutes"]["PPO"],
+        "ppo_sps_wall": steps_run / 60 / report["minutes"]["PPO"],
         "gif": gif,
         "ppo_args": ppo_args,
         "budget": budget,

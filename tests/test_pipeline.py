@@ -35,7 +35,8 @@ def test_quick_pipeline_runs_every_phase_and_writes_its_report(quick_run):
     assert result["history"][-1]["iteration"] == result["budget"]["ppo_iterations"]
     # report.json: the figures a program reads, measured in this run.
     summary = json.loads((out / "report.json").read_text())
-    assert summary == result["report"] and summary["ppo_env_steps"] == 4 * 8 * 32
+    assert summary == result["report"]
+    assert summary["ppo_env_steps"] == summary["ppo_env_steps_run"] == 4 * 8 * 32
     keys = ("minutes_total", "ppo_sps", "env_only_sps", "trained_milestones_mean", "random_milestones_mean",
             "trained_finished_rate", "title_escape_rate")  # fmt: skip
     for key in keys:
@@ -85,6 +86,18 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
         "reward scale 0.5, curriculum cell archive (band 4), memory 4, progress baseline last, "
         f"route along {out / 'speedruns' / 'frames'} (window 30, tolerance 1, scene change 20)" in table
     )
+    # --resume-from continues the seed's run: the report counts all its env steps, and the wall SPS only
+    # this run's (one iteration of 8 envs x 32 steps).
+    more = agent.Args(
+        checkpoints=out / "checkpoints", seeds=(3,), quick=True, out_dir=tmp_path / "more",
+        output=tmp_path / "more.md", reward_scale=0.5, curriculum_cells=True, memory=4,
+        curriculum_temperature=3.0, progress_baseline="last", route_scene_change=20,
+        resume_from=tmp_path / "runs", ppo_iterations=5,
+    )  # fmt: skip
+    agent.main(more)
+    resumed = json.loads((tmp_path / "more" / "seed_3" / "report.json").read_text())
+    assert (resumed["ppo_env_steps"], resumed["ppo_env_steps_run"]) == (5 * 8 * 32, 8 * 32)
+    assert agent.row(3, resumed, None, {}, {})["ppo_sps_wall"] == 8 * 32 / 60 / resumed["minutes"]["PPO"]
     # --reuse reads the finished seed back instead of training it again, but only at the same settings.
     bench = agent.Args(
         checkpoints=out / "checkpoints", seeds=(3,), quick=True, out_dir=tmp_path / "runs",
