@@ -35,6 +35,7 @@ import tyro
 import pipeline
 import train_with_cnn_reward
 from bench.tables import machine
+from envs.games import EMUQUEST_ROM
 from models.checkpoint import load_checkpoint
 from training.io import atomic_write
 from training.paths import POLICY_FINAL_FILE, path_from_checkpoint
@@ -133,6 +134,8 @@ def finished_run(args: Args, seed: int) -> dict | None:
         if name in RUNTIME_SETTINGS:
             continue
         theirs = trained.get(name, defaults[name])
+        if name == "rom":  # None is the embedded ROM, which a resumed run records by its path
+            value, theirs = value or str(EMUQUEST_ROM), theirs or str(EMUQUEST_ROM)
         if name in train_with_cnn_reward.PATH_SETTINGS and value and theirs:
             value = Path(value).resolve()
             theirs = Path(path_from_checkpoint(theirs, policy.parent)).resolve()

@@ -98,6 +98,7 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
     resumed = json.loads((tmp_path / "more" / "seed_3" / "report.json").read_text())
     assert (resumed["ppo_env_steps"], resumed["ppo_env_steps_run"]) == (5 * 8 * 32, 8 * 32)
     assert agent.row(3, resumed, None, {}, {})["ppo_sps_wall"] == 8 * 32 / 60 / resumed["minutes"]["PPO"]
+    assert agent.finished_run(dataclasses.replace(more, reuse=True), 3) is not None  # nothing trained again
     # --reuse reads the finished seed back instead of training it again, but only at the same settings.
     bench = agent.Args(
         checkpoints=out / "checkpoints", seeds=(3,), quick=True, out_dir=tmp_path / "runs",
