@@ -20,9 +20,9 @@ in order, and the route positions are what each env carries.
 
 A novelty bonus (`novelty` > 0) pays for each coarse screen an episode shows for the first time
 (Go-Explore's cell without its score band, envs/archive.py): an episodic count-based exploration bonus
-that reads pixels only. A room pays about once per tile stood on (whether a turn alone changes the
-coarse screen is not measured), so the bonus is bounded by what the game shows; a curriculum state
-keeps the screens its episode had shown.
+that reads pixels only. A room pays about once per tile stood on (a turn on the spot leaves the coarse
+screen as it was, measured on EmuQuest: docs/lab_notes.md), so the bonus is bounded by what the game
+shows; a curriculum state keeps the screens its episode had shown.
 """
 
 from __future__ import annotations
