@@ -4,6 +4,7 @@ Everything runs at tiny sizes on the embedded game with the serial VecGameBoy ba
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import signal
@@ -168,9 +169,10 @@ def test_vit_policy_patches_cover_the_frame():
 
 from flax import nnx  # noqa: E402
 
+from data.speedrun_bot import Bot  # noqa: E402
 from envs.archive import CellArchive, cell_keys, screen_keys  # noqa: E402
 from envs.curriculum import CurriculumPool  # noqa: E402
-from envs.games import EMUQUEST_ROM  # noqa: E402
+from envs.games import EMUQUEST_ROM, EmuQuest  # noqa: E402
 from envs.vec_gameboy import VecGameBoy  # noqa: E402
 from models.checkpoint import (  # noqa: E402
     config_from_dict,
@@ -373,6 +375,47 @@ def test_curriculum_saves_new_highs_and_resets_from_them(learned):
         runner.restart(1)
         for env_id in range(env.num_envs):
             np.testing.assert_array_equal(runner.obs[env_id], saved_frame)
+
+
+def test_the_rollout_counts_the_milestone_of_an_episode_that_finishes_the_game():
+    """Entering the final room ends the game and the env resets in the same step, so its RAM already
+    shows the next episode; the rollout's milestone count comes from the ended episode."""
+    bot = Bot(EMUQUEST_ROM, 0, 0.0, 0.0, 1, 0, 6000, on_frame=lambda i, rgb, buttons: None)
+    GAME = EmuQuest()
+    final_door = GAME.WARPS[GAME.FOREST][GAME.FINAL]
+    moves = {(0, 1): "up", (1, 0): "left", (-1, 0): "right"}  # to the door from beside it
+    try:
+        bot.boot()
+        memory = bot.memory
+        while not (
+            memory[GAME.MAP_ID] == GAME.FOREST
+            and memory[GAME.WALK] == 0
+            and (memory[GAME.X] - final_door[0], memory[GAME.Y] - final_door[1]) in moves
+        ):
+            assert bot.frame < 6000, "the bot did not get beside the final room's door"
+            bot.advance()
+        move = moves[(memory[GAME.X] - final_door[0], memory[GAME.Y] - final_door[1])]
+        beside_the_door = io.BytesIO()
+        bot.pyboy.save_state(beside_the_door)
+    finally:
+        bot.close()
+    score_fn = ScoreOfFrame(lambda frames: frames.reshape(len(frames), -1).mean(axis=1).astype(np.float32))
+    with VecGameBoy(
+        EMUQUEST_ROM, num_envs=1, backend="serial", initial_state=beside_the_door.getvalue()
+    ) as env:
+        runner = Runner(
+            [EnvGroup(env, 0, ProgressReward(score_fn, 1, ProgressSettings(1, 0.0)))], None, seed=0
+        )
+        runner.restart(0)
+
+        def policy_step(frames, first, memory, key):
+            action = np.full(len(frames), env.action_names.index(move))
+            return frames, action, np.zeros(len(frames)), np.zeros(len(frames)), memory
+
+        batch, _, stats = runner.rollout(policy_step, jax.random.key(0), num_steps=2)
+        runner.close()
+    assert np.asarray(batch["dones"])[0].all()  # the first step entered the final room
+    assert stats["rollout/milestones_max"] == GAME.num_milestones == 7
 
 
 def test_a_reset_frame_is_never_a_curriculum_state():

@@ -160,14 +160,10 @@ class Runner:
             milestones_max[span] = np.maximum(milestones_max[span], info["milestones"])
             group.episode_return += reward
             for episode in info["episodes"]:
-                local = episode["env_id"]
-                ended.append(
-                    {
-                        **episode,
-                        "env_id": group.first_env + local,
-                        "return": float(group.episode_return[local]),
-                    }
-                )
+                local, env_id = episode["env_id"], group.first_env + episode["env_id"]
+                # An env that finished the game was reset in the same step: its RAM shows the next episode.
+                milestones_max[env_id] = max(milestones_max[env_id], episode["milestones"])
+                ended.append({**episode, "env_id": env_id, "return": float(group.episode_return[local])})
             group.episode_return[done] = 0
             if scores is not None and self.pool is not None and not group.imagined:
                 # A done env shows its next episode's first frame: a reset, not a state it reached.
