@@ -53,7 +53,7 @@ from training.paths import (
 )
 from training.policy_io import load_policy, policy_chooser
 from training.ppo import CURVES
-from training.progress import ProgressReward, load_progress, settings_of_run
+from training.progress import ProgressReward, ended_frames, load_progress, settings_of_run
 from training.rom_binding import bound_rom
 from training.route import load_routes
 from training.world_model import world_model_env
@@ -227,7 +227,7 @@ def play(
         done = terminated | truncated
         first = done
         if progress is not None:
-            rewards, scores = progress(obs, done)
+            rewards, scores = progress(obs, done, last_frames=ended_frames(info))
             returns += np.where([i in first_episode for i in range(env.num_envs)], 0.0, rewards)
             if scores is not None:
                 score = float(scores[0])

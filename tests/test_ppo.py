@@ -22,6 +22,7 @@ from training.progress import (
     LearnedProgress,
     ProgressReward,
     ProgressSettings,
+    ended_frames,
     load_progress,
     settings_of_run,
 )
@@ -246,10 +247,16 @@ def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(learned):
         for step in range(1, 17):
             actions = np.full(env.num_envs, 7 if step == 1 else 0)  # START, then wait
             actions[1] = rng.integers(0, env.num_actions)
-            obs, _, terminated, truncated, _ = env.step(actions)
+            obs, _, terminated, truncated, info = env.step(actions)
             done = terminated | truncated
-            rewards, scores = progress(obs.copy(), done)
-            if step % interval:
+            rewards, scores = progress(obs.copy(), done, last_frames=ended_frames(info))
+            if step % interval and done.any():  # an episode's last frame is paid, scored step or not
+                assert scores is None and done.all()
+                last = learned.score(np.stack(list(ended_frames(info).values())))
+                previous = learned.score(np.stack(baseline_frames))
+                np.testing.assert_allclose(rewards, last - previous - penalty, rtol=1e-5, atol=1e-6)
+                deltas.extend(rewards + penalty)
+            elif step % interval:
                 assert scores is None
                 np.testing.assert_allclose(rewards, -penalty)
             else:
@@ -264,8 +271,9 @@ def test_reward_is_the_model_delta_at_the_interval_minus_the_penalty(learned):
                     baseline_frames[i] = obs[i].copy()
             for i in np.flatnonzero(done):  # max_steps=10: the episode restarts without a baseline
                 baseline_frames[i] = None
-        # Scored at 4 (baselines), 8 (deltas), 12 (episodes restarted at 10: baselines), 16 (deltas).
-        assert len(deltas) == 2 * env.num_envs
+        # Scored at 4 (baselines), 8 (deltas), 10 (the episodes' last frames), 12 (episodes restarted
+        # at 10: baselines), 16 (deltas).
+        assert len(deltas) == 3 * env.num_envs
         assert np.abs(deltas).max() > 1e-4  # frames changed and the model saw it: not a trivial pass
 
 
@@ -343,6 +351,9 @@ def test_bags_see_every_step_restart_on_done_and_start_from_curriculum_bags():
     bag = progress.episode_state(0)["bag"]
     bag[:] = 0
     assert seen()[0] == {0, 1, 2, 4, 7}  # episode_state() copies
+    # Env 0's episode ends on an unscored step: its last frame (token 3) joins its bag and is paid.
+    rewards, _ = progress(np.array([[0], [0]]), np.array([True, False]), last_frames={0: np.array([3])})
+    assert list(rewards) == [6 - 5, 0] and seen()[0] == {0}
     again = ProgressReward(TokensAreFrames(), 2, ProgressSettings(interval=2, time_penalty=0.0))
     again.load_state_dict(progress.state_dict())
     np.testing.assert_array_equal(again.bags, progress.bags)

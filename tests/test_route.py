@@ -136,6 +136,27 @@ def test_progress_reward_pays_the_routes_score_and_carries_the_positions():
     np.testing.assert_array_equal(again.route.positions, progress.route.positions)
 
 
+def test_an_ended_episode_is_paid_for_its_last_frame_before_the_next_starts():
+    """Finishing the game ends an episode on a frame the next step never shows (it shows the reset)."""
+    route = route_of([0, 1, 2, 3], [0.0, 1.0, 5.0, 6.0])
+    settings = ProgressSettings(interval=2, time_penalty=0.0, baseline="best", route_window=2)
+    progress = ProgressReward(TokensOfFrames(), 2, settings, [route])
+    progress.start(np.stack([grid(0), grid(0)]))
+    no = np.array([False, False])
+    progress(np.stack([grid(1), grid(1)]), no)
+    _, scores = progress(np.stack([grid(1), grid(1)]), no)
+    assert scores.tolist() == [1.0, 1.0]  # the baselines
+    # Step 3 is not scored, and both episodes end: env 0's on the route's last frame.
+    ended = np.array([True, True])
+    rewards, scores = progress(np.stack([grid(0), grid(0)]), ended, last_frames={0: grid(3), 1: grid(1)})
+    assert scores is None and rewards.tolist() == [5.0, 0.0]
+    assert progress.route.positions[:, 0].tolist() == [0, 0]  # and the next episodes start at power-on
+    # Without the last frames, the gain since the last scored frame is lost with the episode.
+    assert progress(np.stack([grid(1), grid(1)]), no)[1].tolist() == [1.0, 1.0]
+    rewards, _ = progress(np.stack([grid(0), grid(0)]), ended)
+    assert rewards.tolist() == [0.0, 0.0]
+
+
 class PixelTokens:
     """A stand-in VQ reward for load_routes: a frame's tokens are its top-left pixel value everywhere,
     and the score counts the ids in the bag."""

@@ -9,8 +9,10 @@ best score so far are credited, so leaving a state the reward model overrates co
 the plain delta would charge the drop and make that state a trap.
 
 An episode's first scored frame is its baseline and earns nothing, so neither a reset (or a
-curriculum jump) nor the power-on frame is credited as progress. RAM milestones are logged, never
-rewarded.
+curriculum jump) nor the power-on frame is credited as progress. Its last frame, which no step shows
+(the env resets in the step that ends it), is scored on that step whatever the interval, so the
+progress since the last scored frame is paid, and so is finishing the game. RAM milestones are logged,
+never rewarded.
 
 A reward model trained with --seen-tokens also reads each episode's bag of seen tokens. Each env's
 bag is updated every env step (a text box may be up for fewer steps than the interval), from the
@@ -38,7 +40,10 @@ from envs.archive import CELL_GRID, screen_keys
 from models.checkpoint import CheckpointError, params_of
 from models.reward import RewardModel, load_reward, mark_seen
 from models.vqvae import gray_encoder
+from training.data import map_batches
 from training.route import Route, RouteTracker
+
+LAST_FRAMES_BATCH = 4  # ended episodes' last frames per reward-model call: one compile, few ends a step
 
 
 @dataclass(frozen=True)
@@ -249,14 +254,27 @@ class ProgressReward:
             return self.model.score_tokens(tokens)
         return self.model.score(obs)
 
-    def __call__(self, obs, dones, tokens=None, start_states: dict[int, dict] | None = None):
+    def __call__(
+        self,
+        obs,
+        dones,
+        tokens=None,
+        start_states: dict[int, dict] | None = None,
+        last_frames: dict[int, np.ndarray] | None = None,
+    ):
         """Reward for the step that produced `obs` (with `dones` true where an episode ended and `obs`
         is already the next episode's first frame). `tokens`: the frames' tokens under the reward's
         own encoder, if the caller has them; `start_states` {env: episode_state} for done envs that
-        restarted on a curriculum state. Returns (rewards (N,), scores (N,) on scored steps else None)."""
+        restarted on a curriculum state; `last_frames` {env: frame} the ended episodes' last frames
+        (`ended_frames(info)`), scored whatever the interval, so that an episode is paid what it
+        gained since its last scored frame: finishing the game ends it on a frame no step shows.
+        Returns (rewards (N,), scores (N,) on scored steps else None)."""
         self.steps += 1
+        rewards = -np.full(len(dones), self.time_penalty, np.float32)
+        if last_frames:
+            rewards += self.scale * self._final_gains(last_frames)
         tokens = self._see(obs, tokens, dones, start_states or {})
-        rewards = self.novelty * self._new_screens(obs, dones, start_states or {}) - self.time_penalty
+        rewards += self.novelty * self._new_screens(obs, dones, start_states or {})
         if self.steps % self.interval:
             self.baseline[dones] = np.nan
             return rewards, None
@@ -271,6 +289,30 @@ class ProgressReward:
         self.baseline = np.where(dones, np.nan, kept).astype(np.float32)
         rewards += self.scale * gain
         return rewards, scores
+
+    def _final_gains(self, last_frames: dict[int, np.ndarray]) -> np.ndarray:
+        """(N,) each ended episode's gain from its last frame (`last_frames` {env: frame}), seen with
+        its history, over its baseline; 0 for the other envs and for an episode not yet scored."""
+        ended = np.array(sorted(last_frames))
+        frames = np.stack([last_frames[env] for env in ended])
+        if self.route is not None or self.bags.shape[1]:
+            tokens = map_batches(self.model.tokens, frames, LAST_FRAMES_BATCH)
+            if self.route is not None:
+                grids = np.zeros((len(self.baseline), *tokens.shape[1:]), tokens.dtype)
+                grids[ended] = tokens
+                self.route.advance(grids, np.isin(np.arange(len(self.baseline)), ended))
+                scores = self.route.scores()[ended]
+            else:
+                bags = self.bags[ended]
+                mark_seen(bags, tokens)
+                scores = map_batches(
+                    lambda batch: self.model.score_tokens(*batch), (tokens, bags), LAST_FRAMES_BATCH
+                )
+        else:
+            scores = map_batches(self.model.score, frames, LAST_FRAMES_BATCH)
+        gains = np.zeros(len(self.baseline), np.float32)
+        gains[ended] = np.nan_to_num(scores - self.baseline[ended])  # NaN: no scored frame yet
+        return np.maximum(gains, 0.0) if self.from_best else gains
 
     def state_dict(self) -> dict:
         return {
@@ -287,6 +329,13 @@ class ProgressReward:
             self.bags = np.asarray(state["bags"], np.uint8).copy()
         if self.route is not None and state.get("route") is not None:
             self.route.positions = np.asarray(state["route"], np.int32).copy()
+
+
+def ended_frames(info: dict) -> dict[int, np.ndarray]:
+    """{env: its ended episode's last frame} from a vector env step's info (`final_obs`)."""
+    if "final_obs" not in info:
+        return {}
+    return {int(env): info["final_obs"][env] for env in np.flatnonzero(info["_final_obs"])}
 
 
 def load_progress(path: str) -> LearnedProgress:

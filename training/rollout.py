@@ -23,7 +23,7 @@ from envs.rom import RomError
 from envs.vec_gameboy import WORKER_TIMEOUT_S, VecGameBoy
 from envs.world_model_env import WorldModelEnv
 from models.checkpoint import CheckpointError
-from training.progress import LearnedProgress, ProgressReward, ProgressSettings
+from training.progress import LearnedProgress, ProgressReward, ProgressSettings, ended_frames
 from training.route import Route
 from training.world_model import world_model_env
 
@@ -151,7 +151,11 @@ class Runner:
             group = self.groups[g]
             clock = time.perf_counter()
             reward, scores = group.progress(
-                group.obs, done, observation if share_tokens else None, self._start_states(info)
+                group.obs,
+                done,
+                observation if share_tokens else None,
+                self._start_states(info),
+                ended_frames(info),
             )
             seconds["reward"] += time.perf_counter() - clock
             columns[g]["rewards"].append(reward)

@@ -109,13 +109,14 @@ class RouteTracker:
         for env, positions in start_positions.items():
             self.positions[env] = positions
 
-    def advance(self, tokens: np.ndarray):
-        """Moves every env (tokens (N, rows, cols), its current frames) to the furthest frame of each
-        route within its reach that the frame matches; with scenes, to the furthest in its own scene
-        when the frame matches any frame of that scene."""
-        grids = tokens.reshape(len(tokens), -1)
+    def advance(self, tokens: np.ndarray, envs: np.ndarray | None = None):
+        """Moves every env (tokens (N, rows, cols), its current frames), or those of the bool mask
+        `envs`, to the furthest frame of each route within its reach that the frame matches; with
+        scenes, to the furthest in its own scene when the frame matches any frame of that scene."""
+        moved = np.ones(len(self.positions), bool) if envs is None else np.asarray(envs, bool)
+        grids = tokens.reshape(len(tokens), -1)[moved]
         for r, route in enumerate(self.routes):
-            position, (first, last) = self.positions[:, r], self.scenes[r]
+            position, (first, last) = self.positions[moved, r], self.scenes[r]
             start = first[position] if self.scene_change else position + 1  # the scene, to tell a stay
             counts = np.maximum(self.reach[r][position] + 1 - start, 0)  # (N,) frames looked at
             env = np.repeat(np.arange(len(grids)), counts)
@@ -127,7 +128,7 @@ class RouteTracker:
             kept = stays | (matched & ~in_scene[env])
             furthest = position.copy()
             np.maximum.at(furthest, env[kept], frame[kept].astype(np.int32))
-            self.positions[:, r] = furthest
+            self.positions[moved, r] = furthest
 
     def scores(self) -> np.ndarray:
         """(N,) each env's best score over the routes' matched frames."""
