@@ -392,20 +392,20 @@ def test_the_rollout_counts_the_milestone_of_an_episode_that_finishes_the_game()
     """Entering the final room ends the game and the env resets in the same step, so its RAM already
     shows the next episode; the rollout's milestone count comes from the ended episode."""
     bot = Bot(EMUQUEST_ROM, 0, 0.0, 0.0, 1, 0, 6000, on_frame=lambda i, rgb, buttons: None)
-    GAME = EmuQuest()
-    final_door = GAME.WARPS[GAME.FOREST][GAME.FINAL]
+    game = EmuQuest()
+    final_door = game.WARPS[game.FOREST][game.FINAL]
     moves = {(0, 1): "up", (1, 0): "left", (-1, 0): "right"}  # to the door from beside it
     try:
         bot.boot()
         memory = bot.memory
         while not (
-            memory[GAME.MAP_ID] == GAME.FOREST
-            and memory[GAME.WALK] == 0
-            and (memory[GAME.X] - final_door[0], memory[GAME.Y] - final_door[1]) in moves
+            memory[game.MAP_ID] == game.FOREST
+            and memory[game.WALK] == 0
+            and (memory[game.X] - final_door[0], memory[game.Y] - final_door[1]) in moves
         ):
             assert bot.frame < 6000, "the bot did not get beside the final room's door"
             bot.advance()
-        move = moves[(memory[GAME.X] - final_door[0], memory[GAME.Y] - final_door[1])]
+        move = moves[(memory[game.X] - final_door[0], memory[game.Y] - final_door[1])]
         beside_the_door = io.BytesIO()
         bot.pyboy.save_state(beside_the_door)
     finally:
@@ -426,7 +426,7 @@ def test_the_rollout_counts_the_milestone_of_an_episode_that_finishes_the_game()
         batch, _, stats = runner.rollout(policy_step, jax.random.key(0), num_steps=2)
         runner.close()
     assert np.asarray(batch["dones"])[0].all()  # the first step entered the final room
-    assert stats["rollout/milestones_max"] == GAME.num_milestones == 7
+    assert stats["rollout/milestones_max"] == game.num_milestones == 7
 
 
 def test_a_reset_frame_is_never_a_curriculum_state():

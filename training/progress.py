@@ -297,9 +297,7 @@ class ProgressReward:
         if self.route is not None or self.bags.shape[1]:
             tokens = in_fixed_batches(self.model.tokens, frames)
             if self.route is not None:
-                grids = np.zeros((len(self.baseline), *tokens.shape[1:]), tokens.dtype)
-                grids[ended] = tokens
-                self.route.advance(grids, np.isin(np.arange(len(self.baseline)), ended))
+                self.route.advance(tokens, ended)
                 scores = self.route.scores()[ended]
             else:
                 bags = self.bags[ended]

@@ -110,11 +110,12 @@ class RouteTracker:
             self.positions[env] = positions
 
     def advance(self, tokens: np.ndarray, envs: np.ndarray | None = None):
-        """Moves every env (tokens (N, rows, cols), its current frames), or those of the bool mask
-        `envs`, to the furthest frame of each route within its reach that the frame matches; with
-        scenes, to the furthest in its own scene when the frame matches any frame of that scene."""
-        moved = np.ones(len(self.positions), bool) if envs is None else np.asarray(envs, bool)
-        grids = tokens.reshape(len(tokens), -1)[moved]
+        """Moves every env (tokens (N, rows, cols), its current frames), or the envs of the index array
+        `envs` (tokens (len(envs), rows, cols)), to the furthest frame of each route within its reach
+        that the frame matches; with scenes, to the furthest in its own scene when the frame matches
+        any frame of that scene."""
+        moved = slice(None) if envs is None else np.asarray(envs)
+        grids = tokens.reshape(len(tokens), -1)
         for r, route in enumerate(self.routes):
             position, (first, last) = self.positions[moved, r], self.scenes[r]
             start = first[position] if self.scene_change else position + 1  # the scene, to tell a stay
