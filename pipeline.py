@@ -181,6 +181,9 @@ class Args:
     of states saved at new progress highs."""
     memory: int | None = None
     """PPO's --memory: the width of the policy's GRU memory (None: the main job's 128; 0: none)."""
+    seen_tokens: bool | None = None
+    """PPO's --seen-tokens: the policy also reads which tokens the episode has shown (None: the main
+    job's)."""
     curriculum_temperature: float | None = None
     """PPO's --curriculum-temperature, in the reward's score units (None: the main job's)."""
     progress_baseline: Literal["last", "best"] | None = None
@@ -194,6 +197,9 @@ class Args:
     route_scene_change: int = 0
     """PPO's --route-scene-change: the route is also matched across the rest of each scene (a room, a
     text page) and no text as short as the window can be skipped (0: the window alone, the main job's)."""
+    route_text_barrier: int = 0
+    """PPO's --route-text-barrier: a text page of the runs at least this many frames long must be
+    matched to get past it (0: none, the main job's)."""
     novelty_bonus: float | None = None
     """PPO's --novelty-bonus: reward for each coarse screen an episode shows for the first time (None:
     the main job's)."""
@@ -232,8 +238,9 @@ def check_user_game(args: Args):
         raise SystemExit(f"--initial-state {args.initial_state}: no such file")
     if args.video_fps <= 0:
         raise SystemExit("--video-fps must be positive")
-    if args.route_scene_change < 0:
-        raise SystemExit("--route-scene-change must be >= 0")
+    for name in ("route_scene_change", "route_text_barrier"):
+        if getattr(args, name) < 0:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 0")
     if args.novelty_bonus is not None and args.novelty_bonus < 0:
         raise SystemExit("--novelty-bonus must be >= 0")
 
@@ -433,6 +440,8 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
         overrides |= dict(curriculum_cells=True, curriculum_capacity=CELL_CAPACITY)
     if args.memory is not None:
         overrides["memory"] = args.memory
+    if args.seen_tokens is not None:
+        overrides["seen_tokens"] = args.seen_tokens
     if args.curriculum_temperature is not None:
         overrides["curriculum_temperature"] = args.curriculum_temperature
     if args.progress_baseline is not None:
@@ -440,7 +449,11 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
     if args.novelty_bonus is not None:
         overrides["novelty_bonus"] = args.novelty_bonus
     if (frames := route_frames(args, checkpoints)) is not None:
-        overrides |= dict(route_frames=str(frames), route_scene_change=args.route_scene_change)
+        overrides |= dict(
+            route_frames=str(frames),
+            route_scene_change=args.route_scene_change,
+            route_text_barrier=args.route_text_barrier,
+        )
     return train_with_cnn_reward.Args(
         rom=None if args.rom is None else str(args.rom),
         initial_state=None if args.initial_state is None else str(args.initial_state),

@@ -142,6 +142,10 @@ class Args:
     is matched against the rest of its env's scene as well as the window, and one that still matches
     its scene stays in it: standing where the run stood before a text is not after it (0: the window
     alone, which lets a text shorter than the window be skipped)."""
+    route_text_barrier: int = ProgressSettings.route_text_barrier
+    """With --route-frames: a text page of the runs (a scene that a change of 21-60 tokens opens) at
+    least this many saved frames long ends the window before it, so every page must be matched in turn
+    (8: every page an agent stepping 7.5 saved frames at a time can see; 0: none)."""
     novelty_bonus: float = ProgressSettings.novelty
     """Reward for each coarse screen (a 9x10 gray thumbnail, Go-Explore's cell without its score band)
     an episode shows for the first time: an episodic exploration bonus from pixels, so a room the reward
@@ -214,6 +218,10 @@ class Args:
     """Width of a GRU memory on the trunk's features, carried from step to step and reset at episode
     ends (0: the policy sees one frame). With memory, PPO's minibatches are whole env sequences, so
     --num-minibatches must divide --num-envs."""
+    seen_tokens: bool = False
+    """Carry in the memory which of the codebook's tokens the episode has shown, and feed them to the
+    policy (the VQ policy with a frozen encoder): a screen that looks the same before and after an
+    event is told apart by the event's text having been seen. Trains on whole env sequences, as memory."""
     trunk_pool: tuple[int, int] = (1, 1)
     """Merge windows of this many token rows and columns into one trunk token, when no dynamics
     checkpoint fixes it ((3, 2): 15 tokens instead of 90)."""
@@ -266,14 +274,21 @@ def check_args(args: Args):
         problems.append("--imagined-envs (from 1 to --num-envs) and --world-model go together")
     if args.minutes < 0 or args.imagined_sample_steps < 1:
         problems.append("--minutes must be >= 0 and --imagined-sample-steps >= 1")
-    if args.memory < 0 or (args.memory and args.num_envs % args.num_minibatches):
-        problems.append("--memory must be >= 0, and with memory --num-minibatches must divide --num-envs")
+    if args.memory < 0 or ((args.memory or args.seen_tokens) and args.num_envs % args.num_minibatches):
+        problems.append(
+            "--memory must be >= 0, and with memory or seen tokens --num-minibatches must divide --num-envs"
+        )
+    if args.seen_tokens and (args.policy != "vq" or args.finetune_encoder):
+        problems.append("--seen-tokens needs --policy vq with a frozen encoder (its observations are tokens)")
     if args.curriculum_capacity < 1 or not args.cell_band > 0 or not args.curriculum_temperature > 0:
         problems.append("--curriculum-capacity must be >= 1, --cell-band and --curriculum-temperature > 0")
     if args.route_frames is not None and not Path(args.route_frames).is_dir():
         problems.append(f"--route-frames {args.route_frames} is not a folder")
-    if args.route_window < 1 or args.route_tolerance < 0 or args.route_scene_change < 0:
-        problems.append("--route-window must be >= 1, --route-tolerance and --route-scene-change >= 0")
+    if args.route_window < 1:
+        problems.append("--route-window must be >= 1")
+    for name in ("route_tolerance", "route_scene_change", "route_text_barrier"):
+        if getattr(args, name) < 0:
+            problems.append(f"--{name.replace('_', '-')} must be >= 0")
     if args.novelty_bonus < 0:
         problems.append("--novelty-bonus must be >= 0")
     if problems:
@@ -293,7 +308,7 @@ FIXED_ON_RESUME = frozenset({
     "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "policy", "finetune_encoder",
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
-    "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory", "route_frames",
+    "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory", "seen_tokens", "route_frames",
 })  # fmt: skip
 # Settings that name files: a checkpoint stores them relative to its own folder.
 PATH_SETTINGS = (
@@ -357,7 +372,6 @@ def main(args: Args) -> list[dict]:
         curriculum_capacity=args.curriculum_capacity,
         curriculum_temperature=args.curriculum_temperature,
         cell_band=args.cell_band if args.curriculum_cells else None,
-        memory=args.memory,
         seed=args.seed + 7919 * jax.process_index(),  # every process's envs play their own episodes
         grayscale=args.observation == "gray",
         worker_timeout_s=args.worker_timeout,
@@ -407,6 +421,7 @@ def build_policy(args: Args, num_actions: int, key):
         gray=args.observation == "gray",
         pool=args.trunk_pool,
         memory=args.memory,
+        seen_tokens=args.seen_tokens,
     )
     key, init_key = jax.random.split(key)
     return new_policy(policy_cfg, encoder, dynamics, init_key), policy_cfg, key
@@ -442,6 +457,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
         runner.load_state_dict(ts["runner"])
     # With several processes the state is replicated over all of them and each acts with its own copy.
     state, global_frozen = replicate(state), replicate(frozen)
+    runner.set_memory_width(policy_cfg.memory_width)
     runner.restart(start_iteration)
     if args.initial_state and runner.pool is not None and not args.resume:
         runner.seed_pool(Path(args.initial_state).read_bytes())
@@ -460,7 +476,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
             return (tokens, *act(params, frozen, tokens, first, memory, k))
     else:
         policy_step = make_policy_step(graphdef)
-    sequences = policy_cfg.memory > 0  # a policy with memory trains on whole env sequences
+    sequences = policy_cfg.memory_width > 0  # a policy with memory trains on whole env sequences
     prepare_batch = make_prepare_batch(args.gamma, args.gae_lambda, args.return_filter, sequences)
     update = make_update(
         graphdef,

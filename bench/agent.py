@@ -70,6 +70,9 @@ class Args:
     """PPO's curriculum is Go-Explore's cell archive instead of new progress highs."""
     memory: int | None = None
     """PPO's --memory: the width of the policy's GRU memory (None: the main job's; 0: none)."""
+    seen_tokens: bool | None = None
+    """PPO's --seen-tokens: the policy also reads which tokens the episode has shown (None: the main
+    job's)."""
     curriculum_temperature: float | None = None
     """PPO's --curriculum-temperature (None: the main job's)."""
     progress_baseline: Literal["last", "best"] | None = None
@@ -82,6 +85,9 @@ class Args:
     route_scene_change: int = 0
     """PPO's --route-scene-change: scenes of the route matched whole, no text skipped (0: the main
     job's, the window alone)."""
+    route_text_barrier: int = 0
+    """PPO's --route-text-barrier: a text page of the runs at least this many frames long must be matched
+    to get past it (0: none, the main job's)."""
     novelty_bonus: float | None = None
     """PPO's --novelty-bonus for each screen an episode shows first (None: the main job's)."""
     reuse: bool = False
@@ -106,11 +112,13 @@ def pipeline_args(args: Args, seed: int, resume: Path | None = None) -> pipeline
         reward_scale=args.reward_scale,
         curriculum_cells=args.curriculum_cells,
         memory=args.memory,
+        seen_tokens=args.seen_tokens,
         curriculum_temperature=args.curriculum_temperature,
         progress_baseline=args.progress_baseline,
         route=args.route,
         route_frames=args.route_frames,
         route_scene_change=args.route_scene_change,
+        route_text_barrier=args.route_text_barrier,
         novelty_bonus=args.novelty_bonus,
     )
 
@@ -185,13 +193,15 @@ def markdown(rows: list[dict], args: Args) -> str:
         scene_change = ppo.get("route_scene_change", 0)
         route = (
             f"route along {ppo['route_frames']} (window {ppo['route_window']}, "
-            f"tolerance {ppo['route_tolerance']}, scene change {scene_change})"
+            f"tolerance {ppo['route_tolerance']}, scene change {scene_change}, "
+            f"text barrier {ppo.get('route_text_barrier', 0)})"
         )
     lines = [
         f"Agent benchmark, {datetime.date.today()}, {machine()}; PPO {ppo['iterations']} iterations x "
         f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, reward scale {ppo['reward_scale']:g}, "
-        f"curriculum {curriculum}, memory {ppo['memory'] or 'none'}, "
-        f"progress baseline {ppo['progress_baseline']}, {route}, "
+        f"curriculum {curriculum}, memory {ppo['memory'] or 'none'}"
+        + (" and seen tokens, " if ppo.get("seen_tokens") else ", ")
+        + f"progress baseline {ppo['progress_baseline']}, {route}, "
         f"novelty bonus {ppo.get('novelty_bonus', 0.0):g}; "
         f"evaluation {budget['eval_episodes']} episodes x {budget['eval_steps']} steps; "
         f"checkpoints {args.checkpoints}"

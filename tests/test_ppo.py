@@ -223,13 +223,15 @@ def tiny_env(**kwargs):
 
 def test_a_runs_reward_settings_are_read_from_its_ppo_flags():
     flags = dataclasses.asdict(ppo.Args(reward_interval=4, reward_scale=0.35, progress_baseline="best",
-                                        route_tolerance=2, route_scene_change=20,
+                                        route_tolerance=2, route_scene_change=20, route_text_barrier=8,
                                         novelty_bonus=0.05))  # fmt: skip
     assert settings_of_run(flags) == ProgressSettings(
-        interval=4, scale=0.35, baseline="best", route_tolerance=2, route_scene_change=20, novelty=0.05
-    )
+        interval=4, scale=0.35, baseline="best", route_tolerance=2, route_scene_change=20,
+        route_text_barrier=8, novelty=0.05,
+    )  # fmt: skip
     # A run saved before a flag existed scored with its default; overrides replace any setting.
-    del flags["route_scene_change"], flags["reward_interval"], flags["novelty_bonus"]
+    for name in ("route_scene_change", "route_text_barrier", "reward_interval", "novelty_bonus"):
+        del flags[name]
     assert settings_of_run(flags, time_penalty=0.0) == ProgressSettings(
         scale=0.35, baseline="best", route_tolerance=2, time_penalty=0.0
     )
@@ -586,19 +588,31 @@ def test_the_novelty_bonus_pays_each_screen_once_per_episode():
 
 
 @pytest.mark.parametrize(
-    "cells, memory", [(False, 0), (True, 8)], ids=["new-highs", "cell-archive-and-memory"]
+    "cells, memory, seen_tokens",
+    [(False, 0, False), (True, 8, True)],
+    ids=["new-highs", "cell-archive-memory-and-seen-tokens"],
 )
-def test_resume_continues_exactly(reward_path, tmp_path, cells, memory):
+def test_resume_continues_exactly(reward_path, tmp_path, cells, memory, seen_tokens):
     """Run 2N iterations straight; separately resume from the checkpoint at N (in a fresh
     directory, as after a kill) and continue to 2N: the logged metrics must match exactly."""
     curriculum = dict(
-        curriculum_cells=cells, cell_band=0.01, curriculum_capacity=8 if cells else 4, memory=memory
+        curriculum_cells=cells,
+        cell_band=0.01,
+        curriculum_capacity=8 if cells else 4,
+        memory=memory,
+        seen_tokens=seen_tokens,
     )
     straight = ppo.main(
         tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2, env_groups=2, **curriculum)
     )
     assert [r["iteration"] for r in straight] == [1, 2, 3, 4]
     assert straight[-1]["curriculum/pool_size"] > 0  # the pool takes part in what must be restored
+    if seen_tokens:  # curriculum states carry the codes their episode showed, after the GRU's state
+        runner = load_checkpoint(tmp_path / "straight" / "policy_2.pkl", "policy")["train_state"]["runner"]
+        saved = [payload["memory"] for payload in runner["pool"]["payloads"] if payload["memory"] is not None]
+        assert saved and all(
+            m.shape == (memory + 16,) and set(np.unique(m[memory:])) == {0.0, 1.0} for m in saved
+        )
 
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
@@ -862,8 +876,8 @@ def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_rew
             Image.fromarray(frames[0]).save(run / f"{t:06d}.png")
             frames, *_ = env.step(rng.integers(0, env.num_actions, env.num_envs))
     settings = dict(pretrained_tokenizer=str(encoder), route_frames=str(tmp_path / "frames"), route_window=4,
-                    route_scene_change=20, novelty_bonus=0.05, iterations=4, save_every=2,
-                    env_groups=2)  # fmt: skip
+                    route_scene_change=20, route_text_barrier=8, novelty_bonus=0.05, iterations=4,
+                    save_every=2, env_groups=2)  # fmt: skip
     straight = ppo.main(tiny_args(reward, tmp_path / "run", **settings))
     runner = load_checkpoint(tmp_path / "run" / "policy_2.pkl", "policy")["train_state"]["runner"]
     assert all(progress["route"].shape == (1, 1) for progress in runner["progress"])  # 1 env x 1 run
@@ -877,7 +891,9 @@ def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_rew
     assert deterministic(resumed) == deterministic(straight[2:])
     with pytest.raises(SystemExit, match="--route-frames .* is not a folder"):
         ppo.main(tiny_args(reward, tmp_path / "bad", route_frames=str(tmp_path / "nowhere")))
-    with pytest.raises(SystemExit, match="--route-scene-change >= 0"):
+    with pytest.raises(SystemExit, match="--route-scene-change must be >= 0"):
         ppo.main(tiny_args(reward, tmp_path / "bad", route_scene_change=-1))
+    with pytest.raises(SystemExit, match="--route-text-barrier must be >= 0"):
+        ppo.main(tiny_args(reward, tmp_path / "bad", route_text_barrier=-1))
     with pytest.raises(SystemExit, match="--novelty-bonus must be >= 0"):
         ppo.main(tiny_args(reward, tmp_path / "bad", novelty_bonus=-0.1))

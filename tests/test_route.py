@@ -88,6 +88,32 @@ def test_a_scene_is_matched_in_any_order_and_no_text_is_skipped():
     assert positions(window_only, [19, 6, 19, 30]) == [0, 6, 19, 30]  # it skipped the text
 
 
+def test_a_text_page_at_least_as_long_as_the_barrier_must_be_matched_to_pass_it():
+    """A room walked over tiles 0-9, a text box over its bottom three rows for 8 frames (30 tokens
+    change: a page), and the room walked back over tiles 9-0 from the moment the box closes (30 tokens
+    change again: the room it uncovers is a page of 10 frames). Tile 5 after the text looks like tile
+    5 before it."""
+    room = walking(1, range(10))
+    boxed = room[-1].copy()
+    boxed[60:] = 7
+    frames = np.stack(room + [boxed] * 8 + walking(1, range(9, -1, -1)))
+    route = Route(frames, np.arange(len(frames), dtype=np.float32))
+    tile_5 = frames[5].reshape(1, 9, 10)
+
+    def after(tracker, *shown):
+        for frame in shown:
+            tracker.advance(frame.reshape(1, 9, 10))
+        return int(tracker.positions[0, 0])
+
+    assert after(RouteTracker([route], num_envs=1, window=30, tolerance=0), tile_5) == 22  # skipped the text
+    barrier = RouteTracker([route], num_envs=1, window=30, tolerance=0, text_barrier=8)
+    assert after(barrier, tile_5) == 5  # the reach ends at the page's last frame, 17
+    assert after(barrier, boxed) == 17 and after(barrier, tile_5) == 22  # read, then past it
+    # A page shorter than the barrier is no barrier: the next one (the room, 10 frames) is.
+    assert after(RouteTracker([route], num_envs=1, window=30, tolerance=0, text_barrier=9), tile_5) == 22
+    assert after(RouteTracker([route], num_envs=1, window=30, tolerance=0, text_barrier=11), tile_5) == 22
+
+
 def test_restart_goes_to_power_on_or_a_curriculum_states_positions():
     tracker = RouteTracker([route_of(range(5)), route_of(range(5))], num_envs=3, window=5, tolerance=0)
     tracker.advance(np.stack([grid(3)] * 3))
@@ -100,8 +126,10 @@ def test_bad_routes_are_refused():
         RouteTracker([], num_envs=1, window=1, tolerance=0)
     with pytest.raises(ValueError, match="window must be >= 1"):
         RouteTracker([route_of([0])], num_envs=1, window=0, tolerance=0)
-    with pytest.raises(ValueError, match="scene change >= 0"):
+    with pytest.raises(ValueError, match="text barrier >= 0"):
         RouteTracker([route_of([0])], num_envs=1, window=1, tolerance=0, scene_change=-1)
+    with pytest.raises(ValueError, match="text barrier >= 0"):
+        RouteTracker([route_of([0])], num_envs=1, window=1, tolerance=0, text_barrier=-1)
 
 
 class TokensOfFrames:

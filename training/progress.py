@@ -65,6 +65,9 @@ class ProgressSettings:
     route_scene_change: int = 0
     """With routes: tokens by which consecutive run frames differ where a new scene (text box, room)
     begins; the rest of the env's scene is matched as well as the window (0: the window alone)."""
+    route_text_barrier: int = 0
+    """With routes: a text page of the runs at least this many frames long may not be passed by looking
+    ahead; its frames must be matched to get past it (0: none)."""
     novelty: float = 0.0
     """Added to the reward for each coarse screen an episode shows for the first time (0: none)."""
 
@@ -78,6 +81,7 @@ PPO_FLAG_OF_SETTING = {
     "route_window": "route_window",
     "route_tolerance": "route_tolerance",
     "route_scene_change": "route_scene_change",
+    "route_text_barrier": "route_text_barrier",
     "novelty": "novelty_bonus",
 }
 
@@ -177,7 +181,12 @@ class ProgressReward:
         self.route = None
         if routes:
             self.route = RouteTracker(
-                routes, num_envs, settings.route_window, settings.route_tolerance, settings.route_scene_change
+                routes,
+                num_envs,
+                settings.route_window,
+                settings.route_tolerance,
+                settings.route_scene_change,
+                settings.route_text_barrier,
             )
         bag_size = 0 if self.route else model.bag_size  # a route's scores come with their run's history
         self.bags = np.zeros((num_envs, bag_size), np.uint8)  # per env: tokens seen this episode

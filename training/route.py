@@ -27,6 +27,13 @@ frame of its own scene stays in that scene, so standing where the run stood befo
 count as after it. PPO on EmuQuest got further in training with scenes but no further from power-on
 (BENCHMARKS.md), so they are off unless asked for.
 
+Scenes still let a text be skipped where the player's frame beside the speaker (facing away, say)
+matches only the run's frames after the text. `text_barrier` closes that: a page (a scene that a change
+of TEXT_CHANGE tokens opens: a text box opening, 40 on EmuQuest, a page turning, 23, or a box closing
+on the room, 40-49) at least `text_barrier` frames long ends every env's reach before it, so each page
+must be matched in turn. Shorter ones are left out: the frame a closing box shows for a moment is a
+page of its own, and an agent stepping every 7.5 saved frames steps over it.
+
 The route is the speedruns' frames under the reward's encoder: `load_routes` encodes and scores them
 once, at startup.
 """
@@ -43,6 +50,8 @@ from models.reward import mark_seen
 from training.data import map_batches
 
 ENCODE_BATCH = 64  # frames per encoder call; map_batches pads the last, so one compile
+# Tokens changed where a text page begins: more than a step (<= 8), less than a new room (90).
+TEXT_CHANGE = (21, 60)
 
 
 class Route(NamedTuple):
@@ -82,14 +91,20 @@ class RouteTracker:
     furthest frame of each route matched in order (0 at power-on). Plain data for checkpoints."""
 
     def __init__(
-        self, routes: list[Route], num_envs: int, window: int, tolerance: int, scene_change: int = 0
+        self,
+        routes: list[Route],
+        num_envs: int,
+        window: int,
+        tolerance: int,
+        scene_change: int = 0,
+        text_barrier: int = 0,
     ):
         if not routes:
             raise ValueError("a route tracker needs at least one run")
-        if window < 1 or tolerance < 0 or scene_change < 0:
+        if window < 1 or tolerance < 0 or scene_change < 0 or text_barrier < 0:
             raise ValueError(
-                f"route window must be >= 1, tolerance and scene change >= 0, got {window}, {tolerance} "
-                f"and {scene_change}"
+                f"route window must be >= 1, tolerance, scene change and text barrier >= 0, got {window}, "
+                f"{tolerance}, {scene_change} and {text_barrier}"
             )
         self.routes = routes
         self.tolerance = tolerance
@@ -100,6 +115,11 @@ class RouteTracker:
         self.reach = [
             np.minimum(last + window, len(route.tokens) - 1) for route, (_, last) in zip(routes, self.scenes)
         ]
+        if text_barrier:
+            self.reach = [
+                np.minimum(reach, barrier_limits(route.tokens, text_barrier))
+                for route, reach in zip(routes, self.reach)
+            ]
         self.positions = np.zeros((num_envs, len(routes)), np.int32)
 
     def restart(self, envs: np.ndarray, start_positions: dict[int, np.ndarray]):
@@ -147,3 +167,16 @@ def scene_bounds(tokens: np.ndarray, scene_change: int) -> tuple[np.ndarray, np.
     last_frames = np.append(cuts, len(tokens) - 1)  # each scene's last frame, increasing
     scene = np.searchsorted(last_frames, frames)
     return np.append(0, cuts + 1)[scene], last_frames[scene]
+
+
+def barrier_limits(tokens: np.ndarray, min_frames: int) -> np.ndarray:
+    """(T,) for each frame of a run (tokens (T, cells)), the last frame of the first text page after it
+    that is at least `min_frames` long (the run's last frame where none follows)."""
+    low, high = TEXT_CHANGE
+    changed = (tokens[1:] != tokens[:-1]).sum(-1)
+    _, last = scene_bounds(tokens, low - 1)
+    starts = np.flatnonzero((changed >= low) & (changed <= high)) + 1
+    starts = starts[last[starts] + 1 - starts >= min_frames]
+    following = np.searchsorted(starts, np.arange(len(tokens)), side="right")  # index of the next page
+    page_ends = np.append(last[starts], len(tokens) - 1)
+    return page_ends[following]
