@@ -181,9 +181,6 @@ class Args:
     of states saved at new progress highs."""
     memory: int | None = None
     """PPO's --memory: the width of the policy's GRU memory (None: the main job's 128; 0: none)."""
-    seen_tokens: bool | None = None
-    """PPO's --seen-tokens: the policy also reads which tokens the episode has shown (None: the main
-    job's)."""
     curriculum_temperature: float | None = None
     """PPO's --curriculum-temperature, in the reward's score units (None: the main job's)."""
     progress_baseline: Literal["last", "best"] | None = None
@@ -440,8 +437,6 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
         overrides |= dict(curriculum_cells=True, curriculum_capacity=CELL_CAPACITY)
     if args.memory is not None:
         overrides["memory"] = args.memory
-    if args.seen_tokens is not None:
-        overrides["seen_tokens"] = args.seen_tokens
     if args.curriculum_temperature is not None:
         overrides["curriculum_temperature"] = args.curriculum_temperature
     if args.progress_baseline is not None:

@@ -218,10 +218,6 @@ class Args:
     """Width of a GRU memory on the trunk's features, carried from step to step and reset at episode
     ends (0: the policy sees one frame). With memory, PPO's minibatches are whole env sequences, so
     --num-minibatches must divide --num-envs."""
-    seen_tokens: bool = False
-    """Carry in the memory which of the codebook's tokens the episode has shown, and feed them to the
-    policy (the VQ policy with a frozen encoder): a screen that looks the same before and after an
-    event is told apart by the event's text having been seen. Trains on whole env sequences, as memory."""
     trunk_pool: tuple[int, int] = (1, 1)
     """Merge windows of this many token rows and columns into one trunk token, when no dynamics
     checkpoint fixes it ((3, 2): 15 tokens instead of 90)."""
@@ -274,12 +270,8 @@ def check_args(args: Args):
         problems.append("--imagined-envs (from 1 to --num-envs) and --world-model go together")
     if args.minutes < 0 or args.imagined_sample_steps < 1:
         problems.append("--minutes must be >= 0 and --imagined-sample-steps >= 1")
-    if args.memory < 0 or ((args.memory or args.seen_tokens) and args.num_envs % args.num_minibatches):
-        problems.append(
-            "--memory must be >= 0, and with memory or seen tokens --num-minibatches must divide --num-envs"
-        )
-    if args.seen_tokens and (args.policy != "vq" or args.finetune_encoder):
-        problems.append("--seen-tokens needs --policy vq with a frozen encoder (its observations are tokens)")
+    if args.memory < 0 or (args.memory and args.num_envs % args.num_minibatches):
+        problems.append("--memory must be >= 0, and with memory --num-minibatches must divide --num-envs")
     if args.curriculum_capacity < 1 or not args.cell_band > 0 or not args.curriculum_temperature > 0:
         problems.append("--curriculum-capacity must be >= 1, --cell-band and --curriculum-temperature > 0")
     if args.route_frames is not None and not Path(args.route_frames).is_dir():
@@ -308,7 +300,7 @@ FIXED_ON_RESUME = frozenset({
     "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "policy", "finetune_encoder",
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
-    "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory", "seen_tokens", "route_frames",
+    "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory", "route_frames",
 })  # fmt: skip
 # Settings that name files: a checkpoint stores them relative to its own folder.
 PATH_SETTINGS = (
@@ -372,6 +364,7 @@ def main(args: Args) -> list[dict]:
         curriculum_capacity=args.curriculum_capacity,
         curriculum_temperature=args.curriculum_temperature,
         cell_band=args.cell_band if args.curriculum_cells else None,
+        memory=args.memory,
         seed=args.seed + 7919 * jax.process_index(),  # every process's envs play their own episodes
         grayscale=args.observation == "gray",
         worker_timeout_s=args.worker_timeout,
@@ -421,7 +414,6 @@ def build_policy(args: Args, num_actions: int, key):
         gray=args.observation == "gray",
         pool=args.trunk_pool,
         memory=args.memory,
-        seen_tokens=args.seen_tokens,
     )
     key, init_key = jax.random.split(key)
     return new_policy(policy_cfg, encoder, dynamics, init_key), policy_cfg, key
@@ -457,7 +449,6 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
         runner.load_state_dict(ts["runner"])
     # With several processes the state is replicated over all of them and each acts with its own copy.
     state, global_frozen = replicate(state), replicate(frozen)
-    runner.set_memory_width(policy_cfg.memory_width)
     runner.restart(start_iteration)
     if args.initial_state and runner.pool is not None and not args.resume:
         runner.seed_pool(Path(args.initial_state).read_bytes())
@@ -476,7 +467,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
             return (tokens, *act(params, frozen, tokens, first, memory, k))
     else:
         policy_step = make_policy_step(graphdef)
-    sequences = policy_cfg.memory_width > 0  # a policy with memory trains on whole env sequences
+    sequences = policy_cfg.memory > 0  # a policy with memory trains on whole env sequences
     prepare_batch = make_prepare_batch(args.gamma, args.gae_lambda, args.return_filter, sequences)
     update = make_update(
         graphdef,

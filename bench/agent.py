@@ -70,9 +70,6 @@ class Args:
     """PPO's curriculum is Go-Explore's cell archive instead of new progress highs."""
     memory: int | None = None
     """PPO's --memory: the width of the policy's GRU memory (None: the main job's; 0: none)."""
-    seen_tokens: bool | None = None
-    """PPO's --seen-tokens: the policy also reads which tokens the episode has shown (None: the main
-    job's)."""
     curriculum_temperature: float | None = None
     """PPO's --curriculum-temperature (None: the main job's)."""
     progress_baseline: Literal["last", "best"] | None = None
@@ -112,7 +109,6 @@ def pipeline_args(args: Args, seed: int, resume: Path | None = None) -> pipeline
         reward_scale=args.reward_scale,
         curriculum_cells=args.curriculum_cells,
         memory=args.memory,
-        seen_tokens=args.seen_tokens,
         curriculum_temperature=args.curriculum_temperature,
         progress_baseline=args.progress_baseline,
         route=args.route,
@@ -199,9 +195,8 @@ def markdown(rows: list[dict], args: Args) -> str:
     lines = [
         f"Agent benchmark, {datetime.date.today()}, {machine()}; PPO {ppo['iterations']} iterations x "
         f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, reward scale {ppo['reward_scale']:g}, "
-        f"curriculum {curriculum}, memory {ppo['memory'] or 'none'}"
-        + (" and seen tokens, " if ppo.get("seen_tokens") else ", ")
-        + f"progress baseline {ppo['progress_baseline']}, {route}, "
+        f"curriculum {curriculum}, memory {ppo['memory'] or 'none'}, "
+        f"progress baseline {ppo['progress_baseline']}, {route}, "
         f"novelty bonus {ppo.get('novelty_bonus', 0.0):g}; "
         f"evaluation {budget['eval_episodes']} episodes x {budget['eval_steps']} steps; "
         f"checkpoints {args.checkpoints}"

@@ -22,14 +22,6 @@ as the Pokémon Red agents that finish the game use. `step(observation, memory, 
 env step (the state is zeroed where `first`: an episode's first frame); `unroll` runs the same over
 (T, B) sequences for PPO's update, the trunk batched over every step and only the GRU scanned. A
 memoryless policy takes the same calls with memory of width 0.
-
-Seen tokens (`seen_tokens`, VQ policy with a frozen encoder): the memory also holds which of the
-codebook's tokens the episode has shown so far, a 0/1 vector (B, vocab) after the GRU's state, whose
-embedding is added to the pooled features. It is what the bag-of-seen-tokens reward reads, here for the
-policy: a screen that looks the same before and after an event (the lab with or without the key) is
-told apart by the event's text having been seen, as the Pokémon Red agents give their policy a map of
-the places and the event flags the episode has seen. It rides in the memory, so it is reset, saved in
-curriculum states and checkpoints, and unrolled in PPO's sequences like the GRU's state.
 """
 
 from __future__ import annotations
@@ -61,16 +53,10 @@ class PolicyConfig:
     """ViT patch side (kind "vit"); 144x160 frames give the 9x10 grid."""
     memory: int = 0
     """Width of the GRU state carried from step to step (0: no memory, the heads read one frame)."""
-    seen_tokens: bool = False
-    """Carry the set of tokens the episode has shown in the memory, and feed it to the heads."""
 
     def __post_init__(self):
         if self.kind not in ("vq", "vit"):
             raise ValueError(f'policy kind must be "vq" or "vit", got {self.kind!r}')
-        if self.seen_tokens and self.stores_frames:
-            raise ValueError(
-                "seen tokens need the VQ policy with a frozen encoder (its observations are tokens)"
-            )
         if self.kind == "vq":
             if tuple(self.encoder.grid) != tuple(self.transformer.grid):
                 raise ValueError(
@@ -86,11 +72,6 @@ class PolicyConfig:
     def stores_frames(self) -> bool:
         """Whether `observe` returns frames (B, 144, 160, 3) uint8 rather than tokens (B, 9, 10)."""
         return self.kind == "vit" or self.finetune_encoder
-
-    @property
-    def memory_width(self) -> int:
-        """Columns of the memory carried between steps: the GRU's state, then the seen tokens."""
-        return self.memory + (self.transformer.vocab_size if self.seen_tokens else 0)
 
 
 class ActorCriticHeads(nnx.Module):
@@ -112,8 +93,6 @@ class ActorCritic(nnx.Module):
     def _core_and_heads(self, cfg: PolicyConfig, rngs: nnx.Rngs):
         width = cfg.transformer.embed_dim
         self.core = nnx.GRUCell(width, cfg.memory, rngs=rngs) if cfg.memory else None
-        vocab = cfg.transformer.vocab_size
-        self.seen_embed = nnx.Linear(vocab, width, use_bias=False, rngs=rngs) if cfg.seen_tokens else None
         self.heads = ActorCriticHeads(cfg.memory or width, cfg.num_actions, rngs)
 
     def __call__(self, observation):
@@ -123,36 +102,19 @@ class ActorCritic(nnx.Module):
         return logits, value
 
     def initial_memory(self, batch: int) -> jax.Array:
-        return jnp.zeros((batch, self.cfg.memory_width), jnp.float32)
+        return jnp.zeros((batch, self.cfg.memory), jnp.float32)
 
-    def _shown(self, observation):
-        """(B, vocab) 0/1: the tokens of each frame (observation (B, 9, 10) token ids); None without
-        seen tokens."""
-        if self.seen_embed is None:
-            return None
-        tokens = observation.reshape(len(observation), -1)
-        rows = jnp.arange(len(tokens))[:, None]
-        return (
-            jnp.zeros((len(tokens), self.cfg.transformer.vocab_size), jnp.float32).at[rows, tokens].set(1.0)
-        )
-
-    def _remember(self, memory, features, shown, first):
-        """(memory after this frame (B, M), what the heads read (B, D or memory))."""
+    def _remember(self, memory, features, first):
         memory = jnp.where(first[:, None], 0.0, memory)
-        state, seen = memory[:, : self.cfg.memory], memory[:, self.cfg.memory :]
-        features = features.astype(jnp.float32)
-        if shown is not None:
-            seen = jnp.maximum(seen, shown)
-            features = features + self.seen_embed(seen)
-        if self.core is not None:
-            state, _ = self.core(state, features)
-            features = state
-        return jnp.concatenate([state, seen], axis=1), features
+        if self.core is None:
+            return memory, features
+        memory, _ = self.core(memory, features.astype(jnp.float32))
+        return memory, memory
 
     def step(self, observation, memory, first):
         """One env step: observation (B, ...), memory (B, M), first (B,) bool -> (logits (B, A),
         value (B,), memory after this frame (B, M))."""
-        memory, features = self._remember(memory, self.features(observation), self._shown(observation), first)
+        memory, features = self._remember(memory, self.features(observation), first)
         return *self.heads(features), memory
 
     def unroll(self, observations, memory, firsts):
@@ -161,13 +123,11 @@ class ActorCritic(nnx.Module):
         steps, batch = firsts.shape
         features = self.features(observations.reshape(steps * batch, *observations.shape[2:]))
         features = features.reshape(steps, batch, -1)
-        shown = self._shown(observations.reshape(steps * batch, *observations.shape[2:]))
-        shown = None if shown is None else shown.reshape(steps, batch, -1)
 
         def one(memory, inputs):
             return self._remember(memory, *inputs)
 
-        _, features = jax.lax.scan(one, memory, (features, shown, firsts))
+        _, features = jax.lax.scan(one, memory, (features, firsts))
         logits, values = self.heads(features.reshape(steps * batch, -1))
         return logits.reshape(steps, batch, -1), values.reshape(steps, batch)
 

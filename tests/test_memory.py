@@ -1,12 +1,11 @@
-"""A policy with memory: the GRU (and the seen tokens) carried through a rollout, reset at episode ends
-and restored with curriculum states, and PPO's sequence minibatches against a Python loop over the same
-sequences. (Exact --resume with memory and seen tokens is tests/test_ppo.py's resume test.)"""
+"""A policy with memory: the GRU carried through a rollout, reset at episode ends and restored with
+curriculum states, and PPO's sequence minibatches against a Python loop over the same sequences.
+(Exact --resume with memory is tests/test_ppo.py's resume test.)"""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 from flax import nnx
 
 from envs.curriculum import CurriculumPool
@@ -21,10 +20,9 @@ from training.progress import ProgressReward, ProgressSettings
 from training.rollout import EnvGroup, Runner
 
 MEMORY = 6
-VOCAB = 8
 
 
-def tiny_policy(memory=MEMORY, seen_tokens=False):
+def tiny_policy(memory=MEMORY):
     cfg = PolicyConfig(
         num_actions=4,
         encoder=VQVAEConfig(
@@ -32,30 +30,21 @@ def tiny_policy(memory=MEMORY, seen_tokens=False):
         ),
         transformer=TransformerConfig(vocab_size=8, embed_dim=8, num_layers=1, num_heads=2),
         memory=memory,
-        seen_tokens=seen_tokens,
     )
     return cfg, make_policy(cfg, nnx.Rngs(0))
 
 
-def sequences(steps=5, envs=4, seed=0, width=MEMORY, codes_per_frame=90):
-    """Token grids (each of `codes_per_frame` random codes, tiled), episode starts, and a memory of
-    `width`."""
+def sequences(steps=5, envs=4, seed=0):
     rng = np.random.default_rng(seed)
-    codes = rng.integers(0, VOCAB, (steps, envs, codes_per_frame))
-    tokens = jnp.asarray(np.tile(codes, (1, 1, 90 // codes_per_frame)).reshape(steps, envs, 9, 10), jnp.int32)
+    tokens = jnp.asarray(rng.integers(0, 8, (steps, envs, 9, 10)), jnp.int32)
     firsts = jnp.asarray(rng.random((steps, envs)) < 0.3)
-    memory = jnp.asarray(rng.normal(size=(envs, width)), jnp.float32)
+    memory = jnp.asarray(rng.normal(size=(envs, MEMORY)), jnp.float32)
     return tokens, firsts, memory
 
 
-SEEN = [(MEMORY, False), (MEMORY, True), (0, True)]
-SEEN_IDS = ["gru", "gru-and-seen-tokens", "seen-tokens-alone"]
-
-
-@pytest.mark.parametrize("memory, seen_tokens", SEEN, ids=SEEN_IDS)
-def test_unroll_is_step_repeated_and_first_empties_the_memory(memory, seen_tokens):
-    cfg, policy = tiny_policy(memory, seen_tokens)
-    tokens, firsts, memory = sequences(width=cfg.memory_width)
+def test_unroll_is_step_repeated_and_first_empties_the_memory():
+    _, policy = tiny_policy()
+    tokens, firsts, memory = sequences()
     logits, values = policy.unroll(tokens, memory, firsts)
     carried, looped = memory, []
     for t in range(len(tokens)):
@@ -71,46 +60,15 @@ def test_unroll_is_step_repeated_and_first_empties_the_memory(memory, seen_token
     np.testing.assert_allclose(policy.step(tokens[0], memory, start)[0], policy(tokens[0])[0], atol=1e-6)
 
 
-def test_seen_tokens_are_the_episodes_tokens_so_far_and_change_the_action():
-    """The memory's last vocab columns are 1 exactly for the codes shown since the episode's first
-    frame, after the GRU's state; the same frame acts otherwise after other frames."""
-    cfg, policy = tiny_policy(MEMORY, seen_tokens=True)
-    assert cfg.memory_width == MEMORY + VOCAB
-
-    def grid(*codes):  # a 9x10 token grid showing these codes
-        return np.resize(np.asarray(codes), 90).reshape(9, 10)
-
-    # Env 0 shows {0, 1}, {2}, {3}; env 1 shows {4}, {5}, then starts a new episode on {3}.
-    frames = jnp.asarray([[grid(0, 1), grid(4)], [grid(2), grid(5)], [grid(3), grid(3)]], jnp.int32)
-    firsts = jnp.asarray([[True, True], [False, False], [False, True]])
-    memory = policy.initial_memory(2)
-    for t in range(3):
-        _, _, memory = policy.step(frames[t], memory, firsts[t])
-    seen = np.asarray(memory[:, MEMORY:])
-    np.testing.assert_array_equal(seen, [[1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0, 0]])
-    # With the GRU's state held equal, the seen tokens alone change the logits.
-    state = jnp.zeros((2, MEMORY))
-    plain = jnp.concatenate([state, jnp.zeros((2, VOCAB))], axis=1)
-    logits_after, _, _ = policy.step(
-        frames[2], jnp.concatenate([state, jnp.asarray(seen)], axis=1), ~firsts[0]
-    )
-    logits_fresh, _, _ = policy.step(frames[2], plain, ~firsts[0])
-    assert not np.allclose(logits_after[0], logits_fresh[0])
-    with pytest.raises(ValueError, match="frozen encoder"):
-        PolicyConfig(finetune_encoder=True, seen_tokens=True)
-
-
-@pytest.mark.parametrize("memory, seen_tokens", SEEN, ids=SEEN_IDS)
-def test_sequence_update_equals_a_python_loop_over_the_same_sequences(memory, seen_tokens):
+def test_sequence_update_equals_a_python_loop_over_the_same_sequences():
     """make_update(sequences=True) against the same PPO steps written out: each minibatch's env
     columns (in the epoch's permutation), the policy stepped through time in a Python loop from the
     rollout's memory, the loss on every step, one optimizer step per minibatch (SGD: Adam would blow
     float noise in near-zero gradients up to whole steps)."""
-    cfg, policy = tiny_policy(memory, seen_tokens)
+    cfg, policy = tiny_policy()
     graphdef, params, frozen = nnx.split(policy, trainable_filter(cfg), ...)
     steps, envs, minibatches = 5, 4, 2
-    # Each env shows a few of the codes, so the seen tokens differ between envs and steps.
-    tokens, firsts, memory0 = sequences(steps, envs, width=cfg.memory_width, codes_per_frame=2)
+    tokens, firsts, memory0 = sequences(steps, envs)
     rng = np.random.default_rng(1)
     batch = {
         "obs": tokens,
@@ -121,7 +79,7 @@ def test_sequence_update_equals_a_python_loop_over_the_same_sequences(memory, se
         "mask": jnp.asarray(rng.random((steps, envs)) < 0.8, jnp.float32),
         "firsts": firsts,
         # Only step 0's memory is read; the others are what the rollout recorded and must not matter.
-        "memory": jnp.concatenate([memory0[None], jnp.full((steps - 1, envs, cfg.memory_width), 99.0)]),
+        "memory": jnp.concatenate([memory0[None], jnp.full((steps - 1, envs, MEMORY), 99.0)]),
     }
     losses = dict(clip_coef=0.2, vf_coef=0.5, ent_coef=0.01)
     tx = optax.sgd(0.5)

@@ -67,7 +67,6 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
             progress_baseline="last",
             route_scene_change=20,
             route_text_barrier=8,
-            seen_tokens=True,
         )
     )
     assert output.read_text() == table
@@ -78,14 +77,13 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
     ran_with = load_checkpoint(tmp_path / "runs" / "seed_3" / "ppo" / "policy_final.pkl", "policy")["config"]
     assert (ran_with["args"]["reward_scale"], ran_with["args"]["curriculum_cells"]) == (0.5, True)
     assert ran_with["args"]["memory"] == ran_with["policy"]["memory"] == 4
-    assert ran_with["args"]["seen_tokens"] is ran_with["policy"]["seen_tokens"] is True
     ran = ran_with["args"]
     assert (ran["curriculum_temperature"], ran["progress_baseline"]) == (3.0, "last")
     assert (ran["route_scene_change"], ran["route_text_barrier"]) == (20, 8)
     assert (
-        "reward scale 0.5, curriculum cell archive (band 4), memory 4 and seen tokens, progress baseline "
-        f"last, route along {out / 'speedruns' / 'frames'} (window 30, tolerance 1, scene change 20, text "
-        "barrier 8)" in table
+        "reward scale 0.5, curriculum cell archive (band 4), memory 4, progress baseline last, "
+        f"route along {out / 'speedruns' / 'frames'} (window 30, tolerance 1, scene change 20, "
+        "text barrier 8)" in table
     )
     # --resume-from continues the seed's run: the report counts all its env steps, and the wall SPS only
     # this run's (one iteration of 8 envs x 32 steps).
@@ -93,7 +91,7 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
         checkpoints=out / "checkpoints", seeds=(3,), quick=True, out_dir=tmp_path / "more",
         output=tmp_path / "more.md", reward_scale=0.5, curriculum_cells=True, memory=4,
         curriculum_temperature=3.0, progress_baseline="last", route_scene_change=20, route_text_barrier=8,
-        seen_tokens=True, resume_from=tmp_path / "runs", ppo_iterations=5,
+        resume_from=tmp_path / "runs", ppo_iterations=5,
     )  # fmt: skip
     agent.main(more)
     resumed = json.loads((tmp_path / "more" / "seed_3" / "report.json").read_text())
@@ -105,7 +103,6 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
         checkpoints=out / "checkpoints", seeds=(3,), quick=True, out_dir=tmp_path / "runs",
         output=tmp_path / "again.md", reward_scale=0.5, curriculum_cells=True, memory=4, reuse=True,
         curriculum_temperature=3.0, progress_baseline="last", route_scene_change=20, route_text_barrier=8,
-        seen_tokens=True,
     )  # fmt: skip
     monkeypatch.setattr(agent.pipeline, "main", lambda _: pytest.fail("a finished seed was trained again"))
     assert agent.main(bench) == table
@@ -117,7 +114,6 @@ def test_agent_bench_trains_and_evaluates_like_the_main_job(quick_run, tmp_path,
     assert agent.finished_run(dataclasses.replace(bench, route=False), 3) is None
     assert agent.finished_run(dataclasses.replace(bench, route_scene_change=0), 3) is None
     assert agent.finished_run(dataclasses.replace(bench, route_text_barrier=0), 3) is None
-    assert agent.finished_run(dataclasses.replace(bench, seen_tokens=False), 3) is None
     assert agent.finished_run(dataclasses.replace(bench, checkpoints=tmp_path), 3) is None
     # A report older than the policy is an earlier run's: the policy's own evaluation never finished.
     report = tmp_path / "runs" / "seed_3" / "report.json"

@@ -52,7 +52,6 @@ def policy_config(
     gray: bool = False,
     pool: tuple[int, int] = (1, 1),
     memory: int = 0,
-    seen_tokens: bool = False,
 ):
     """PolicyConfig plus the pretrained parameters to copy in: (config, encoder params or None,
     dynamics transformer params or None). Pretrained checkpoints fix their parts' sizes; the size
@@ -101,7 +100,6 @@ def policy_config(
         transformer=transformer_cfg,
         finetune_encoder=finetune_encoder,
         memory=memory,
-        seen_tokens=seen_tokens,
     )
     return cfg, encoder_params, dynamics_params
 

@@ -79,11 +79,6 @@ class Runner:
     def obs(self) -> np.ndarray:
         return np.concatenate([group.obs for group in self.groups])
 
-    def set_memory_width(self, width: int):
-        """Give every env an empty memory of the policy's width (PolicyConfig.memory_width)."""
-        for group in self.groups:
-            group.memory = np.zeros((group.env.num_envs, width), np.float32)
-
     def restart(self, iteration: int):
         """Start every env on a fresh episode (power-on or a curriculum state): at the start of
         training, after each checkpoint and on --resume, so both runs continue identically."""
@@ -354,6 +349,7 @@ def make_runner(
     seed: int,
     curriculum_temperature: float = 1.0,
     cell_band: float | None = None,
+    memory: int = 0,
     grayscale: bool = False,
     worker_timeout_s: float = WORKER_TIMEOUT_S,
     imagined: ImaginedEnvs | None = None,
@@ -362,10 +358,10 @@ def make_runner(
     """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
     its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. With
     `cell_band` the curriculum is a CellArchive of that band, else a CurriculumPool of new highs drawn at
-    `curriculum_temperature`. With `imagined`, that many of the envs are a WorldModelEnv instead, one
-    group after the emulators'. With `routes` the progress is along them (training/route.py). A bad
-    ROM, world model or env setting exits with one line. The envs' memories are sized by
-    `Runner.set_memory_width` once the policy is known."""
+    `curriculum_temperature`. `memory` is the width of the policy's memory each env carries. With
+    `imagined`, that many of the envs are a WorldModelEnv instead, one group after the emulators'. With
+    `routes` the progress is along them (training/route.py). A bad ROM, world model or env setting
+    exits with one line."""
     pool = None
     if curriculum_prob > 0:
         pool = CurriculumPool(curriculum_capacity, curriculum_temperature)
@@ -398,7 +394,7 @@ def make_runner(
                 grayscale=grayscale,
                 worker_timeout_s=worker_timeout_s,
             )
-            groups.append(EnvGroup(env, first_env, ProgressReward(progress, size, settings, routes)))
+            groups.append(EnvGroup(env, first_env, ProgressReward(progress, size, settings, routes), memory))
             first_env += size
     except (RomError, ValueError) as err:
         for group in groups:
@@ -425,7 +421,7 @@ def make_runner(
                 f"--world-model: it has {env.num_actions} actions, the emulator {groups[0].env.num_actions}"
             )
         progress_reward = ProgressReward(progress, imagined.num_envs, settings, routes)
-        groups.append(EnvGroup(env, first_env, progress_reward))
+        groups.append(EnvGroup(env, first_env, progress_reward, memory))
     return Runner(groups, pool, seed)
 
 
