@@ -193,7 +193,7 @@ class Args:
     or videos/frames, or with --checkpoints the same folders beside them)."""
     route_scene_change: int = 0
     """PPO's --route-scene-change: the route is also matched across the rest of each scene (a room, a
-    text page) and no text as short as the window can be skipped (0: the window alone, the main job's)."""
+    text page), in any order (0: the window alone, the main job's)."""
     route_text_barrier: int = 0
     """PPO's --route-text-barrier: a text page of the runs at least this many frames long must be
     matched to get past it (0: none, the main job's)."""

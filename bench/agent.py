@@ -80,7 +80,7 @@ class Args:
     route_frames: Path | None = None
     """The speedrun frames the route follows (None: the main job's, beside --checkpoints)."""
     route_scene_change: int = 0
-    """PPO's --route-scene-change: scenes of the route matched whole, no text skipped (0: the main
+    """PPO's --route-scene-change: scenes of the route matched whole, in any order (0: the main
     job's, the window alone)."""
     route_text_barrier: int = 0
     """PPO's --route-text-barrier: a text page of the runs at least this many frames long must be matched
