@@ -42,6 +42,7 @@ from models.reward import reward_config
 from training.io import atomic_write
 from training.metrics import METRICS_FILE
 from training.paths import DYNAMICS_FILE, ENCODER_FILE, POLICY_FINAL_FILE, TOKENIZER_FILE, reward_file
+from training.resume import flag
 from training.rollout import env_only_sps
 
 
@@ -237,7 +238,7 @@ def check_user_game(args: Args):
         raise SystemExit("--video-fps must be positive")
     for name in ("route_scene_change", "route_text_barrier"):
         if getattr(args, name) < 0:
-            raise SystemExit(f"--{name.replace('_', '-')} must be >= 0")
+            raise SystemExit(f"{flag(name)} must be >= 0")
     if args.novelty_bonus is not None and args.novelty_bonus < 0:
         raise SystemExit("--novelty-bonus must be >= 0")
 

@@ -65,7 +65,7 @@ from training.ppo import (
     make_update,
 )
 from training.progress import ProgressSettings, load_progress, settings_of_run
-from training.resume import settings_on_resume
+from training.resume import flag, settings_on_resume
 from training.rollout import ImaginedEnvs, Runner, make_runner
 from training.rom_binding import bound_rom, rom_record
 from training.route import load_routes
@@ -280,7 +280,7 @@ def check_args(args: Args):
         problems.append("--route-window must be >= 1")
     for name in ("route_tolerance", "route_scene_change", "route_text_barrier"):
         if getattr(args, name) < 0:
-            problems.append(f"--{name.replace('_', '-')} must be >= 0")
+            problems.append(f"{flag(name)} must be >= 0")
     if args.novelty_bonus < 0:
         problems.append("--novelty-bonus must be >= 0")
     if problems:
