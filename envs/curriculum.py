@@ -25,6 +25,17 @@ from __future__ import annotations
 
 import numpy as np
 
+# The backward pointer moves back once this many of the last BACKWARD_WINDOW episodes from its entry
+# succeeded: 25%, near the 20% Salimans & Chen moved on at, and 8 episodes are a few iterations.
+BACKWARD_WINDOW = 8
+BACKWARD_SUCCESSES = 2
+# An episode from the pointer succeeds by reaching the entry this many further on (a room or so in a
+# chain of 32 over EmuQuest), or the goal from the last few: a stretch is practised until it holds.
+BACKWARD_AHEAD = 4
+# A stretch still unmastered after this many episodes stops blocking the ones before it; it stays in
+# the range the other half of the resets is drawn from.
+BACKWARD_PATIENCE = 32
+
 
 class CurriculumPool:
     def __init__(self, capacity: int = 64, temperature: float = 1.0):
@@ -105,3 +116,90 @@ class CurriculumPool:
         pool.scores = [float(s) for s in data["scores"]]
         pool.payloads = list(data.get("payloads", [None] * len(pool.states)))
         return pool
+
+
+class BackwardChain(CurriculumPool):
+    """Go-Explore's robustify phase (Ecoffet et al. 2021; Salimans & Chen 2018, "Learning Montezuma's
+    Revenge from a single demonstration"): the pool's chain of new highs is the demonstration, and
+    episodes start ever further back along it.
+
+    A start pointer picks one entry. Half the pool's resets load it, the other half an entry drawn
+    uniformly from it to the chain's end, so the stretch ahead of it is still practised and the
+    frontier still explored. An episode from the start entry succeeds when it reaches the score of the
+    entry BACKWARD_AHEAD further on, or from the last BACKWARD_AHEAD entries `goal` (the score of the
+    game's end, e.g. the speedruns' last frames). Once BACKWARD_SUCCESSES of the last BACKWARD_WINDOW
+    episodes from it succeeded, or BACKWARD_PATIENCE episodes have started there, the pointer moves
+    back one entry and its record starts afresh. Until an episode from the chain's last entry first
+    reaches the goal, the pointer follows that entry, so resets explore the frontier. At the first
+    entry, the run's initial state, the pointer's episodes are played from power-on.
+
+    The chain is thinned instead of cut from below, so the states the pointer has to walk back to
+    stay: when full, the entry whose neighbours are closest in score goes (never the first or last).
+    """
+
+    def __init__(self, capacity: int, goal: float):
+        if capacity < 3:
+            raise ValueError(f"BackwardChain capacity must be >= 3, got {capacity}")
+        super().__init__(capacity)
+        self.goal = float(goal)
+        self.start_score = np.inf  # the start entry is the last one scoring at most this
+        self.outcomes: list[bool] = []  # the last episodes' successes from the start entry
+        self.tries = 0  # episodes from the start entry since the pointer came to it
+
+    def add(self, state: bytes, score: float, payload=None, key: bytes | None = None) -> bool:
+        at = int(np.searchsorted(self.scores, score, side="right"))
+        self.states.insert(at, bytes(state))
+        self.scores.insert(at, float(score))
+        self.payloads.insert(at, payload)
+        if len(self.states) > self.capacity:
+            spans = np.asarray(self.scores[2:]) - np.asarray(self.scores[:-2])  # around entries 1..n-2
+            drop = 1 + int(np.argmin(spans))
+            del self.states[drop], self.scores[drop], self.payloads[drop]
+        return True
+
+    def start(self) -> int:
+        """The start entry's index (0 with an empty chain)."""
+        return max(int(np.searchsorted(self.scores, self.start_score, side="right")) - 1, 0)
+
+    def reset_picks(self, rng: np.random.Generator, n: int, pool_prob: float) -> list[int | None]:
+        if not self.states or pool_prob <= 0:
+            return [None] * n
+        start = self.start()
+        from_pool = rng.random(n) < pool_prob
+        at_start = rng.random(n) < 0.5
+        ahead = rng.integers(start, len(self.states), n)
+        return [(start if s else int(a)) if use else None for use, s, a in zip(from_pool, at_start, ahead)]
+
+    def record(self, start_score: float, reached: float):
+        """An episode that began on the entry scoring `start_score` reached `reached` at best."""
+        start = self.start()
+        if not self.states or start_score != self.scores[start]:
+            return
+        ahead = start + BACKWARD_AHEAD
+        success = reached >= (self.scores[ahead] if ahead < len(self.scores) else self.goal)
+        if self.start_score == np.inf and not success:
+            return  # exploring the frontier: the pointer follows the last entry until a success pins it
+        self.start_score = self.scores[start]
+        self.outcomes = (self.outcomes + [success])[-BACKWARD_WINDOW:]
+        self.tries += 1
+        if (sum(self.outcomes) >= BACKWARD_SUCCESSES or self.tries >= BACKWARD_PATIENCE) and start > 0:
+            self.start_score, self.outcomes, self.tries = self.scores[start - 1], [], 0
+
+    def to_dict(self) -> dict:
+        backward = {
+            "goal": self.goal,
+            "start_score": self.start_score,
+            "outcomes": list(self.outcomes),
+            "tries": self.tries,
+        }
+        return super().to_dict() | backward
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BackwardChain:
+        pool = CurriculumPool.from_dict(data)
+        chain = cls(pool.capacity, float(data["goal"]))
+        chain.states, chain.scores, chain.payloads = pool.states, pool.scores, pool.payloads
+        chain.start_score = float(data["start_score"])
+        chain.outcomes = [bool(o) for o in data["outcomes"]]
+        chain.tries = int(data["tries"])
+        return chain

@@ -1,10 +1,18 @@
-"""CurriculumPool: weighted sampling, the reset rule, eviction and plain-data round trip."""
+"""CurriculumPool: weighted sampling, the reset rule, eviction and plain-data round trip; BackwardChain:
+thinning, the start pointer and its reset rule."""
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from envs.curriculum import CurriculumPool
+from envs.curriculum import (
+    BACKWARD_AHEAD,
+    BACKWARD_PATIENCE,
+    BACKWARD_SUCCESSES,
+    BACKWARD_WINDOW,
+    BackwardChain,
+    CurriculumPool,
+)
 
 
 def make_pool(scores, capacity=8, temperature=1.0) -> CurriculumPool:
@@ -69,3 +77,90 @@ def test_bad_pool_arguments_raise():
         CurriculumPool(temperature=0.0)
     with pytest.raises(ValueError, match="empty"):
         CurriculumPool().sample(np.random.default_rng(0), 1)
+
+
+def make_chain(scores, capacity=8, goal=10.0) -> BackwardChain:
+    chain = BackwardChain(capacity, goal)
+    for score in scores:
+        chain.add(f"state {score}".encode(), score, payload=f"payload {score}")
+    return chain
+
+
+def test_a_full_chain_drops_the_entry_whose_neighbours_are_closest():
+    chain = make_chain([0.0, 1.0, 1.5, 4.0, 9.0], capacity=5)
+    chain.add(b"new high", 9.5)
+    assert chain.scores == [0.0, 1.5, 4.0, 9.0, 9.5]  # 1.0 went: 0.0 and 1.5 are the closest neighbours
+    assert chain.states[-1] == b"new high" and chain.payloads[:2] == ["payload 0.0", "payload 1.5"]
+    chain.add(b"not a high", 6.5)  # goes in score order; then 9.0, between 6.5 and 9.5, goes
+    assert chain.scores == [0.0, 1.5, 4.0, 6.5, 9.5] and chain.states[3] == b"not a high"
+    for score in range(20, 40):  # the first entry, the run's initial state, always stays
+        chain.add(b"", float(score))
+    assert chain.scores[0] == 0.0 and chain.scores[-1] == 39.0 and len(chain) == 5
+
+
+def test_the_pointer_follows_the_frontier_until_the_goal_is_reached_then_walks_back():
+    chain = make_chain([float(score) for score in range(10)], capacity=16, goal=20.0)
+    assert chain.start() == 9
+    chain.record(9.0, reached=19.0)  # no success yet: still exploring, the pointer follows new highs
+    chain.add(b"", 10.0)
+    assert chain.start() == 10 and chain.outcomes == []
+    chain.record(10.0, reached=20.0)  # a success pins the pointer to its entry
+    chain.add(b"", 11.0)
+    assert chain.start() == 10 and chain.outcomes == [True]
+    chain.record(11.0, reached=20.0)  # an episode from another entry is not the pointer's
+    chain.record(float("nan"), reached=20.0)  # nor is one from power-on
+    assert chain.outcomes == [True]
+    for _ in range(BACKWARD_WINDOW):  # failures push the one success out of the window
+        chain.record(10.0, reached=19.5)
+    assert chain.start() == 10 and sum(chain.outcomes) == 0 and len(chain.outcomes) == BACKWARD_WINDOW
+    for _ in range(BACKWARD_SUCCESSES):
+        chain.record(10.0, reached=25.0)
+    assert chain.start() == 9 and chain.outcomes == [] and chain.tries == 0  # back one, a fresh record
+    # Within BACKWARD_AHEAD of the end an episode must reach the goal; before, the entry that far on.
+    for entry in (9.0, 8.0):
+        for _ in range(BACKWARD_SUCCESSES):
+            chain.record(entry, reached=20.0)
+    assert chain.start() == 7 and 7 + BACKWARD_AHEAD == 11
+    chain.record(7.0, reached=10.5)  # short of entry 11, the last (score 11.0)
+    assert chain.outcomes == [False]
+    chain.record(7.0, reached=11.0)
+    chain.record(7.0, reached=11.0)
+    assert chain.start() == 6
+    chain.record(6.0, reached=10.5)  # past entry 10 (score 10.0)
+    chain.record(6.0, reached=9.5)  # short of it
+    assert chain.outcomes == [True, False]
+    chain.record(6.0, reached=10.0)
+    assert chain.start() == 5
+    # A stretch never mastered stops blocking the pointer after BACKWARD_PATIENCE episodes.
+    for _ in range(BACKWARD_PATIENCE - 1):
+        chain.record(5.0, reached=5.0)
+    assert chain.start() == 5
+    chain.record(5.0, reached=5.0)
+    assert chain.start() == 4 and chain.tries == 0
+    for entry in (4.0, 3.0, 2.0, 1.0, 0.0, 0.0):
+        for _ in range(BACKWARD_SUCCESSES):
+            chain.record(entry, reached=20.0)
+    assert chain.start() == 0  # the first entry is as far back as it goes
+
+
+def test_half_the_chain_resets_take_the_pointer_and_the_rest_the_entries_from_it_on():
+    chain = make_chain([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    chain.start_score = 2.0
+    picks = chain.reset_picks(np.random.default_rng(0), 20_000, pool_prob=0.5)
+    from_pool = np.array([p for p in picks if p is not None])
+    assert abs(len(from_pool) / len(picks) - 0.5) < 0.02
+    counts = np.bincount(from_pool, minlength=6)
+    assert counts[:2].sum() == 0  # never behind the pointer
+    np.testing.assert_allclose(counts[2:] / len(from_pool), [0.5 + 0.5 / 4] + [0.5 / 4] * 3, atol=0.02)
+    assert make_chain([]).reset_picks(np.random.default_rng(0), 2, pool_prob=1.0) == [None, None]
+
+
+def test_chain_round_trips_through_plain_data_and_refuses_a_tiny_capacity():
+    chain = make_chain([0.0, 1.0, 2.0])
+    chain.record(2.0, reached=10.0)
+    data = chain.to_dict()
+    restored = BackwardChain.from_dict(data)
+    assert restored.to_dict() == data and restored.start() == 2
+    assert (restored.outcomes, restored.tries) == ([True], 1)
+    with pytest.raises(ValueError, match="capacity"):
+        BackwardChain(2, goal=1.0)
