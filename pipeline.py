@@ -180,6 +180,9 @@ class Args:
     curriculum_cells: bool = False
     """PPO's curriculum is Go-Explore's cell archive (--curriculum-cells, CELL_CAPACITY cells) instead
     of states saved at new progress highs."""
+    curriculum_backward: bool = False
+    """PPO's --curriculum-backward: Go-Explore's robustify phase, resets walking back along the pool's
+    chain of new highs once the speedruns' end is reached (needs --route)."""
     memory: int | None = None
     """PPO's --memory: the width of the policy's GRU memory (None: the main job's 128; 0: none)."""
     curriculum_temperature: float | None = None
@@ -241,6 +244,10 @@ def check_user_game(args: Args):
             raise SystemExit(f"{flag(name)} must be >= 0")
     if args.novelty_bonus is not None and args.novelty_bonus < 0:
         raise SystemExit("--novelty-bonus must be >= 0")
+    if args.curriculum_backward and (not args.route or args.curriculum_cells):
+        raise SystemExit(
+            "--curriculum-backward needs --route (its goal is the runs' end), not --curriculum-cells"
+        )
 
 
 def timed(name: str, durations: dict, fn, *a, **kw):
@@ -436,6 +443,8 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
         overrides["reward_scale"] = EVENT_REWARD_SCALE
     if args.curriculum_cells:
         overrides |= dict(curriculum_cells=True, curriculum_capacity=CELL_CAPACITY)
+    if args.curriculum_backward:
+        overrides["curriculum_backward"] = True
     if args.memory is not None:
         overrides["memory"] = args.memory
     if args.curriculum_temperature is not None:

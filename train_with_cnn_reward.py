@@ -68,7 +68,7 @@ from training.progress import ProgressSettings, load_progress, settings_of_run
 from training.resume import flag, settings_on_resume
 from training.rollout import ImaginedEnvs, Runner, make_runner
 from training.rom_binding import bound_rom, rom_record
-from training.route import load_routes
+from training.route import load_routes, route_goal
 from training.token_cache import TokenCache
 
 
@@ -182,6 +182,11 @@ class Args:
     """Go-Explore's archive instead of new progress highs: a state is saved the first time the agent
     reaches a cell (the gray screen shrunk to 9x10 blocks in 8 levels, and the score's --cell-band), and
     resets favour new cells further along (envs/archive.py)."""
+    curriculum_backward: bool = False
+    """Go-Explore's robustify phase on the pool of new highs (needs --route-frames): once an episode
+    reaches the speedruns' end from the chain's last state, half the pool's resets start on a pointer
+    that moves one state back whenever 2 of the last 8 episodes from it got 4 states further (or to the
+    end), or after 32 tries; the other half anywhere from the pointer on (envs/curriculum.py)."""
     cell_band: float = 4.0
     """Width of a cell's progress band, in the reward model's score units; a cell one band further
     along is e times as likely to be a reset's start."""
@@ -274,6 +279,13 @@ def check_args(args: Args):
         problems.append("--memory must be >= 0, and with memory --num-minibatches must divide --num-envs")
     if args.curriculum_capacity < 1 or not args.cell_band > 0 or not args.curriculum_temperature > 0:
         problems.append("--curriculum-capacity must be >= 1, --cell-band and --curriculum-temperature > 0")
+    if args.curriculum_backward and (
+        args.route_frames is None or args.curriculum_cells or args.curriculum_capacity < 3
+    ):
+        problems.append(
+            "--curriculum-backward needs --route-frames (its goal is the runs' end), --curriculum-capacity "
+            ">= 3 and no --curriculum-cells"
+        )
     if args.route_frames is not None and not Path(args.route_frames).is_dir():
         problems.append(f"--route-frames {args.route_frames} is not a folder")
     if args.route_window < 1:
@@ -301,6 +313,7 @@ FIXED_ON_RESUME = frozenset({
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
     "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory", "route_frames",
+    "curriculum_backward",
 })  # fmt: skip
 # Settings that name files: a checkpoint stores them relative to its own folder.
 PATH_SETTINGS = (
@@ -364,6 +377,7 @@ def main(args: Args) -> list[dict]:
         curriculum_capacity=args.curriculum_capacity,
         curriculum_temperature=args.curriculum_temperature,
         cell_band=args.cell_band if args.curriculum_cells else None,
+        backward_goal=route_goal(routes) if args.curriculum_backward else None,
         memory=args.memory,
         seed=args.seed + 7919 * jax.process_index(),  # every process's envs play their own episodes
         grayscale=args.observation == "gray",

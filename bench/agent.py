@@ -68,6 +68,9 @@ class Args:
     head, pipeline.EVENT_REWARD_SCALE for one with event features)."""
     curriculum_cells: bool = False
     """PPO's curriculum is Go-Explore's cell archive instead of new progress highs."""
+    curriculum_backward: bool = False
+    """PPO's curriculum walks back along its chain of new highs once it reaches the runs' end
+    (Go-Explore's robustify phase, --curriculum-backward)."""
     memory: int | None = None
     """PPO's --memory: the width of the policy's GRU memory (None: the main job's; 0: none)."""
     curriculum_temperature: float | None = None
@@ -108,6 +111,7 @@ def pipeline_args(args: Args, seed: int, resume: Path | None = None) -> pipeline
         ppo_resume=resume,
         reward_scale=args.reward_scale,
         curriculum_cells=args.curriculum_cells,
+        curriculum_backward=args.curriculum_backward,
         memory=args.memory,
         curriculum_temperature=args.curriculum_temperature,
         progress_baseline=args.progress_baseline,
@@ -179,11 +183,11 @@ def run_seed(args: Args, seed: int) -> dict:
 
 def markdown(rows: list[dict], args: Args) -> str:
     ppo, budget = rows[0]["ppo_args"], rows[0]["budget"]
-    curriculum = (
-        f"cell archive (band {ppo['cell_band']:g})"
-        if ppo["curriculum_cells"]
-        else f"new highs at temperature {ppo.get('curriculum_temperature', 1.0):g}"
-    )
+    curriculum = f"new highs at temperature {ppo.get('curriculum_temperature', 1.0):g}"
+    if ppo["curriculum_cells"]:
+        curriculum = f"cell archive (band {ppo['cell_band']:g})"
+    elif ppo.get("curriculum_backward"):
+        curriculum = "new highs walked back from the runs' end"
     route = "no route"
     if ppo.get("route_frames"):
         scene_change = ppo.get("route_scene_change", 0)

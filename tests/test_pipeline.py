@@ -148,6 +148,22 @@ def test_a_negative_reward_setting_is_refused_before_any_phase(tmp_path, flag, b
     assert not (tmp_path / "run").exists()
 
 
+def test_the_backward_curriculum_reaches_ppo_and_needs_the_route(quick_run, tmp_path):
+    out, result = quick_run
+    bench = agent.Args(checkpoints=out / "checkpoints", quick=True, curriculum_backward=True)
+    args = agent.pipeline_args(bench, seed=0)
+    ppo = pipeline.ppo_args(pipeline.QUICK, out / "checkpoints", tmp_path / "ppo", args)
+    assert ppo.curriculum_backward and ppo.route_frames == str(out / "speedruns" / "frames")
+    seed_row = agent.row(0, result["report"], None, dataclasses.asdict(ppo), result["budget"])
+    assert "curriculum new highs walked back from the runs' end" in agent.markdown([seed_row], bench)
+    for refused in (dict(route=False), dict(curriculum_cells=True)):
+        with pytest.raises(SystemExit, match="--curriculum-backward needs --route"):
+            pipeline.main(
+                pipeline.Args(quick=True, out_dir=tmp_path / "run", curriculum_backward=True, **refused)
+            )
+        assert not (tmp_path / "run").exists()
+
+
 def test_pipeline_from_a_users_rom_and_videos(quick_run, tmp_path):
     """`pipeline.py --rom R --videos DIR --initial-state S` as a user with their own game runs it: EmuQuest's
     ROM copied elsewhere and the quick run's speedrun mp4s stand in for the user's cartridge and footage."""

@@ -172,7 +172,7 @@ from flax import nnx  # noqa: E402
 
 from data.speedrun_bot import Bot  # noqa: E402
 from envs.archive import CellArchive, cell_keys, screen_keys  # noqa: E402
-from envs.curriculum import CurriculumPool  # noqa: E402
+from envs.curriculum import BACKWARD_SUCCESSES, BackwardChain, CurriculumPool  # noqa: E402
 from envs.games import EMUQUEST_ROM, EmuQuest  # noqa: E402
 from envs.vec_gameboy import VecGameBoy  # noqa: E402
 from models.checkpoint import (  # noqa: E402
@@ -390,9 +390,9 @@ def test_curriculum_saves_new_highs_and_resets_from_them(learned):
             np.testing.assert_array_equal(runner.obs[env_id], saved_frame)
 
 
-def test_the_rollout_counts_the_milestone_of_an_episode_that_finishes_the_game():
-    """Entering the final room ends the game and the env resets in the same step, so its RAM already
-    shows the next episode; the rollout's milestone count comes from the ended episode."""
+@pytest.fixture(scope="module")
+def beside_the_final_door() -> tuple[bytes, str]:
+    """A saved state of EmuQuest one step from entering the final room, and the button that enters it."""
     bot = Bot(EMUQUEST_ROM, 0, 0.0, 0.0, 1, 0, 6000, on_frame=lambda i, rgb, buttons: None)
     game = EmuQuest()
     final_door = game.WARPS[game.FOREST][game.FINAL]
@@ -408,14 +408,20 @@ def test_the_rollout_counts_the_milestone_of_an_episode_that_finishes_the_game()
             assert bot.frame < 6000, "the bot did not get beside the final room's door"
             bot.advance()
         move = moves[(memory[game.X] - final_door[0], memory[game.Y] - final_door[1])]
-        beside_the_door = io.BytesIO()
-        bot.pyboy.save_state(beside_the_door)
+        state = io.BytesIO()
+        bot.pyboy.save_state(state)
     finally:
         bot.close()
+    return state.getvalue(), move
+
+
+def test_the_rollout_counts_the_milestone_of_an_episode_that_finishes_the_game(beside_the_final_door):
+    """Entering the final room ends the game and the env resets in the same step, so its RAM already
+    shows the next episode; the rollout's milestone count comes from the ended episode."""
+    state, move = beside_the_final_door
+    game = EmuQuest()
     score_fn = ScoreOfFrame(lambda frames: frames.reshape(len(frames), -1).mean(axis=1).astype(np.float32))
-    with VecGameBoy(
-        EMUQUEST_ROM, num_envs=1, backend="serial", initial_state=beside_the_door.getvalue()
-    ) as env:
+    with VecGameBoy(EMUQUEST_ROM, num_envs=1, backend="serial", initial_state=state) as env:
         runner = Runner(
             [EnvGroup(env, 0, ProgressReward(score_fn, 1, ProgressSettings(1, 0.0)))], None, seed=0
         )
@@ -429,6 +435,39 @@ def test_the_rollout_counts_the_milestone_of_an_episode_that_finishes_the_game()
         runner.close()
     assert np.asarray(batch["dones"])[0].all()  # the first step entered the final room
     assert stats["rollout/milestones_max"] == game.num_milestones == 7
+
+
+@pytest.mark.parametrize("goal, moved_back", [(10.0, True), (10.5, False)])
+def test_episodes_that_reach_the_goal_from_the_pointer_move_it_back(beside_the_final_door, goal, moved_back):
+    """A chain whose last entry is one step from the final room, with a reward that scores every frame
+    10 but scores none on a step (interval 100): only the ended episodes' last frames reach the goal.
+    Each step enters the room from the pointer's entry; the second success moves it back."""
+    state, move = beside_the_final_door
+    chain = BackwardChain(capacity=4, goal=goal)
+    payload = {"bag": None, "route": None, "screens": None, "memory": None}
+    chain.add(state, 0.0, payload)
+    chain.add(state, 5.0, payload)
+    score_fn = ScoreOfFrame(lambda frames: np.full(len(frames), 10.0, np.float32))
+    with VecGameBoy(
+        EMUQUEST_ROM, num_envs=1, backend="serial", initial_state=state, curriculum=chain, pool_prob=1.0
+    ) as env:
+        group = EnvGroup(env, 0, ProgressReward(score_fn, 1, ProgressSettings(100, 0.0)))
+        runner = Runner([group], chain, seed=0)
+        runner.restart(0)
+        assert group.start_score[0] == 5.0  # pool_prob 1: the episode began on the pointer's entry
+
+        def policy_step(frames, first, memory, key):
+            action = np.full(len(frames), env.action_names.index(move))
+            return frames, action, np.zeros(len(frames)), np.zeros(len(frames)), memory
+
+        _, _, stats = runner.rollout(policy_step, jax.random.key(0), num_steps=BACKWARD_SUCCESSES)
+        runner.close()
+    assert stats["rollout/episodes_ended"] == BACKWARD_SUCCESSES
+    if moved_back:
+        assert chain.start() == 0 and chain.outcomes == []
+        assert (stats["curriculum/backward_start"], stats["curriculum/backward_score"]) == (0, 0.0)
+    else:  # no success: the pointer still follows the chain's last entry, with nothing recorded
+        assert chain.start() == 1 and chain.start_score == np.inf and chain.outcomes == []
 
 
 def test_a_reset_frame_is_never_a_curriculum_state():
@@ -853,7 +892,7 @@ def test_the_reward_on_the_policys_tokens_is_the_reward_on_its_frames(bag_reward
 def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_reward, tmp_path):
     """PPO with --route-frames: the route is a run of the game's own frames (random play from power-on,
     with PPO's env settings), the envs move along it, curriculum states keep their positions, and a
-    resumed run continues exactly."""
+    resumed run continues exactly. Its curriculum is the backward chain, whose goal is the run's end."""
     encoder, reward, _ = bag_reward
     run = tmp_path / "frames" / "run_00"
     run.mkdir(parents=True)
@@ -865,9 +904,11 @@ def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_rew
             frames, *_ = env.step(rng.integers(0, env.num_actions, env.num_envs))
     settings = dict(pretrained_tokenizer=str(encoder), route_frames=str(tmp_path / "frames"), route_window=4,
                     route_scene_change=20, route_text_barrier=8, novelty_bonus=0.05, iterations=4,
-                    save_every=2, env_groups=2)  # fmt: skip
+                    save_every=2, env_groups=2, curriculum_backward=True)  # fmt: skip
     straight = ppo.main(tiny_args(reward, tmp_path / "run", **settings))
     runner = load_checkpoint(tmp_path / "run" / "policy_2.pkl", "policy")["train_state"]["runner"]
+    chain = runner["pool"]
+    assert {"goal", "start_score", "outcomes"} <= set(chain) and chain["scores"] == sorted(chain["scores"])
     assert all(progress["route"].shape == (1, 1) for progress in runner["progress"])  # 1 env x 1 run
     positions = [payload["route"] for payload in runner["pool"]["payloads"]]
     assert positions and all(p.shape == (1,) for p in positions) and max(int(p[0]) for p in positions) > 0
@@ -885,3 +926,5 @@ def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_rew
         ppo.main(tiny_args(reward, tmp_path / "bad", route_text_barrier=-1))
     with pytest.raises(SystemExit, match="--novelty-bonus must be >= 0"):
         ppo.main(tiny_args(reward, tmp_path / "bad", novelty_bonus=-0.1))
+    with pytest.raises(SystemExit, match="--curriculum-backward needs --route-frames"):
+        ppo.main(tiny_args(reward, tmp_path / "bad", curriculum_backward=True))

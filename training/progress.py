@@ -177,6 +177,8 @@ class ProgressReward:
         self.baseline = np.full(
             num_envs, np.nan, np.float32
         )  # per env: last scored R, or episode best; NaN: none yet
+        self.episode_best = np.full(num_envs, -np.inf, np.float32)  # per env: best R scored this episode
+        self.ended_best: dict[int, float] = {}  # after a call: {env: best R} of the episodes it ended
         self.steps = 0  # env steps taken since training started
         self.route = None
         if routes:
@@ -198,6 +200,7 @@ class ProgressReward:
         next scored frame sets it), bag and route position; `start_states` {env: episode_state} for
         envs on curriculum states."""
         self.baseline = np.full_like(self.baseline, np.nan)
+        self.episode_best[:] = -np.inf
         self.bags[:] = 0
         restarted = np.ones(len(self.bags), bool)
         self._see(obs, None, restarted, start_states or {})
@@ -276,17 +279,21 @@ class ProgressReward:
         restarted on a curriculum state; `last_frames` {env: frame} the ended episodes' last frames
         (`ended_frames(info)`), scored whatever the interval, so that an episode is paid what it
         gained since its last scored frame: finishing the game ends it on a frame no step shows.
-        Returns (rewards (N,), scores (N,) on scored steps else None)."""
+        Returns (rewards (N,), scores (N,) on scored steps else None); `ended_best` then holds the ended
+        episodes' best scores, their last frames' included."""
         self.steps += 1
         rewards = -np.full(len(dones), self.time_penalty, np.float32)
+        self.ended_best = {}
         if last_frames:
             rewards += self.scale * self._final_gains(last_frames)
+        self.episode_best[dones] = -np.inf
         tokens = self._see(obs, tokens, dones, start_states or {})
         rewards += self.novelty * self._new_screens(obs, dones, start_states or {})
         if self.steps % self.interval:
             self.baseline[dones] = np.nan
             return rewards, None
         scores = self.score(obs, tokens)
+        self.episode_best = np.where(dones, -np.inf, np.fmax(self.episode_best, scores)).astype(np.float32)
         known = ~np.isnan(self.baseline) & ~dones
         gain = np.where(known, scores - self.baseline, 0.0)
         if self.from_best:
@@ -314,6 +321,8 @@ class ProgressReward:
                 scores = in_fixed_batches(self.model.score_tokens, tokens, bags)
         else:
             scores = in_fixed_batches(self.model.score, frames)
+        bests = np.fmax(self.episode_best[ended], scores)
+        self.ended_best = {int(env): float(best) for env, best in zip(ended, bests)}
         gains = np.zeros(len(self.baseline), np.float32)
         gains[ended] = np.nan_to_num(scores - self.baseline[ended])  # NaN: no scored frame yet
         return np.maximum(gains, 0.0) if self.from_best else gains

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs.archive import CellArchive, cell_keys
-from envs.curriculum import CurriculumPool
+from envs.curriculum import BackwardChain, CurriculumPool
 from envs.rom import RomError
 from envs.vec_gameboy import WORKER_TIMEOUT_S, VecGameBoy
 from envs.world_model_env import WorldModelEnv
@@ -52,6 +52,7 @@ class EnvGroup:
         self.memory = np.zeros((env.num_envs, memory_size), np.float32)  # the policy's, before obs
         self.first = np.ones(env.num_envs, bool)  # obs starts an episode: the policy's memory is zeroed
         self.episode_return = np.zeros(env.num_envs, np.float32)
+        self.start_score = np.full(env.num_envs, np.nan)  # the pool entry's score each episode began on
         self.imagined = isinstance(env, WorldModelEnv)  # no emulator states: never a curriculum source
 
 
@@ -63,8 +64,10 @@ class Runner:
     def __init__(self, groups: list[EnvGroup], pool, seed: int):
         self.groups = groups
         self.num_envs = sum(group.env.num_envs for group in groups)
-        self.pool = pool  # shared by every group: CurriculumPool (new highs), CellArchive (new cells) or None
+        # Shared by every group: CurriculumPool (new highs), BackwardChain, CellArchive (new cells) or None.
+        self.pool = pool
         self.cells = isinstance(pool, CellArchive)
+        self.backward = isinstance(pool, BackwardChain)
         self.seed = seed
         self.best_score = -np.inf  # highest learned score any env reached
         self.episodes: list[dict] = []  # the last EPISODE_WINDOW episodes' stats
@@ -89,6 +92,7 @@ class Runner:
             group.episode_return[:] = 0
             group.memory[:] = 0
             self._start_memories(group, np.ones(group.env.num_envs, bool), info)
+            self._note_starts(group, np.ones(group.env.num_envs, bool), info)
 
     def seed_pool(self, state: bytes):
         """Start the curriculum pool with the run's initial state (the frame env 0 shows after `restart`,
@@ -113,6 +117,12 @@ class Runner:
             if memory is not None:
                 group.memory[env], group.first[env] = memory, False
 
+    def _note_starts(self, group: EnvGroup, done, info):
+        """Remember which pool entry (by score) each new episode began on; NaN for power-on."""
+        group.start_score[done] = np.nan
+        for env, index in info["pool_starts"].items():
+            group.start_score[env] = self.pool.scores[index]
+
     def rollout(self, policy_step, key, num_steps: int, share_tokens: bool = False):
         """Step every env num_steps times. `policy_step(frames, first, memory, key) -> (observation,
         action, log_prob, value, memory)` is the jitted policy (training/ppo.py). Returns (batch of
@@ -133,6 +143,7 @@ class Runner:
         ]
         milestones_max = np.zeros(self.num_envs, np.int32)
         new_states, ended, last_values = [], [], [None] * num_groups
+        outcomes = []  # BackwardChain: (start entry's score, best score reached) of each ended episode
         sightings = []  # cell keys of every scored frame, counted once the envs stop
         seconds = {"policy": 0.0, "env_wait": 0.0, "reward": 0.0}  # where the rollout's time goes
         pending = [None] * num_groups  # each group's env step in flight
@@ -169,6 +180,11 @@ class Runner:
                 milestones_max[env_id] = max(milestones_max[env_id], episode["milestones"])
                 ended.append({**episode, "env_id": env_id, "return": float(group.episode_return[local])})
             group.episode_return[done] = 0
+            if self.backward and not group.imagined:
+                for env in np.flatnonzero(done):
+                    reached = group.progress.ended_best.get(int(env), -np.inf)
+                    outcomes.append((group.start_score[env], reached))
+                self._note_starts(group, done, info)
             if scores is not None and self.pool is not None and not group.imagined:
                 # A done env shows its next episode's first frame: a reset, not a state it reached.
                 if self.cells:
@@ -211,6 +227,8 @@ class Runner:
             self.pool.add(state, score, payload=payload, key=key)
         if self.cells:
             self.pool.count(sightings)
+        for start_score, reached in outcomes:
+            self.pool.record(start_score, reached)
         self.episodes = (self.episodes + ended)[-EPISODE_WINDOW:]
 
         def stack(name):  # (T, N, ...) with the groups side by side along the env axis
@@ -226,9 +244,18 @@ class Runner:
             "rollout/milestones_max": int(milestones_max.max()),
             "rollout/milestones_mean": float(milestones_max.mean()),
             "curriculum/saved_states": len(new_states),
+            **(self._backward_stats() if self.backward else {}),
             **{f"charts/{name}_seconds": value for name, value in seconds.items()},
         }
         return batch, last_value, stats
+
+    def _backward_stats(self) -> dict:
+        """Where the BackwardChain's pointer is: its entry and that entry's score."""
+        start = self.pool.start()
+        return {
+            "curriculum/backward_start": start,
+            "curriculum/backward_score": self.pool.scores[start] if len(self.pool) else None,
+        }
 
     def _payload(self, group: EnvGroup, env: int, memory) -> dict:
         """What a curriculum state of this env keeps besides the emulator's (see the module's doc)."""
@@ -349,6 +376,7 @@ def make_runner(
     seed: int,
     curriculum_temperature: float = 1.0,
     cell_band: float | None = None,
+    backward_goal: float | None = None,
     memory: int = 0,
     grayscale: bool = False,
     worker_timeout_s: float = WORKER_TIMEOUT_S,
@@ -357,16 +385,18 @@ def make_runner(
 ) -> Runner:
     """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
     its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. With
-    `cell_band` the curriculum is a CellArchive of that band, else a CurriculumPool of new highs drawn at
-    `curriculum_temperature`. `memory` is the width of the policy's memory each env carries. With
-    `imagined`, that many of the envs are a WorldModelEnv instead, one group after the emulators'. With
-    `routes` the progress is along them (training/route.py). A bad ROM, world model or env setting
-    exits with one line."""
+    `cell_band` the curriculum is a CellArchive of that band, with `backward_goal` a BackwardChain reaching
+    for that score, else a CurriculumPool of new highs drawn at `curriculum_temperature`. `memory` is the
+    width of the policy's memory each env carries. With `imagined`, that many of the envs are a
+    WorldModelEnv instead, one group after the emulators'. With `routes` the progress is along them
+    (training/route.py). A bad ROM, world model or env setting exits with one line."""
     pool = None
     if curriculum_prob > 0:
         pool = CurriculumPool(curriculum_capacity, curriculum_temperature)
         if cell_band is not None:
             pool = CellArchive(curriculum_capacity, cell_band)
+        elif backward_goal is not None:
+            pool = BackwardChain(curriculum_capacity, backward_goal)
     serial = num_workers == 0
     num_workers = num_workers or len(os.sched_getaffinity(0))
     emulated = num_envs - (imagined.num_envs if imagined else 0)

@@ -86,6 +86,14 @@ def load_routes(root: str | Path, progress) -> list[Route]:
     return routes
 
 
+def route_goal(routes: list[Route]) -> float:
+    """The score of the game's end as the speedruns show it: the lowest of their last frames' scores,
+    so that an env at any run's end has reached it. The reward scores the runs' ends unequally, so the
+    higher-scored runs pass it a few steps early (on EmuQuest, 18-30 saved frames, 2-4 agent steps,
+    before their final room)."""
+    return float(min(route.scores[-1] for route in routes))
+
+
 class RouteTracker:
     """Each env's position on every route: `positions` (num_envs, num_routes) int32, the index of the
     furthest frame of each route matched in order (0 at power-on). Plain data for checkpoints."""
