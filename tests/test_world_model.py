@@ -165,8 +165,10 @@ def test_branch_sequences_pair_each_step_with_its_action(branches_and_tokenizer)
 
 def test_the_model_overfits_a_few_dozen_transitions(trained):
     """Trained on run_00's ~70 transitions, its 4-step open-loop latents on them beat copying the last
-    frame by far (a third to a half of its error, by CPU: training 1,000 steps amplifies floating-point
-    differences); the checkpoint, metrics and held-out report are written."""
+    frame by far; the checkpoint, metrics and held-out report are written. Training 1,000 steps amplifies
+    floating-point differences between CPUs: of copying's error, an AMD EPYC gave 0.47-0.55 at the four
+    horizons, an Intel Xeon 0.56-0.71 (mean 0.63). So the bound is on the mean, with room for another
+    CPU, and a looser one on each horizon."""
     root, tokenizer_path, out, report = trained
     model, config = load_world_model(out / "world_model.pkl")
     assert config["actions"] == "button" and config["holdout_run"] == "run_01"
@@ -180,7 +182,7 @@ def test_the_model_overfits_a_few_dozen_transitions(trained):
         model, tokenizer, sequences, latents, sequences.actions, windows, 4, 4, jax.random.key(0)
     )
     ratio = errors["latent_mse"] / errors["copy_latent_mse"]
-    assert (ratio < 0.65).all(), ratio
+    assert ratio.mean() < 0.7 and (ratio < 0.8).all(), ratio
     assert errors["frames"].shape == (4, 144, 160, 3) and errors["frames"].dtype == np.uint8
 
     assert set(report["by_horizon"]) == {"1", "4"} and report["eval_on"] == "held-out run run_01"
