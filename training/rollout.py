@@ -92,7 +92,8 @@ class Runner:
             group.episode_return[:] = 0
             group.memory[:] = 0
             self._start_memories(group, np.ones(group.env.num_envs, bool), info)
-            self._note_starts(group, np.ones(group.env.num_envs, bool), info)
+            if self.backward:
+                self._note_starts(group, np.ones(group.env.num_envs, bool), info)
 
     def seed_pool(self, state: bytes):
         """Start the curriculum pool with the run's initial state (the frame env 0 shows after `restart`,
@@ -118,7 +119,7 @@ class Runner:
                 group.memory[env], group.first[env] = memory, False
 
     def _note_starts(self, group: EnvGroup, done, info):
-        """Remember which pool entry (by score) each new episode began on; NaN for power-on."""
+        """BackwardChain: remember which entry (by score) each new episode began on; NaN for power-on."""
         group.start_score[done] = np.nan
         for env, index in info["pool_starts"].items():
             group.start_score[env] = self.pool.scores[index]
