@@ -106,11 +106,10 @@ class CellArchive(CurriculumPool):
 
     @classmethod
     def from_dict(cls, data: dict) -> CellArchive:
-        pool = CurriculumPool.from_dict(data)
-        archive = cls(capacity=pool.capacity, band=float(data["band"]))
-        if not len(data["keys"]) == len(data["seen"]) == len(pool.states):
+        archive = cls(capacity=int(data["capacity"]), band=float(data["band"]))
+        archive._load_states(data)
+        if not len(data["keys"]) == len(data["seen"]) == len(archive.states):
             raise ValueError("CellArchive.from_dict: keys, seen counts and states disagree")
-        archive.states, archive.scores, archive.payloads = pool.states, pool.scores, pool.payloads
         archive.keys = [bytes(k) for k in data["keys"]]
         archive.seen = [int(s) for s in data["seen"]]
         archive.position = {k: i for i, k in enumerate(archive.keys)}

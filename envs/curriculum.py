@@ -23,6 +23,8 @@ checkpoint and `from_dict()` restores it for --resume.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 # The backward pointer moves back once this many of the last BACKWARD_WINDOW episodes from its entry
@@ -37,20 +39,58 @@ BACKWARD_AHEAD = 4
 BACKWARD_PATIENCE = 32
 
 
-class CurriculumPool:
-    def __init__(self, capacity: int = 64, temperature: float = 1.0):
+class SavedStates(ABC):
+    """What every curriculum keeps: emulator states with their scores and payloads, at most `capacity`,
+    and the reset rule VecGameBoy asks (`reset_picks`). Subclasses decide what is kept and drawn."""
+
+    def __init__(self, capacity: int):
         if capacity < 1:
-            raise ValueError(f"CurriculumPool capacity must be >= 1, got {capacity}")
-        if not temperature > 0:
-            raise ValueError(f"CurriculumPool temperature must be > 0, got {temperature}")
+            raise ValueError(f"{type(self).__name__} capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self.temperature = temperature
         self.states: list[bytes] = []
         self.scores: list[float] = []
         self.payloads: list = []  # per state, whatever `add` was given with it (None: nothing)
 
     def __len__(self) -> int:
         return len(self.states)
+
+    @abstractmethod
+    def add(self, state: bytes, score: float, payload=None, key: bytes | None = None) -> bool:
+        """Offer a state (with its payload, and for a cell archive its cell's key); True if it was kept."""
+
+    @abstractmethod
+    def reset_picks(self, rng: np.random.Generator, n: int, pool_prob: float) -> list[int | None]:
+        """The reset rule for n resets: a stored state's index each, or None for the env's usual start."""
+
+    def to_dict(self) -> dict:
+        return {
+            "capacity": self.capacity,
+            "states": list(self.states),
+            "scores": list(self.scores),
+            "payloads": list(self.payloads),
+        }
+
+    def _load_states(self, data: dict):
+        """Takes the states, scores and payloads of a `to_dict`, checked against each other and the
+        capacity."""
+        states, scores = data["states"], data["scores"]
+        payloads = data.get("payloads", [None] * len(states))
+        if len(states) > self.capacity or not len(states) == len(scores) == len(payloads):
+            raise ValueError(
+                f"{type(self).__name__}.from_dict: states, scores and payloads disagree with each other "
+                "or the capacity"
+            )
+        self.states = [bytes(s) for s in states]
+        self.scores = [float(s) for s in scores]
+        self.payloads = list(payloads)
+
+
+class CurriculumPool(SavedStates):
+    def __init__(self, capacity: int = 64, temperature: float = 1.0):
+        super().__init__(capacity)
+        if not temperature > 0:
+            raise ValueError(f"CurriculumPool temperature must be > 0, got {temperature}")
+        self.temperature = temperature
 
     def add(self, state: bytes, score: float, payload=None, key: bytes | None = None) -> bool:
         """Store a state (and its payload); returns False when the pool is full and every state scores
@@ -92,33 +132,16 @@ class CurriculumPool:
         return [int(i) if use else None for i, use in zip(picks, from_pool)]
 
     def to_dict(self) -> dict:
-        return {
-            "capacity": self.capacity,
-            "temperature": self.temperature,
-            "states": list(self.states),
-            "scores": list(self.scores),
-            "payloads": list(self.payloads),
-        }
+        return super().to_dict() | {"temperature": self.temperature}
 
     @classmethod
     def from_dict(cls, data: dict) -> CurriculumPool:
         pool = cls(capacity=int(data["capacity"]), temperature=float(data["temperature"]))
-        payloads = data.get("payloads", data["states"])
-        if (
-            not len(data["states"]) == len(data["scores"]) == len(payloads)
-            or len(data["states"]) > pool.capacity
-        ):
-            raise ValueError(
-                "CurriculumPool.from_dict: states, scores and payloads disagree with each other "
-                "or the capacity"
-            )
-        pool.states = [bytes(s) for s in data["states"]]
-        pool.scores = [float(s) for s in data["scores"]]
-        pool.payloads = list(data.get("payloads", [None] * len(pool.states)))
+        pool._load_states(data)
         return pool
 
 
-class BackwardChain(CurriculumPool):
+class BackwardChain(SavedStates):
     """Go-Explore's robustify phase (Ecoffet et al. 2021; Salimans & Chen 2018, "Learning Montezuma's
     Revenge from a single demonstration"): the pool's chain of new highs is the demonstration, and
     episodes start ever further back along it.
@@ -196,9 +219,8 @@ class BackwardChain(CurriculumPool):
 
     @classmethod
     def from_dict(cls, data: dict) -> BackwardChain:
-        pool = CurriculumPool.from_dict(data)
-        chain = cls(pool.capacity, float(data["goal"]))
-        chain.states, chain.scores, chain.payloads = pool.states, pool.scores, pool.payloads
+        chain = cls(int(data["capacity"]), float(data["goal"]))
+        chain._load_states(data)
         chain.start_score = float(data["start_score"])
         chain.outcomes = [bool(o) for o in data["outcomes"]]
         chain.tries = int(data["tries"])

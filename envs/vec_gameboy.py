@@ -39,7 +39,7 @@ import gymnasium
 import numpy as np
 
 from envs.actions import ACTION_NAMES, ENV_ACTIONS, FRAME_SKIP, PRESS_FRAMES
-from envs.curriculum import CurriculumPool
+from envs.curriculum import SavedStates
 from envs.emulators import EnvConfig, ProcessBackend, SerialBackend, obs_shape
 from envs.games import EMUQUEST_ROM, GameProfile, detected, profile_for_rom
 from envs.rom import check_rom
@@ -86,7 +86,7 @@ class VecGameBoy(gymnasium.vector.VectorEnv):
         max_steps: int = 2048,
         backend: str = "process",
         initial_state: str | Path | bytes | None = None,
-        curriculum: CurriculumPool | None = None,
+        curriculum: SavedStates | None = None,
         pool_prob: float = 0.0,
         use_select: bool = False,
         grayscale: bool = False,

@@ -68,6 +68,10 @@ def test_pool_round_trips_through_plain_data():
     restored = CurriculumPool.from_dict(data)
     assert restored.to_dict() == data
     np.testing.assert_array_equal(restored.weights(), pool.weights())
+    with pytest.raises(ValueError, match="disagree"):
+        CurriculumPool.from_dict(data | {"scores": data["scores"][:-1]})
+    with pytest.raises(ValueError, match="capacity"):
+        CurriculumPool.from_dict(data | {"capacity": 2})
 
 
 def test_bad_pool_arguments_raise():
@@ -162,5 +166,8 @@ def test_chain_round_trips_through_plain_data_and_refuses_a_tiny_capacity():
     restored = BackwardChain.from_dict(data)
     assert restored.to_dict() == data and restored.start() == 2
     assert (restored.outcomes, restored.tries) == ([True], 1)
+    assert "temperature" not in data  # the chain draws by its pointer, not by score
+    with pytest.raises(ValueError, match="BackwardChain.from_dict: states, scores and payloads disagree"):
+        BackwardChain.from_dict(data | {"payloads": []})
     with pytest.raises(ValueError, match="capacity"):
         BackwardChain(2, goal=1.0)

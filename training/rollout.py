@@ -349,10 +349,10 @@ class Runner:
             ]
             # VecGameBoy holds this object, so it is refilled in place. A new-highs pool is drawn at
             # this run's temperature, which --resume may change; an archive's is its fixed band.
-            temperature = self.pool.temperature
-            vars(self.pool).update(vars(type(self.pool).from_dict(pool)))
-            if not self.cells:
-                self.pool.temperature = temperature
+            restored = type(self.pool).from_dict(pool)
+            if isinstance(self.pool, CurriculumPool) and not self.cells:
+                restored.temperature = self.pool.temperature
+            vars(self.pool).update(vars(restored))
 
     def close(self):
         self.stepper.shutdown(wait=True)
