@@ -217,6 +217,11 @@ class Args:
     """Frames per second of video kept (15: every 4th frame at 60 fps, as the scripted speedruns)."""
     initial_state: Path | None = None
     """PyBoy state file PPO's and the evaluation's episodes start from (data/make_start_state.py)."""
+    ppo_set: tuple[str, ...] = ()
+    """More of PPO's settings, each NAME=VALUE with train_with_cnn_reward.py's flag name (e.g. --ppo-set
+    ent-coef=0.01 gamma=0.995; a switch takes true or false), over the main job's and the flags above:
+    an ablation of a setting that has no flag here. The files, seed, iterations and folders stay this
+    script's (its own flags set them)."""
 
 
 def check_user_game(args: Args):
@@ -248,6 +253,35 @@ def check_user_game(args: Args):
         raise SystemExit(
             "--curriculum-backward needs --route (its goal is the runs' end), not --curriculum-cells"
         )
+    with_ppo_set(train_with_cnn_reward.Args(), args.ppo_set)  # a bad --ppo-set fails before any phase
+
+
+# PPO settings pipeline.py derives from its own flags and layout, which --ppo-set may not change.
+PIPELINE_PPO_SETTINGS = frozenset({
+    "rom", "initial_state", "reward_model", "pretrained_tokenizer", "pretrained_dynamics", "iterations",
+    "num_workers", "save_every", "log_every", "out_dir", "seed", "resume",
+})  # fmt: skip
+
+
+def with_ppo_set(ppo: train_with_cnn_reward.Args, settings: tuple[str, ...]) -> train_with_cnn_reward.Args:
+    """`ppo` with --ppo-set's NAME=VALUE settings read as PPO's own flags would be (tyro reports an
+    unknown name or a bad value, with PPO's help for it)."""
+    switches = {f.name for f in dataclasses.fields(train_with_cnn_reward.Args) if f.type in (bool, "bool")}
+    flags = []
+    for setting in settings:
+        name, equals, value = setting.partition("=")
+        field_name = name.removeprefix("--").replace("-", "_")
+        if not equals or not field_name:
+            raise SystemExit(f"--ppo-set {setting!r}: write NAME=VALUE, e.g. ent-coef=0.01")
+        if field_name in PIPELINE_PPO_SETTINGS:
+            raise SystemExit(f"--ppo-set {setting!r}: pipeline.py sets {flag(field_name)} itself")
+        if field_name in switches:
+            if value.lower() not in ("true", "false"):
+                raise SystemExit(f"--ppo-set {setting!r}: {flag(field_name)} is a switch, true or false")
+            flags.append(flag(field_name) if value.lower() == "true" else f"--no-{flag(field_name)[2:]}")
+        else:
+            flags += [flag(field_name), value]
+    return tyro.cli(train_with_cnn_reward.Args, args=flags, default=ppo) if flags else ppo
 
 
 def timed(name: str, durations: dict, fn, *a, **kw):
@@ -459,7 +493,7 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
             route_scene_change=args.route_scene_change,
             route_text_barrier=args.route_text_barrier,
         )
-    return train_with_cnn_reward.Args(
+    ppo = train_with_cnn_reward.Args(
         rom=None if args.rom is None else str(args.rom),
         initial_state=None if args.initial_state is None else str(args.initial_state),
         reward_model=str(reward),
@@ -476,6 +510,7 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
         resume=None if args.ppo_resume is None else str(args.ppo_resume),
         **overrides,
     )
+    return with_ppo_set(ppo, args.ppo_set)
 
 
 def route_frames(args: Args, checkpoints: Path) -> Path | None:

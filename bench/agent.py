@@ -4,6 +4,8 @@
     uv run python bench/agent.py --checkpoints runs/pipeline/checkpoints
     uv run python bench/agent.py --checkpoints runs/pipeline/checkpoints --memory 0 \
         --out-dir runs/bench_agent_no_memory --output bench/results/agent_no_memory.md   # an ablation
+    uv run python bench/agent.py --checkpoints runs/pipeline/checkpoints --seeds 0 --ppo-set gamma=0.995 \
+        --out-dir runs/bench_agent_gamma --output bench/results/agent_gamma_0.995.md   # any PPO setting
     uv run python pipeline.py --reward-events 0 --ppo-iterations 1 --out-dir runs/one_frame
     uv run python bench/agent.py --checkpoints runs/one_frame/checkpoints \
         --out-dir runs/bench_agent_one_frame --output bench/results/agent_one_frame_reward.md
@@ -90,6 +92,9 @@ class Args:
     to get past it (0: none, the main job's)."""
     novelty_bonus: float | None = None
     """PPO's --novelty-bonus for each screen an episode shows first (None: the main job's)."""
+    ppo_set: tuple[str, ...] = ()
+    """pipeline.py's --ppo-set: more of PPO's settings, each NAME=VALUE with its flag name (e.g.
+    ent-coef=0.01), over the main job's; the table's header names them."""
     reuse: bool = False
     """Read a seed's finished run in --out-dir (report.json and the final policy) instead of running it
     again, when its policy was trained with exactly the PPO settings this bench would use: an interrupted
@@ -120,6 +125,7 @@ def pipeline_args(args: Args, seed: int, resume: Path | None = None) -> pipeline
         route_scene_change=args.route_scene_change,
         route_text_barrier=args.route_text_barrier,
         novelty_bonus=args.novelty_bonus,
+        ppo_set=args.ppo_set,
     )
 
 
@@ -201,7 +207,9 @@ def markdown(rows: list[dict], args: Args) -> str:
         f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, reward scale {ppo['reward_scale']:g}, "
         f"curriculum {curriculum}, memory {ppo['memory'] or 'none'}, "
         f"progress baseline {ppo['progress_baseline']}, {route}, "
-        f"novelty bonus {ppo.get('novelty_bonus', 0.0):g}; "
+        f"novelty bonus {ppo.get('novelty_bonus', 0.0):g}"
+        + "".join(f", {setting}" for setting in args.ppo_set)
+        + "; "
         f"evaluation {budget['eval_episodes']} episodes x {budget['eval_steps']} steps; "
         f"checkpoints {args.checkpoints}"
         + (f"; continued from {args.resume_from}." if args.resume_from else "."),

@@ -164,6 +164,44 @@ def test_the_backward_curriculum_reaches_ppo_and_needs_the_route(quick_run, tmp_
         assert not (tmp_path / "run").exists()
 
 
+def test_ppo_set_reaches_ppo_over_the_main_jobs_settings_and_the_bench_header(quick_run, tmp_path):
+    out, result = quick_run
+    settings = ("ent-coef=0.01", "gamma=0.995", "curriculum_cells=true", "--route-window=45")
+    bench = agent.Args(checkpoints=out / "checkpoints", quick=True, memory=8, ppo_set=settings)
+    args = agent.pipeline_args(bench, seed=0)
+    ppo = pipeline.ppo_args(pipeline.QUICK, out / "checkpoints", tmp_path / "ppo", args)
+    main_job = pipeline.ppo_args(
+        pipeline.QUICK, out / "checkpoints", tmp_path / "ppo", dataclasses.replace(args, ppo_set=())
+    )
+    before = dataclasses.asdict(main_job)
+    changed = {k: v for k, v in dataclasses.asdict(ppo).items() if v != before[k]}
+    assert changed == dict(ent_coef=0.01, gamma=0.995, curriculum_cells=True, route_window=45)
+    assert (ppo.memory, ppo.learning_rate) == (8, pipeline.PPO_OVERRIDES["learning_rate"])  # the rest stays
+    seed_row = agent.row(0, result["report"], None, dataclasses.asdict(ppo), result["budget"])
+    header = agent.markdown([seed_row], bench).splitlines()[0]
+    assert "ent-coef=0.01, gamma=0.995, curriculum_cells=true, --route-window=45; evaluation" in header
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("ent-coef", "write NAME=VALUE"),
+        ("seed=3", "pipeline.py sets --seed itself"),
+        ("curriculum-cells=yes", "--curriculum-cells is a switch, true or false"),
+        ("ent-cof=0.01", None),  # tyro: unrecognized option
+        ("gamma=high", None),  # tyro: not a float
+    ],
+)
+def test_a_bad_ppo_set_is_refused_before_any_phase(tmp_path, setting, message, capsys):
+    with pytest.raises(SystemExit) as refused:
+        pipeline.main(pipeline.Args(quick=True, out_dir=tmp_path / "run", ppo_set=(setting,)))
+    if message is not None:
+        assert message in str(refused.value)
+    else:
+        assert refused.value.code == 2 and setting.split("=")[0] in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_pipeline_from_a_users_rom_and_videos(quick_run, tmp_path):
     """`pipeline.py --rom R --videos DIR --initial-state S` as a user with their own game runs it: EmuQuest's
     ROM copied elsewhere and the quick run's speedrun mp4s stand in for the user's cartridge and footage."""
