@@ -253,7 +253,6 @@ def check_user_game(args: Args):
         raise SystemExit(
             "--curriculum-backward needs --route (its goal is the runs' end), not --curriculum-cells"
         )
-    with_ppo_set(train_with_cnn_reward.Args(), args.ppo_set)  # a bad --ppo-set fails before any phase
 
 
 # PPO settings pipeline.py derives from its own flags and layout, which --ppo-set may not change.
@@ -298,6 +297,7 @@ def main(args: Args) -> dict:
     "evaluation"}."""
     budget = budget_for(args)
     check_user_game(args)
+    with_ppo_set(train_with_cnn_reward.Args(), args.ppo_set)  # a bad --ppo-set fails before any phase
     out = args.out_dir
     ckpt, ppo_dir, eval_dir = args.checkpoints or out / "checkpoints", out / "ppo", out / "eval"
     rom = args.rom or EMUQUEST_ROM
