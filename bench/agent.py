@@ -194,6 +194,7 @@ def markdown(rows: list[dict], args: Args) -> str:
         curriculum = f"cell archive (band {ppo['cell_band']:g})"
     elif ppo.get("curriculum_backward"):
         curriculum = "new highs walked back from the runs' end"
+    ppo_set = "".join(f", {setting}" for setting in args.ppo_set)  # --ppo-set, as given
     route = "no route"
     if ppo.get("route_frames"):
         scene_change = ppo.get("route_scene_change", 0)
@@ -207,9 +208,7 @@ def markdown(rows: list[dict], args: Args) -> str:
         f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, reward scale {ppo['reward_scale']:g}, "
         f"curriculum {curriculum}, memory {ppo['memory'] or 'none'}, "
         f"progress baseline {ppo['progress_baseline']}, {route}, "
-        f"novelty bonus {ppo.get('novelty_bonus', 0.0):g}"
-        + "".join(f", {setting}" for setting in args.ppo_set)
-        + "; "
+        f"novelty bonus {ppo.get('novelty_bonus', 0.0):g}{ppo_set}; "
         f"evaluation {budget['eval_episodes']} episodes x {budget['eval_steps']} steps; "
         f"checkpoints {args.checkpoints}"
         + (f"; continued from {args.resume_from}." if args.resume_from else "."),

@@ -350,7 +350,7 @@ class Runner:
             # VecGameBoy holds this object, so it is refilled in place. A new-highs pool is drawn at
             # this run's temperature, which --resume may change; an archive's is its fixed band.
             restored = type(self.pool).from_dict(pool)
-            if isinstance(self.pool, CurriculumPool) and not self.cells:
+            if not (self.cells or self.backward):
                 restored.temperature = self.pool.temperature
             vars(self.pool).update(vars(restored))
 
@@ -393,11 +393,12 @@ def make_runner(
     (training/route.py). A bad ROM, world model or env setting exits with one line."""
     pool = None
     if curriculum_prob > 0:
-        pool = CurriculumPool(curriculum_capacity, curriculum_temperature)
         if cell_band is not None:
             pool = CellArchive(curriculum_capacity, cell_band)
         elif backward_goal is not None:
             pool = BackwardChain(curriculum_capacity, backward_goal)
+        else:
+            pool = CurriculumPool(curriculum_capacity, curriculum_temperature)
     serial = num_workers == 0
     num_workers = num_workers or len(os.sched_getaffinity(0))
     emulated = num_envs - (imagined.num_envs if imagined else 0)
