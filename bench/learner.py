@@ -136,7 +136,8 @@ def mflop_per_env_step(ppo: train_with_cnn_reward.Args, hit_rate: float) -> dict
     key = jax.random.key(0)
     reward = load_reward(ppo.reward_model)
     reward_graph, reward_state = nnx.split(reward)
-    reward_on_tokens = lambda s, t: nnx.merge(reward_graph, s).score_observations(t)  # noqa: E731
+    bags = jnp.zeros((batch, reward.cfg.bag_size), jnp.uint8) if reward.cfg.seen_tokens else None
+    reward_on_tokens = lambda s, t: nnx.merge(reward_graph, s).score_observations(t, bags)  # noqa: E731
     tx = optax.chain(optax.clip_by_global_norm(ppo.max_grad_norm), optax.adam(ppo.learning_rate))
     update = make_update(graphdef, frozen, tx, num_minibatches=ppo.num_minibatches,
                          update_epochs=ppo.update_epochs, clip_coef=ppo.clip_coef, vf_coef=ppo.vf_coef,
