@@ -207,8 +207,9 @@ def play(
     desc: str,
 ):
     """Run every env until its first episode ends (at most `steps` steps). choose_actions(obs, t,
-    first) -> int actions (N,), `first` (N,) marking the frames that start an episode. Returns an
-    EpisodeLog with env 0 drawn into the GIF frames."""
+    first, route_progress) -> int actions (N,), `first` (N,) marking the frames that start an episode,
+    `route_progress` (N,) each episode's route progress through the frame before, as PPO's rollout
+    gives it (zeros without a route). Returns an EpisodeLog with env 0 drawn into the GIF frames."""
     obs, _ = env.reset(seed=0)
     obs = obs.copy()
     if progress is not None:
@@ -219,14 +220,16 @@ def play(
     score = None
     milestones = 0  # env 0's milestones in the frame being drawn
     first = np.ones(env.num_envs, bool)
+    route_progress = np.zeros(env.num_envs, np.float32)
     for t in tqdm(range(steps), desc=desc, leave=False):
-        actions = np.asarray(choose_actions(obs, t, first))
+        actions = np.asarray(choose_actions(obs, t, first, route_progress))
         previous = obs
         obs, _, terminated, truncated, info = env.step(actions)
         obs = obs.copy()
         done = terminated | truncated
         first = done
         if progress is not None:
+            route_progress = np.where(done, 0.0, progress.route_progress()).astype(np.float32)
             rewards, scores = progress(obs, done, last_frames=ended_frames(info))
             returns += np.where([i in first_episode for i in range(env.num_envs)], 0.0, rewards)
             if scores is not None:
@@ -330,6 +333,11 @@ def evaluate(args: Args, out: OutDir) -> dict:
                 f"note: the policy's route frames {route_frames} are not there, so the return column "
                 "scores the agent's own frames, not its progress along the speedruns"
             )
+    if use_policy and policy_cfg.progress_bins and routes is None:
+        raise fail(
+            "the policy reads its route progress, so it needs its run's reward model and route frames: "
+            "give --reward-model, and keep the run's route frames where its checkpoint names them"
+        )
     defaults = {
         "frame_skip": FRAME_SKIP,
         "press_frames": PRESS_FRAMES,
@@ -376,7 +384,9 @@ def evaluate(args: Args, out: OutDir) -> dict:
     if initial_state:
         print(f"episodes start from {initial_state}")
     rng = np.random.default_rng(args.seed)
-    random_actions = lambda obs, t, first: rng.integers(0, env.num_actions, env.num_envs)  # noqa: E731
+    random_actions = lambda obs, t, first, route_progress: rng.integers(  # noqa: E731
+        0, env.num_actions, env.num_envs
+    )
 
     def make_progress():  # the training reward, as the trained run computed it
         if learned_progress is None:

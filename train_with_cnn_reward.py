@@ -223,6 +223,10 @@ class Args:
     """Width of a GRU memory on the trunk's features, carried from step to step and reset at episode
     ends (0: the policy sees one frame). With memory, PPO's minibatches are whole env sequences, so
     --num-minibatches must divide --num-envs."""
+    progress_bins: int = 0
+    """Give the policy the route's progress, in this many bins: how far along the speedruns its episode
+    has got, a pixel-derived stand-in for the event flags the Pokémon Red agents read (0: none; needs
+    --route-frames)."""
     trunk_pool: tuple[int, int] = (1, 1)
     """Merge windows of this many token rows and columns into one trunk token, when no dynamics
     checkpoint fixes it ((3, 2): 15 tokens instead of 90)."""
@@ -286,6 +290,8 @@ def check_args(args: Args):
             "--curriculum-backward needs --route-frames (its goal is the runs' end), --curriculum-capacity "
             ">= 3 and no --curriculum-cells"
         )
+    if args.progress_bins < 0 or (args.progress_bins and args.route_frames is None):
+        problems.append("--progress-bins must be >= 0, and above 0 it needs --route-frames")
     if args.route_frames is not None and not Path(args.route_frames).is_dir():
         problems.append(f"--route-frames {args.route_frames} is not a folder")
     if args.route_window < 1:
@@ -313,7 +319,7 @@ FIXED_ON_RESUME = frozenset({
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
     "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory", "route_frames",
-    "curriculum_backward",
+    "curriculum_backward", "progress_bins",
 })  # fmt: skip
 # Settings that name files: a checkpoint stores them relative to its own folder.
 PATH_SETTINGS = (
@@ -428,6 +434,7 @@ def build_policy(args: Args, num_actions: int, key):
         gray=args.observation == "gray",
         pool=args.trunk_pool,
         memory=args.memory,
+        progress_bins=args.progress_bins,
     )
     key, init_key = jax.random.split(key)
     return new_policy(policy_cfg, encoder, dynamics, init_key), policy_cfg, key
@@ -476,9 +483,9 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
         observe, act = make_observe_and_act(graphdef)
         cache = TokenCache(lambda frames: observe(local_copy(state.params), frozen, frames), args.token_cache)
 
-        def policy_step(params, frozen, frames, first, memory, k):
+        def policy_step(params, frozen, frames, first, memory, k, progress):
             tokens = cache.tokens(frames)
-            return (tokens, *act(params, frozen, tokens, first, memory, k))
+            return (tokens, *act(params, frozen, tokens, first, memory, k, progress))
     else:
         policy_step = make_policy_step(graphdef)
     sequences = policy_cfg.memory > 0  # a policy with memory trains on whole env sequences
@@ -575,8 +582,8 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
             checkpoint_now = iteration % args.save_every == 0
             started = time.perf_counter()
             batch, last_value, stats = runner.rollout(
-                lambda frames, first, memory, k, params=acting_params: policy_step(
-                    params, frozen, frames, first, memory, k
+                lambda frames, first, memory, k, progress, params=acting_params: policy_step(
+                    params, frozen, frames, first, memory, k, progress
                 ),
                 rollout_key,
                 args.num_steps,

@@ -86,12 +86,13 @@ def play(args: Args, model, trained: dict, progress: ProgressReward):
         obs = obs.copy()  # the env overwrites its buffer on the next step
         progress.start(obs)
         first = np.ones(args.episodes, bool)
+        route_progress = np.zeros(args.episodes, np.float32)  # through the frame before obs
         scores = np.empty((args.steps, args.episodes), np.float32)
         maps = np.empty((args.steps, args.episodes), np.int32)
         milestones = np.empty((args.steps, args.episodes), np.int32)
         ended = np.zeros(args.episodes, bool)
         for t in tqdm(range(args.steps), desc="policy play"):
-            obs, _, terminated, truncated, info = env.step(np.asarray(choose(obs, t, first)))
+            obs, _, terminated, truncated, info = env.step(np.asarray(choose(obs, t, first, route_progress)))
             obs = obs.copy()
             first = terminated | truncated
             # An ended episode is scored on its last frame, not its successor's first; its env plays
@@ -99,6 +100,7 @@ def play(args: Args, model, trained: dict, progress: ProgressReward):
             shown = obs.copy() if first.any() else obs
             for env_id in np.flatnonzero(first):
                 shown[env_id] = info["final_obs"][env_id]
+            route_progress = np.where(first, 0.0, progress.route_progress()).astype(np.float32)  # as PPO's
             scores[t] = progress(shown, np.zeros(args.episodes, bool))[1]
             maps[t], milestones[t] = info["map_id"], info["milestones"]  # an ended env's: its next episode's
             for episode in info["episodes"]:

@@ -156,7 +156,7 @@ def mflop_per_env_step(ppo: train_with_cnn_reward.Args, hit_rate: float) -> dict
     return {
         "encoder": flops(observe, params, frozen, frames) / batch * (1 - hit_rate) / 1e6,
         "trunk and heads": flops(
-            act, params, frozen, tokens, jnp.ones(batch, bool), model.initial_memory(batch), key
+            act, params, frozen, tokens, jnp.ones(batch, bool), model.initial_memory(batch), key, None
         )
         / batch
         / 1e6,

@@ -22,6 +22,11 @@ as the Pokémon Red agents that finish the game use. `step(observation, memory, 
 env step (the state is zeroed where `first`: an episode's first frame); `unroll` runs the same over
 (T, B) sequences for PPO's update, the trunk batched over every step and only the GRU scanned. A
 memoryless policy takes the same calls with memory of width 0.
+
+Route progress (`progress_bins` > 0): how far along the speedruns the episode has got (the route's
+furthest matched frame as a fraction of its run, training/route.py), a number in [0, 1] per env and
+step. Its bin's embedding is added to the pooled features, so the policy can tell a room before an
+event from the same room after it, as the Pokémon Red agents' event flags do, from pixels.
 """
 
 from __future__ import annotations
@@ -53,8 +58,12 @@ class PolicyConfig:
     """ViT patch side (kind "vit"); 144x160 frames give the 9x10 grid."""
     memory: int = 0
     """Width of the GRU state carried from step to step (0: no memory, the heads read one frame)."""
+    progress_bins: int = 0
+    """Bins of the route progress the policy reads beside each frame (0: none)."""
 
     def __post_init__(self):
+        if self.progress_bins < 0:
+            raise ValueError(f"progress_bins must be >= 0, got {self.progress_bins}")
         if self.kind not in ("vq", "vit"):
             raise ValueError(f'policy kind must be "vq" or "vit", got {self.kind!r}')
         if self.kind == "vq":
@@ -92,13 +101,14 @@ class ActorCritic(nnx.Module):
 
     def _core_and_heads(self, cfg: PolicyConfig, rngs: nnx.Rngs):
         width = cfg.transformer.embed_dim
+        self.progress_embed = nnx.Embed(cfg.progress_bins, width, rngs=rngs) if cfg.progress_bins else None
         self.core = nnx.GRUCell(width, cfg.memory, rngs=rngs) if cfg.memory else None
         self.heads = ActorCriticHeads(cfg.memory or width, cfg.num_actions, rngs)
 
-    def __call__(self, observation):
+    def __call__(self, observation, progress=None):
         """(logits (B, A), value (B,)) of an episode's first frame (an empty memory)."""
         batch = observation.shape[0]
-        logits, value, _ = self.step(observation, self.initial_memory(batch), jnp.ones(batch, bool))
+        logits, value, _ = self.step(observation, self.initial_memory(batch), jnp.ones(batch, bool), progress)
         return logits, value
 
     def initial_memory(self, batch: int) -> jax.Array:
@@ -111,18 +121,31 @@ class ActorCritic(nnx.Module):
         memory, _ = self.core(memory, features.astype(jnp.float32))
         return memory, memory
 
-    def step(self, observation, memory, first):
-        """One env step: observation (B, ...), memory (B, M), first (B,) bool -> (logits (B, A),
-        value (B,), memory after this frame (B, M))."""
-        memory, features = self._remember(memory, self.features(observation), first)
+    def _with_progress(self, features, progress):
+        """features (B, D) plus the embedding of route progress (B,) in [0, 1], when the policy reads it."""
+        if self.progress_embed is None:
+            return features
+        if progress is None:
+            raise ValueError("this policy reads route progress: pass progress (B,) in [0, 1]")
+        bins = self.cfg.progress_bins
+        index = jnp.clip(jnp.floor(progress * bins).astype(jnp.int32), 0, bins - 1)
+        return features + self.progress_embed(index).astype(features.dtype)
+
+    def step(self, observation, memory, first, progress=None):
+        """One env step: observation (B, ...), memory (B, M), first (B,) bool, route progress (B,) or
+        None -> (logits (B, A), value (B,), memory after this frame (B, M))."""
+        features = self._with_progress(self.features(observation), progress)
+        memory, features = self._remember(memory, features, first)
         return *self.heads(features), memory
 
-    def unroll(self, observations, memory, firsts):
-        """observations (T, B, ...), memory (B, M) before the first step, firsts (T, B) ->
-        (logits (T, B, A), values (T, B)), as `step` T times."""
+    def unroll(self, observations, memory, firsts, progress=None):
+        """observations (T, B, ...), memory (B, M) before the first step, firsts (T, B), route progress
+        (T, B) or None -> (logits (T, B, A), values (T, B)), as `step` T times."""
         steps, batch = firsts.shape
         features = self.features(observations.reshape(steps * batch, *observations.shape[2:]))
-        features = features.reshape(steps, batch, -1)
+        if progress is not None:
+            progress = progress.reshape(steps * batch)
+        features = self._with_progress(features, progress).reshape(steps, batch, -1)
 
         def one(memory, inputs):
             return self._remember(memory, *inputs)

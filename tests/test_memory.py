@@ -1,13 +1,16 @@
 """A policy with memory: the GRU carried through a rollout, reset at episode ends and restored with
-curriculum states, and PPO's sequence minibatches against a Python loop over the same sequences.
-(Exact --resume with memory is tests/test_ppo.py's resume test.)"""
+curriculum states, and PPO's sequence minibatches against a Python loop over the same sequences; and
+the route progress a policy may read beside its frames, given alike by the rollout and the evaluation.
+(Exact --resume with memory and route progress is tests/test_ppo.py's resume tests.)"""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
+import evaluate_policy
 from envs.curriculum import CurriculumPool
 from envs.games import EMUQUEST_ROM
 from envs.vec_gameboy import VecGameBoy
@@ -18,12 +21,14 @@ from models.vqvae import VQVAEConfig
 from training.ppo import PPOState, make_update, ppo_loss
 from training.progress import ProgressReward, ProgressSettings
 from training.rollout import EnvGroup, Runner
+from training.route import Route
 
 MEMORY = 6
 
 
-def tiny_policy(memory=MEMORY):
+def tiny_policy(memory=MEMORY, progress_bins=0):
     cfg = PolicyConfig(
+        progress_bins=progress_bins,
         num_actions=4,
         encoder=VQVAEConfig(
             embed_dim=8, encoder_channels=(4, 4, 8, 8), quantizer=QuantizerConfig(codebook_size=8)
@@ -60,12 +65,32 @@ def test_unroll_is_step_repeated_and_first_empties_the_memory():
     np.testing.assert_allclose(policy.step(tokens[0], memory, start)[0], policy(tokens[0])[0], atol=1e-6)
 
 
-def test_sequence_update_equals_a_python_loop_over_the_same_sequences():
+def test_route_progress_enters_through_its_bin():
+    _, policy = tiny_policy(progress_bins=4)
+    tokens, firsts, memory = sequences()
+    start = jnp.ones(4, bool)
+    at = lambda fraction: policy.step(tokens[0], memory, start, jnp.full(4, fraction))[0]  # noqa: E731
+    progress = jnp.asarray(np.random.default_rng(2).random(firsts.shape), jnp.float32)
+    logits, values = policy.unroll(tokens, memory, firsts, progress)
+    carried = memory
+    for t in range(len(tokens)):
+        step_logits, step_values, carried = policy.step(tokens[t], carried, firsts[t], progress[t])
+        np.testing.assert_allclose(logits[t], step_logits, atol=1e-6)
+        np.testing.assert_allclose(values[t], step_values, atol=1e-6)
+    np.testing.assert_array_equal(at(0.3), at(0.45))  # one bin: [0.25, 0.5)
+    assert not np.allclose(at(0.3), at(0.6))
+    np.testing.assert_array_equal(at(1.0), at(0.9))  # the end of the route is in the last bin
+    with pytest.raises(ValueError, match="reads route progress"):
+        policy.step(tokens[0], memory, start)
+
+
+@pytest.mark.parametrize("progress_bins", [0, 4])
+def test_sequence_update_equals_a_python_loop_over_the_same_sequences(progress_bins):
     """make_update(sequences=True) against the same PPO steps written out: each minibatch's env
     columns (in the epoch's permutation), the policy stepped through time in a Python loop from the
-    rollout's memory, the loss on every step, one optimizer step per minibatch (SGD: Adam would blow
-    float noise in near-zero gradients up to whole steps)."""
-    cfg, policy = tiny_policy()
+    rollout's memory (and with its route progress), the loss on every step, one optimizer step per
+    minibatch (SGD: Adam would blow float noise in near-zero gradients up to whole steps)."""
+    cfg, policy = tiny_policy(progress_bins=progress_bins)
     graphdef, params, frozen = nnx.split(policy, trainable_filter(cfg), ...)
     steps, envs, minibatches = 5, 4, 2
     tokens, firsts, memory0 = sequences(steps, envs)
@@ -80,6 +105,7 @@ def test_sequence_update_equals_a_python_loop_over_the_same_sequences():
         "firsts": firsts,
         # Only step 0's memory is read; the others are what the rollout recorded and must not matter.
         "memory": jnp.concatenate([memory0[None], jnp.full((steps - 1, envs, MEMORY), 99.0)]),
+        "progress": jnp.asarray(rng.random((steps, envs)), jnp.float32),
     }
     losses = dict(clip_coef=0.2, vf_coef=0.5, ent_coef=0.01)
     tx = optax.sgd(0.5)
@@ -99,7 +125,9 @@ def test_sequence_update_equals_a_python_loop_over_the_same_sequences():
         policy = nnx.merge(graphdef, params, frozen)
         memory, logits, values = batch["memory"][0, columns], [], []
         for t in range(steps):  # one env step at a time, as the rollout ran them
-            step_logits, step_values, memory = policy.step(tokens[t, columns], memory, firsts[t, columns])
+            step_logits, step_values, memory = policy.step(
+                tokens[t, columns], memory, firsts[t, columns], batch["progress"][t, columns]
+            )
             logits.append(step_logits)
             values.append(step_values)
         flat = {
@@ -125,7 +153,7 @@ class ScoreOfFrame:
         return frames.reshape(len(frames), -1).mean(axis=1).astype(np.float32)
 
 
-def counting_step(frames, first, memory, key):
+def counting_step(frames, first, memory, key, progress):
     """A stand-in policy whose memory counts the frames it has seen this episode."""
     zeros = np.zeros(len(frames))
     return frames, np.full(len(frames), 7), zeros, zeros, np.where(first[:, None], 0.0, memory) + 1.0
@@ -177,3 +205,65 @@ def test_the_rollout_carries_memory_resets_it_at_episode_ends_and_keeps_it_with_
         for step, env_id in after_reset:
             assert not firsts[step + 1, env_id] and memory[step + 1, env_id, 0] == 42.0
         runner.close()
+
+
+ROUTE_FRAMES = 21
+
+
+class ZeroTokens:
+    """A stand-in VQ reward whose every frame is the all-zeros token grid: on a route of such frames with
+    a window of 1, each frame an env shows moves it one frame along."""
+
+    bag_size = 0
+    reads_tokens = True
+
+    def tokens(self, frames):
+        return np.zeros((len(frames), 9, 10), np.int32)
+
+
+def route_progress_reward(num_envs: int) -> ProgressReward:
+    route = Route(np.zeros((ROUTE_FRAMES, 90), np.int32), np.arange(ROUTE_FRAMES, dtype=np.float32))
+    settings = ProgressSettings(interval=1, time_penalty=0.0, route_window=1, route_tolerance=0)
+    return ProgressReward(ZeroTokens(), num_envs, settings, [route])
+
+
+def test_the_rollout_gives_route_progress_through_the_frame_before_and_curriculum_states_keep_it():
+    """Step t of an episode from power-on (frames 0..t-1 seen) reads t/20; an env reset onto a state
+    saved at route frame 10 reads 10/20, then 11/20, ..."""
+    max_steps = 4
+    pool = CurriculumPool(capacity=4)
+    with VecGameBoy(
+        EMUQUEST_ROM, num_envs=2, backend="serial", frame_skip=8, press_frames=4, max_steps=max_steps,
+        curriculum=pool, pool_prob=0.0,
+    ) as env:  # fmt: skip
+        runner = Runner([EnvGroup(env, 0, route_progress_reward(2), memory_size=1)], pool, seed=0)
+        runner.restart(0)
+        batch, _, _ = runner.rollout(counting_step, jax.random.key(0), num_steps=10)
+        t = np.arange(10)[:, None]
+        np.testing.assert_allclose(batch["progress"], np.broadcast_to(t % max_steps / 20, (10, 2)), atol=1e-6)
+
+        pool.states, pool.scores = pool.states[:1], pool.scores[:1]
+        pool.payloads = [{"bag": None, "route": np.array([10], np.int32), "memory": None}]
+        env.pool_prob = 1.0
+        batch, _, _ = runner.rollout(counting_step, jax.random.key(1), num_steps=6)
+        progress, dones = np.asarray(batch["progress"]), np.asarray(batch["dones"])
+        after_reset = np.argwhere(dones[:-2])
+        assert len(after_reset)
+        for step, env_id in after_reset:
+            assert progress[step + 1, env_id] == pytest.approx(10 / 20)
+            assert progress[step + 2, env_id] == pytest.approx(11 / 20)
+        runner.close()
+
+
+def test_the_evaluation_gives_the_policy_route_progress_as_the_rollout_does():
+    seen = []
+
+    def recording(obs, t, first, route_progress):
+        seen.append(np.array(route_progress))
+        return np.zeros(len(obs), int)
+
+    with VecGameBoy(
+        EMUQUEST_ROM, num_envs=2, backend="serial", frame_skip=8, press_frames=4, max_steps=5
+    ) as env:
+        evaluate_policy.play(env, recording, 5, route_progress_reward(2), gif_frames=0, desc="test")
+    np.testing.assert_allclose(np.stack(seen), np.broadcast_to(np.arange(5)[:, None] / 20, (5, 2)), atol=1e-6)

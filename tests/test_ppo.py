@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import evaluate_policy
 import train_with_cnn_reward as ppo
 from training.entropy_watch import EntropyWatch
 from training.ppo import PPOState, compute_gae, make_update, return_filter_mask
@@ -427,7 +428,7 @@ def test_the_rollout_counts_the_milestone_of_an_episode_that_finishes_the_game(b
         )
         runner.restart(0)
 
-        def policy_step(frames, first, memory, key):
+        def policy_step(frames, first, memory, key, progress):
             action = np.full(len(frames), env.action_names.index(move))
             return frames, action, np.zeros(len(frames)), np.zeros(len(frames)), memory
 
@@ -456,7 +457,7 @@ def test_episodes_that_reach_the_goal_from_the_pointer_move_it_back(beside_the_f
         runner.restart(0)
         assert group.start_score[0] == 5.0  # pool_prob 1: the episode began on the pointer's entry
 
-        def policy_step(frames, first, memory, key):
+        def policy_step(frames, first, memory, key, progress):
             action = np.full(len(frames), env.action_names.index(move))
             return frames, action, np.zeros(len(frames)), np.zeros(len(frames)), memory
 
@@ -490,7 +491,7 @@ def test_a_reset_frame_is_never_a_curriculum_state():
         # power-on frames are blank: the top score
         assert score_fn.score(runner.obs).min() == first_frame_score
 
-        def policy_step(frames, first, memory, key):
+        def policy_step(frames, first, memory, key, progress):
             return (frames, np.full(len(frames), 7), np.zeros(len(frames)), np.zeros(len(frames)), memory)
 
         batch, _, stats = runner.rollout(policy_step, jax.random.key(0), num_steps=6)
@@ -513,7 +514,7 @@ def test_archive_saves_each_new_cell_once_counts_sightings_and_resets_into_it():
         runner.restart(0)
         rng = np.random.default_rng(0)
 
-        def policy_step(frames, first, memory, key):
+        def policy_step(frames, first, memory, key, progress):
             zeros = np.zeros(len(frames))
             return frames.copy(), rng.integers(0, 8, len(frames)), zeros, zeros, memory
 
@@ -892,7 +893,8 @@ def test_the_reward_on_the_policys_tokens_is_the_reward_on_its_frames(bag_reward
 def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_reward, tmp_path):
     """PPO with --route-frames: the route is a run of the game's own frames (random play from power-on,
     with PPO's env settings), the envs move along it, curriculum states keep their positions, and a
-    resumed run continues exactly. Its curriculum is the backward chain, whose goal is the run's end."""
+    resumed run continues exactly. Its curriculum is the backward chain, whose goal is the run's end,
+    and its policy (with memory) reads the route progress, which the evaluation gives it too."""
     encoder, reward, _ = bag_reward
     run = tmp_path / "frames" / "run_00"
     run.mkdir(parents=True)
@@ -904,7 +906,8 @@ def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_rew
             frames, *_ = env.step(rng.integers(0, env.num_actions, env.num_envs))
     settings = dict(pretrained_tokenizer=str(encoder), route_frames=str(tmp_path / "frames"), route_window=4,
                     route_scene_change=20, route_text_barrier=8, novelty_bonus=0.05, iterations=4,
-                    save_every=2, env_groups=2, curriculum_backward=True)  # fmt: skip
+                    save_every=2, env_groups=2, curriculum_backward=True, memory=4,
+                    progress_bins=4)  # fmt: skip
     straight = ppo.main(tiny_args(reward, tmp_path / "run", **settings))
     runner = load_checkpoint(tmp_path / "run" / "policy_2.pkl", "policy")["train_state"]["runner"]
     chain = runner["pool"]
@@ -918,6 +921,17 @@ def test_a_route_reward_rides_with_curriculum_states_and_resumes_exactly(bag_rew
     checkpoint = str(tmp_path / "run" / "policy_2.pkl")
     resumed = ppo.main(tiny_args(reward, tmp_path / "run", resume=checkpoint, **settings))
     assert deterministic(resumed) == deterministic(straight[2:])
+    evaluated = evaluate_policy.main(
+        evaluate_policy.Args(
+            policy=checkpoint, steps=6, episodes=2, num_workers=0, out_dir=str(tmp_path / "eval")
+        )
+    )
+    assert evaluated["rows"][0]["episodes"] == 2
+    (tmp_path / "frames").rename(tmp_path / "moved")
+    with pytest.raises(SystemExit, match="the policy reads its route progress"):
+        evaluate_policy.main(evaluate_policy.Args(policy=checkpoint, steps=6, out_dir=str(tmp_path / "eval")))
+    with pytest.raises(SystemExit, match="--progress-bins must be >= 0, and above 0 it needs --route-frames"):
+        ppo.main(tiny_args(reward, tmp_path / "bad", progress_bins=4))
     with pytest.raises(SystemExit, match="--route-frames .* is not a folder"):
         ppo.main(tiny_args(reward, tmp_path / "bad", route_frames=str(tmp_path / "nowhere")))
     with pytest.raises(SystemExit, match="--route-scene-change must be >= 0"):

@@ -211,3 +211,12 @@ def test_load_routes_scores_each_frame_with_its_runs_history(tmp_path):
     one_frame.reads_tokens = False
     with pytest.raises(ValueError, match="VQ backbone"):
         load_routes(tmp_path, one_frame)
+
+
+def test_the_fraction_is_the_furthest_point_along_any_run():
+    tracker = RouteTracker([route_of(range(5)), route_of(range(9))], num_envs=2, window=9, tolerance=0)
+    tracker.advance(np.stack([grid(4), grid(2)]))
+    assert tracker.fraction().tolist() == [1.0, 0.5]  # env 0: 4 of 4 and 4 of 8; env 1: 2 of 4, 2 of 8
+    assert tracker.fraction(np.array([1, 6])).tolist() == [0.75]  # a curriculum state's positions
+    without_route = ProgressReward(TokensOfFrames(), 2, ProgressSettings())
+    assert without_route.route_progress().tolist() == [0.0, 0.0]

@@ -52,6 +52,7 @@ def policy_config(
     gray: bool = False,
     pool: tuple[int, int] = (1, 1),
     memory: int = 0,
+    progress_bins: int = 0,
 ):
     """PolicyConfig plus the pretrained parameters to copy in: (config, encoder params or None,
     dynamics transformer params or None). Pretrained checkpoints fix their parts' sizes; the size
@@ -100,6 +101,7 @@ def policy_config(
         transformer=transformer_cfg,
         finetune_encoder=finetune_encoder,
         memory=memory,
+        progress_bins=progress_bins,
     )
     return cfg, encoder_params, dynamics_params
 
@@ -197,24 +199,25 @@ def load_policy(path) -> tuple[nnx.Module, PolicyConfig, dict]:
 
 
 def policy_chooser(model, greedy: bool, seed: int):
-    """choose_actions(obs, t, first) -> actions (N,) for an evaluation loop: the policy's actions (sampled,
-    or its most likely with `greedy`), its memory carried from step to step and reset where `first`."""
+    """choose_actions(obs, t, first, route_progress=None) -> actions (N,) for an evaluation loop: the
+    policy's actions (sampled, or its most likely with `greedy`), its memory carried from step to step and
+    reset where `first`; `route_progress` (N,) is read by a policy with progress bins."""
     graphdef, state = nnx.split(model)
 
     @jax.jit
-    def act(state, frames, first, memory, key):
+    def act(state, frames, first, memory, key, route_progress):
         policy = nnx.merge(graphdef, state)
-        logits, _, memory = policy.step(policy.observe(frames), memory, first)
+        logits, _, memory = policy.step(policy.observe(frames), memory, first, route_progress)
         return (jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)), memory
 
     key = jax.random.PRNGKey(seed)
     memory = None
 
-    def choose(obs, t, first):
+    def choose(obs, t, first, route_progress=None):
         nonlocal memory
         if memory is None:
             memory = model.initial_memory(len(obs))
-        actions, memory = act(state, obs, first, memory, jax.random.fold_in(key, t))
+        actions, memory = act(state, obs, first, memory, jax.random.fold_in(key, t), route_progress)
         return actions
 
     return choose

@@ -142,18 +142,22 @@ def make_update(
     graphdef/frozen: the policy as split by `nnx.split(model, trainable_filter(cfg), ...)`
     (frozen holds the encoder when it is not fine-tuned); it is passed to the jitted
     function as an argument, not baked in as a constant. batch: `prepare_batch`'s, with obs (policy
-    observations), actions, log_probs, advantages, returns, mask; flat (B, ...) arrays, or with
+    observations), actions, log_probs, advantages, returns, mask and optionally route progress; flat
+    (B, ...) arrays, or with
     `sequences` (T, N, ...) arrays plus firsts and memory (the rollout's (T, N, M) or its first step's
     (1, N, M)), split into minibatches of whole env columns."""
 
     def minibatch_loss(params, frozen, minibatch):
         policy = nnx.merge(graphdef, params, frozen)
+        progress = minibatch.get("progress")
         if sequences:
-            logits, values = policy.unroll(minibatch["obs"], minibatch["memory"][0], minibatch["firsts"])
+            logits, values = policy.unroll(
+                minibatch["obs"], minibatch["memory"][0], minibatch["firsts"], progress
+            )
             minibatch = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), minibatch)
             logits, values = logits.reshape(-1, logits.shape[-1]), values.reshape(-1)
         else:
-            logits, values = policy(minibatch["obs"])
+            logits, values = policy(minibatch["obs"], progress)
         return ppo_loss(logits, values, minibatch, clip_coef, vf_coef, ent_coef)
 
     grad_fn = jax.value_and_grad(minibatch_loss, has_aux=True)
@@ -188,16 +192,17 @@ def make_update(
 
 
 def make_policy_step(graphdef):
-    """Jitted `policy_step(params, frozen, frames, first, memory, key) -> (observation, action, log_prob,
-    value, memory)`: the policy's observation of uint8 frames (B, 144, 160, C) (its tokens when the
-    encoder is frozen), a sampled action (B,), its log-probability (B,), the value (B,) and the memory
-    (B, M) after this frame, from the memory before it (zeroed where `first` (B,) marks a new episode)."""
+    """Jitted `policy_step(params, frozen, frames, first, memory, key, progress) -> (observation, action,
+    log_prob, value, memory)`: the policy's observation of uint8 frames (B, 144, 160, C) (its tokens when
+    the encoder is frozen), a sampled action (B,), its log-probability (B,), the value (B,) and the memory
+    (B, M) after this frame, from the memory before it (zeroed where `first` (B,) marks a new episode);
+    `progress` (B,) is the route progress a policy with progress bins reads."""
 
     @jax.jit
-    def policy_step(params, frozen, frames, first, memory, key):
+    def policy_step(params, frozen, frames, first, memory, key, progress):
         policy = nnx.merge(graphdef, params, frozen)
         observation = policy.observe(frames)
-        return (observation, *act(policy, observation, first, memory, key))
+        return (observation, *act(policy, observation, first, memory, key, progress))
 
     return policy_step
 
@@ -205,22 +210,23 @@ def make_policy_step(graphdef):
 def make_observe_and_act(graphdef):
     """The policy step in two jitted halves, so the frozen encoder's half can be skipped for frames
     whose tokens are known (training/token_cache.py): `observe(params, frozen, frames) -> observation`
-    and `act(params, frozen, observation, first, memory, key) -> (action, log_prob, value, memory)`."""
+    and `act(params, frozen, observation, first, memory, key, progress) -> (action, log_prob, value,
+    memory)`."""
 
     @jax.jit
     def observe(params, frozen, frames):
         return nnx.merge(graphdef, params, frozen).observe(frames)
 
     @jax.jit
-    def act_on(params, frozen, observation, first, memory, key):
-        return act(nnx.merge(graphdef, params, frozen), observation, first, memory, key)
+    def act_on(params, frozen, observation, first, memory, key, progress):
+        return act(nnx.merge(graphdef, params, frozen), observation, first, memory, key, progress)
 
     return observe, act_on
 
 
-def act(policy, observation, first, memory, key):
+def act(policy, observation, first, memory, key, progress=None):
     """(action (B,) sampled from the policy, its log-probability (B,), the value (B,), memory (B, M))."""
-    logits, value, memory = policy.step(observation, memory, first)
+    logits, value, memory = policy.step(observation, memory, first, progress)
     action = jax.random.categorical(key, logits)
     log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
     return action, log_prob, value, memory
@@ -246,6 +252,7 @@ def make_prepare_batch(gamma: float, gae_lambda: float, return_filter: float, se
             "advantages": advantages,
             "returns": returns,
             "mask": mask,
+            "progress": batch["progress"],
         }
         if sequences:
             # The update replays memory from each column's first step; (1, N, M) keeps the env axis at 1.

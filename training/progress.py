@@ -254,6 +254,13 @@ class ProgressReward:
             "screens": screens,
         }
 
+    def route_progress(self) -> np.ndarray:
+        """(N,) how far along the speedruns each env's episode is, in [0, 1] (`RouteTracker.fraction`);
+        zeros without a route."""
+        if self.route is None:
+            return np.zeros(len(self.baseline), np.float32)
+        return self.route.fraction()
+
     def score(self, obs, tokens=None) -> np.ndarray:
         """(N,) the reward model's scores of the envs' current frames `obs`, with their histories."""
         if self.route is not None:

@@ -28,6 +28,8 @@ from training.route import Route
 from training.world_model import world_model_env
 
 EPISODE_WINDOW = 100  # recent episodes averaged for the episode/* metrics
+# A rollout's batch: each (T, N, ...), firsts, memory and route progress as the policy read them.
+BATCH_COLUMNS = ("obs", "actions", "log_probs", "values", "rewards", "dones", "firsts", "memory", "progress")
 NEW_CELLS_PER_ROLLOUT = 8  # a saved state costs ~20 ms; a cell not saved now is saved when next reached
 
 
@@ -51,6 +53,7 @@ class EnvGroup:
         self.obs = None  # (n, 144, 160, 3) uint8, our own copy of the latest frames
         self.memory = np.zeros((env.num_envs, memory_size), np.float32)  # the policy's, before obs
         self.first = np.ones(env.num_envs, bool)  # obs starts an episode: the policy's memory is zeroed
+        self.route_progress = np.zeros(env.num_envs, np.float32)  # the reward's, through the frame before obs
         self.episode_return = np.zeros(env.num_envs, np.float32)
         self.start_score = np.full(env.num_envs, np.nan)  # the pool entry's score each episode began on
         self.imagined = isinstance(env, WorldModelEnv)  # no emulator states: never a curriculum source
@@ -110,13 +113,17 @@ class Runner:
         return {env: self.pool.payloads[index] for env, index in info["pool_starts"].items()}
 
     def _start_memories(self, group: EnvGroup, done, info):
-        """After a step: the envs that ended an episode start the next one with an empty memory, or
-        with the memory their curriculum state was saved with."""
+        """After a step, before its reward: the route progress through the frame before, and the envs
+        that ended an episode start the next one with an empty memory and no route progress, or with
+        the memory and route progress of their curriculum state."""
         group.first = done.copy()
+        group.route_progress = np.where(done, 0.0, group.progress.route_progress()).astype(np.float32)
         for env, index in info["pool_starts"].items():
-            memory = self.pool.payloads[index]["memory"]
-            if memory is not None:
-                group.memory[env], group.first[env] = memory, False
+            payload = self.pool.payloads[index]
+            if payload["memory"] is not None:
+                group.memory[env], group.first[env] = payload["memory"], False
+            if payload.get("route") is not None and group.progress.route is not None:
+                group.route_progress[env] = group.progress.route.fraction(payload["route"])[0]
 
     def _note_starts(self, group: EnvGroup, done, info):
         """BackwardChain: remember which entry (by score) each new episode began on; NaN for power-on."""
@@ -125,23 +132,18 @@ class Runner:
             group.start_score[env] = self.pool.scores[index]
 
     def rollout(self, policy_step, key, num_steps: int, share_tokens: bool = False):
-        """Step every env num_steps times. `policy_step(frames, first, memory, key) -> (observation,
-        action, log_prob, value, memory)` is the jitted policy (training/ppo.py). Returns (batch of
-        (T, N, ...) arrays, with each step's `firsts` and `memory` before it, the value (N,) of the
-        frames after the last step, stats). With `share_tokens` the reward's bags of seen tokens take
-        the policy's observations of each frame (its VQ tokens).
+        """Step every env num_steps times. `policy_step(frames, first, memory, key, progress) ->
+        (observation, action, log_prob, value, memory)` is the jitted policy (training/ppo.py), `progress`
+        (N,) each env's route progress through the frame before. Returns (batch of (T, N, ...) arrays,
+        with each step's `firsts`, `memory` before it and `progress`, the value (N,) of the frames after
+        the last step, stats). With `share_tokens` the reward's bags of seen tokens take the policy's
+        observations of each frame (its VQ tokens).
 
         Groups are pipelined: group g's env step is submitted to a thread, and the policy
         runs on group g+1 while it steps. Results are consumed in a fixed order, so the
         outcome does not depend on timing."""
         num_groups = len(self.groups)
-        columns = [
-            {
-                name: []
-                for name in ("obs", "actions", "log_probs", "values", "rewards", "dones", "firsts", "memory")
-            }
-            for _ in self.groups
-        ]
+        columns = [{name: [] for name in BATCH_COLUMNS} for _ in self.groups]
         milestones_max = np.zeros(self.num_envs, np.int32)
         new_states, ended, last_values = [], [], [None] * num_groups
         outcomes = []  # BackwardChain: (start entry's score, best score reached) of each ended episode
@@ -201,9 +203,9 @@ class Runner:
                 if step is not None:
                     self._start_memories(group, *step)
                 clock = time.perf_counter()
-                first, memory = group.first, group.memory
+                first, memory, progress = group.first, group.memory, group.route_progress
                 observation, action, log_prob, value, next_memory = policy_step(
-                    group.obs, first, memory, jax.random.fold_in(key, t * num_groups + g)
+                    group.obs, first, memory, jax.random.fold_in(key, t * num_groups + g), progress
                 )
                 action = np.asarray(action)  # waits for the policy
                 seconds["policy"] += time.perf_counter() - clock
@@ -220,6 +222,7 @@ class Runner:
                     ("values", value),
                     ("firsts", first),
                     ("memory", memory),
+                    ("progress", progress),
                 ):
                     columns[g][name].append(value_)
                 pending[g] = self.stepper.submit(group.env.step, action)

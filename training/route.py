@@ -159,6 +159,15 @@ class RouteTracker:
             np.maximum.at(furthest, env[kept], frame[kept].astype(np.int32))
             self.positions[moved, r] = furthest
 
+    def fraction(self, positions: np.ndarray | None = None) -> np.ndarray:
+        """(N,) float32 in [0, 1]: how far along the speedruns each env is, its furthest matched frame as a
+        fraction of that frame's run, over the routes; of `positions` (N, num_routes) if given."""
+        if positions is None:
+            positions = self.positions
+        positions = np.asarray(positions).reshape(-1, len(self.routes))
+        lengths = np.array([max(len(route.tokens) - 1, 1) for route in self.routes], np.float32)
+        return (positions / lengths).max(axis=1).astype(np.float32)
+
     def scores(self) -> np.ndarray:
         """(N,) each env's best score over the routes' matched frames."""
         matched = [route.scores[self.positions[:, r]] for r, route in enumerate(self.routes)]
