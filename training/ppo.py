@@ -143,9 +143,8 @@ def make_update(
     (frozen holds the encoder when it is not fine-tuned); it is passed to the jitted
     function as an argument, not baked in as a constant. batch: `prepare_batch`'s, with obs (policy
     observations), actions, log_probs, advantages, returns, mask and optionally route progress; flat
-    (B, ...) arrays, or with
-    `sequences` (T, N, ...) arrays plus firsts and memory (the rollout's (T, N, M) or its first step's
-    (1, N, M)), split into minibatches of whole env columns."""
+    (B, ...) arrays, or with `sequences` (T, N, ...) arrays plus firsts and memory (the rollout's
+    (T, N, M) or its first step's (1, N, M)), split into minibatches of whole env columns."""
 
     def minibatch_loss(params, frozen, minibatch):
         policy = nnx.merge(graphdef, params, frozen)
