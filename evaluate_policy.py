@@ -229,7 +229,7 @@ def play(
         done = terminated | truncated
         first = done
         if progress is not None:
-            route_progress = np.where(done, 0.0, progress.route_progress()).astype(np.float32)
+            route_progress = progress.route_progress(new_episodes=done)
             rewards, scores = progress(obs, done, last_frames=ended_frames(info))
             returns += np.where([i in first_episode for i in range(env.num_envs)], 0.0, rewards)
             if scores is not None:

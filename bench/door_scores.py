@@ -100,7 +100,7 @@ def play(args: Args, model, trained: dict, progress: ProgressReward):
             shown = obs.copy() if first.any() else obs
             for env_id in np.flatnonzero(first):
                 shown[env_id] = info["final_obs"][env_id]
-            route_progress = np.where(first, 0.0, progress.route_progress()).astype(np.float32)  # as PPO's
+            route_progress = progress.route_progress(new_episodes=first)  # as PPO's rollout gives it
             scores[t] = progress(shown, np.zeros(args.episodes, bool))[1]
             maps[t], milestones[t] = info["map_id"], info["milestones"]  # an ended env's: its next episode's
             for episode in info["episodes"]:

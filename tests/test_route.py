@@ -220,3 +220,7 @@ def test_the_fraction_is_the_furthest_point_along_any_run():
     assert tracker.fraction(np.array([1, 6])).tolist() == [0.75]  # a curriculum state's positions
     without_route = ProgressReward(TokensOfFrames(), 2, ProgressSettings())
     assert without_route.route_progress().tolist() == [0.0, 0.0]
+    with_route = ProgressReward(TokensOfFrames(), 2, ProgressSettings(route_window=9), [route_of(range(5))])
+    with_route.start(np.stack([grid(2), grid(4)]))
+    assert with_route.route_progress().tolist() == [0.5, 1.0]
+    assert with_route.route_progress(new_episodes=np.array([False, True])).tolist() == [0.5, 0.0]

@@ -254,12 +254,15 @@ class ProgressReward:
             "screens": screens,
         }
 
-    def route_progress(self) -> np.ndarray:
+    def route_progress(self, new_episodes=None) -> np.ndarray:
         """(N,) how far along the speedruns each env's episode is, in [0, 1] (`RouteTracker.fraction`);
-        zeros without a route."""
+        zeros without a route, and where `new_episodes` (N,) bool marks an env whose episode has just
+        begun (the route still holds the one that ended). Called before the reward of the frames a
+        policy acts on, it is the progress through the frames before them, which the policy reads."""
         if self.route is None:
             return np.zeros(len(self.baseline), np.float32)
-        return self.route.fraction()
+        fraction = self.route.fraction()
+        return fraction if new_episodes is None else np.where(new_episodes, 0.0, fraction).astype(np.float32)
 
     def score(self, obs, tokens=None) -> np.ndarray:
         """(N,) the reward model's scores of the envs' current frames `obs`, with their histories."""

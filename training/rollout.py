@@ -117,12 +117,12 @@ class Runner:
         that ended an episode start the next one with an empty memory and no route progress, or with
         the memory and route progress of their curriculum state."""
         group.first = done.copy()
-        group.route_progress = np.where(done, 0.0, group.progress.route_progress()).astype(np.float32)
+        group.route_progress = group.progress.route_progress(new_episodes=done)
         for env, index in info["pool_starts"].items():
             payload = self.pool.payloads[index]
             if payload["memory"] is not None:
                 group.memory[env], group.first[env] = payload["memory"], False
-            if payload.get("route") is not None and group.progress.route is not None:
+            if payload.get("route") is not None:  # saved by this run's reward, so it has the route
                 group.route_progress[env] = group.progress.route.fraction(payload["route"])[0]
 
     def _note_starts(self, group: EnvGroup, done, info):

@@ -129,6 +129,7 @@ class RouteTracker:
                 for route, reach in zip(routes, self.reach)
             ]
         self.positions = np.zeros((num_envs, len(routes)), np.int32)
+        self.last_frames = np.array([max(len(route.tokens) - 1, 1) for route in routes], np.float32)
 
     def restart(self, envs: np.ndarray, start_positions: dict[int, np.ndarray]):
         """Envs (bool mask) start new episodes at each route's first frame, or at `start_positions`
@@ -165,8 +166,7 @@ class RouteTracker:
         if positions is None:
             positions = self.positions
         positions = np.asarray(positions).reshape(-1, len(self.routes))
-        lengths = np.array([max(len(route.tokens) - 1, 1) for route in self.routes], np.float32)
-        return (positions / lengths).max(axis=1).astype(np.float32)
+        return (positions / self.last_frames).max(axis=1).astype(np.float32)
 
     def scores(self) -> np.ndarray:
         """(N,) each env's best score over the routes' matched frames."""
