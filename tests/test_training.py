@@ -4,9 +4,11 @@ import json
 import os
 import warnings
 
+import numpy as np
 import pytest
 
 from models.checkpoint import save_checkpoint
+from training.data import map_batches
 from training.io import atomic_path, atomic_write
 from training.metrics import Curves, MetricsLog, Panel, read_records
 from training.policy_io import load_resumable
@@ -96,3 +98,22 @@ def test_resume_refuses_a_policy_without_its_train_state_in_one_line(tmp_path):
         load_resumable(exported)
     with pytest.raises(SystemExit, match=r"^error: --resume: .*missing.pkl: no such checkpoint file"):
         load_resumable(tmp_path / "missing.pkl")
+
+
+@pytest.mark.parametrize("local", [False, True])
+def test_map_batches_pads_every_batch_to_one_shape_and_trims_the_results(local):
+    """Seven rows in batches of 3: fn sees (3, ...) three times, the last padded with zeros; tuples in
+    and out; the results are the rows' own, as numpy arrays."""
+    seen = []
+
+    def fn(batch):
+        rows, weights = batch
+        seen.append((rows.shape, weights.shape))
+        return rows.sum(axis=1), rows * weights[:, None]
+
+    rows, weights = np.arange(14, dtype=np.float32).reshape(7, 2), np.arange(7, dtype=np.float32)
+    sums, scaled = map_batches(fn, (rows, weights), 3, local=local)
+    assert seen == [((3, 2), (3,))] * 3
+    assert isinstance(sums, np.ndarray) and isinstance(scaled, np.ndarray)
+    np.testing.assert_array_equal(sums, rows.sum(axis=1))
+    np.testing.assert_array_equal(scaled, rows * weights[:, None])

@@ -59,13 +59,13 @@ def fit_batch_size(batch_size: int, available: int, what: str) -> int:
     return fitted
 
 
-def map_batches(fn, arrays, batch_size: int):
+def map_batches(fn, arrays, batch_size: int, local: bool = False):
     """Apply a jitted per-batch `fn` over `arrays` (an array, or a tuple of arrays sharing axis 0) in
     fixed-size (padded, sharded) batches; one compile. `fn` may return an array or a tuple of them; the
     results come back as numpy arrays on every process. With several processes, each reads only its own
-    rows of every batch."""
+    rows of every batch; with `local`, each maps arrays of its own (its envs' frames) unsharded."""
     total = len(jax.tree.leaves(arrays)[0])
-    rows = process_rows(batch_size)
+    rows = range(batch_size) if local else process_rows(batch_size)
     outputs = []
     for start in range(0, total, batch_size):
         first, last = min(start + rows.start, total), min(start + rows.stop, total)
@@ -75,7 +75,8 @@ def map_batches(fn, arrays, batch_size: int):
             padding = np.zeros((rows.stop - rows.start - len(part), *part.shape[1:]), part.dtype)
             return np.concatenate([part, padding])
 
-        result = to_host(fn(shard_local(jax.tree.map(local_rows, arrays))))
+        batch = jax.tree.map(local_rows, arrays)
+        result = jax.tree.map(np.asarray, fn(batch)) if local else to_host(fn(shard_local(batch)))
         size = min(batch_size, total - start)
         outputs.append(jax.tree.map(lambda r, size=size: r[:size], result))
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)

@@ -40,6 +40,7 @@ from envs.archive import CELL_GRID, screen_keys
 from models.checkpoint import CheckpointError, params_of
 from models.reward import RewardModel, load_reward, mark_seen
 from models.vqvae import gray_encoder
+from training.data import map_batches
 from training.route import Route, RouteTracker
 
 LAST_FRAMES_BATCH = 4  # ended episodes' last frames per reward-model call: one compile, few ends a step
@@ -308,9 +309,8 @@ class ProgressReward:
         gain = np.where(known, scores - self.baseline, 0.0)
         if self.from_best:
             gain = np.maximum(gain, 0.0)
-        kept = (
-            np.fmax(self.baseline, scores) if self.from_best else scores
-        )  # fmax: a NaN baseline yields the score
+        # fmax: a NaN baseline yields the score.
+        kept = np.fmax(self.baseline, scores) if self.from_best else scores
         self.baseline = np.where(dones, np.nan, kept).astype(np.float32)
         rewards += self.scale * gain
         return rewards, scores
@@ -321,16 +321,21 @@ class ProgressReward:
         ended = np.array(sorted(last_frames))
         frames = np.stack([last_frames[env] for env in ended])
         if self.route is not None or self.bags.shape[1]:
-            tokens = in_fixed_batches(self.model.tokens, frames)
+            tokens = map_batches(self.model.tokens, frames, LAST_FRAMES_BATCH, local=True)
             if self.route is not None:
                 self.route.advance(tokens, ended)
                 scores = self.route.scores()[ended]
             else:
                 bags = self.bags[ended]
                 mark_seen(bags, tokens)
-                scores = in_fixed_batches(self.model.score_tokens, tokens, bags)
+                scores = map_batches(
+                    lambda batch: self.model.score_tokens(*batch),
+                    (tokens, bags),
+                    LAST_FRAMES_BATCH,
+                    local=True,
+                )
         else:
-            scores = in_fixed_batches(self.model.score, frames)
+            scores = map_batches(self.model.score, frames, LAST_FRAMES_BATCH, local=True)
         bests = np.fmax(self.episode_best[ended], scores)
         self.ended_best = {int(env): float(best) for env, best in zip(ended, bests)}
         gains = np.zeros(len(self.baseline), np.float32)
@@ -352,21 +357,6 @@ class ProgressReward:
             self.bags = np.asarray(state["bags"], np.uint8).copy()
         if self.route is not None and state.get("route") is not None:
             self.route.positions = np.asarray(state["route"], np.int32).copy()
-
-
-def in_fixed_batches(fn, *arrays) -> np.ndarray:
-    """`fn(*arrays)` (host arrays sharing axis 0) in batches of LAST_FRAMES_BATCH rows, the last padded
-    with zeros: one compile for any number of rows. This process's rows only, unlike
-    training.data.map_batches, which splits a batch across processes."""
-    rows, results = len(arrays[0]), []
-    for start in range(0, rows, LAST_FRAMES_BATCH):
-        parts = [array[start : start + LAST_FRAMES_BATCH] for array in arrays]
-        padded = [
-            np.concatenate([part, np.zeros((LAST_FRAMES_BATCH - len(part), *part.shape[1:]), part.dtype)])
-            for part in parts
-        ]
-        results.append(np.asarray(fn(*padded))[: len(parts[0])])
-    return np.concatenate(results)
 
 
 def ended_frames(info: dict) -> dict[int, np.ndarray]:
