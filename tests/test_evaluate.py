@@ -1,6 +1,7 @@
 """evaluate_policy.py on a tiny policy trained for two iterations on the embedded game."""
 
 import json
+import pickle
 
 import pytest
 from PIL import Image
@@ -8,7 +9,7 @@ from test_ppo import reward_path, tiny_args  # noqa: F401  (reward_path is a fix
 
 import evaluate_policy
 import train_with_cnn_reward as ppo
-from bench import door_scores
+from bench import door_scores, saved_states
 from training.policy_io import load_policy
 from training.progress import ProgressReward
 
@@ -157,3 +158,33 @@ def test_the_door_bench_plays_the_trained_policy_and_scores_it_with_its_reward(
     )
     assert (tmp_path / "d.md").read_text() == table
     assert "| room entry |" in table and f"reward `{reward_path}`" in table
+
+
+def test_the_saved_states_bench_plays_every_state_of_the_trained_runs_pool(trained_run, tmp_path):
+    """bench/saved_states.py end to end on a tiny run: one row per curriculum state, shares in [0, 1]."""
+    table = saved_states.main(
+        saved_states.Args(
+            policy=trained_run / "policy_final.pkl",
+            episodes=2,
+            steps=3,
+            power_on_steps=3,
+            states_per_batch=2,
+            num_workers=0,
+            output=tmp_path / "s.md",
+        )
+    )
+    _, _, ckpt = load_policy(trained_run / "policy_final.pkl")
+    pool = ckpt["train_state"]["runner"]["pool"]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert (tmp_path / "s.md").read_text() == table
+    assert [int(row.split("|")[1]) for row in rows] == list(range(len(pool["states"])))
+    for row in rows:
+        assert [float(row.split("|")[2])] == pytest.approx([pool["scores"][int(row.split("|")[1])]], abs=0.05)
+        for share in row.split("|")[5].split("/") + row.split("|")[6].split("/"):
+            assert share.strip() == "–" or 0 <= int(share.strip().rstrip("%")) <= 100
+
+    without_pool = tmp_path / "policy_without_pool.pkl"
+    without_pool.write_bytes(pickle.dumps({k: v for k, v in ckpt.items() if k != "train_state"}))
+    with pytest.raises(SystemExit, match="holds no curriculum pool"):
+        saved_states.main(saved_states.Args(policy=without_pool, num_workers=0, output=tmp_path / "t.md"))
+    assert not (tmp_path / "t.md").exists()
