@@ -187,6 +187,11 @@ class Args:
     reaches the speedruns' end from the chain's last state, half the pool's resets start on a pointer
     that moves one state back whenever 2 of the last 8 episodes from it got 4 states further (or to the
     end), or after 32 tries; the other half anywhere from the pointer on (envs/curriculum.py)."""
+    curriculum_mastery: bool = False
+    """Half the pool's resets on the saved states that episodes fail to get further from (Prioritized
+    Level Replay's idea): each state keeps whether its last 16 episodes reached the next state's score,
+    and is drawn in proportion to its failure rate; the other half by score, as without it
+    (envs/curriculum.py MasteryPool)."""
     cell_band: float = 4.0
     """Width of a cell's progress band, in the reward model's score units; a cell one band further
     along is e times as likely to be a reset's start."""
@@ -290,6 +295,11 @@ def check_args(args: Args):
             "--curriculum-backward needs --route-frames (its goal is the runs' end), --curriculum-capacity "
             ">= 3 and no --curriculum-cells"
         )
+    if args.curriculum_mastery and (args.curriculum_cells or args.curriculum_backward):
+        problems.append(
+            "--curriculum-mastery is a rule for the pool of new highs: not with --curriculum-cells "
+            "or --curriculum-backward"
+        )
     if args.progress_bins < 0 or (args.progress_bins and args.route_frames is None):
         problems.append("--progress-bins must be >= 0, and above 0 it needs --route-frames")
     if args.route_frames is not None and not Path(args.route_frames).is_dir():
@@ -319,7 +329,7 @@ FIXED_ON_RESUME = frozenset({
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
     "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory", "route_frames",
-    "curriculum_backward", "progress_bins",
+    "curriculum_backward", "curriculum_mastery", "progress_bins",
 })  # fmt: skip
 # Settings that name files: a checkpoint stores them relative to its own folder.
 PATH_SETTINGS = (
@@ -384,6 +394,7 @@ def main(args: Args) -> list[dict]:
         curriculum_temperature=args.curriculum_temperature,
         cell_band=args.cell_band if args.curriculum_cells else None,
         backward_goal=route_goal(routes) if args.curriculum_backward else None,
+        mastery=args.curriculum_mastery,
         memory=args.memory,
         seed=args.seed + 7919 * jax.process_index(),  # every process's envs play their own episodes
         grayscale=args.observation == "gray",

@@ -37,6 +37,9 @@ BACKWARD_AHEAD = 4
 # A stretch still unmastered after this many episodes stops blocking the ones before it; it stays in
 # the range the other half of the resets is drawn from.
 BACKWARD_PATIENCE = 32
+# A MasteryPool state's success rate counts the last this many episodes that began on it: a few
+# iterations' worth for a state drawn once or twice an iteration.
+MASTERY_WINDOW = 16
 
 
 class SavedStates(ABC):
@@ -138,6 +141,67 @@ class CurriculumPool(SavedStates):
     def from_dict(cls, data: dict) -> CurriculumPool:
         pool = cls(capacity=int(data["capacity"]), temperature=float(data["temperature"]))
         pool._load_states(data)
+        return pool
+
+
+class MasteryPool(CurriculumPool):
+    """The pool of new highs, with half its resets on the states that episodes fail to get further
+    from (the idea of Prioritized Level Replay, Jiang et al. 2021, with a success rate in place of the
+    value loss). Each state keeps the outcomes of the last MASTERY_WINDOW episodes that began on it: an
+    episode succeeds by reaching the score of the next state up, or from the highest by beating its
+    score. Half of the pool's resets are drawn by softmax(score / temperature), as in CurriculumPool;
+    the other half in proportion to 1 - the state's success rate, (successes + 1) / (episodes + 2), so
+    an untried state counts as half mastered and a state every episode fails from is drawn ~15x as
+    often as one every episode gets past."""
+
+    def __init__(self, capacity: int = 64, temperature: float = 1.0):
+        super().__init__(capacity, temperature)
+        self.outcomes: list[list[bool]] = []  # per state, its last episodes' successes
+
+    def add(self, state: bytes, score: float, payload=None, key: bytes | None = None) -> bool:
+        worst = int(np.argmin(self.scores)) if len(self.states) >= self.capacity else None
+        if not super().add(state, score, payload, key):
+            return False
+        if worst is not None:  # CurriculumPool dropped its worst state and appended the new one
+            del self.outcomes[worst]
+        self.outcomes.append([])
+        return True
+
+    def success_rates(self) -> np.ndarray:
+        """(len(self),) each state's (successes + 1) / (episodes + 2) over its last episodes."""
+        return np.array([(sum(o) + 1) / (len(o) + 2) for o in self.outcomes], np.float64)
+
+    def record(self, start_score: float, reached: float):
+        """An episode that began on the state scoring `start_score` reached `reached` at best (a state
+        dropped since, or a power-on start (NaN), is not recorded)."""
+        if start_score not in self.scores:
+            return
+        above = [score for score in self.scores if score > start_score]
+        success = reached >= min(above) if above else reached > start_score
+        at = self.scores.index(start_score)
+        self.outcomes[at] = (self.outcomes[at] + [bool(success)])[-MASTERY_WINDOW:]
+
+    def reset_picks(self, rng: np.random.Generator, n: int, pool_prob: float) -> list[int | None]:
+        if not self.states or pool_prob <= 0:
+            return [None] * n
+        from_pool = rng.random(n) < pool_prob
+        by_score = self.sample(rng, n)
+        unmastered = 1.0 - self.success_rates()
+        by_failure = rng.choice(len(self.states), size=n, p=unmastered / unmastered.sum())
+        on_failure = rng.random(n) < 0.5
+        picks = np.where(on_failure, by_failure, by_score)
+        return [int(i) if use else None for i, use in zip(picks, from_pool)]
+
+    def to_dict(self) -> dict:
+        return super().to_dict() | {"outcomes": [list(o) for o in self.outcomes]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MasteryPool:
+        pool = cls(capacity=int(data["capacity"]), temperature=float(data["temperature"]))
+        pool._load_states(data)
+        if len(data["outcomes"]) != len(pool.states):
+            raise ValueError("MasteryPool.from_dict: one list of outcomes per state expected")
+        pool.outcomes = [[bool(x) for x in o] for o in data["outcomes"]]
         return pool
 
 

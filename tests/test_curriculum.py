@@ -1,5 +1,6 @@
-"""CurriculumPool: weighted sampling, the reset rule, eviction and plain-data round trip; BackwardChain:
-thinning, the start pointer and its reset rule."""
+"""CurriculumPool: weighted sampling, the reset rule, eviction and plain-data round trip; MasteryPool:
+episode outcomes per state and resets by failure; BackwardChain: thinning, the start pointer and its
+reset rule."""
 
 import numpy as np
 import pytest
@@ -10,8 +11,10 @@ from envs.curriculum import (
     BACKWARD_PATIENCE,
     BACKWARD_SUCCESSES,
     BACKWARD_WINDOW,
+    MASTERY_WINDOW,
     BackwardChain,
     CurriculumPool,
+    MasteryPool,
 )
 
 
@@ -171,3 +174,56 @@ def test_chain_round_trips_through_plain_data_and_refuses_a_tiny_capacity():
         BackwardChain.from_dict(data | {"payloads": []})
     with pytest.raises(ValueError, match="capacity"):
         BackwardChain(2, goal=1.0)
+
+
+def make_mastery_pool(scores, capacity=8) -> MasteryPool:
+    pool = MasteryPool(capacity=capacity)
+    for i, score in enumerate(scores):
+        pool.add(f"state {i}".encode(), score)
+    return pool
+
+
+def test_a_mastery_pool_scores_each_episode_against_the_next_state_up():
+    pool = make_mastery_pool([0.0, 2.0, 1.0])  # kept in the order added
+    pool.record(0.0, reached=1.0)  # the next state up scores 1: success
+    pool.record(0.0, reached=0.9)
+    pool.record(2.0, reached=2.5)  # the highest: beating its own score is a success
+    pool.record(2.0, reached=2.0)
+    pool.record(float("nan"), reached=9.0)  # a power-on episode
+    pool.record(7.0, reached=9.0)  # a state dropped since
+    assert pool.outcomes == [[True, False], [True, False], []]
+    np.testing.assert_allclose(pool.success_rates(), [0.5, 0.5, 0.5])
+    for _ in range(MASTERY_WINDOW + 3):
+        pool.record(1.0, reached=1.5)
+    assert pool.outcomes[2] == [False] * MASTERY_WINDOW  # the last episodes only
+    assert pool.success_rates()[2] == pytest.approx(1 / (MASTERY_WINDOW + 2))
+
+
+def test_a_full_mastery_pool_drops_the_lowest_state_with_its_outcomes():
+    pool = make_mastery_pool([1.0, 0.0, 2.0], capacity=3)
+    pool.outcomes = [[True], [False], [True, True]]
+    assert not pool.add(b"below every state", -1.0) and pool.outcomes == [[True], [False], [True, True]]
+    assert pool.add(b"new", 3.0)
+    assert pool.scores == [1.0, 2.0, 3.0] and pool.outcomes == [[True], [True, True], []]
+
+
+def test_half_the_mastery_resets_go_by_failure_and_half_by_score():
+    pool = make_mastery_pool([0.0, 0.0, 0.0])  # equal scores: the softmax half is uniform
+    pool.outcomes = [[False] * MASTERY_WINDOW, [True] * MASTERY_WINDOW, []]
+    picks = np.array(pool.reset_picks(np.random.default_rng(0), 30_000, pool_prob=1.0))
+    failure = 1 - np.array([1, MASTERY_WINDOW + 1, 9]) / np.array([18, 18, 18])
+    expected = 0.5 / 3 + 0.5 * failure / failure.sum()
+    np.testing.assert_allclose(np.bincount(picks, minlength=3) / len(picks), expected, atol=0.01)
+    picks = pool.reset_picks(np.random.default_rng(0), 10_000, pool_prob=0.25)
+    assert abs(sum(p is not None for p in picks) / len(picks) - 0.25) < 0.02
+    assert make_mastery_pool([]).reset_picks(np.random.default_rng(0), 2, pool_prob=1.0) == [None, None]
+
+
+def test_a_mastery_pool_round_trips_through_plain_data():
+    pool = make_mastery_pool([0.0, 1.0], capacity=4)
+    pool.record(0.0, reached=1.0)
+    data = pool.to_dict()
+    restored = MasteryPool.from_dict(data)
+    assert restored.to_dict() == data and restored.outcomes == [[True], []]
+    with pytest.raises(ValueError, match="one list of outcomes per state"):
+        MasteryPool.from_dict(data | {"outcomes": [[True]]})

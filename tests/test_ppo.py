@@ -628,19 +628,30 @@ def test_the_novelty_bonus_pays_each_screen_once_per_episode():
 
 
 @pytest.mark.parametrize(
-    "cells, memory", [(False, 0), (True, 8)], ids=["new-highs", "cell-archive-and-memory"]
+    "cells, mastery, memory",
+    [(False, False, 0), (True, False, 8), (False, True, 0)],
+    ids=["new-highs", "cell-archive-and-memory", "mastery"],
 )
-def test_resume_continues_exactly(reward_path, tmp_path, cells, memory):
+def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory):
     """Run 2N iterations straight; separately resume from the checkpoint at N (in a fresh
     directory, as after a kill) and continue to 2N: the logged metrics must match exactly."""
     curriculum = dict(
-        curriculum_cells=cells, cell_band=0.01, curriculum_capacity=8 if cells else 4, memory=memory
+        curriculum_cells=cells,
+        curriculum_mastery=mastery,
+        cell_band=0.01,
+        curriculum_capacity=8 if cells else 4,
+        memory=memory,
     )
     straight = ppo.main(
         tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2, env_groups=2, **curriculum)
     )
     assert [r["iteration"] for r in straight] == [1, 2, 3, 4]
     assert straight[-1]["curriculum/pool_size"] > 0  # the pool takes part in what must be restored
+    if mastery:  # episodes from the pool's states were scored, and the checkpoint keeps their outcomes
+        final = load_checkpoint(tmp_path / "straight" / "policy_final.pkl", "policy")
+        pool = final["train_state"]["runner"]["pool"]
+        assert len(pool["outcomes"]) == len(pool["states"]) and any(pool["outcomes"])
+        assert "curriculum/mastered_states" in straight[-1]
 
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()

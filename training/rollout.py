@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs.archive import CellArchive, cell_keys
-from envs.curriculum import BackwardChain, CurriculumPool
+from envs.curriculum import BackwardChain, CurriculumPool, MasteryPool
 from envs.rom import RomError
 from envs.vec_gameboy import WORKER_TIMEOUT_S, VecGameBoy
 from envs.world_model_env import WorldModelEnv
@@ -67,10 +67,12 @@ class Runner:
     def __init__(self, groups: list[EnvGroup], pool, seed: int):
         self.groups = groups
         self.num_envs = sum(group.env.num_envs for group in groups)
-        # Shared by every group: CurriculumPool (new highs), BackwardChain, CellArchive (new cells) or None.
+        # Shared by every group: CurriculumPool (new highs), MasteryPool, BackwardChain, CellArchive (new
+        # cells) or None.
         self.pool = pool
         self.cells = isinstance(pool, CellArchive)
         self.backward = isinstance(pool, BackwardChain)
+        self.records_outcomes = isinstance(pool, (BackwardChain, MasteryPool))  # of episodes from its states
         self.seed = seed
         self.best_score = -np.inf  # highest learned score any env reached
         self.episodes: list[dict] = []  # the last EPISODE_WINDOW episodes' stats
@@ -95,7 +97,7 @@ class Runner:
             group.episode_return[:] = 0
             group.memory[:] = 0
             self._start_memories(group, np.ones(group.env.num_envs, bool), info)
-            if self.backward:
+            if self.records_outcomes:
                 self._note_starts(group, np.ones(group.env.num_envs, bool), info)
 
     def seed_pool(self, state: bytes):
@@ -126,7 +128,8 @@ class Runner:
                 group.route_progress[env] = group.progress.route.fraction(payload["route"])[0]
 
     def _note_starts(self, group: EnvGroup, done, info):
-        """BackwardChain: remember which entry (by score) each new episode began on; NaN for power-on."""
+        """BackwardChain, MasteryPool: remember which entry (by score) each new episode began on; NaN for
+        power-on."""
         group.start_score[done] = np.nan
         for env, index in info["pool_starts"].items():
             group.start_score[env] = self.pool.scores[index]
@@ -146,7 +149,7 @@ class Runner:
         columns = [{name: [] for name in BATCH_COLUMNS} for _ in self.groups]
         milestones_max = np.zeros(self.num_envs, np.int32)
         new_states, ended, last_values = [], [], [None] * num_groups
-        outcomes = []  # BackwardChain: (start entry's score, best score reached) of each ended episode
+        outcomes = []  # (start entry's score, best score reached) of each ended episode, for `pool.record`
         sightings = []  # cell keys of every scored frame, counted once the envs stop
         seconds = {"policy": 0.0, "env_wait": 0.0, "reward": 0.0}  # where the rollout's time goes
         pending = [None] * num_groups  # each group's env step in flight
@@ -183,7 +186,7 @@ class Runner:
                 milestones_max[env_id] = max(milestones_max[env_id], episode["milestones"])
                 ended.append({**episode, "env_id": env_id, "return": float(group.episode_return[local])})
             group.episode_return[done] = 0
-            if self.backward and not group.imagined:
+            if self.records_outcomes and not group.imagined:
                 for env in np.flatnonzero(done):
                     reached = group.progress.ended_best.get(int(env), -np.inf)
                     outcomes.append((group.start_score[env], reached))
@@ -249,9 +252,14 @@ class Runner:
             "rollout/milestones_mean": float(milestones_max.mean()),
             "curriculum/saved_states": len(new_states),
             **(self._backward_stats() if self.backward else {}),
+            **(self._mastery_stats() if isinstance(self.pool, MasteryPool) else {}),
             **{f"charts/{name}_seconds": value for name, value in seconds.items()},
         }
         return batch, last_value, stats
+
+    def _mastery_stats(self) -> dict:
+        """How many of the MasteryPool's states more episodes got past than not (an untried one: not)."""
+        return {"curriculum/mastered_states": int((self.pool.success_rates() > 0.5).sum())}
 
     def _backward_stats(self) -> dict:
         """Where the BackwardChain's pointer is: its entry and that entry's score."""
@@ -381,6 +389,7 @@ def make_runner(
     curriculum_temperature: float = 1.0,
     cell_band: float | None = None,
     backward_goal: float | None = None,
+    mastery: bool = False,
     memory: int = 0,
     grayscale: bool = False,
     worker_timeout_s: float = WORKER_TIMEOUT_S,
@@ -390,7 +399,8 @@ def make_runner(
     """`env_groups` VecGameBoys splitting `num_envs` (and the worker processes) between them, each with
     its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. With
     `cell_band` the curriculum is a CellArchive of that band, with `backward_goal` a BackwardChain reaching
-    for that score, else a CurriculumPool of new highs drawn at `curriculum_temperature`. `memory` is the
+    for that score, else a CurriculumPool of new highs drawn at `curriculum_temperature` (with `mastery` a
+    MasteryPool, half its resets on the states episodes fail to get further from). `memory` is the
     width of the policy's memory each env carries. With `imagined`, that many of the envs are a
     WorldModelEnv instead, one group after the emulators'. With `routes` the progress is along them
     (training/route.py). A bad ROM, world model or env setting exits with one line."""
@@ -400,6 +410,8 @@ def make_runner(
             pool = CellArchive(curriculum_capacity, cell_band)
         elif backward_goal is not None:
             pool = BackwardChain(curriculum_capacity, backward_goal)
+        elif mastery:
+            pool = MasteryPool(curriculum_capacity, curriculum_temperature)
         else:
             pool = CurriculumPool(curriculum_capacity, curriculum_temperature)
     serial = num_workers == 0
