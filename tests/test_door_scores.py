@@ -34,9 +34,11 @@ def test_no_room_change_means_no_entries():
     assert room_entries(flat, flat.astype(int), flat.astype(int)) == {}
 
 
-def test_a_missing_policy_fails_in_one_line_before_any_play(tmp_path):
+@pytest.mark.parametrize("bench", ["bench/door_scores.py", "bench/saved_states.py"])
+def test_a_missing_policy_fails_in_one_line_before_any_play(tmp_path, bench):
+    """Both benches that play a trained policy."""
     result = subprocess.run(
-        [sys.executable, "bench/door_scores.py", "--policy", str(tmp_path / "policy.pkl")],
+        [sys.executable, bench, "--policy", str(tmp_path / "policy.pkl")],
         cwd=REPO,
         capture_output=True,
         text=True,

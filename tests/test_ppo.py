@@ -652,6 +652,8 @@ def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory)
         pool = final["train_state"]["runner"]["pool"]
         assert len(pool["outcomes"]) == len(pool["states"]) and any(pool["outcomes"])
         assert "curriculum/mastered_states" in straight[-1]
+        with pytest.raises(SystemExit, match="--curriculum-mastery is a rule for the pool of new highs"):
+            ppo.main(tiny_args(reward_path, tmp_path / "bad", curriculum_mastery=True, curriculum_cells=True))
 
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()

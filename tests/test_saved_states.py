@@ -1,9 +1,5 @@
 """bench/saved_states.py's play: episodes from power-on or from saved states, with a given memory."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import jax
 import numpy as np
 import pytest
@@ -13,7 +9,6 @@ from envs.games import EMUQUEST_ROM, EmuQuest
 from envs.vec_gameboy import VecGameBoy
 
 NOOP, A, START = 0, 5, 7
-REPO = Path(__file__).resolve().parents[1]
 TITLE_STEPS = 4  # envs/roms/emuquest/intro.presses: START x4 leaves the title, then A pages the intro
 
 
@@ -74,17 +69,3 @@ def test_play_from_saved_states_reads_their_frames_with_the_given_memory(env):
     np.testing.assert_array_equal(given, memory)
     assert start.tolist() == [1, 1] and best.tolist() == [1, 1]
     assert not left_room.any() and first_memories == {}
-
-
-def test_a_missing_policy_is_refused_in_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "bench/saved_states.py", "--policy", str(tmp_path / "policy.pkl")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode != 0
-    assert (
-        result.stderr.strip().splitlines()[-1]
-        == f"--policy: {tmp_path / 'policy.pkl'}: no such checkpoint file"
-    )
