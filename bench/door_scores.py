@@ -42,8 +42,6 @@ from training.progress import ProgressReward, load_progress, settings_of_run
 from training.route import load_routes
 
 GAME = EmuQuest()
-MAP_NAMES = {GAME.HOUSE: "house", GAME.TOWN: "town", GAME.LAB: "lab", GAME.ROUTE: "route",
-             GAME.FOREST: "forest", GAME.FINAL: "final room"}  # fmt: skip
 
 
 @dataclass
@@ -165,7 +163,7 @@ def main(args: Args) -> str:
     progress = ProgressReward(reward, num_envs=args.episodes, settings=settings, routes=routes)
     entries = room_entries(*play(args, model, trained, progress))
     rows = [
-        f"| {MAP_NAMES.get(a, a)} → {MAP_NAMES.get(b, b)} | {m} | {row['entries']} | {row['entry']:+.2f} "
+        f"| {GAME.map_name(a)} → {GAME.map_name(b)} | {m} | {row['entries']} | {row['entry']:+.2f} "
         f"| {row['visit']:+.2f} | {row['steps']:.1f} | {row['new milestone']} |"
         for (a, b, m), row in sorted(entries.items(), key=lambda item: (item[0][2], -item[1]["entries"]))
     ]

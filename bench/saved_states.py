@@ -28,18 +28,15 @@ from pathlib import Path
 import jax
 import numpy as np
 import tyro
-from flax import nnx
 from tqdm import tqdm
 
 from bench.tables import machine, publish
 from envs.games import EMUQUEST_ROM, EmuQuest
 from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
-from training.policy_io import load_policy
+from training.policy_io import load_policy, policy_actor
 
 GAME = EmuQuest()
-MAP_NAMES = {GAME.HOUSE: "house", GAME.TOWN: "town", GAME.LAB: "lab", GAME.ROUTE: "route",
-             GAME.FOREST: "forest", GAME.FINAL: "final room"}  # fmt: skip
 STATUS_ADDRESSES = (GAME.MODE, GAME.MAP_ID, GAME.X, GAME.Y, GAME.MILESTONES)
 MEMORIES = ("stored", "empty", "power-on")
 
@@ -64,19 +61,6 @@ class Args:
     """Emulator worker processes (None: one per CPU core; 0: serial, in-process)."""
     output: Path = Path("bench/results/saved_states.md")
     """Where the markdown table is written."""
-
-
-def make_act(model):
-    """act(frames (N, ...), first (N,), memory (N, M), key) -> (actions (N,), memory after the frames)."""
-    graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def act(state, frames, first, memory, key):
-        policy = nnx.merge(graphdef, state)
-        logits, _, memory = policy.step(policy.observe(frames), memory, first)
-        return jax.random.categorical(key, logits), memory
-
-    return lambda frames, first, memory, key: act(state, frames, first, memory, key)
 
 
 def status_of(env: VecGameBoy) -> list:
@@ -120,7 +104,7 @@ def play(env: VecGameBoy, act, memory: np.ndarray, steps: int, key, starts: list
 def state_table(pool: dict, model, args: Args, trained: dict) -> list[dict]:
     """One row per saved state: its score, room, position and milestones, and per memory kind the
     shares of episodes that reached a further milestone and that left the state's room."""
-    act, width = make_act(model), model.cfg.memory
+    act, width = policy_actor(model), model.cfg.memory
     key = jax.random.PRNGKey(args.seed)
     states, payloads = pool["states"], pool["payloads"]
     batch = min(args.states_per_batch, len(states))
@@ -167,7 +151,7 @@ def state_table(pool: dict, model, args: Args, trained: dict) -> list[dict]:
             for i in chosen:
                 mine = np.flatnonzero(owner == i)[: args.episodes]
                 status, reached = where[mine[0]], int(start_milestones[mine[0]])
-                room = MAP_NAMES.get(status.map_id, str(status.map_id)) if status.left_title else "title"
+                room = GAME.map_name(status.map_id) if status.left_title else "title"
                 row = {
                     "index": i,
                     "score": float(pool["scores"][i]),

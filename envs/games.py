@@ -91,6 +91,7 @@ class EmuQuest:
     ROUTE: ClassVar[int] = 3
     FOREST: ClassVar[int] = 4
     FINAL: ClassVar[int] = 5
+    MAP_NAMES: ClassVar[tuple[str, ...]] = ("house", "town", "lab", "route", "forest", "final room")  # by id
 
     # Warp tiles ("Maps and warps" in RAM.md): map -> {neighbouring map: (x, y) of the door
     # or exit that leads there}. FINAL has none: entering it ends the game.
@@ -134,6 +135,10 @@ class EmuQuest:
 
     def finished(self, memory: Memory) -> bool:
         return memory[self.MODE] == self.MODE_END
+
+    def map_name(self, map_id: int) -> str:
+        """The map's name for tables ("lab"), or its id as text for a value outside the game's maps."""
+        return self.MAP_NAMES[map_id] if 0 <= map_id < len(self.MAP_NAMES) else str(map_id)
 
     def episode_facts(self, memory: Memory) -> dict[str, int]:
         """Game facts reported at the end of an episode, beside the milestones."""

@@ -122,6 +122,10 @@ def test_emuquest_profile_matches_its_ram_map():
     assert {name: getattr(game, name) for name in named} == {name: addresses[name] for name in named}
     maps = dict(re.findall(r"(\d) ([A-Z]+)", re.search(r"\| map id \|.*", text).group()))
     assert {int(i): getattr(game, name) for i, name in maps.items()} == {i: i for i in range(6)}
+    assert [game.map_name(int(i)) for i in maps] == [
+        name.lower().replace("final", "final room") for name in maps.values()
+    ]
+    assert (game.map_name(len(maps)), game.map_name(-1)) == (str(len(maps)), "-1")  # outside the game's maps
     kinds = re.findall(r"^\| (\d) \| ([a-z]+) \|", text, re.MULTILINE)
     assert [getattr(game, kind.upper()) for _, kind in kinds] == [int(code) for code, _ in kinds]
     warps = re.findall(r"([A-Z]+) [a-z ]+\((\d),(\d)\) -> ([A-Z]+)", text)

@@ -198,10 +198,10 @@ def load_policy(path) -> tuple[nnx.Module, PolicyConfig, dict]:
     return model, cfg, ckpt
 
 
-def policy_chooser(model, greedy: bool, seed: int):
-    """choose_actions(obs, t, first, route_progress=None) -> actions (N,) for an evaluation loop: the
-    policy's actions (sampled, or its most likely with `greedy`), its memory carried from step to step and
-    reset where `first`; `route_progress` (N,) is read by a policy with progress bins."""
+def policy_actor(model, greedy: bool = False):
+    """act(frames (N, ...), first (N,), memory (N, M), key, route_progress (N,) or None) -> (actions (N,),
+    memory after the frames): one jitted env step of the policy, its actions sampled or, with `greedy`,
+    its most likely; the memory is zeroed where `first`."""
     graphdef, state = nnx.split(model)
 
     @jax.jit
@@ -210,6 +210,17 @@ def policy_chooser(model, greedy: bool, seed: int):
         logits, _, memory = policy.step(policy.observe(frames), memory, first, route_progress)
         return (jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)), memory
 
+    def step(frames, first, memory, key, route_progress=None):
+        return act(state, frames, first, memory, key, route_progress)
+
+    return step
+
+
+def policy_chooser(model, greedy: bool, seed: int):
+    """choose_actions(obs, t, first, route_progress=None) -> actions (N,) for an evaluation loop: the
+    policy's actions (sampled, or its most likely with `greedy`), its memory carried from step to step and
+    reset where `first`; `route_progress` (N,) is read by a policy with progress bins."""
+    act = policy_actor(model, greedy)
     key = jax.random.PRNGKey(seed)
     memory = None
 
@@ -217,7 +228,7 @@ def policy_chooser(model, greedy: bool, seed: int):
         nonlocal memory
         if memory is None:
             memory = model.initial_memory(len(obs))
-        actions, memory = act(state, obs, first, memory, jax.random.fold_in(key, t), route_progress)
+        actions, memory = act(obs, first, memory, jax.random.fold_in(key, t), route_progress)
         return actions
 
     return choose
