@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -59,6 +60,7 @@ from training.policy_io import load_resumable, new_policy, policy_config, policy
 from training.ppo import (
     CURVES,
     PPOState,
+    make_burn_in,
     make_observe_and_act,
     make_policy_step,
     make_prepare_batch,
@@ -228,6 +230,11 @@ class Args:
     """Width of a GRU memory on the trunk's features, carried from step to step and reset at episode
     ends (0: the policy sees one frame). With memory, PPO's minibatches are whole env sequences, so
     --num-minibatches must divide --num-envs."""
+    memory_burn_in: int = 0
+    """Rebuild the memory of an env reset onto a curriculum state with the current weights: each state
+    keeps the last this many observations before it (across the episodes that led there), and the reset
+    replays them through the policy from an empty memory (R2D2's burn-in; 0: the memory stored with the
+    state, which older weights wrote). Needs --memory and a frozen VQ encoder."""
     progress_bins: int = 0
     """Give the policy the route's progress, in this many bins: how far along the speedruns its episode
     has got, a pixel-derived stand-in for the event flags the Pokémon Red agents read (0: none; needs
@@ -286,6 +293,13 @@ def check_args(args: Args):
         problems.append("--minutes must be >= 0 and --imagined-sample-steps >= 1")
     if args.memory < 0 or (args.memory and args.num_envs % args.num_minibatches):
         problems.append("--memory must be >= 0, and with memory --num-minibatches must divide --num-envs")
+    if args.memory_burn_in < 0 or (
+        args.memory_burn_in and (not args.memory or args.policy != "vq" or args.finetune_encoder)
+    ):
+        problems.append(
+            "--memory-burn-in must be >= 0, and above 0 it needs --memory and the VQ policy's frozen encoder "
+            "(a history of tokens, not frames)"
+        )
     if args.curriculum_capacity < 1 or not args.cell_band > 0 or not args.curriculum_temperature > 0:
         problems.append("--curriculum-capacity must be >= 1, --cell-band and --curriculum-temperature > 0")
     if args.curriculum_backward and (
@@ -329,7 +343,7 @@ FIXED_ON_RESUME = frozenset({
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
     "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory", "route_frames",
-    "curriculum_backward", "curriculum_mastery", "progress_bins",
+    "curriculum_backward", "curriculum_mastery", "progress_bins", "memory_burn_in",
 })  # fmt: skip
 # Settings that name files: a checkpoint stores them relative to its own folder.
 PATH_SETTINGS = (
@@ -396,6 +410,7 @@ def main(args: Args) -> list[dict]:
         backward_goal=route_goal(routes) if args.curriculum_backward else None,
         mastery=args.curriculum_mastery,
         memory=args.memory,
+        burn_in=args.memory_burn_in,
         seed=args.seed + 7919 * jax.process_index(),  # every process's envs play their own episodes
         grayscale=args.observation == "gray",
         worker_timeout_s=args.worker_timeout,
@@ -499,6 +514,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
             return (tokens, *act(params, frozen, tokens, first, memory, k, progress))
     else:
         policy_step = make_policy_step(graphdef)
+    replay = make_burn_in(graphdef, args.memory_burn_in) if args.memory_burn_in else None
     sequences = policy_cfg.memory > 0  # a policy with memory trains on whole env sequences
     prepare_batch = make_prepare_batch(args.gamma, args.gae_lambda, args.return_filter, sequences)
     update = make_update(
@@ -592,6 +608,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
             # A checkpoint is a resume point, so its rollout ends every episode.
             checkpoint_now = iteration % args.save_every == 0
             started = time.perf_counter()
+            burn_in = partial(replay, acting_params, frozen) if replay else None
             batch, last_value, stats = runner.rollout(
                 lambda frames, first, memory, k, progress, params=acting_params: policy_step(
                     params, frozen, frames, first, memory, k, progress
@@ -599,6 +616,7 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
                 rollout_key,
                 args.num_steps,
                 share_tokens,
+                burn_in,
             )
             stats["charts/rollout_sps"] = steps_per_iteration / (time.perf_counter() - started)
             if cache is not None:

@@ -21,7 +21,8 @@ Memory (`memory` > 0): a GRU on the pooled trunk features, whose state (B, memor
 as the Pokémon Red agents that finish the game use. `step(observation, memory, first)` advances one
 env step (the state is zeroed where `first`: an episode's first frame); `unroll` runs the same over
 (T, B) sequences for PPO's update, the trunk batched over every step and only the GRU scanned. A
-memoryless policy takes the same calls with memory of width 0.
+memoryless policy takes the same calls with memory of width 0. `remember` gives the memory after such a
+sequence: a burn-in that rebuilds an env's memory with the current weights.
 
 Route progress (`progress_bins` > 0): how far along the speedruns the episode has got (the route's
 furthest matched frame as a fraction of its run, training/route.py), a number in [0, 1] per env and
@@ -142,6 +143,18 @@ class ActorCritic(nnx.Module):
         """observations (T, B, ...), memory (B, M) before the first step, firsts (T, B), route progress
         (T, B) or None -> (logits (T, B, A), values (T, B)), as `step` T times."""
         steps, batch = firsts.shape
+        _, features = self._scan(observations, memory, firsts, progress)
+        logits, values = self.heads(features.reshape(steps * batch, -1))
+        return logits.reshape(steps, batch, -1), values.reshape(steps, batch)
+
+    def remember(self, observations, memory, firsts, progress=None):
+        """The memory (B, M) after the same T steps as `unroll`: a burn-in over frames already seen."""
+        memory, _ = self._scan(observations, memory, firsts, progress)
+        return memory
+
+    def _scan(self, observations, memory, firsts, progress):
+        """(memory after the last step (B, M), what the heads read at each step (T, B, D or M))."""
+        steps, batch = firsts.shape
         features = self.features(observations.reshape(steps * batch, *observations.shape[2:]))
         if progress is not None:
             progress = progress.reshape(steps * batch)
@@ -150,9 +163,7 @@ class ActorCritic(nnx.Module):
         def one(memory, inputs):
             return self._remember(memory, *inputs)
 
-        _, features = jax.lax.scan(one, memory, (features, firsts))
-        logits, values = self.heads(features.reshape(steps * batch, -1))
-        return logits.reshape(steps, batch, -1), values.reshape(steps, batch)
+        return jax.lax.scan(one, memory, (features, firsts))
 
 
 class VQPolicy(ActorCritic):

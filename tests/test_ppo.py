@@ -628,11 +628,11 @@ def test_the_novelty_bonus_pays_each_screen_once_per_episode():
 
 
 @pytest.mark.parametrize(
-    "cells, mastery, memory",
-    [(False, False, 0), (True, False, 8), (False, True, 0)],
-    ids=["new-highs", "cell-archive-and-memory", "mastery"],
+    "cells, mastery, memory, burn_in",
+    [(False, False, 0, 0), (True, False, 8, 0), (False, True, 0, 0), (False, True, 8, 6)],
+    ids=["new-highs", "cell-archive-and-memory", "mastery", "mastery-memory-burn-in"],
 )
-def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory):
+def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory, burn_in):
     """Run 2N iterations straight; separately resume from the checkpoint at N (in a fresh
     directory, as after a kill) and continue to 2N: the logged metrics must match exactly."""
     curriculum = dict(
@@ -641,19 +641,27 @@ def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory)
         cell_band=0.01,
         curriculum_capacity=8 if cells else 4,
         memory=memory,
+        memory_burn_in=burn_in,
     )
     straight = ppo.main(
         tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2, env_groups=2, **curriculum)
     )
     assert [r["iteration"] for r in straight] == [1, 2, 3, 4]
     assert straight[-1]["curriculum/pool_size"] > 0  # the pool takes part in what must be restored
+    final = load_checkpoint(tmp_path / "straight" / "policy_final.pkl", "policy")
+    pool = final["train_state"]["runner"]["pool"]
     if mastery:  # episodes from the pool's states were scored, and the checkpoint keeps their outcomes
-        final = load_checkpoint(tmp_path / "straight" / "policy_final.pkl", "policy")
-        pool = final["train_state"]["runner"]["pool"]
         assert len(pool["outcomes"]) == len(pool["states"]) and any(pool["outcomes"])
         assert "curriculum/mastered_states" in straight[-1]
         with pytest.raises(SystemExit, match="--curriculum-mastery is a rule for the pool of new highs"):
             ppo.main(tiny_args(reward_path, tmp_path / "bad", curriculum_mastery=True, curriculum_cells=True))
+    if burn_in:  # states keep the observations before them (at most the window), and resets replayed them
+        histories = [payload["history"] for payload in pool["payloads"] if payload.get("history") is not None]
+        assert histories and all(1 <= len(h) <= burn_in and h.shape[1:] == (9, 10) for h in histories)
+        assert any(len(h) == burn_in for h in histories)
+        assert sum(r["charts/burn_in_seconds"] for r in straight) > 0
+        with pytest.raises(SystemExit, match="--memory-burn-in must be >= 0, and above 0 it needs --memory"):
+            ppo.main(tiny_args(reward_path, tmp_path / "bad", memory_burn_in=4))
 
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -221,6 +222,31 @@ def make_observe_and_act(graphdef):
         return act(nnx.merge(graphdef, params, frozen), observation, first, memory, key, progress)
 
     return observe, act_on
+
+
+def make_burn_in(graphdef, window: int):
+    """`burn_in(params, frozen, observations (L, ...), progress (L,)) -> memory (M,)`: the memory the
+    policy has after the L <= `window` observations of an episode's frames (and their route progress),
+    from an empty one. Shorter sequences are padded in front to `window`, so it compiles once."""
+
+    @jax.jit
+    def remember(params, frozen, observations, firsts, progress):
+        policy = nnx.merge(graphdef, params, frozen)
+        return policy.remember(observations, policy.initial_memory(1), firsts, progress)[0]
+
+    def burn_in(params, frozen, observations, progress):
+        length = len(observations)
+        if not 0 < length <= window:
+            raise ValueError(f"a burn-in replays 1 to {window} observations, got {length}")
+        padded = np.zeros((window, 1, *observations.shape[1:]), observations.dtype)
+        padded[window - length :, 0] = observations
+        firsts = np.zeros((window, 1), bool)
+        firsts[window - length] = True  # the memory is zeroed there, so the padding before is ignored
+        padded_progress = np.zeros((window, 1), np.float32)
+        padded_progress[window - length :, 0] = progress
+        return remember(params, frozen, padded, firsts, padded_progress)
+
+    return burn_in
 
 
 def act(policy, observation, first, memory, key, progress=None):

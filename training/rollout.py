@@ -4,7 +4,10 @@ resumable as plain data.
 
 A curriculum state's payload is {"bag": the reward's bag of seen tokens or None, "route": the
 reward's route positions or None, "memory": the policy's memory on reaching it or None}; an env
-reset onto the state starts with all of them, so its episode goes on as if it had got there itself."""
+reset onto the state starts with all of them, so its episode goes on as if it had got there itself.
+With a burn-in the payload also keeps the last observations before the state ("history", with their
+route progress in "history_progress"), and a reset replays them through the current policy instead of
+restoring the memory that older weights wrote (R2D2's burn-in)."""
 
 from __future__ import annotations
 
@@ -41,12 +44,54 @@ class ImaginedEnvs(NamedTuple):
     sample_steps: int
 
 
+class EpisodeHistory:
+    """Each env's last `window` observations of its episode (and the route progress read beside them),
+    in a ring: what a burn-in replays. An episode started on a curriculum state carries on the state's."""
+
+    def __init__(self, num_envs: int, window: int):
+        self.window = window
+        self.observations = None  # (n, window, ...) in the policy's observation dtype, from the first append
+        self.progress = np.zeros((num_envs, window), np.float32)
+        self.count = np.zeros(num_envs, np.int64)  # observations since the episode began (ring position)
+
+    def append(self, observations, progress):
+        observations = np.asarray(observations)
+        self._allocate(observations.shape[1:], observations.dtype)
+        rows, slots = np.arange(len(self.count)), self.count % self.window
+        self.observations[rows, slots] = observations
+        self.progress[rows, slots] = progress
+        self.count += 1
+
+    def last(self, env: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """env's last min(count, window) observations (L, ...) and progress (L,), oldest first."""
+        length = int(min(self.count[env], self.window))
+        if length == 0:
+            return None
+        slots = (self.count[env] - length + np.arange(length)) % self.window
+        return self.observations[env, slots], self.progress[env, slots]
+
+    def start(self, env: int, history: tuple[np.ndarray, np.ndarray] | None = None):
+        """env begins an episode: from power-on (None) or on a saved state, after its `history`."""
+        self.count[env] = 0
+        if history is None:
+            return
+        observations, progress = history
+        self._allocate(observations.shape[1:], observations.dtype)
+        self.observations[env, : len(observations)] = observations
+        self.progress[env, : len(observations)] = progress
+        self.count[env] = len(observations)
+
+    def _allocate(self, shape, dtype):
+        if self.observations is None:
+            self.observations = np.zeros((len(self.count), self.window, *shape), dtype)
+
+
 class EnvGroup:
     """One VecGameBoy (or WorldModelEnv) and what the rollout tracks for its envs. Several groups let
     one group's emulators step (in a thread, waiting on its worker processes) while the policy runs on
     another group's frames."""
 
-    def __init__(self, env, first_env: int, progress: ProgressReward, memory_size: int = 0):
+    def __init__(self, env, first_env: int, progress: ProgressReward, memory_size: int = 0, burn_in: int = 0):
         self.env = env
         self.first_env = first_env  # global id of this group's env 0
         self.progress = progress
@@ -57,6 +102,8 @@ class EnvGroup:
         self.episode_return = np.zeros(env.num_envs, np.float32)
         self.start_score = np.full(env.num_envs, np.nan)  # the pool entry's score each episode began on
         self.imagined = isinstance(env, WorldModelEnv)  # no emulator states: never a curriculum source
+        self.history = EpisodeHistory(env.num_envs, burn_in) if burn_in and not self.imagined else None
+        self.burn_in_envs: set[int] = set()  # reset onto a state with a history, memory not yet rebuilt
 
 
 class Runner:
@@ -120,10 +167,17 @@ class Runner:
         the memory and route progress of their curriculum state."""
         group.first = done.copy()
         group.route_progress = group.progress.route_progress(new_episodes=done)
+        if group.history is not None:
+            for env in np.flatnonzero(done):
+                group.history.start(int(env))
+                group.burn_in_envs.discard(int(env))
         for env, index in info["pool_starts"].items():
             payload = self.pool.payloads[index]
             if payload["memory"] is not None:
                 group.memory[env], group.first[env] = payload["memory"], False
+            if group.history is not None and payload.get("history") is not None:
+                group.history.start(env, (payload["history"], payload["history_progress"]))
+                group.burn_in_envs.add(env)
             if payload.get("route") is not None:  # saved by this run's reward, so it has the route
                 group.route_progress[env] = group.progress.route.fraction(payload["route"])[0]
 
@@ -134,13 +188,14 @@ class Runner:
         for env, index in info["pool_starts"].items():
             group.start_score[env] = self.pool.scores[index]
 
-    def rollout(self, policy_step, key, num_steps: int, share_tokens: bool = False):
+    def rollout(self, policy_step, key, num_steps: int, share_tokens: bool = False, burn_in=None):
         """Step every env num_steps times. `policy_step(frames, first, memory, key, progress) ->
         (observation, action, log_prob, value, memory)` is the jitted policy (training/ppo.py), `progress`
         (N,) each env's route progress through the frame before. Returns (batch of (T, N, ...) arrays,
         with each step's `firsts`, `memory` before it and `progress`, the value (N,) of the frames after
         the last step, stats). With `share_tokens` the reward's bags of seen tokens take the policy's
-        observations of each frame (its VQ tokens).
+        observations of each frame (its VQ tokens). With a burn-in window, `burn_in(observations (L, ...),
+        progress (L,)) -> memory (M,)` rebuilds the memory of each env reset onto a saved state.
 
         Groups are pipelined: group g's env step is submitted to a thread, and the policy
         runs on group g+1 while it steps. Results are consumed in a fixed order, so the
@@ -151,7 +206,7 @@ class Runner:
         new_states, ended, last_values = [], [], [None] * num_groups
         outcomes = []  # (start entry's score, best score reached) of each ended episode, for `pool.record`
         sightings = []  # cell keys of every scored frame, counted once the envs stop
-        seconds = {"policy": 0.0, "env_wait": 0.0, "reward": 0.0}  # where the rollout's time goes
+        seconds = {"policy": 0.0, "env_wait": 0.0, "reward": 0.0, "burn_in": 0.0}  # where the time goes
         pending = [None] * num_groups  # each group's env step in flight
 
         def collect(g):
@@ -205,6 +260,10 @@ class Runner:
                 step = collect(g) if pending[g] is not None else None
                 if step is not None:
                     self._start_memories(group, *step)
+                if group.burn_in_envs:
+                    clock = time.perf_counter()
+                    self._burn_in(group, burn_in)
+                    seconds["burn_in"] += time.perf_counter() - clock
                 clock = time.perf_counter()
                 first, memory, progress = group.first, group.memory, group.route_progress
                 observation, action, log_prob, value, next_memory = policy_step(
@@ -218,6 +277,8 @@ class Runner:
                     last_values[g] = value
                     continue
                 group.memory = np.array(next_memory)
+                if group.history is not None:
+                    group.history.append(observation, progress)
                 for name, value_ in (
                     ("obs", observation),
                     ("actions", action),
@@ -257,6 +318,15 @@ class Runner:
         }
         return batch, last_value, stats
 
+    def _burn_in(self, group: EnvGroup, burn_in):
+        """The memory of each env just reset onto a saved state, rebuilt from the state's history."""
+        if burn_in is None:
+            raise ValueError("this runner keeps histories for a burn-in: pass rollout(burn_in=...)")
+        for env in sorted(group.burn_in_envs):
+            group.memory[env] = np.asarray(burn_in(*group.history.last(env)))
+            group.first[env] = False
+        group.burn_in_envs.clear()
+
     def _mastery_stats(self) -> dict:
         """How many of the MasteryPool's states more episodes got past than not (an untried one: not)."""
         return {"curriculum/mastered_states": int((self.pool.success_rates() > 0.5).sum())}
@@ -272,7 +342,11 @@ class Runner:
     def _payload(self, group: EnvGroup, env: int, memory) -> dict:
         """What a curriculum state of this env keeps besides the emulator's (see the module's doc)."""
         policy_memory = memory[env].copy() if memory.shape[1] else None
-        return {**group.progress.episode_state(env), "memory": policy_memory}
+        payload = {**group.progress.episode_state(env), "memory": policy_memory}
+        history = group.history.last(env) if group.history is not None else None  # the frames before it
+        if history is not None:
+            payload |= {"history": history[0].copy(), "history_progress": history[1].copy()}
+        return payload
 
     def _new_high(self, group: EnvGroup, scores, memory) -> list[tuple]:
         """The state of the group's best env when it beats every score seen so far (states
@@ -336,7 +410,7 @@ class Runner:
         for name in ("states", "keys"):
             if name in pool:
                 pool[name] = [np.frombuffer(value, np.uint8) for value in pool[name]]
-        return pool  # payloads: {"bag", "route", "screens", "memory"}: arrays or None
+        return pool  # payloads: {"bag", "route", "screens", "memory", maybe "history"...}: arrays or None
 
     def load_state_dict(self, state: dict):
         self.best_score = float(state["best_score"])
@@ -391,6 +465,7 @@ def make_runner(
     backward_goal: float | None = None,
     mastery: bool = False,
     memory: int = 0,
+    burn_in: int = 0,
     grayscale: bool = False,
     worker_timeout_s: float = WORKER_TIMEOUT_S,
     imagined: ImaginedEnvs | None = None,
@@ -401,9 +476,10 @@ def make_runner(
     `cell_band` the curriculum is a CellArchive of that band, with `backward_goal` a BackwardChain reaching
     for that score, else a CurriculumPool of new highs drawn at `curriculum_temperature` (with `mastery` a
     MasteryPool, half its resets on the states episodes fail to get further from). `memory` is the
-    width of the policy's memory each env carries. With `imagined`, that many of the envs are a
-    WorldModelEnv instead, one group after the emulators'. With `routes` the progress is along them
-    (training/route.py). A bad ROM, world model or env setting exits with one line."""
+    width of the policy's memory each env carries; with `burn_in` each env keeps that many of its last
+    observations, saved with its curriculum states for `rollout`'s burn-in. With `imagined`, that many
+    of the envs are a WorldModelEnv instead, one group after the emulators'. With `routes` the progress
+    is along them (training/route.py). A bad ROM, world model or env setting exits with one line."""
     pool = None
     if curriculum_prob > 0:
         if cell_band is not None:
@@ -441,7 +517,8 @@ def make_runner(
                 grayscale=grayscale,
                 worker_timeout_s=worker_timeout_s,
             )
-            groups.append(EnvGroup(env, first_env, ProgressReward(progress, size, settings, routes), memory))
+            reward = ProgressReward(progress, size, settings, routes)
+            groups.append(EnvGroup(env, first_env, reward, memory, burn_in))
             first_env += size
     except (RomError, ValueError) as err:
         for group in groups:
