@@ -1,7 +1,10 @@
 """A policy with memory: the GRU carried through a rollout, reset at episode ends and restored with
 curriculum states, and PPO's sequence minibatches against a Python loop over the same sequences; and
-the route progress a policy may read beside its frames, given alike by the rollout and the evaluation.
-(Exact --resume with memory and route progress is tests/test_ppo.py's resume tests.)"""
+the route progress a policy may read beside its frames, given alike by the rollout and the evaluation;
+and the burn-in that rebuilds a curriculum state's memory from the observations before it. (Exact
+--resume with memory, route progress and the burn-in is tests/test_ppo.py's resume tests.)"""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +21,9 @@ from models.policy import PolicyConfig, make_policy, trainable_filter
 from models.quantizers import QuantizerConfig
 from models.transformer import TransformerConfig
 from models.vqvae import VQVAEConfig
-from training.ppo import PPOState, make_update, ppo_loss
+from training.ppo import PPOState, make_burn_in, make_policy_step, make_update, ppo_loss
 from training.progress import ProgressReward, ProgressSettings
-from training.rollout import EnvGroup, Runner
+from training.rollout import EnvGroup, EpisodeHistory, Runner
 from training.route import Route
 
 MEMORY = 6
@@ -267,3 +270,95 @@ def test_the_evaluation_gives_the_policy_route_progress_as_the_rollout_does():
     ) as env:
         evaluate_policy.play(env, recording, 5, route_progress_reward(2), gif_frames=0, desc="test")
     np.testing.assert_allclose(np.stack(seen), np.broadcast_to(np.arange(5)[:, None] / 20, (5, 2)), atol=1e-6)
+
+
+def test_a_burn_in_is_the_memory_the_policy_steps_to_from_an_empty_one():
+    cfg, policy = tiny_policy(progress_bins=4)
+    graphdef, params, frozen = nnx.split(policy, trainable_filter(cfg), ...)
+    window = 6
+    burn_in = functools.partial(make_burn_in(graphdef, window), params, frozen)
+    tokens, _, _ = sequences(steps=window, envs=1)
+    progress = np.random.default_rng(3).random(window).astype(np.float32)
+    memory = policy.initial_memory(1)
+    for t in range(window):
+        _, _, memory = policy.step(tokens[t], memory, jnp.asarray([t == 0]), jnp.asarray(progress[t : t + 1]))
+        # Any length up to the window: the padding in front is forgotten at the first real step.
+        np.testing.assert_allclose(
+            burn_in(np.asarray(tokens[: t + 1, 0]), progress[: t + 1]), memory[0], atol=1e-5
+        )
+    with pytest.raises(ValueError, match="replays 1 to 6 observations, got 7"):
+        burn_in(np.zeros((7, 9, 10), np.int32), np.zeros(7, np.float32))
+
+
+def test_an_episode_history_keeps_its_last_window_oldest_first_and_starts_on_a_states():
+    history = EpisodeHistory(num_envs=2, window=3)
+    assert history.last(0) is None
+    for t in range(5):
+        history.append(np.array([[t], [10 + t]]), np.array([t / 10, 0.5], np.float32))
+    observations, progress = history.last(0)
+    np.testing.assert_array_equal(observations[:, 0], [2, 3, 4])
+    np.testing.assert_allclose(progress, [0.2, 0.3, 0.4])
+    history.start(1)  # power-on: nothing before it
+    assert history.last(1) is None
+    history.start(0, (np.array([[7], [8]]), np.array([0.7, 0.8], np.float32)))  # a state saved after 7, 8
+    history.append(np.array([[9], [20]]), np.array([0.9, 0.0], np.float32))
+    np.testing.assert_array_equal(history.last(0)[0][:, 0], [7, 8, 9])
+    np.testing.assert_array_equal(history.last(1)[0][:, 0], [20])
+    history.append(np.array([[11], [21]]), np.zeros(2, np.float32))
+    np.testing.assert_array_equal(history.last(0)[0][:, 0], [8, 9, 11])
+
+
+def test_a_reset_onto_a_curriculum_state_replays_the_observations_before_it():
+    """A real tiny policy whose weights do not change: a state's history is the observations its episode
+    showed before it, the burn-in over it gives back the memory stored with it, and an env reset onto it
+    starts with that memory."""
+    cfg, policy = tiny_policy()
+    graphdef, params, frozen = nnx.split(policy, trainable_filter(cfg), ...)
+    step = make_policy_step(graphdef)
+    policy_step = functools.partial(step, params, frozen)
+    max_steps, window = 4, 8
+    burn_in = functools.partial(make_burn_in(graphdef, window), params, frozen)
+    pool = CurriculumPool(capacity=4)
+    with VecGameBoy(
+        EMUQUEST_ROM, num_envs=2, backend="serial", frame_skip=8, press_frames=4, max_steps=max_steps,
+        curriculum=pool, pool_prob=0.0,
+    ) as env:  # fmt: skip
+        reward = ProgressReward(ScoreOfFrame(), env.num_envs, ProgressSettings(1, 0.0))
+        runner = Runner([EnvGroup(env, 0, reward, memory_size=MEMORY, burn_in=window)], pool, seed=0)
+        runner.restart(0)
+        batch, _, _ = runner.rollout(policy_step, jax.random.key(0), num_steps=10, burn_in=burn_in)
+        obs, firsts = np.asarray(batch["obs"]), np.asarray(batch["firsts"])
+        saved = [payload for payload in pool.payloads if payload.get("history") is not None]
+        assert saved
+        for payload in saved:
+            history = payload["history"]
+            # The observations before the state: a run of the batch's steps from an episode's first.
+            matches = [
+                (t, e)
+                for t in range(len(obs) - len(history) + 1)
+                for e in range(2)
+                if firsts[t, e] and np.array_equal(obs[t : t + len(history), e], history)
+            ]
+            assert matches and 1 <= len(history) < max_steps
+            np.testing.assert_allclose(
+                burn_in(history, payload["history_progress"]), payload["memory"], atol=1e-5
+            )
+
+        # Every reset goes to the first saved state, whose stored memory is replaced by zeros: the envs
+        # must start on the burn-in's memory, not the stored one.
+        index = pool.payloads.index(saved[0])
+        expected = np.asarray(burn_in(saved[0]["history"], saved[0]["history_progress"]))
+        pool.states, pool.scores = [pool.states[index]], [pool.scores[index]]
+        pool.payloads = [{**saved[0], "memory": np.zeros(MEMORY, np.float32)}]
+        env.pool_prob = 1.0
+        batch, _, _ = runner.rollout(policy_step, jax.random.key(1), num_steps=6, burn_in=burn_in)
+        firsts, memory, dones = (np.asarray(batch[name]) for name in ("firsts", "memory", "dones"))
+        after_reset = np.argwhere(dones[:-1])
+        assert len(after_reset)
+        for t, e in after_reset:
+            assert not firsts[t + 1, e]
+            np.testing.assert_allclose(memory[t + 1, e], expected, atol=1e-6)
+        runner.restart(2)  # every env starts on the state: its memory is rebuilt when a rollout starts
+        with pytest.raises(ValueError, match="pass rollout\\(burn_in=...\\)"):
+            runner.rollout(policy_step, jax.random.key(2), num_steps=1)
+        runner.close()
