@@ -13,7 +13,9 @@ the state's frame:
 - empty: zeros, as an episode's first frame has;
 - power-on: the memory this policy itself carries when its power-on episodes first show as many
   milestones as the state (one per episode that got there, taken in turn), what it has when an
-  evaluation episode reaches that stretch. "–" where no power-on episode got that far.
+  evaluation episode reaches that stretch. "–" where no power-on episode got that far;
+- burn-in, for a pool saved with --memory-burn-in: the memory this policy rebuilds from the
+  observations saved with the state, what PPO's reset gives with a burn-in.
 If stored beats power-on, stale memories are what training has and evaluation lacks; if all three
 fail, the policy has not learned to leave that state. Milestones, rooms and positions come from RAM
 through the game profile; the policy sees only frames.
@@ -28,13 +30,16 @@ from pathlib import Path
 import jax
 import numpy as np
 import tyro
+from flax import nnx
 from tqdm import tqdm
 
 from bench.tables import machine, publish
 from envs.games import EMUQUEST_ROM, EmuQuest
 from envs.vec_gameboy import VecGameBoy
 from models.checkpoint import CheckpointError
+from models.policy import trainable_filter
 from training.policy_io import load_policy, policy_actor
+from training.ppo import make_burn_in
 
 GAME = EmuQuest()
 STATUS_ADDRESSES = (GAME.MODE, GAME.MAP_ID, GAME.X, GAME.Y, GAME.MILESTONES)
@@ -101,12 +106,32 @@ def play(env: VecGameBoy, act, memory: np.ndarray, steps: int, key, starts: list
     return start, best, left_room | ended, first_memories
 
 
+def memory_kinds(pool: dict) -> tuple[str, ...]:
+    """The memories the bench tries: a pool saved with histories (--memory-burn-in) adds the burn-in's."""
+    histories = any(payload and payload.get("history") is not None for payload in pool["payloads"])
+    return MEMORIES + ("burn-in",) if histories else MEMORIES
+
+
+def burned_in(model, payloads: list, window: int) -> list[np.ndarray | None]:
+    """Each state's memory rebuilt by the policy from the observations saved before it (None without)."""
+    graphdef, params, frozen = nnx.split(model, trainable_filter(model.cfg), ...)
+    replay = make_burn_in(graphdef, window)
+    return [
+        None
+        if not payload or payload.get("history") is None
+        else np.asarray(replay(params, frozen, payload["history"], payload["history_progress"]))
+        for payload in payloads
+    ]
+
+
 def state_table(pool: dict, model, args: Args, trained: dict) -> list[dict]:
     """One row per saved state: its score, room, position and milestones, and per memory kind the
     shares of episodes that reached a further milestone and that left the state's room."""
-    act, width = policy_actor(model), model.cfg.memory
+    act, width, kinds = policy_actor(model), model.cfg.memory, memory_kinds(pool)
     key = jax.random.PRNGKey(args.seed)
     states, payloads = pool["states"], pool["payloads"]
+    if "burn-in" in kinds:
+        rebuilt = burned_in(model, payloads, trained["memory_burn_in"])
     batch = min(args.states_per_batch, len(states))
     with VecGameBoy(
         EMUQUEST_ROM,
@@ -138,14 +163,16 @@ def state_table(pool: dict, model, args: Args, trained: dict) -> list[dict]:
                     [_taken_in_turn(power_on.get(int(m)), n, width) for n, m in enumerate(start_milestones)]
                 ),
             }
+            if "burn-in" in kinds:
+                memories["burn-in"] = np.stack([_stored({"memory": rebuilt[i]}, width) for i in owner])
             best, left = {}, {}
-            for k, kind in enumerate(MEMORIES):
+            for k, kind in enumerate(kinds):
                 _, best[kind], left[kind], _ = play(
                     env,
                     act,
                     memories[kind],
                     args.steps,
-                    jax.random.fold_in(key, 1 + 3 * batch_start + k),
+                    jax.random.fold_in(key, 1 + len(kinds) * batch_start + k),
                     starts,
                 )
             for i in chosen:
@@ -160,7 +187,7 @@ def state_table(pool: dict, model, args: Args, trained: dict) -> list[dict]:
                     "milestones": reached,
                     "power_on_episodes": int((power_on_best >= reached).sum()),
                 }
-                for kind in MEMORIES:
+                for kind in kinds:
                     got = best[kind][mine]
                     missing = kind == "power-on" and reached > 0 and reached not in power_on
                     row[kind] = (
@@ -200,15 +227,16 @@ def main(args: Args) -> str:
         )
     trained = ckpt["config"].get("args", {})
     rows = state_table(pool, model, args, trained)
+    kinds = memory_kinds(pool)
 
     def cell(value, form):
         return "–" if value is None else form(value)
 
     lines = [
         f"| {r['index']} | {r['score']:.1f} | {r['room']} {r['xy']} | {r['milestones']} | "
-        + " / ".join(cell(r[kind], lambda v: f"{v[0]:.0%}") for kind in MEMORIES)
+        + " / ".join(cell(r[kind], lambda v: f"{v[0]:.0%}") for kind in kinds)
         + " | "
-        + " / ".join(cell(r[kind], lambda v: f"{v[1]:.0%}") for kind in MEMORIES)
+        + " / ".join(cell(r[kind], lambda v: f"{v[1]:.0%}") for kind in kinds)
         + f" | {r['power_on_episodes']} |"
         for r in rows
     ]
@@ -223,10 +251,15 @@ def main(args: Args) -> str:
             f"state with each memory, sampled actions, seed {args.seed}. Power-on memories from "
             f"{args.episodes * min(args.states_per_batch, len(pool['states']))} episodes of "
             f"{args.power_on_steps} steps. Memory before the state's frame: stored (saved with the state), "
-            "empty (zeros), power-on (this policy's on first showing that many milestones from power-on).",
+            "empty (zeros), power-on (this policy's on first showing that many milestones from power-on)"
+            + (
+                ", burn-in (this policy's over the observations saved with the state)."
+                if len(kinds) > 3
+                else "."
+            ),
             "",
-            "| saved state | score | room (x, y) | milestones | episodes reaching a further milestone: "
-            "stored / empty / power-on | episodes leaving its room: stored / empty / power-on "
+            f"| saved state | score | room (x, y) | milestones | episodes reaching a further milestone: "
+            f"{' / '.join(kinds)} | episodes leaving its room: {' / '.join(kinds)} "
             "| power-on episodes that got this far |",
             "|---|---|---|---|---|---|---|",
             *lines,

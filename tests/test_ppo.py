@@ -17,6 +17,7 @@ from PIL import Image
 
 import evaluate_policy
 import train_with_cnn_reward as ppo
+from bench import saved_states
 from training.entropy_watch import EntropyWatch
 from training.ppo import PPOState, compute_gae, make_update, return_filter_mask
 from training.progress import (
@@ -662,6 +663,18 @@ def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory,
         assert sum(r["charts/burn_in_seconds"] for r in straight) > 0
         with pytest.raises(SystemExit, match="--memory-burn-in must be >= 0, and above 0 it needs --memory"):
             ppo.main(tiny_args(reward_path, tmp_path / "bad", memory_burn_in=4))
+        # bench/saved_states.py also plays each state with the memory the burn-in rebuilds.
+        table = saved_states.main(
+            saved_states.Args(
+                policy=tmp_path / "straight" / "policy_final.pkl", episodes=1, steps=2, power_on_steps=2,
+                num_workers=0, output=tmp_path / "saved_states.md",
+            )
+        )  # fmt: skip
+        assert "stored / empty / power-on / burn-in" in table
+        rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+        assert len(rows) == len(pool["states"]) and all(
+            len(row.split("|")[5].split("/")) == 4 for row in rows
+        )
 
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
