@@ -194,6 +194,10 @@ class Args:
     Level Replay's idea): each state keeps whether its last 16 episodes reached the next state's score,
     and is drawn in proportion to its failure rate; the other half by score, as without it
     (envs/curriculum.py MasteryPool)."""
+    curriculum_thin: bool = False
+    """When the pool of new highs is full, drop the state whose neighbours in score are closest instead
+    of the lowest, so the states near the start stay beside the frontier (as --curriculum-backward's
+    chain does)."""
     cell_band: float = 4.0
     """Width of a cell's progress band, in the reward model's score units; a cell one band further
     along is e times as likely to be a reset's start."""
@@ -293,6 +297,13 @@ def check_args(args: Args):
         problems.append("--minutes must be >= 0 and --imagined-sample-steps >= 1")
     if args.memory < 0 or (args.memory and args.num_envs % args.num_minibatches):
         problems.append("--memory must be >= 0, and with memory --num-minibatches must divide --num-envs")
+    if args.curriculum_thin and (
+        args.curriculum_cells or args.curriculum_backward or args.curriculum_capacity < 3
+    ):
+        problems.append(
+            "--curriculum-thin is a rule for the pool of new highs (--curriculum-capacity >= 3): not with "
+            "--curriculum-cells or --curriculum-backward"
+        )
     if args.memory_burn_in < 0 or (
         args.memory_burn_in and (not args.memory or args.policy != "vq" or args.finetune_encoder)
     ):
@@ -343,7 +354,7 @@ FIXED_ON_RESUME = frozenset({
     "num_envs", "env_groups", "frame_skip", "press_frames", "curriculum_capacity", "seed", "embed_dim",
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
     "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory", "route_frames",
-    "curriculum_backward", "curriculum_mastery", "progress_bins", "memory_burn_in",
+    "curriculum_backward", "curriculum_mastery", "curriculum_thin", "progress_bins", "memory_burn_in",
 })  # fmt: skip
 # Settings that name files: a checkpoint stores them relative to its own folder.
 PATH_SETTINGS = (
@@ -409,6 +420,7 @@ def main(args: Args) -> list[dict]:
         cell_band=args.cell_band if args.curriculum_cells else None,
         backward_goal=route_goal(routes) if args.curriculum_backward else None,
         mastery=args.curriculum_mastery,
+        thin=args.curriculum_thin,
         memory=args.memory,
         burn_in=args.memory_burn_in,
         seed=args.seed + 7919 * jax.process_index(),  # every process's envs play their own episodes

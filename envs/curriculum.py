@@ -12,7 +12,9 @@ stretch just before its frontier. Scores are whatever progress measure the train
 uses (milestones, learned reward); pick the temperature in that unit.
 
 When full, a new state replaces the lowest-scoring one (oldest among ties), and is
-dropped if it scores below all of them: the pool drifts toward the frontier.
+dropped if it scores below all of them: the pool drifts toward the frontier. A thinned
+pool instead drops the state whose neighbours in score are closest (never the lowest or
+highest), as BackwardChain does, so the states near the start stay along with the frontier.
 
 Each state may carry a payload, whatever the trainer must restore with it (PPO keeps the
 reward's bag of seen tokens there); VecGameBoy reports which pool entry each reset loaded.
@@ -89,29 +91,41 @@ class SavedStates(ABC):
 
 
 class CurriculumPool(SavedStates):
-    def __init__(self, capacity: int = 64, temperature: float = 1.0):
+    def __init__(self, capacity: int = 64, temperature: float = 1.0, thin: bool = False):
         super().__init__(capacity)
         if not temperature > 0:
             raise ValueError(f"CurriculumPool temperature must be > 0, got {temperature}")
+        if thin and capacity < 3:
+            raise ValueError(
+                f"a thinned CurriculumPool keeps its lowest and highest: capacity >= 3, got {capacity}"
+            )
         self.temperature = temperature
+        self.thin = thin
 
     def add(self, state: bytes, score: float, payload=None, key: bytes | None = None) -> bool:
-        """Store a state (and its payload); returns False when the pool is full and every state scores
-        higher. `key` names a CellArchive's cell; this pool has none and ignores it."""
-        if len(self.states) < self.capacity:
-            self.states.append(bytes(state))
-            self.scores.append(float(score))
-            self.payloads.append(payload)
+        """Store a state (and its payload); returns False when the pool is full and the new state is the
+        one dropped. `key` names a CellArchive's cell; this pool has none and ignores it."""
+        # Appended, so list order stays oldest-first for tie-breaking.
+        self._append(bytes(state), float(score), payload)
+        if len(self.states) <= self.capacity:
             return True
-        worst = int(np.argmin(self.scores))  # argmin takes the first, i.e. the oldest, among ties
-        if score < self.scores[worst]:
-            return False
-        # Drop the worst and append, so list order stays oldest-first for tie-breaking.
-        del self.states[worst], self.scores[worst], self.payloads[worst]
-        self.states.append(bytes(state))
-        self.scores.append(float(score))
+        drop = self._thinned() if self.thin else int(np.argmin(self.scores))  # argmin: the oldest among ties
+        self._drop(drop)
+        return drop != len(self.states)
+
+    def _thinned(self) -> int:
+        """The state whose neighbours in score are closest, never the lowest or highest."""
+        order = np.argsort(self.scores, kind="stable")
+        ranked = np.asarray(self.scores)[order]
+        return int(order[1 + int(np.argmin(ranked[2:] - ranked[:-2]))])
+
+    def _append(self, state: bytes, score: float, payload):
+        self.states.append(state)
+        self.scores.append(score)
         self.payloads.append(payload)
-        return True
+
+    def _drop(self, index: int):
+        del self.states[index], self.scores[index], self.payloads[index]
 
     def weights(self) -> np.ndarray:
         """Sampling probability of each stored state, shape (len(self),)."""
@@ -135,11 +149,11 @@ class CurriculumPool(SavedStates):
         return [int(i) if use else None for i, use in zip(picks, from_pool)]
 
     def to_dict(self) -> dict:
-        return super().to_dict() | {"temperature": self.temperature}
+        return super().to_dict() | {"temperature": self.temperature, "thin": self.thin}
 
     @classmethod
     def from_dict(cls, data: dict) -> CurriculumPool:
-        pool = cls(capacity=int(data["capacity"]), temperature=float(data["temperature"]))
+        pool = cls(int(data["capacity"]), float(data["temperature"]), bool(data.get("thin", False)))
         pool._load_states(data)
         return pool
 
@@ -154,18 +168,17 @@ class MasteryPool(CurriculumPool):
     an untried state counts as half mastered and a state every episode fails from is drawn ~15x as
     often as one every episode gets past."""
 
-    def __init__(self, capacity: int = 64, temperature: float = 1.0):
-        super().__init__(capacity, temperature)
+    def __init__(self, capacity: int = 64, temperature: float = 1.0, thin: bool = False):
+        super().__init__(capacity, temperature, thin)
         self.outcomes: list[list[bool]] = []  # per state, its last episodes' successes
 
-    def add(self, state: bytes, score: float, payload=None, key: bytes | None = None) -> bool:
-        worst = int(np.argmin(self.scores)) if len(self.states) >= self.capacity else None
-        if not super().add(state, score, payload, key):
-            return False
-        if worst is not None:  # CurriculumPool dropped its worst state and appended the new one
-            del self.outcomes[worst]
+    def _append(self, state: bytes, score: float, payload):
+        super()._append(state, score, payload)
         self.outcomes.append([])
-        return True
+
+    def _drop(self, index: int):
+        super()._drop(index)
+        del self.outcomes[index]
 
     def success_rates(self) -> np.ndarray:
         """(len(self),) each state's (successes + 1) / (episodes + 2) over its last episodes."""
@@ -197,7 +210,7 @@ class MasteryPool(CurriculumPool):
 
     @classmethod
     def from_dict(cls, data: dict) -> MasteryPool:
-        pool = cls(capacity=int(data["capacity"]), temperature=float(data["temperature"]))
+        pool = cls(int(data["capacity"]), float(data["temperature"]), bool(data.get("thin", False)))
         pool._load_states(data)
         if len(data["outcomes"]) != len(pool.states):
             raise ValueError("MasteryPool.from_dict: one list of outcomes per state expected")

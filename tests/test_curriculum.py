@@ -63,6 +63,23 @@ def test_full_pool_replaces_its_lowest_score():
     assert pool.payloads == [None, None, "better's"]  # payloads stay with their states
 
 
+def test_a_full_thinned_pool_drops_the_state_whose_neighbours_are_closest():
+    pool = CurriculumPool(capacity=5, thin=True)
+    for i, score in enumerate([4.0, 0.0, 1.0, 1.5, 9.0]):  # kept in the order added, not by score
+        pool.add(f"state {i}".encode(), score, payload=f"payload {score}")
+    assert pool.add(b"new high", 9.5)
+    assert pool.scores == [4.0, 0.0, 1.5, 9.0, 9.5]  # 1.0 went: 0.0 and 1.5 are the closest neighbours
+    assert pool.payloads[:3] == ["payload 4.0", "payload 0.0", "payload 1.5"]
+    assert not pool.add(b"crowded", 9.4)  # the new state is the one closest to its neighbours
+    assert pool.scores == [4.0, 0.0, 1.5, 9.0, 9.5]
+    for score in range(20, 40):  # the lowest, near the start, always stays
+        pool.add(b"", float(score))
+    assert min(pool.scores) == 0.0 and max(pool.scores) == 39.0 and len(pool) == 5
+    assert CurriculumPool.from_dict(pool.to_dict()).thin
+    with pytest.raises(ValueError, match="capacity >= 3"):
+        CurriculumPool(capacity=2, thin=True)
+
+
 def test_pool_round_trips_through_plain_data():
     pool = make_pool([0.0, 1.5], capacity=4, temperature=0.5)
     pool.add(b"with payload", 1.0, payload=[1, 0, 1])
@@ -205,6 +222,16 @@ def test_a_full_mastery_pool_drops_the_lowest_state_with_its_outcomes():
     assert not pool.add(b"below every state", -1.0) and pool.outcomes == [[True], [False], [True, True]]
     assert pool.add(b"new", 3.0)
     assert pool.scores == [1.0, 2.0, 3.0] and pool.outcomes == [[True], [True, True], []]
+
+
+def test_a_thinned_mastery_pool_keeps_its_outcomes_with_their_states():
+    pool = MasteryPool(capacity=3, thin=True)
+    for i, score in enumerate([0.0, 2.0, 1.9]):
+        pool.add(f"state {i}".encode(), score)
+    pool.outcomes = [[False], [True], [True, False]]
+    assert pool.add(b"new", 3.0)  # 2.0 goes: its neighbours 1.9 and 3.0 are the closest
+    assert pool.scores == [0.0, 1.9, 3.0] and pool.outcomes == [[False], [True, False], []]
+    assert MasteryPool.from_dict(pool.to_dict()).to_dict() == pool.to_dict()
 
 
 def test_half_the_mastery_resets_go_by_failure_and_half_by_score():

@@ -631,7 +631,7 @@ def test_the_novelty_bonus_pays_each_screen_once_per_episode():
 @pytest.mark.parametrize(
     "cells, mastery, memory, burn_in",
     [(False, False, 0, 0), (True, False, 8, 0), (False, True, 0, 0), (False, True, 8, 6)],
-    ids=["new-highs", "cell-archive-and-memory", "mastery", "mastery-memory-burn-in"],
+    ids=["new-highs", "cell-archive-and-memory", "mastery", "thinned-mastery-memory-burn-in"],
 )
 def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory, burn_in):
     """Run 2N iterations straight; separately resume from the checkpoint at N (in a fresh
@@ -643,6 +643,7 @@ def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory,
         curriculum_capacity=8 if cells else 4,
         memory=memory,
         memory_burn_in=burn_in,
+        curriculum_thin=burn_in > 0,  # one case for both: each run is ~10 s
     )
     straight = ppo.main(
         tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2, env_groups=2, **curriculum)
@@ -661,8 +662,11 @@ def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory,
         assert histories and all(1 <= len(h) <= burn_in and h.shape[1:] == (9, 10) for h in histories)
         assert any(len(h) == burn_in for h in histories)
         assert sum(r["charts/burn_in_seconds"] for r in straight) > 0
+        assert pool["thin"]
         with pytest.raises(SystemExit, match="--memory-burn-in must be >= 0, and above 0 it needs --memory"):
             ppo.main(tiny_args(reward_path, tmp_path / "bad", memory_burn_in=4))
+        with pytest.raises(SystemExit, match="--curriculum-thin is a rule for the pool of new highs"):
+            ppo.main(tiny_args(reward_path, tmp_path / "bad", curriculum_thin=True, curriculum_cells=True))
         # bench/saved_states.py also plays each state with the memory the burn-in rebuilds.
         table = saved_states.main(
             saved_states.Args(

@@ -464,6 +464,7 @@ def make_runner(
     cell_band: float | None = None,
     backward_goal: float | None = None,
     mastery: bool = False,
+    thin: bool = False,
     memory: int = 0,
     burn_in: int = 0,
     grayscale: bool = False,
@@ -475,7 +476,8 @@ def make_runner(
     its own ProgressReward. num_workers None: one per usable core; 0: the serial backend. With
     `cell_band` the curriculum is a CellArchive of that band, with `backward_goal` a BackwardChain reaching
     for that score, else a CurriculumPool of new highs drawn at `curriculum_temperature` (with `mastery` a
-    MasteryPool, half its resets on the states episodes fail to get further from). `memory` is the
+    MasteryPool, half its resets on the states episodes fail to get further from; with `thin` it drops
+    the state closest to its neighbours when full, not the lowest). `memory` is the
     width of the policy's memory each env carries; with `burn_in` each env keeps that many of its last
     observations, saved with its curriculum states for `rollout`'s burn-in. With `imagined`, that many
     of the envs are a WorldModelEnv instead, one group after the emulators'. With `routes` the progress
@@ -487,9 +489,9 @@ def make_runner(
         elif backward_goal is not None:
             pool = BackwardChain(curriculum_capacity, backward_goal)
         elif mastery:
-            pool = MasteryPool(curriculum_capacity, curriculum_temperature)
+            pool = MasteryPool(curriculum_capacity, curriculum_temperature, thin)
         else:
-            pool = CurriculumPool(curriculum_capacity, curriculum_temperature)
+            pool = CurriculumPool(curriculum_capacity, curriculum_temperature, thin)
     serial = num_workers == 0
     num_workers = num_workers or len(os.sched_getaffinity(0))
     emulated = num_envs - (imagined.num_envs if imagined else 0)
