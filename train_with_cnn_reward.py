@@ -191,9 +191,9 @@ class Args:
     end), or after 32 tries; the other half anywhere from the pointer on (envs/curriculum.py)."""
     curriculum_mastery: bool = False
     """Half the pool's resets on the saved states that episodes fail to get further from (Prioritized
-    Level Replay's idea): each state keeps whether its last 16 episodes reached the next state's score,
-    and is drawn in proportion to its failure rate; the other half by score, as without it
-    (envs/curriculum.py MasteryPool)."""
+    Level Replay's idea): each state keeps whether its last 16 episodes reached the score of the state 4
+    further up (a room or so), and is drawn in proportion to its failure rate; the other half by
+    score, as without it (envs/curriculum.py MasteryPool)."""
     curriculum_thin: bool = False
     """When the pool of new highs is full, drop the state whose neighbours in score are closest instead
     of the lowest, so the states near the start stay beside the frontier (as --curriculum-backward's

@@ -42,6 +42,9 @@ BACKWARD_PATIENCE = 32
 # A MasteryPool state's success rate counts the last this many episodes that began on it: a few
 # iterations' worth for a state drawn once or twice an iteration.
 MASTERY_WINDOW = 16
+# A MasteryPool episode succeeds by reaching the score of the state this many further up: the next
+# state alone is often a tile away in the same room, which an episode that never leaves it reaches.
+MASTERY_AHEAD = 4
 
 
 class SavedStates(ABC):
@@ -162,11 +165,11 @@ class MasteryPool(CurriculumPool):
     """The pool of new highs, with half its resets on the states that episodes fail to get further
     from (the idea of Prioritized Level Replay, Jiang et al. 2021, with a success rate in place of the
     value loss). Each state keeps the outcomes of the last MASTERY_WINDOW episodes that began on it: an
-    episode succeeds by reaching the score of the next state up, or from the highest by beating its
-    score. Half of the pool's resets are drawn by softmax(score / temperature), as in CurriculumPool;
-    the other half in proportion to 1 - the state's success rate, (successes + 1) / (episodes + 2), so
-    an untried state counts as half mastered and a state every episode fails from is drawn ~15x as
-    often as one every episode gets past."""
+    episode succeeds by reaching the score of the state MASTERY_AHEAD further up (the highest's from
+    the last few), or from the highest by beating its score. Half of the pool's resets are drawn by
+    softmax(score / temperature), as in CurriculumPool; the other half in proportion to 1 - the state's
+    success rate, (successes + 1) / (episodes + 2), so an untried state counts as half mastered and a
+    state every episode fails from is drawn ~15x as often as one every episode gets past."""
 
     def __init__(self, capacity: int = 64, temperature: float = 1.0, thin: bool = False):
         super().__init__(capacity, temperature, thin)
@@ -189,8 +192,8 @@ class MasteryPool(CurriculumPool):
         dropped since, or a power-on start (NaN), is not recorded)."""
         if start_score not in self.scores:
             return
-        above = [score for score in self.scores if score > start_score]
-        success = reached >= min(above) if above else reached > start_score
+        above = sorted(score for score in self.scores if score > start_score)
+        success = reached >= above[min(MASTERY_AHEAD, len(above)) - 1] if above else reached > start_score
         at = self.scores.index(start_score)
         self.outcomes[at] = (self.outcomes[at] + [bool(success)])[-MASTERY_WINDOW:]
 

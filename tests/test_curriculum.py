@@ -11,6 +11,7 @@ from envs.curriculum import (
     BACKWARD_PATIENCE,
     BACKWARD_SUCCESSES,
     BACKWARD_WINDOW,
+    MASTERY_AHEAD,
     MASTERY_WINDOW,
     BackwardChain,
     CurriculumPool,
@@ -200,18 +201,21 @@ def make_mastery_pool(scores, capacity=8) -> MasteryPool:
     return pool
 
 
-def test_a_mastery_pool_scores_each_episode_against_the_next_state_up():
-    pool = make_mastery_pool([0.0, 2.0, 1.0])  # kept in the order added
-    pool.record(0.0, reached=1.0)  # the next state up scores 1: success
-    pool.record(0.0, reached=0.9)
-    pool.record(2.0, reached=2.5)  # the highest: beating its own score is a success
-    pool.record(2.0, reached=2.0)
+def test_a_mastery_pool_scores_each_episode_against_the_state_a_few_further_up():
+    assert MASTERY_AHEAD == 4
+    pool = make_mastery_pool([0.0, 6.0, 1.0, 2.0, 3.0, 4.0, 5.0])  # kept in the order added
+    pool.record(0.0, reached=3.9)  # the state 4 further up scores 4: short of it
+    pool.record(0.0, reached=4.0)
+    pool.record(4.0, reached=5.9)  # 2 states above it: it must reach the highest, 6
+    pool.record(4.0, reached=6.0)
+    pool.record(6.0, reached=6.5)  # the highest: beating its own score is a success
+    pool.record(6.0, reached=6.0)
     pool.record(float("nan"), reached=9.0)  # a power-on episode
     pool.record(7.0, reached=9.0)  # a state dropped since
-    assert pool.outcomes == [[True, False], [True, False], []]
-    np.testing.assert_allclose(pool.success_rates(), [0.5, 0.5, 0.5])
+    assert pool.outcomes == [[False, True], [True, False], [], [], [], [False, True], []]
+    np.testing.assert_allclose(pool.success_rates(), [0.5, 0.5] + [0.5] * 5)
     for _ in range(MASTERY_WINDOW + 3):
-        pool.record(1.0, reached=1.5)
+        pool.record(1.0, reached=4.5)
     assert pool.outcomes[2] == [False] * MASTERY_WINDOW  # the last episodes only
     assert pool.success_rates()[2] == pytest.approx(1 / (MASTERY_WINDOW + 2))
 
