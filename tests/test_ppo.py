@@ -806,12 +806,12 @@ def test_resume_with_curriculum_replays_the_same_frames(reward_path, tmp_path):
         seen = []
         real = Runner.rollout
 
-        def recording(self, policy_step, key, num_steps, share_tokens=False):
+        def recording(self, policy_step, *rest):
             def step(frames, first, memory, k, progress):
                 seen.append(hashlib.sha1(np.ascontiguousarray(frames).tobytes()).hexdigest())
                 return policy_step(frames, first, memory, k, progress)
 
-            return real(self, step, key, num_steps, share_tokens)
+            return real(self, step, *rest)
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(Runner, "rollout", recording)
