@@ -630,8 +630,8 @@ def test_the_novelty_bonus_pays_each_screen_once_per_episode():
 
 @pytest.mark.parametrize(
     "cells, mastery, memory, burn_in",
-    [(False, False, 0, 0), (True, False, 8, 0), (False, True, 0, 0), (False, True, 8, 6)],
-    ids=["new-highs", "cell-archive-and-memory", "mastery", "thinned-mastery-memory-burn-in"],
+    [(False, False, 0, 0), (True, False, 8, 0), (False, True, 8, 6)],
+    ids=["new-highs", "cell-archive-and-memory", "thinned-mastery-memory-burn-in"],
 )
 def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory, burn_in):
     """Run 2N iterations straight; separately resume from the checkpoint at N (in a fresh
