@@ -112,16 +112,16 @@ def memory_kinds(pool: dict) -> tuple[str, ...]:
     return MEMORIES + ("burn-in",) if histories else MEMORIES
 
 
-def burned_in(model, payloads: list, window: int) -> list[np.ndarray | None]:
-    """Each state's memory rebuilt by the policy from the observations saved before it (None without)."""
+def burned_in(model, payloads: list, window: int) -> np.ndarray:
+    """(states, M) each state's memory rebuilt by the policy from the observations saved before it;
+    zeros for a state saved without them, which PPO's reset starts with an empty memory."""
     graphdef, params, frozen = nnx.split(model, trainable_filter(model.cfg), ...)
     replay = make_burn_in(graphdef, window)
-    return [
-        None
-        if not payload or payload.get("history") is None
-        else np.asarray(replay(params, frozen, payload["history"], payload["history_progress"]))
-        for payload in payloads
-    ]
+    rebuilt = np.zeros((len(payloads), model.cfg.memory), np.float32)
+    for i, payload in enumerate(payloads):
+        if payload and payload.get("history") is not None:
+            rebuilt[i] = replay(params, frozen, payload["history"], payload["history_progress"])
+    return rebuilt
 
 
 def state_table(pool: dict, model, args: Args, trained: dict) -> list[dict]:
@@ -164,7 +164,7 @@ def state_table(pool: dict, model, args: Args, trained: dict) -> list[dict]:
                 ),
             }
             if "burn-in" in kinds:
-                memories["burn-in"] = np.stack([_stored({"memory": rebuilt[i]}, width) for i in owner])
+                memories["burn-in"] = rebuilt[owner]
             best, left = {}, {}
             for k, kind in enumerate(kinds):
                 _, best[kind], left[kind], _ = play(

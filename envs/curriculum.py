@@ -47,6 +47,13 @@ MASTERY_WINDOW = 16
 MASTERY_AHEAD = 4
 
 
+def most_crowded(ranked_scores) -> int:
+    """Index of the entry whose neighbours are closest in a list of scores in rising order, never the
+    first or last: the one a thinned chain can lose at least cost."""
+    ranked = np.asarray(ranked_scores)
+    return 1 + int(np.argmin(ranked[2:] - ranked[:-2]))
+
+
 class SavedStates(ABC):
     """What every curriculum keeps: emulator states with their scores and payloads, at most `capacity`,
     and the reset rule VecGameBoy asks (`reset_picks`). Subclasses decide what is kept and drawn."""
@@ -119,8 +126,7 @@ class CurriculumPool(SavedStates):
     def _thinned(self) -> int:
         """The state whose neighbours in score are closest, never the lowest or highest."""
         order = np.argsort(self.scores, kind="stable")
-        ranked = np.asarray(self.scores)[order]
-        return int(order[1 + int(np.argmin(ranked[2:] - ranked[:-2]))])
+        return int(order[most_crowded(np.asarray(self.scores)[order])])
 
     def _append(self, state: bytes, score: float, payload):
         self.states.append(state)
@@ -255,8 +261,7 @@ class BackwardChain(SavedStates):
         self.scores.insert(at, float(score))
         self.payloads.insert(at, payload)
         if len(self.states) > self.capacity:
-            spans = np.asarray(self.scores[2:]) - np.asarray(self.scores[:-2])  # around entries 1..n-2
-            drop = 1 + int(np.argmin(spans))
+            drop = most_crowded(self.scores)
             del self.states[drop], self.scores[drop], self.payloads[drop]
         return True
 

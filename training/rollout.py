@@ -63,7 +63,7 @@ class EpisodeHistory:
         self.count += 1
 
     def last(self, env: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """env's last min(count, window) observations (L, ...) and progress (L,), oldest first."""
+        """env's last min(count, window) observations (L, ...) and progress (L,), oldest first (copies)."""
         length = int(min(self.count[env], self.window))
         if length == 0:
             return None
@@ -345,7 +345,7 @@ class Runner:
         payload = {**group.progress.episode_state(env), "memory": policy_memory}
         history = group.history.last(env) if group.history is not None else None  # the frames before it
         if history is not None:
-            payload |= {"history": history[0].copy(), "history_progress": history[1].copy()}
+            payload |= {"history": history[0], "history_progress": history[1]}
         return payload
 
     def _new_high(self, group: EnvGroup, scores, memory) -> list[tuple]:
