@@ -9,7 +9,7 @@ It measures, on whatever JAX's default backend is (the file names it):
 - PPO iterations per hour at the seed's config (train_with_cnn_reward.py's defaults: 16 envs x 128 steps,
   4 update epochs, the seed-size policy, a ResNet-34 reward; the seed reported ~600/hour on a 32 GB GPU),
   from the median iteration after the first (which compiles);
-- VecGameBoy with 32 envs on all the machine's cores against raw PyBoy (bench/env_throughput.py).
+- VecGameBoy with 32 envs (--envs) on all the machine's cores against raw PyBoy (bench/env_throughput.py).
 
 The model steps run on random frames and tokens: the weights and data do not change the arithmetic.
 """
@@ -56,6 +56,8 @@ class Args:
     """PPO iterations (the first compiles and is not counted)."""
     env_steps: int = 100
     """Timed env steps per env of the VecGameBoy comparison."""
+    envs: int = 32
+    """Envs of the VecGameBoy comparison."""
     scratch: Path | None = None
     """Folder for the reward checkpoint and PPO's outputs, in a temporary folder deleted at the end."""
     output: Path = Path("bench/results/gpu.md")
@@ -140,9 +142,9 @@ def ppo_rate(args: Args, scratch: Path) -> tuple[float, float]:
 
 
 def env_table(args: Args, scratch: Path) -> str:
-    """bench/env_throughput.py's table for 32 envs at 1 worker and all cores."""
+    """bench/env_throughput.py's table for `args.envs` envs at 1 worker and all cores."""
     output = scratch / "env_throughput.md"
-    command = [sys.executable, str(REPO / "bench" / "env_throughput.py"), "--env-counts", "32"]
+    command = [sys.executable, str(REPO / "bench" / "env_throughput.py"), "--env-counts", str(args.envs)]
     command += [
         "--worker-counts",
         "1",
@@ -160,8 +162,8 @@ def env_table(args: Args, scratch: Path) -> str:
 
 
 def main(args: Args) -> str:
-    if min(args.steps, args.env_steps) < 1 or args.ppo_iterations < 2:
-        raise SystemExit("error: --steps and --env-steps must be >= 1, --ppo-iterations >= 2")
+    if min(args.steps, args.env_steps, args.envs) < 1 or args.ppo_iterations < 2:
+        raise SystemExit("error: --steps, --env-steps and --envs must be >= 1, --ppo-iterations >= 2")
     dtype = compute_dtype("auto")
     frames_per_s, tokenizer_params = tokenizer_rate(args.size, dtype, args.steps)
     print(f"tokenizer: {frames_per_s:,.0f} frames/s ({tokenizer_params:,} params)")
@@ -188,7 +190,7 @@ def main(args: Args) -> str:
             f"| PPO iterations per hour (env steps/s) | {iterations_per_hour:,.0f} ({sps:,.0f}) "
             "| ~600 on a GPU |",
             "",
-            "VecGameBoy, 32 envs, against raw PyBoy (bench/env_throughput.py):",
+            f"VecGameBoy, {args.envs} envs, against raw PyBoy (bench/env_throughput.py):",
             "",
             envs,
             "",
