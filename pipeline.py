@@ -9,9 +9,10 @@ scripted speedruns, and PPO, the envs-alone timing and the evaluation run on tha
 --initial-state, if given).
 
 speedruns -> tokenizer (1a) -> dynamics (1b) -> reward -> PPO -> evaluation, each phase
-calling the same `main(Args)` as its standalone script, with sizes chosen for a CPU. PPO's
-reward is the Phase 2 reward's score of the furthest speedrun frame each episode has matched in
-order (training/route.py; --no-route: the score of its own frames). Everything goes under
+calling the same `main(Args)` as its standalone script, with sizes chosen for a CPU
+(training/main_job.py). PPO's reward is the Phase 2 reward's score of the furthest speedrun frame
+each episode has matched in order (training/route.py; --no-route: the score of its own frames).
+Everything goes under
 --out-dir: report.md holds the results table and the paths of the GIF and plots, and
 report.json the same figures for programs (time, env steps, PPO and env-only steps/s, trained
 and random milestones), all measured in the run. Re-running skips nothing: each phase starts
@@ -22,13 +23,11 @@ frames beside them) and runs only PPO and the evaluation, as bench/agent.py does
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import tyro
 
 import evaluate_policy
@@ -39,121 +38,25 @@ from data import extract_frames, make_speedruns
 from envs.games import EMUQUEST_ROM, detected, detected_line, profile_for_rom
 from envs.rom import RomError, check_rom
 from models.reward import reward_config
-from training.io import atomic_write
-from training.metrics import METRICS_FILE
+from training.main_job import (
+    CELL_CAPACITY,
+    ENV_ONLY_SECONDS,
+    EVENT_REWARD_SCALE,
+    FULL,
+    PPO_OVERRIDES,
+    QUICK,
+    REWARD_BACKBONE,
+    REWARD_DRIFT_FRACTION,
+    REWARD_EVAL_EVERY,
+    TOKENIZER_EVAL_EVERY,
+    Budget,
+)
 from training.paths import DYNAMICS_FILE, ENCODER_FILE, POLICY_FINAL_FILE, TOKENIZER_FILE, reward_file
+from training.pipeline_report import write_report, write_summary
+from training.ppo_config import Args as PPOArgs
+from training.ppo_config import with_settings
 from training.resume import flag
 from training.rollout import env_only_sps
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Sizes of every phase; the two presets below are what the README promises."""
-
-    num_runs: int
-    frame_every: int
-    branch_every: int  # random-play branches off the speedruns, ranked below them by the reward
-    branch_steps: int
-    size: str  # model size preset of pretrain_visual.py (train_reward.py's ResNet is not used here)
-    tokenizer_epochs: int
-    tokenizer_lr: float
-    tokenizer_batch_size: int
-    dynamics_epochs: int
-    dynamics_lr: float
-    dynamics_layers: int  # the dynamics model's blocks, which the policy's trunk starts from
-    dynamics_pool: tuple[int, int]  # token windows merged into one trunk token
-    reward_epochs: int  # of the frozen-VQ reward head on cached tokens: ~0.5 s per epoch, a ResNet-34's ~40 s
-    reward_pairs_per_epoch: int
-    reward_events: int  # event features of the seen-token bag the reward reads (0: one frame)
-    ppo_iterations: int
-    ppo_envs: int
-    ppo_steps: int
-    eval_episodes: int
-    eval_steps: int
-
-
-# Sizes for a 2-core CPU, tuned with bench/phase12.py and bench/agent.py (BENCHMARKS.md): the tokenizer
-# trains 8 epochs at batch 16 (enough to draw sprites, which the reward and the policy must see), the
-# reward head 200 epochs on cached tokens (fewer leave its score without direction inside a room), and
-# random-play branches (24 steps every 48 frames) are ranked below the route so that screens off it do
-# not score whatever the head extrapolates.
-FULL = Budget(
-    num_runs=5,
-    frame_every=4,
-    branch_every=48,
-    branch_steps=24,
-    size="small",
-    tokenizer_epochs=8,
-    tokenizer_lr=2e-3,
-    tokenizer_batch_size=16,
-    dynamics_epochs=10,
-    dynamics_lr=1e-3,
-    dynamics_layers=1,
-    dynamics_pool=(3, 2),
-    reward_epochs=200,
-    reward_pairs_per_epoch=768,
-    reward_events=8,
-    ppo_iterations=500,
-    ppo_envs=64,
-    ppo_steps=32,
-    eval_episodes=8,
-    eval_steps=400,
-)
-QUICK = Budget(
-    num_runs=3,
-    frame_every=12,
-    branch_every=400,
-    branch_steps=4,
-    size="tiny",
-    tokenizer_epochs=2,
-    tokenizer_lr=2e-3,
-    tokenizer_batch_size=16,
-    dynamics_epochs=2,
-    dynamics_lr=1e-3,
-    dynamics_layers=1,
-    dynamics_pool=(3, 2),
-    reward_epochs=2,
-    reward_pairs_per_epoch=256,
-    reward_events=8,
-    ppo_iterations=4,
-    ppo_envs=8,
-    ppo_steps=32,
-    eval_episodes=4,
-    eval_steps=100,
-)
-# PPO for a CPU-sized run (train_with_cnn_reward.py's defaults are the seed's, for 12,000 GPU iterations):
-# a higher learning rate and a lower entropy bonus move entropy off its maximum; 256-step episodes restart
-# each env often; progress counted from each episode's best score makes leaving an overrated state free.
-# The learner is sized to keep up with the emulators (bench/learner.py): gray frames, a token cache, a
-# trunk of one block on 15 pooled tokens (the dynamics model's size), one epoch per rollout, and each
-# update overlapped with the next rollout. A GRU memory of 128 lets the policy know what it has done
-# (bench/agent.py: 2.67 milestones against 2.29 without, 3 seeds) at no measurable cost in steps/s.
-PPO_OVERRIDES = dict(
-    reward_interval=8,
-    learning_rate=1e-3,
-    ent_coef=0.003,
-    curriculum_prob=0.25,
-    return_filter=0.8,
-    max_episode_steps=256,
-    update_epochs=1,
-    progress_baseline="best",
-    observation="gray",
-    overlap_update=True,
-    memory=128,
-)
-CELL_CAPACITY = 256  # cells kept with --curriculum-cells (EmuQuest's speedruns show ~250 of them)
-ENV_ONLY_SECONDS = 15  # the envs alone, with PPO's settings, timed in the same run for report.json
-
-
-# Held-out evaluation changes no weights but costs ~15% of a tokenizer epoch and a third of a reward-head
-# epoch, so the main job runs a few (always one after the last epoch, which the report reads).
-TOKENIZER_EVAL_EVERY, REWARD_EVAL_EVERY = 4, 20
-
-REWARD_BACKBONE = "vq"  # the frozen-VQ reward head: a ResNet-34 costs ~40x more per epoch on a CPU
-# A reward with event features ranks half its branch pairs below their own trajectory's past, so that
-# random play cannot raise it (bench/wander_reward.py), and its scores span ~3x a one-frame head's on the
-# held-out run (99.5 against 34.4), so PPO scales them down to the one-frame head's unit.
-REWARD_DRIFT_FRACTION, EVENT_REWARD_SCALE = 0.5, 0.35
 
 
 @dataclass
@@ -262,25 +165,8 @@ PIPELINE_PPO_SETTINGS = frozenset({
 })  # fmt: skip
 
 
-def with_ppo_set(ppo: train_with_cnn_reward.Args, settings: tuple[str, ...]) -> train_with_cnn_reward.Args:
-    """`ppo` with --ppo-set's NAME=VALUE settings read as PPO's own flags would be (tyro reports an
-    unknown name or a bad value, with PPO's help for it)."""
-    switches = {f.name for f in dataclasses.fields(train_with_cnn_reward.Args) if f.type in (bool, "bool")}
-    flags = []
-    for setting in settings:
-        name, equals, value = setting.partition("=")
-        field_name = name.removeprefix("--").replace("-", "_")
-        if not equals or not field_name:
-            raise SystemExit(f"--ppo-set {setting!r}: write NAME=VALUE, e.g. ent-coef=0.01")
-        if field_name in PIPELINE_PPO_SETTINGS:
-            raise SystemExit(f"--ppo-set {setting!r}: pipeline.py sets {flag(field_name)} itself")
-        if field_name in switches:
-            if value.lower() not in ("true", "false"):
-                raise SystemExit(f"--ppo-set {setting!r}: {flag(field_name)} is a switch, true or false")
-            flags.append(flag(field_name) if value.lower() == "true" else f"--no-{flag(field_name)[2:]}")
-        else:
-            flags += [flag(field_name), value]
-    return tyro.cli(train_with_cnn_reward.Args, args=flags, default=ppo) if flags else ppo
+def with_ppo_set(ppo: PPOArgs, settings: tuple[str, ...]) -> PPOArgs:
+    return with_settings(ppo, settings, reserved=PIPELINE_PPO_SETTINGS, caller="pipeline.py")
 
 
 def timed(name: str, durations: dict, fn, *a, **kw):
@@ -297,7 +183,7 @@ def main(args: Args) -> dict:
     "evaluation"}."""
     budget = budget_for(args)
     check_user_game(args)
-    with_ppo_set(train_with_cnn_reward.Args(), args.ppo_set)  # a bad --ppo-set fails before any phase
+    with_ppo_set(PPOArgs(), args.ppo_set)  # a bad --ppo-set fails before any phase
     out = args.out_dir
     ckpt, ppo_dir, eval_dir = args.checkpoints or out / "checkpoints", out / "ppo", out / "eval"
     rom = args.rom or EMUQUEST_ROM
@@ -467,7 +353,7 @@ def budget_for(args: Args) -> Budget:
     return budget
 
 
-def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> train_with_cnn_reward.Args:
+def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> PPOArgs:
     """The main job's PPO run on the Phase 1-2 checkpoints in `checkpoints`."""
     overrides = dict(PPO_OVERRIDES)
     reward = checkpoints / reward_file(REWARD_BACKBONE)
@@ -493,7 +379,7 @@ def ppo_args(budget: Budget, checkpoints: Path, out_dir: Path, args: Args) -> tr
             route_scene_change=args.route_scene_change,
             route_text_barrier=args.route_text_barrier,
         )
-    ppo = train_with_cnn_reward.Args(
+    ppo = PPOArgs(
         rom=None if args.rom is None else str(args.rom),
         initial_state=None if args.initial_state is None else str(args.initial_state),
         reward_model=str(reward),
@@ -522,99 +408,6 @@ def route_frames(args: Args, checkpoints: Path) -> Path | None:
         return args.route_frames
     videos = checkpoints.parent / "videos" / "frames"
     return videos if videos.is_dir() else checkpoints.parent / "speedruns" / "frames"
-
-
-def write_summary(out: Path, durations, history, evaluation, ppo, env_sps: float) -> dict:
-    """report.json: the main job's figures for programs, all measured in this run."""
-    rows = {row["agent"]: row for row in evaluation["rows"]}
-    steady = history[1:] or history  # the first iteration includes compilation
-    steps = len(steady) * ppo.num_envs * ppo.num_steps
-    ppo_sps = steps / sum(ppo.num_envs * ppo.num_steps / r["charts/sps"] for r in steady)
-    summary = {
-        "game": evaluation["game"],
-        "minutes_total": sum(durations.values()) / 60,
-        "minutes": {name: seconds / 60 for name, seconds in durations.items()},
-        "ppo_env_steps": history[-1]["env_steps"],  # with --ppo-resume, the earlier run's included
-        "ppo_env_steps_run": len(history) * ppo.num_envs * ppo.num_steps,  # this run's alone
-        "ppo_sps": ppo_sps,
-        "env_only_sps": env_sps,
-        "ppo_to_env_sps": ppo_sps / env_sps,
-        "token_cache_hit_rate": float(np.mean([r.get("charts/token_cache_hit_rate", 0.0) for r in steady])),
-        "entropy_fraction_final": history[-1]["policy/entropy_fraction"],
-        "trained_milestones_mean": rows["trained"]["milestones_mean"],
-        "random_milestones_mean": rows["random"]["milestones_mean"],
-        "trained_finished_rate": rows["trained"]["finished_rate"],
-        "random_finished_rate": rows["random"]["finished_rate"],
-        "title_escape_rate": rows["trained"]["title_escape_rate"],
-        "random_title_escape_rate": rows["random"]["title_escape_rate"],
-        "trained_title_steps_median": rows["trained"]["title_steps_median"],
-        "random_title_steps_median": rows["random"]["title_steps_median"],
-        "intro_done_rate": rows["trained"]["intro_done_rate"],
-        "random_intro_done_rate": rows["random"]["intro_done_rate"],
-    }
-    atomic_write(out / "report.json", json.dumps(summary, indent=1) + "\n")
-    return summary
-
-
-def write_report(
-    out: Path,
-    data: str,
-    durations,
-    tokenizer,
-    dynamics,
-    reward,
-    summary: dict,
-    evaluation,
-    ppo: train_with_cnn_reward.Args,
-) -> str:
-    """report.md in `out`; `data` says what Phases 1-2 trained on, and their rows say where reused
-    checkpoints came from."""
-    minutes = {name: f"{seconds / 60:.1f}" for name, seconds in durations.items()}
-    reused = f"reused from {Path(ppo.reward_model).parent}"
-    if tokenizer is None:
-        phase12 = [f"| speedruns, tokenizer, dynamics, reward | {reused} | - |"]
-    else:
-        data_phase = "speedruns" if "speedruns" in minutes else "frames from videos"
-        phase12 = [
-            f"| {data_phase} | {data} | {minutes[data_phase]} |",
-            f"| tokenizer | codebook use {tokenizer['code_use']:.0%}, "
-            f"held-out recon MSE {tokenizer['eval_recon_mse']:.4f}"
-            f" | {minutes['tokenizer (1a)']} |",
-            f"| dynamics | next-token acc {dynamics['eval_accuracy']:.1%} vs copy baseline"
-            f" {dynamics['eval_copy_accuracy']:.1%} | {minutes['dynamics (1b)']} |",
-            f"| reward (frozen VQ + MLP) | held-out pairwise acc {reward['eval_pairwise_accuracy']:.1%},"
-            f" Spearman {reward['eval_spearman']:.3f}, branches below the run"
-            f" {reward.get('eval_branch_accuracy', float('nan')):.1%} | {minutes['reward']} |",
-        ]
-    lines = [
-        "# EmuRL pipeline report",
-        "",
-        detected_line(evaluation["game"]),
-        "",
-        "| phase | result | minutes |",
-        "|---|---|---|",
-        *phase12,
-        f"| PPO | {summary['ppo_env_steps']:,} env steps at {summary['ppo_sps']:.0f} SPS, "
-        f"{summary['ppo_to_env_sps']:.2f} of the envs alone ({summary['env_only_sps']:.0f}); token cache "
-        f"hit rate {summary['token_cache_hit_rate']:.0%}; entropy {summary['entropy_fraction_final']:.1%} "
-        f"of max | {minutes['PPO']} |",
-        f"| evaluation | see below | {minutes['evaluation']} |",
-        "",
-        f"Total: {sum(durations.values()) / 60:.1f} minutes.",
-        "",
-        "## Trained agent vs random",
-        "",
-        evaluation["table"],
-        "",
-        f"- GIF of the trained agent: `{evaluation['gif']}`",
-        f"- Milestones over training: `{evaluation['plot']}`",
-        f"- PPO metrics: `{Path(ppo.out_dir) / METRICS_FILE}`",
-        f"- These figures for programs: `{out / 'report.json'}`",
-        f"- Tokenizer reconstructions: `{Path(ppo.reward_model).parent / 'recon_grid.png'}`",
-    ]
-    report = "\n".join(lines) + "\n"
-    atomic_write(out / "report.md", report)
-    return report
 
 
 if __name__ == "__main__":

@@ -35,12 +35,13 @@ import numpy as np
 import tyro
 
 import pipeline
-import train_with_cnn_reward
 from bench.tables import machine
 from envs.games import EMUQUEST_ROM
 from models.checkpoint import load_checkpoint
 from training.io import atomic_write
 from training.paths import POLICY_FINAL_FILE, path_from_checkpoint
+from training.ppo_config import PATH_SETTINGS
+from training.ppo_config import Args as PPOArgs
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Args:
     """Where the markdown table is written."""
     reward_scale: float | None = None
     """PPO's --reward-scale (None: the main job's for the checkpoints' reward: 1 for a one-frame
-    head, pipeline.EVENT_REWARD_SCALE for one with event features)."""
+    head, training/main_job.py EVENT_REWARD_SCALE for one with event features)."""
     curriculum_cells: bool = False
     """PPO's curriculum is Go-Explore's cell archive instead of new progress highs."""
     curriculum_backward: bool = False
@@ -143,14 +144,14 @@ def finished_run(args: Args, seed: int) -> dict | None:
     budget = pipeline.budget_for(wanted_args)
     wanted = dataclasses.asdict(pipeline.ppo_args(budget, args.checkpoints, run_dir / "ppo", wanted_args))
     trained = load_checkpoint(policy, "policy")["config"]["args"]
-    defaults = dataclasses.asdict(train_with_cnn_reward.Args())  # for settings added after a run
+    defaults = dataclasses.asdict(PPOArgs())  # for settings added after a run
     for name, value in wanted.items():
         if name in RUNTIME_SETTINGS:
             continue
         theirs = trained.get(name, defaults[name])
         if name == "rom":  # None is the embedded ROM, which a resumed run records by its path
             value, theirs = value or str(EMUQUEST_ROM), theirs or str(EMUQUEST_ROM)
-        if name in train_with_cnn_reward.PATH_SETTINGS and value and theirs:
+        if name in PATH_SETTINGS and value and theirs:
             value = Path(value).resolve()
             theirs = Path(path_from_checkpoint(theirs, policy.parent)).resolve()
         if value != theirs:

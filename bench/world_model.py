@@ -51,6 +51,7 @@ from models.build import build
 from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
 from models.vqvae import load_tokenizer
 from models.world_model import load_world_model
+from training import main_job
 from training.paths import POLICY_FINAL_FILE, TOKENIZER_FILE, WORLD_MODEL_FILE
 from training.rollout import env_only_sps
 from training.steps import make_optimizer, make_train_step, new_train_state
@@ -251,7 +252,7 @@ def ppo_at_equal_time(args: Args, world_model: Path) -> list[dict]:
         out = args.out_dir / f"ppo_imagined_{fraction:g}"
         # The memoryless policy, as BENCHMARKS.md's figures were measured.
         settings = pipeline.Args(seed=args.seed, memory=0)
-        ppo = pipeline.ppo_args(pipeline.FULL, args.run / "checkpoints", out, settings)
+        ppo = pipeline.ppo_args(main_job.FULL, args.run / "checkpoints", out, settings)
         imagined = int(round(fraction * ppo.num_envs))
         ppo = dataclasses.replace(
             ppo,

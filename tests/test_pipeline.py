@@ -14,6 +14,7 @@ from data import make_start_state
 from envs.games import EMUQUEST_ROM
 from models.checkpoint import load_checkpoint
 from models.reward import load_reward
+from training import main_job
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import agent  # noqa: E402  (bench/agent.py)
@@ -44,8 +45,8 @@ def test_quick_pipeline_runs_every_phase_and_writes_its_report(quick_run):
     assert summary["ppo_sps"] > 0 and summary["env_only_sps"] > 0
     # The reward reads the episode's seen tokens through event features, and PPO scales it to match.
     reward = load_reward(out / "checkpoints" / "reward_vq.pkl")
-    assert reward.cfg.seen_tokens and reward.cfg.events == pipeline.QUICK.reward_events > 0
-    assert result["ppo_args"]["reward_scale"] == pipeline.EVENT_REWARD_SCALE
+    assert reward.cfg.seen_tokens and reward.cfg.events == main_job.QUICK.reward_events > 0
+    assert result["ppo_args"]["reward_scale"] == main_job.EVENT_REWARD_SCALE
     # PPO's reward follows the run's own speedruns in order.
     assert result["ppo_args"]["route_frames"] == str(out / "speedruns" / "frames")
 
@@ -152,7 +153,7 @@ def test_the_backward_curriculum_reaches_ppo_and_needs_the_route(quick_run, tmp_
     out, result = quick_run
     bench = agent.Args(checkpoints=out / "checkpoints", quick=True, curriculum_backward=True)
     args = agent.pipeline_args(bench, seed=0)
-    ppo = pipeline.ppo_args(pipeline.QUICK, out / "checkpoints", tmp_path / "ppo", args)
+    ppo = pipeline.ppo_args(main_job.QUICK, out / "checkpoints", tmp_path / "ppo", args)
     assert ppo.curriculum_backward and ppo.route_frames == str(out / "speedruns" / "frames")
     seed_row = agent.row(0, result["report"], None, dataclasses.asdict(ppo), result["budget"])
     assert "curriculum new highs walked back from the runs' end" in agent.markdown([seed_row], bench)
@@ -169,14 +170,14 @@ def test_ppo_set_reaches_ppo_over_the_main_jobs_settings_and_the_bench_header(qu
     settings = ("ent-coef=0.01", "gamma=0.995", "curriculum_cells=true", "--route-window=45")
     bench = agent.Args(checkpoints=out / "checkpoints", quick=True, memory=8, ppo_set=settings)
     args = agent.pipeline_args(bench, seed=0)
-    ppo = pipeline.ppo_args(pipeline.QUICK, out / "checkpoints", tmp_path / "ppo", args)
-    main_job = pipeline.ppo_args(
-        pipeline.QUICK, out / "checkpoints", tmp_path / "ppo", dataclasses.replace(args, ppo_set=())
+    ppo = pipeline.ppo_args(main_job.QUICK, out / "checkpoints", tmp_path / "ppo", args)
+    plain = pipeline.ppo_args(
+        main_job.QUICK, out / "checkpoints", tmp_path / "ppo", dataclasses.replace(args, ppo_set=())
     )
-    before = dataclasses.asdict(main_job)
+    before = dataclasses.asdict(plain)
     changed = {k: v for k, v in dataclasses.asdict(ppo).items() if v != before[k]}
     assert changed == dict(ent_coef=0.01, gamma=0.995, curriculum_cells=True, route_window=45)
-    assert (ppo.memory, ppo.learning_rate) == (8, pipeline.PPO_OVERRIDES["learning_rate"])  # the rest stays
+    assert (ppo.memory, ppo.learning_rate) == (8, main_job.PPO_OVERRIDES["learning_rate"])  # the rest stays
     seed_row = agent.row(0, result["report"], None, dataclasses.asdict(ppo), result["budget"])
     header = agent.markdown([seed_row], bench).splitlines()[0]
     assert "ent-coef=0.01, gamma=0.995, curriculum_cells=true, --route-window=45; evaluation" in header
