@@ -34,19 +34,17 @@ from flax import nnx
 from tqdm import tqdm
 
 from data.frames import FramesDataset
-from models.build import abstract, build
+from models.build import build
 from models.checkpoint import (
     CheckpointError,
     config_from_dict,
-    load_checkpoint,
-    restore_params,
     save_checkpoint,
 )
 from models.presets import PHASE1_LR, PHASE1_SIZES
 from models.quantizers import QuantizerConfig
 from models.sharding import process_rows, replicate, shard_batch, shard_local
 from models.transformer import TokenTransformer, TransformerConfig, dynamics_loss
-from models.vqvae import VQVAE, VQVAEConfig, encoder_params, frames_to_float, tokenizer_loss
+from models.vqvae import VQVAE, VQVAEConfig, encoder_params, frames_to_float, load_tokenizer, tokenizer_loss
 from training.cli import dtype_flag, fail
 from training.data import fit_batch_size, load_frames, map_batches, split_runs
 from training.distributed import Distributed, initialize
@@ -346,14 +344,10 @@ def load_frozen_tokenizer(path: str | Path, out_dir: Path, dtype: jnp.dtype) -> 
     compute dtype."""
     path = find_checkpoint(path, "--tokenizer", out_dir)
     try:
-        ckpt = load_checkpoint(path, "tokenizer")
-        cfg = dataclasses.replace(config_from_dict(VQVAEConfig, ckpt["config"]), dtype=dtype.name)
-        model = restore_params(
-            abstract(lambda: VQVAE(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path)
-        )
+        model = load_tokenizer(path, dtype.name)
     except CheckpointError as err:
         raise fail(f"--tokenizer: {err}") from None
-    if cfg.quantizer.kind == "none":
+    if model.cfg.quantizer.kind == "none":
         raise fail(
             f"--tokenizer: {path} uses quantizer 'none', which has no tokens; "
             "train one with --quantizer vq|fsq|nsvq"

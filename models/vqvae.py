@@ -229,10 +229,13 @@ def tokenizer_loss(model: VQVAE, frames: jax.Array, key: jax.Array | None):
     }
 
 
-def load_tokenizer(path) -> VQVAE:
-    """A VQVAE rebuilt from a 'tokenizer' checkpoint (its config and weights)."""
+def load_tokenizer(path, dtype: str | None = None) -> VQVAE:
+    """A VQVAE rebuilt from a 'tokenizer' checkpoint (its config and weights), computing in `dtype`
+    (None: the checkpoint's)."""
     ckpt = load_checkpoint(path, "tokenizer")
     cfg = config_from_dict(VQVAEConfig, ckpt["config"])
+    if dtype is not None:
+        cfg = dataclasses.replace(cfg, dtype=dtype)
     return restore_params(abstract(lambda: VQVAE(cfg, rngs=nnx.Rngs(0))), ckpt["params"], source=str(path))
 
 

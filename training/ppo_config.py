@@ -225,6 +225,7 @@ class Args:
 
 
 def check_args(args: Args):
+    """Every bad flag or refused combination, in one line, before any work starts."""
     problems = []
     if args.num_envs < 1 or args.env_groups < 1:
         problems.append("--num-envs and --env-groups must be >= 1")
