@@ -12,12 +12,12 @@ speedruns -> tokenizer (1a) -> dynamics (1b) -> reward -> PPO -> evaluation, eac
 calling the same `main(Args)` as its standalone script, with sizes chosen for a CPU
 (training/main_job.py). PPO's reward is the Phase 2 reward's score of the furthest speedrun frame
 each episode has matched in order (training/route.py; --no-route: the score of its own frames).
-Everything goes under
---out-dir: report.md holds the results table and the paths of the GIF and plots, and
-report.json the same figures for programs (time, env steps, PPO and env-only steps/s, trained
-and random milestones), all measured in the run. Re-running skips nothing: each phase starts
-fresh. With --checkpoints it reuses an earlier run's Phase 1-2 checkpoints (and the speedrun
-frames beside them) and runs only PPO and the evaluation, as bench/agent.py does for each seed.
+Everything goes under --out-dir: report.md holds the results table and the paths of the GIF and
+plots, and report.json the same figures for programs (time, env steps, PPO and env-only steps/s,
+trained and random milestones), all measured in the run (training/pipeline_report.py). Re-running
+skips nothing: each phase starts fresh. With --checkpoints it reuses an earlier run's Phase 1-2
+checkpoints (and the speedrun frames beside them) and runs only PPO and the evaluation, as
+bench/agent.py does for each seed.
 """
 
 from __future__ import annotations
