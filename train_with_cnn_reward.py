@@ -65,7 +65,6 @@ from training.progress import load_progress, settings_of_run
 from training.rollout import ImaginedEnvs, Runner, make_runner
 from training.rom_binding import rom_record
 from training.route import load_routes, route_goal
-from training.self_imitation import SelfImitation, make_self_imitation_update
 from training.token_cache import TokenCache
 
 
@@ -180,11 +179,6 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
     tx = optax.chain(optax.clip_by_global_norm(args.max_grad_norm), optax.adam(args.learning_rate, eps=1e-5))
     state = PPOState(params, tx.init(params))
     watch = EntropyWatch(num_actions, args.entropy_warn_iters)
-    imitation = None
-    if args.self_imitation:
-        if jax.process_count() > 1:  # each process would replay its own episodes into the shared weights
-            raise fail("--self-imitation runs in one process")
-        imitation = SelfImitation(args.self_imitation, runner.num_envs, args.max_episode_steps, args.gamma)
     start_iteration = 0
     if args.resume:
         ts = ckpt["train_state"]
@@ -195,10 +189,6 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
         start_iteration = int(ts["iteration"])
         watch.streak = int(ts["entropy_streak"])
         runner.load_state_dict(ts["runner"])
-        if imitation is not None:
-            if ts.get("self_imitation") is None:
-                raise fail(f"--resume: {args.resume} was saved without --self-imitation's episodes")
-            imitation.load_state_dict(ts["self_imitation"])
     # With several processes the state is replicated over all of them and each acts with its own copy.
     state, global_frozen = replicate(state), replicate(frozen)
     runner.restart(start_iteration)
@@ -233,8 +223,6 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
         ent_coef=args.ent_coef,
         sequences=sequences,
     )
-    if imitation is not None:
-        imitate = make_self_imitation_update(graphdef, global_frozen, tx, args.self_imitation_coef)
 
     def save(path: Path, iteration: int):
         nnx.update(model, local_copy(state.params))
@@ -254,7 +242,6 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
             iteration=iteration,
             runner_state=runner.state_dict(),
             entropy_streak=watch.streak,
-            self_imitation=imitation.state_dict() if imitation is not None else None,
         )
 
     history = []
@@ -352,13 +339,6 @@ def train(args: Args, runner: Runner, ckpt: dict | None, key, out: OutDir) -> li
             if overlap:
                 acting_params = jax.tree.map(jnp.copy, local_copy(state.params))  # the update donates them
             state, losses = update(state, flat, update_key)
-            if imitation is not None:
-                imitation.add(batch, checkpoint_now)
-                if len(imitation) >= args.self_imitation_batch:
-                    replayed = imitation.sample(jax.random.fold_in(update_key, 1), args.self_imitation_batch)
-                    state, imitated = imitate(state, replayed)
-                    losses = {**losses, **imitated}
-                stats |= imitation.stats()
             in_flight = (iteration, losses, filter_stats, stats)
             if overlap:
                 continue

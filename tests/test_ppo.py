@@ -629,11 +629,11 @@ def test_the_novelty_bonus_pays_each_screen_once_per_episode():
 
 
 @pytest.mark.parametrize(
-    "cells, mastery, memory, burn_in, self_imitation",
-    [(False, False, 0, 0, 0), (True, False, 8, 0, 2), (False, True, 8, 6, 0)],
-    ids=["new-highs", "cell-archive-memory-self-imitation", "thinned-mastery-memory-burn-in"],
+    "cells, mastery, memory, burn_in",
+    [(False, False, 0, 0), (True, False, 8, 0), (False, True, 8, 6)],
+    ids=["new-highs", "cell-archive-and-memory", "thinned-mastery-memory-burn-in"],
 )
-def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory, burn_in, self_imitation):
+def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory, burn_in):
     """Run 2N iterations straight; separately resume from the checkpoint at N (in a fresh
     directory, as after a kill) and continue to 2N: the logged metrics must match exactly."""
     curriculum = dict(
@@ -644,8 +644,6 @@ def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory,
         memory=memory,
         memory_burn_in=burn_in,
         curriculum_thin=burn_in > 0,  # one case for both: each run is ~10 s
-        self_imitation=self_imitation,
-        self_imitation_batch=1,
     )
     straight = ppo.main(
         tiny_args(reward_path, tmp_path / "straight", iterations=4, save_every=2, env_groups=2, **curriculum)
@@ -659,13 +657,6 @@ def test_resume_continues_exactly(reward_path, tmp_path, cells, mastery, memory,
         assert "curriculum/mastered_states" in straight[-1]
         with pytest.raises(SystemExit, match="--curriculum-mastery is a rule for the pool of new highs"):
             ppo.main(tiny_args(reward_path, tmp_path / "bad", curriculum_mastery=True, curriculum_cells=True))
-    if self_imitation:  # power-on episodes were kept, replayed from the first checkpoint on, and saved
-        kept = final["train_state"]["self_imitation"]["episodes"]
-        assert 1 <= len(kept) <= self_imitation and all(len(e["actions"]) <= 12 for e in kept)
-        assert all("self_imitation/policy_loss" in r for r in straight[1:])
-        assert straight[-1]["self_imitation/episodes"] == len(kept)
-        with pytest.raises(SystemExit, match="--self-imitation must be >= 0, and above 0 it needs the VQ"):
-            ppo.main(tiny_args(reward_path, tmp_path / "bad", self_imitation=2, finetune_encoder=True))
     if burn_in:  # states keep the observations before them (at most the window), and resets replayed them
         histories = [payload["history"] for payload in pool["payloads"] if payload.get("history") is not None]
         assert histories and all(1 <= len(h) <= burn_in and h.shape[1:] == (9, 10) for h in histories)

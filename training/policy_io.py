@@ -153,13 +153,11 @@ def save_policy(
     entropy_streak: int,
     rom: dict,
     game: dict,
-    self_imitation: dict | None = None,
 ):
-    """Atomic policy checkpoint: bf16 params for evaluation, plus the fp32 train_state that --resume
-    needs (all params, optimizer, RNG, counters, curriculum pool, episode window, self-imitation's
-    episodes). `run_args` are the training script's settings, stored so evaluation and resume can read
-    them; `rom` the cartridge it trained on (training/rom_binding.py) and `game` the profile detected
-    for it."""
+    """Atomic policy checkpoint: bf16 params for evaluation, plus the fp32 train_state that
+    --resume needs (all params, optimizer, RNG, counters, curriculum pool, episode window).
+    `run_args` are the training script's settings, stored so evaluation and resume can read them; `rom`
+    the cartridge it trained on (training/rom_binding.py) and `game` the profile detected for it."""
     train_state = {
         "params": params_of(model),
         "opt_state": jax.tree.leaves(state.opt_state),  # rebuilt with restore_tree
@@ -167,7 +165,6 @@ def save_policy(
         "iteration": iteration,
         "entropy_streak": entropy_streak,
         "runner": runner_state,
-        "self_imitation": self_imitation,  # training/self_imitation.py's kept episodes, or None
     }
     config = {"policy": dataclasses.asdict(policy_cfg), "args": run_args, "rom": rom, "game": game}
     save_checkpoint(

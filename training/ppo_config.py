@@ -197,15 +197,6 @@ class Args:
     """Give the policy the route's progress, in this many bins: how far along the speedruns its episode
     has got, a pixel-derived stand-in for the event flags the Pokémon Red agents read (0: none; needs
     --route-frames)."""
-    self_imitation: int = 0
-    """Keep this many of the best episodes played from power-on, by return, and take one gradient step per
-    iteration toward their actions wherever their discounted return beats the value (self-imitation
-    learning, training/self_imitation.py; 0: off). Needs the VQ policy's frozen encoder (episodes are kept
-    as tokens) and one process."""
-    self_imitation_batch: int = 4
-    """Kept episodes per self-imitation step, each replayed whole from an empty memory."""
-    self_imitation_coef: float = 1.0
-    """Weight of the self-imitation loss."""
     trunk_pool: tuple[int, int] = (1, 1)
     """Merge windows of this many token rows and columns into one trunk token, when no dynamics
     checkpoint fixes it ((3, 2): 15 tokens instead of 90)."""
@@ -289,13 +280,6 @@ def check_args(args: Args):
             "--curriculum-mastery is a rule for the pool of new highs: not with --curriculum-cells "
             "or --curriculum-backward"
         )
-    if args.self_imitation < 0 or (args.self_imitation and (args.policy != "vq" or args.finetune_encoder)):
-        problems.append(
-            "--self-imitation must be >= 0, and above 0 it needs the VQ policy's frozen encoder (episodes "
-            "are kept as tokens)"
-        )
-    if args.self_imitation_batch < 1 or args.self_imitation_coef < 0:
-        problems.append("--self-imitation-batch must be >= 1 and --self-imitation-coef >= 0")
     if args.progress_bins < 0 or (args.progress_bins and args.route_frames is None):
         problems.append("--progress-bins must be >= 0, and above 0 it needs --route-frames")
     if args.route_frames is not None and not Path(args.route_frames).is_dir():
@@ -326,7 +310,6 @@ FIXED_ON_RESUME = frozenset({
     "num_layers", "num_heads", "encoder_channels", "codebook_size", "trunk_pool", "observation",
     "world_model", "imagined_envs", "curriculum_cells", "cell_band", "memory", "route_frames",
     "curriculum_backward", "curriculum_mastery", "curriculum_thin", "progress_bins", "memory_burn_in",
-    "self_imitation",
 })  # fmt: skip
 # Settings that name files: a checkpoint stores them relative to its own folder.
 PATH_SETTINGS = (
